@@ -1,0 +1,217 @@
+"""The backbone registry: one table of specs, looked up by name.
+
+Adding a backbone is adding one ``BackboneSpec`` to ``_REGISTRY``; every
+figure downstream (preprocessing, default size, where fine-tuning starts,
+which weights file Keras fetches) comes from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+
+_KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+_KERAS_APPS_NEW = "https://storage.googleapis.com/keras-applications/"
+
+
+class UnknownBackbone(ValueError):
+    """A backbone name that is not in the registry."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    family: str
+    preprocessing: str  # a mode of models.layers.BackbonePreprocessing
+    default_size: int
+    unfreeze_from: str | None  # first layer trained in phase 2; None: trains whole
+    params: int  # without the classification head
+    weights_url: str | None = None  # the official no-top ImageNet file Keras downloads
+    min_size: int = 32
+    constructor: str | None = None  # name in keras.applications
+    description: str = ""
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights_url is not None
+
+    @property
+    def weights_file(self) -> str | None:
+        """File name under ``$KERAS_HOME/models/`` where Keras caches the weights."""
+        return self.weights_url.rsplit("/", 1)[1] if self.weights_url else None
+
+    def build(self, input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+        """The backbone without its top; ``weights`` is "imagenet", None or a file path."""
+        if self.constructor is None:
+            return _SCRATCH_BUILDERS[self.name](input_shape, weights)
+        constructor = getattr(keras.applications, self.constructor)
+        return constructor(include_top=False, weights=weights, input_shape=input_shape)
+
+
+def _small_cnn(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    """Three conv/pool blocks: learns small datasets from scratch in seconds."""
+    layers = keras.layers
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    for block, filters in enumerate((32, 64, 128), start=1):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{block}_conv")(
+            x
+        )
+        x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    model = keras.Model(inputs, x, name="smallcnn")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+_SCRATCH_BUILDERS: dict[str, Callable[[tuple[int, int, int], str | None], keras.Model]] = {
+    "smallcnn": _small_cnn,
+}
+
+
+def _resnet_url(name: str) -> str:
+    return f"{_KERAS_APPS}resnet/{name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+_REGISTRY: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec(
+            "vgg16",
+            "vgg",
+            "caffe",
+            224,
+            "block5_conv1",
+            14_714_688,
+            f"{_KERAS_APPS}vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            constructor="VGG16",
+            description="VGG16 (Simonyan & Zisserman 2014)",
+        ),
+        BackboneSpec(
+            "vgg19",
+            "vgg",
+            "caffe",
+            224,
+            "block5_conv1",
+            20_024_384,
+            f"{_KERAS_APPS}vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            constructor="VGG19",
+            description="VGG19 (Simonyan & Zisserman 2014)",
+        ),
+        BackboneSpec(
+            "resnet50",
+            "resnet",
+            "caffe",
+            224,
+            "conv5_block1_1_conv",
+            23_587_712,
+            _resnet_url("resnet50"),
+            constructor="ResNet50",
+            description="ResNet-50 (He et al. 2015)",
+        ),
+        BackboneSpec(
+            "resnet101",
+            "resnet",
+            "caffe",
+            224,
+            "conv5_block1_1_conv",
+            42_658_176,
+            _resnet_url("resnet101"),
+            constructor="ResNet101",
+            description="ResNet-101",
+        ),
+        BackboneSpec(
+            "resnet152",
+            "resnet",
+            "caffe",
+            224,
+            "conv5_block1_1_conv",
+            58_370_944,
+            _resnet_url("resnet152"),
+            constructor="ResNet152",
+            description="ResNet-152",
+        ),
+        BackboneSpec(
+            "resnet50v2",
+            "resnet_v2",
+            "tf",
+            224,
+            "conv5_block1_preact_bn",
+            23_564_800,
+            _resnet_url("resnet50v2"),
+            constructor="ResNet50V2",
+            description="ResNet-50 v2, pre-activation (He et al. 2016)",
+        ),
+        BackboneSpec(
+            "resnet101v2",
+            "resnet_v2",
+            "tf",
+            224,
+            "conv5_block1_preact_bn",
+            42_626_560,
+            _resnet_url("resnet101v2"),
+            constructor="ResNet101V2",
+            description="ResNet-101 v2",
+        ),
+        BackboneSpec(
+            "resnet152v2",
+            "resnet_v2",
+            "tf",
+            224,
+            "conv5_block1_preact_bn",
+            58_331_648,
+            _resnet_url("resnet152v2"),
+            constructor="ResNet152V2",
+            description="ResNet-152 v2",
+        ),
+        BackboneSpec(
+            "densenet121",
+            "densenet",
+            "torch",
+            224,
+            "conv5_block1_0_bn",
+            7_037_504,
+            f"{_KERAS_APPS}densenet/densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            constructor="DenseNet121",
+            description="DenseNet-121 (Huang et al. 2016)",
+        ),
+        BackboneSpec(
+            "efficientnetb0",
+            "efficientnet",
+            "raw",
+            224,
+            "block7a_expand_conv",
+            4_049_571,
+            f"{_KERAS_APPS_NEW}efficientnetb0_notop.h5",
+            constructor="EfficientNetB0",
+            description="EfficientNet-B0 (Tan & Le 2019); normalises inside itself",
+        ),
+        BackboneSpec(
+            "smallcnn",
+            "scratch",
+            "unit",
+            64,
+            None,
+            93_248,
+            min_size=8,
+            description="3 conv/pool blocks for training from scratch (no pretrained weights)",
+        ),
+    )
+}
+
+
+def list_backbones() -> list[BackboneSpec]:
+    """Every registered backbone, in registry order."""
+    return list(_REGISTRY.values())
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """The spec for ``name``; ``UnknownBackbone`` names the ones that exist."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownBackbone(
+            f"Unknown backbone {name!r}; choose one of: {', '.join(_REGISTRY)}"
+        ) from None

@@ -1,0 +1,106 @@
+"""The classifier: raw RGB 0..255 -> backbone preprocessing -> backbone ->
+global pooling -> dropout -> softmax, and where the backbone's weights come from."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+
+from models.backbones import BackboneSpec
+from models.layers import BackbonePreprocessing
+
+POOLING = ("avg", "max")
+
+
+class WeightsError(ValueError):
+    """A ``--weights`` value that cannot be used as given."""
+
+
+class WeightsUnavailable(RuntimeError):
+    """ImageNet weights could not be had (no network, no cached file)."""
+
+
+def keras_cache_path(spec: BackboneSpec) -> Path:
+    """Where Keras' own download cache keeps the backbone's ImageNet file."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models" / (spec.weights_file or "")
+
+
+def resolve_weights(spec: BackboneSpec, weights: str) -> str | None:
+    """``"imagenet"``, ``None`` (random initialisation) or an existing file path."""
+    if weights == "imagenet":
+        if not spec.pretrained:
+            raise WeightsError(
+                f"Backbone {spec.name!r} has no ImageNet weights; train it from scratch with "
+                "--weights none, or pick a pretrained backbone (ktl backbones)"
+            )
+        return "imagenet"
+    if weights == "none":
+        return None
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsError(
+            f"--weights {weights!r}: no such file; use imagenet, none or the path of a weights "
+            "file (for example the official no-top .h5 file)"
+        )
+    return str(path)
+
+
+def build_backbone(
+    spec: BackboneSpec, image_size: tuple[int, int], weights: str | None
+) -> keras.Model:
+    """The backbone with ``weights``; ``WeightsUnavailable`` explains how to get ImageNet's."""
+    input_shape = (*image_size, 3)
+    try:
+        return spec.build(input_shape, weights)
+    except Exception as exc:
+        if weights != "imagenet":
+            if isinstance(weights, str):
+                raise WeightsError(
+                    f"--weights {weights}: cannot be loaded into {spec.name}: {exc}"
+                ) from exc
+            raise
+        cache = keras_cache_path(spec)
+        raise WeightsUnavailable(
+            f"ImageNet weights for {spec.name} could not be obtained ({exc}).\n"
+            f"Keras caches them at {cache} (the folder follows KERAS_HOME).\n"
+            f"To work offline, download {spec.weights_url} on a machine with internet access "
+            f"and copy it to that path, or pass --weights /path/to/{spec.weights_file}.\n"
+            "Alternatives: --weights none trains from random initialisation (nothing is "
+            "transferred; expect much lower accuracy on small datasets), or "
+            "--backbone smallcnn --weights none trains a small network from scratch."
+        ) from exc
+
+
+def build_classifier(
+    spec: BackboneSpec,
+    backbone: keras.Model,
+    num_classes: int,
+    *,
+    dropout: float = 0.2,
+    pooling: str = "avg",
+    frozen_statistics: bool = True,
+) -> keras.Model:
+    """Wrap ``backbone`` into the bundle's model: raw pixels in, probabilities out.
+
+    With ``frozen_statistics`` the backbone is called with ``training=False`` so its
+    BatchNorm layers stay in inference mode while fine-tuning, as transfer learning
+    requires; a network trained from scratch needs them to learn and leaves it off.
+    """
+    if pooling not in POOLING:
+        raise ValueError(f"Unknown pooling {pooling!r}; expected one of {POOLING}")
+    height, width, _ = backbone.input_shape[1:]
+    inputs = keras.Input((height, width, 3), name="image")
+    x = BackbonePreprocessing(spec.preprocessing, name="preprocess")(inputs)
+    x = backbone(x, training=False) if frozen_statistics else backbone(x)
+    pool = (
+        keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
+    )
+    x = pool(name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(
+        num_classes, activation="softmax", name="predictions", dtype="float32"
+    )(x)
+    return keras.Model(inputs, outputs, name=f"ktl_{spec.name}")

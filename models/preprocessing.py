@@ -1,0 +1,139 @@
+"""The one image preprocessing function shared by training and serving.
+
+Bytes or a path go in; an ``(height, width, 3)`` uint8 RGB array at the
+bundle's size comes out. Everything that depends on the backbone (scaling,
+mean subtraction, channel order) lives inside the model as a layer, so this
+function only has to agree with itself, and it is the only one there is.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Recorded in every bundle's metadata.json so a reader knows how pixels were made.
+RESIZE_POLICY = {
+    "method": "bilinear",
+    "keep_aspect_ratio": False,
+    "exif_transpose": True,
+    "jpeg_draft": True,
+    "alpha": "composited on white",
+    "frames": "first frame of animated or multi-page images",
+}
+
+# Guard against decompression bombs: a 12-megapixel photo is fine, a
+# 50000x50000 PNG of zeros that inflates to 7.5 GB is not.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; the message says why."""
+
+
+class InvalidImage(ImageError):
+    """Not an image, or an image that cannot be decoded."""
+
+
+class ImageTooLarge(ImageError):
+    """An image with more pixels than the configured limit."""
+
+
+def load_image(
+    source: bytes | str | Path,
+    size: tuple[int, int],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Decode ``source`` into a ``(height, width, 3)`` uint8 RGB array of ``size``.
+
+    ``size`` is ``(height, width)``. Raises ``InvalidImage`` or ``ImageTooLarge``.
+    """
+    height, width = size
+    image = _open(source, max_pixels)
+    try:
+        _draft(image, width, height)
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        image = _to_rgb(image)
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+        return np.asarray(image, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImage(
+            f"{_name(source)}: the image data is truncated or corrupt ({exc})"
+        ) from exc
+    finally:
+        image.close()
+
+
+def _name(source: bytes | str | Path) -> str:
+    return "uploaded image" if isinstance(source, bytes | bytearray) else str(source)
+
+
+def _open(source: bytes | str | Path, max_pixels: int) -> Image.Image:
+    if isinstance(source, bytes | bytearray):
+        if not source:
+            raise InvalidImage("uploaded image: the file is empty")
+        fp: io.BytesIO | Path = io.BytesIO(source)
+    else:
+        fp = Path(source)
+    try:
+        image = Image.open(fp)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"{_name(source)}: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImage(
+            f"{_name(source)}: not an image in a format Pillow can read "
+            "(JPEG, PNG, GIF, WebP, BMP, TIFF ...)"
+        ) from exc
+    pixels = image.width * image.height
+    if pixels > max_pixels:
+        image.close()
+        raise ImageTooLarge(
+            f"{_name(source)}: {image.width}x{image.height} is {pixels:,} pixels, "
+            f"over the limit of {max_pixels:,}"
+        )
+    if pixels == 0:
+        image.close()
+        raise InvalidImage(f"{_name(source)}: the image has no pixels")
+    return image
+
+
+def _draft(image: Image.Image, width: int, height: int) -> None:
+    """Let JPEG decode at 1/2, 1/4 or 1/8 scale when the target is that small."""
+    if image.format != "JPEG":
+        return
+    orientation = image.getexif().get(0x0112, 1)
+    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: the target is transposed
+        width, height = height, width
+    image.draft(image.mode if image.mode == "CMYK" else "RGB", (width, height))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _wide_to_l(image)
+    if image.mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _wide_to_l(image: Image.Image) -> Image.Image:
+    """16- and 32-bit grayscale to 8 bits by scaling, not by clipping at 255."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        top = 1.0 if values.size and values.max() <= 1.0 else 255.0
+    else:
+        top = 65535.0
+    scaled = np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(scaled)  # 2-D uint8 is mode L

@@ -1,0 +1,167 @@
+"""The model store: ``<store>/<name>/<version>/``, laid out like a TensorFlow
+Serving base path. Versions appear only complete (written in a hidden staging
+folder, then renamed in one step) and are never overwritten."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
+METADATA_FILE = "metadata.json"
+_STAGING = ".staging"
+_JOBS = ".jobs"
+
+
+class InvalidName(ValueError):
+    """A model name that does not match ``[a-z0-9][a-z0-9_-]{0,63}``."""
+
+
+class ModelNotFound(LookupError):
+    """No such model or version in the store."""
+
+
+class PublishError(OSError):
+    """Publishing failed; the store is as it was before."""
+
+
+def validate_name(name: str) -> str:
+    """``name`` if it is a valid model name; checked before any path is built from it."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise InvalidName(
+            f"Invalid model name {str(name)[:80]!r}: use 1-64 characters, lower-case letters, "
+            "digits, '-' and '_', starting with a letter or digit"
+        )
+    return name
+
+
+def default_store_path() -> Path:
+    return Path(os.environ.get("KTL_MODEL_STORE", "model_store"))
+
+
+class ModelStore:
+    """A folder of published model bundles."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def names(self) -> list[str]:
+        """Models with at least one complete version, sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            entry.name
+            for entry in self.root.iterdir()
+            if entry.is_dir() and NAME_PATTERN.fullmatch(entry.name) and self.versions(entry.name)
+        )
+
+    def versions(self, name: str) -> list[int]:
+        """Complete versions of ``name``, ascending."""
+        folder = self.root / validate_name(name)
+        if not folder.is_dir():
+            return []
+        return sorted(
+            int(entry.name)
+            for entry in folder.iterdir()
+            if _VERSION_PATTERN.fullmatch(entry.name) and (entry / METADATA_FILE).is_file()
+        )
+
+    def latest(self, name: str) -> int:
+        """The highest version of ``name``, its default."""
+        versions = self.versions(name)
+        if not versions:
+            raise ModelNotFound(f"No model named {name!r} in {self.root}")
+        return versions[-1]
+
+    def resolve(self, name: str, version: int | None = None) -> tuple[int, Path]:
+        """``(version, path)`` of a version, the latest when ``version`` is None."""
+        if version is None:
+            version = self.latest(name)
+        elif version not in self.versions(name):
+            raise ModelNotFound(f"Model {name!r} has no version {version} in {self.root}")
+        return version, self.root / name / str(version)
+
+    def _next_version(self, name: str) -> int:
+        """One above every number in use, complete or not, so none is ever reused."""
+        taken = [
+            int(entry.name)
+            for entry in (self.root / name).iterdir()
+            if _VERSION_PATTERN.fullmatch(entry.name)
+        ]
+        return max(taken, default=0) + 1
+
+    def staging_dir(self, name: str) -> Path:
+        """A fresh hidden folder on the store's file system to write a bundle into."""
+        path = self.root / _STAGING / f"{validate_name(name)}-{uuid.uuid4().hex}"
+        path.mkdir(parents=True)
+        return path
+
+    def job_dir(self, name: str) -> Path:
+        """Where an unfinished training job of ``name`` keeps its state for ``--resume``."""
+        return self.root / _JOBS / validate_name(name)
+
+    def publish(self, staging: Path, name: str, metadata: dict) -> int:
+        """Move a complete bundle from ``staging`` in as the next version of ``name``.
+
+        ``metadata`` is written as ``metadata.json`` with its ``version`` filled in.
+        On any failure the staging folder is removed and the store is unchanged.
+        """
+        validate_name(name)
+        model_dir = self.root / name
+        created = not model_dir.exists()
+        try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+            while True:
+                version = self._next_version(name)
+                _write_json(staging / METADATA_FILE, {**metadata, "version": version})
+                _fsync_tree(staging)
+                target = self.root / name / str(version)
+                try:
+                    os.rename(staging, target)
+                except OSError:
+                    # rename(2) fails on an existing non-empty folder: a concurrent
+                    # publisher took this number, so take the next one.
+                    if target.exists():
+                        continue
+                    raise
+                _fsync_dir(target.parent)
+                return version
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    model_dir.rmdir()
+            raise PublishError(
+                f"Could not publish {name!r} to {self.root}: {exc.strerror or exc}. "
+                "The store is unchanged; check free space and write permission."
+            ) from exc
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.write("\n")
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*"), reverse=True):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        else:
+            _fsync_dir(path)
+    _fsync_dir(root)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
