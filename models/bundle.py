@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
 from models import layers as _layers  # noqa: F401  (registers BackbonePreprocessing)
-from models.store import METADATA_FILE
+from models.store import METADATA_FILE, ModelStore, PublishError
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.keras"
@@ -106,3 +107,51 @@ def load_bundle(bundle_dir: str | Path) -> Bundle:
             f"{len(metadata['labels'])} labels"
         )
     return Bundle(bundle_dir, metadata, model)
+
+
+def framework_versions() -> dict[str, str]:
+    import platform
+
+    import tensorflow as tf
+
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_bundle(
+    store: ModelStore,
+    name: str,
+    model: keras.Model,
+    metadata: dict,
+    reports: dict[str, bytes] | None = None,
+) -> tuple[int, Path]:
+    """Write ``model`` (and report files) as the next version of ``name``; returns
+    ``(version, path)``. ``metadata`` gets ``format_version``, ``files`` and
+    ``framework`` filled in; ``version`` is assigned by the store."""
+    try:
+        staging = store.staging_dir(name)
+    except OSError as exc:
+        raise PublishError(f"Cannot write to the model store {store.root}: {exc}") from exc
+    try:
+        model.save(staging / MODEL_FILE)
+        for relative, data in (reports or {}).items():
+            target = staging / REPORTS_DIR / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise PublishError(f"Cannot write the bundle for {name!r}: {exc}") from exc
+        raise
+    full = {
+        "format_version": FORMAT_VERSION,
+        **metadata,
+        "name": name,
+        "files": file_digests(staging),
+        "framework": framework_versions(),
+    }
+    version = store.publish(staging, name, full)
+    return version, store.root / name / str(version)
