@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import keras
+if TYPE_CHECKING:  # keras is imported where a model is built: listing stays instant
+    import keras
 
 _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 _KERAS_APPS_NEW = "https://storage.googleapis.com/keras-applications/"
@@ -46,12 +48,16 @@ class BackboneSpec:
         """The backbone without its top; ``weights`` is "imagenet", None or a file path."""
         if self.constructor is None:
             return _SCRATCH_BUILDERS[self.name](input_shape, weights)
+        import keras
+
         constructor = getattr(keras.applications, self.constructor)
         return constructor(include_top=False, weights=weights, input_shape=input_shape)
 
 
 def _small_cnn(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     """Three conv/pool blocks: learns small datasets from scratch in seconds."""
+    import keras
+
     layers = keras.layers
     inputs = keras.Input(input_shape, name="image")
     x = inputs

@@ -54,21 +54,20 @@ def load_image(
     ``size`` is ``(height, width)``. Raises ``InvalidImage`` or ``ImageTooLarge``.
     """
     height, width = size
-    image = _open(source, max_pixels)
-    try:
-        _draft(image, width, height)
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        image = _to_rgb(image)
-        if image.size != (width, height):
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
-        return np.asarray(image, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidImage(
-            f"{_name(source)}: the image data is truncated or corrupt ({exc})"
-        ) from exc
-    finally:
-        image.close()
+    # The context closes the file itself: Pillow keeps it open after load() for
+    # animated and multi-page images, and every later image here is a copy.
+    with _open(source, max_pixels) as opened:
+        try:
+            _draft(opened, width, height)
+            opened.load()
+            image = _to_rgb(ImageOps.exif_transpose(opened))
+            if image.size != (width, height):
+                image = image.resize((width, height), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise InvalidImage(
+                f"{_name(source)}: the image data is truncated or corrupt ({exc})"
+            ) from exc
 
 
 def _name(source: bytes | str | Path) -> str:
@@ -86,6 +85,8 @@ def _open(source: bytes | str | Path, max_pixels: int) -> Image.Image:
         image = Image.open(fp)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"{_name(source)}: {exc}") from exc
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise InvalidImage(f"{_name(source)}: cannot read the file ({exc.strerror})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(
             f"{_name(source)}: not an image in a format Pillow can read "

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pytest
+
+from training.config import ConfigError, TrainConfig, build_config, read_toml
+
+
+def test_defaults_follow_the_api_contract():
+    config = build_config({}, {"data": "d", "name": "n"})
+    assert (config.backbone, config.weights, config.epochs, config.fine_tune_epochs) == (
+        "resnet50",
+        "imagenet",
+        10,
+        5,
+    )
+    assert config.resolved_image_size() == (224, 224)  # resnet50's default
+    assert config.transfer
+
+
+def test_toml_file_is_read_and_flags_win(tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text('backbone = "vgg16"\nimage-size = 64\nepochs = 3\naugment = false\n')
+    config = build_config(read_toml(job), {"data": "d", "name": "n", "epochs": 7, "seed": None})
+    assert config.backbone == "vgg16"
+    assert config.image_size == 64
+    assert config.epochs == 7  # the flag
+    assert config.augment is False
+    assert config.seed == 42  # a flag given as None does not override
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"epochs": 0}, "--epochs"),
+        ({"val_split": 1.5}, "--val-split"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"image_size": 4, "backbone": "vgg16"}, "--image-size 4 is out of range for vgg16"),
+        ({"pooling": "median"}, "--pooling"),
+        ({"epochs": "ten"}, "epochs = 'ten'"),
+    ],
+)
+def test_bad_settings_name_the_setting(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config({}, {"data": "d", "name": "n", **settings})
+
+
+def test_unknown_backbone_lists_the_known_ones():
+    with pytest.raises(ValueError, match="choose one of: vgg16"):
+        build_config({}, {"data": "d", "name": "n", "backbone": "alexnet9"})
+
+
+def test_missing_data_or_name():
+    with pytest.raises(ConfigError, match="missing data"):
+        build_config({}, {"name": "n"})
+
+
+def test_toml_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        read_toml(bad)
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("learning_rate = 0.1")
+    with pytest.raises(ConfigError, match="unknown settings"):
+        read_toml(unknown)
+    with pytest.raises(ConfigError, match="No such file"):
+        read_toml(tmp_path / "none.toml")
+
+
+def test_config_round_trips_as_a_dict():
+    config = TrainConfig(data="d", name="n")
+    assert TrainConfig(**config.to_dict()) == config

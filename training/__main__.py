@@ -1,0 +1,7 @@
+"""``python -m training DATA --name NAME ...``: the fine-tune job, same flags as ``ktl train``."""
+
+import sys
+
+from training.cli import main
+
+sys.exit(main(["train", *sys.argv[1:]]))

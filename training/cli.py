@@ -1,0 +1,424 @@
+"""The ``ktl`` command line. Heavy imports (TensorFlow) happen inside the
+commands so ``ktl --help`` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _store_default() -> str:
+    return os.environ.get("KTL_MODEL_STORE", "model_store")
+
+
+def _add_common(parser: argparse.ArgumentParser, *, json_help: str) -> None:
+    parser.add_argument(
+        "--store",
+        default=_store_default(),
+        help="model store folder (default: $KTL_MODEL_STORE or ./model_store)",
+    )
+    parser.add_argument("--json", action="store_true", help=json_help)
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``ktl train`` and ``python -m training``; None means 'not given'."""
+    parser.add_argument(
+        "data", nargs="?", help="class folders, a folder with train/ and val/, or a CSV path,label"
+    )
+    parser.add_argument("--name", help="model name in the store: [a-z0-9][a-z0-9_-]{0,63}")
+    parser.add_argument(
+        "--config",
+        metavar="JOB.toml",
+        help="TOML file with the same keys as these flags; flags win",
+    )
+    group = parser.add_argument_group("model")
+    group.add_argument("--backbone", help="backbone from `ktl backbones` (default resnet50)")
+    group.add_argument(
+        "--weights",
+        help="imagenet (default: Keras' download and cache, $KERAS_HOME), none (random "
+        "initialisation, the whole network trains), or the path of a weights file",
+    )
+    group.add_argument(
+        "--image-size", type=int, help="square input size in pixels (default: the backbone's)"
+    )
+    group.add_argument(
+        "--pooling", choices=("avg", "max"), help="global pooling before the head (default avg)"
+    )
+    group.add_argument("--dropout", type=float, help="dropout before the softmax (default 0.2)")
+    group = parser.add_argument_group("recipe")
+    group.add_argument(
+        "--epochs",
+        type=int,
+        help="epochs of the head phase (or of training from scratch; default 10)",
+    )
+    group.add_argument(
+        "--fine-tune-epochs",
+        type=int,
+        help="epochs with the top block unfrozen; 0 skips (default 5)",
+    )
+    group.add_argument(
+        "--unfreeze-from",
+        metavar="LAYER",
+        help="first backbone layer trained in phase 2 (default: the backbone's)",
+    )
+    group.add_argument("--lr", type=float, help="learning rate of the head phase (default 1e-3)")
+    group.add_argument(
+        "--fine-tune-lr", type=float, help="learning rate of the fine-tuning phase (default 1e-5)"
+    )
+    group.add_argument("--batch-size", type=int, help="images per step (default 32)")
+    group.add_argument(
+        "--patience",
+        type=int,
+        help="epochs without val_loss improvement before stopping (default 3)",
+    )
+    group.add_argument(
+        "--val-split", type=float, help="share of each class held out for validation (default 0.2)"
+    )
+    group.add_argument(
+        "--seed", type=int, help="seed of the split, augmentation and initialisation (default 42)"
+    )
+    group.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_const",
+        const=False,
+        help="no flip/rotation/zoom/contrast augmentation",
+    )
+    group.add_argument(
+        "--resume",
+        action="store_const",
+        const=True,
+        help="continue this name's interrupted job from its last checkpoint",
+    )
+    _add_common(
+        parser, json_help="print one JSON object (name, version, path, metrics, dataset, seconds)"
+    )
+    parser.set_defaults(store=None)  # so a --config file can set it
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ktl",
+        description="Fine-tune ImageNet backbones on your images, publish versioned models, "
+        "serve them.",
+        epilog="Exit codes: 0 success, 2 usage or input error, 1 anything else. "
+        "Run `ktl COMMAND --help` for each command's options.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "backbones",
+        help="list the backbones",
+        description="List backbones: family, default size, parameters (without head), "
+        "preprocessing, ImageNet weights.",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a backbone and publish a new version",
+        description="Fine-tune a backbone on DATA and publish the next version of NAME.",
+    )
+    _add_train_options(p)
+
+    p = sub.add_parser(
+        "predict",
+        help="classify local images with a published model",
+        description="Classify images with a published model (same preprocessing and "
+        "response as the HTTP service).",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--name", required=True, help="model name")
+    p.add_argument("--version", type=int, help="version (default: the latest)")
+    p.add_argument("--top-k", type=int, default=5, help="labels to show per image (default 5)")
+    _add_common(p, json_help="print the HTTP native predict body")
+
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTP service under gunicorn",
+        description="Run the HTTP classification service under gunicorn "
+        "(KTL_* variables configure it).",
+    )
+    p.add_argument("--host", help="address to bind (default $KTL_HOST or 0.0.0.0)")
+    p.add_argument("--port", type=int, help="port (default $KTL_PORT or 8000)")
+    p.add_argument(
+        "--workers", type=int, help="gunicorn worker processes (default $KTL_WORKERS or 1)"
+    )
+    p.add_argument(
+        "--store", default=None, help="model store (default $KTL_MODEL_STORE or ./model_store)"
+    )
+
+    p = sub.add_parser(
+        "demo",
+        help="make a built-in dataset, train on it and publish `demo`",
+        description="Generate a small synthetic dataset (circles, squares, triangles), "
+        "train on it and publish it as `demo`.",
+    )
+    p.add_argument(
+        "--data-dir", default="demo_data", help="where to write the images (default ./demo_data)"
+    )
+    p.add_argument("--name", default="demo", help="model name (default demo)")
+    _add_common(p, json_help="print the training summary as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    commands = {
+        "backbones": _backbones,
+        "train": _train,
+        "predict": _predict,
+        "serve": _serve,
+        "demo": _demo,
+    }
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        print(
+            "ktl: interrupted; nothing was published. Run the same command with --resume to "
+            "continue a training job from its last finished epoch.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if _is_user_error(exc):
+            print(f"ktl: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if _is_publish_error(exc):
+            print(f"ktl: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from models.backbones import UnknownBackbone
+    from models.bundle import BundleError
+    from models.classifier import WeightsError, WeightsUnavailable
+    from models.preprocessing import ImageError
+    from models.store import InvalidName, ModelNotFound
+    from training.config import ConfigError
+    from training.data import DataError
+
+    user_errors = (
+        ConfigError, DataError, WeightsError, WeightsUnavailable, UnknownBackbone,
+        InvalidName, ModelNotFound, ImageError, BundleError,
+    )  # fmt: skip
+    return isinstance(exc, user_errors)
+
+
+def _is_publish_error(exc: Exception) -> bool:
+    from models.store import PublishError
+
+    return isinstance(exc, PublishError)
+
+
+def _print_json(data) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _backbones(args) -> int:
+    from models.backbones import list_backbones
+
+    rows = [
+        {
+            "name": s.name,
+            "family": s.family,
+            "default_size": s.default_size,
+            "params": s.params,
+            "preprocessing": s.preprocessing,
+            "imagenet_weights": s.pretrained,
+            "unfreeze_from": s.unfreeze_from,
+        }
+        for s in list_backbones()
+    ]
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(f"{'name':<15}{'family':<13}{'size':>5}{'parameters':>13}  {'preprocessing':<14}imagenet")
+    for r in rows:
+        print(
+            f"{r['name']:<15}{r['family']:<13}{r['default_size']:>5}{r['params']:>13,}  "
+            f"{r['preprocessing']:<14}"
+            f"{'yes' if r['imagenet_weights'] else 'no (train with --weights none)'}"
+        )
+    return 0
+
+
+def train_config(args):
+    """The job configuration from ``--config`` and flags (flags win)."""
+    from training.config import build_config, read_toml
+
+    file_settings = read_toml(args.config) if args.config else {}
+    flags = {
+        key: value for key, value in vars(args).items() if key not in ("command", "config", "json")
+    }
+    if flags.get("store") is None and "store" not in file_settings:
+        flags["store"] = _store_default()
+    return build_config(file_settings, flags)
+
+
+def _train(args) -> int:
+    from training.job import run_job
+
+    result = run_job(train_config(args))
+    _print_json(result) if args.json else print_summary(result)
+    return 0
+
+
+def print_summary(result: dict) -> None:
+    metrics, dataset, training = result["metrics"], result["dataset"], result["training"]
+    phases = ", ".join(f"{p['name']} {p['epochs']} epochs" for p in training["phases"])
+    print(f"Published {result['name']} version {result['version']}: {result['path']}")
+    print(
+        f"  data        {dataset['train_images']} train / {dataset['val_images']} "
+        "validation images, "
+        f"{len(dataset['classes'])} classes; {dataset['skipped']} skipped, "
+        f"{dataset['ignored_files']} non-image files ignored"
+    )
+    for warning in dataset["warnings"]:
+        print(f"  note        {warning}")
+    print(f"  training    {training['recipe']}: {phases}")
+    print(
+        f"  validation  accuracy {metrics['accuracy']:.3f}, top-{metrics['top_k']} "
+        f"{metrics['top_k_accuracy']:.3f}, loss {metrics['loss']:.3f}, "
+        f"macro F1 {metrics['macro_f1']:.3f}"
+    )
+    width = max(len(label) for label in metrics["per_class"]) + 2
+    print(f"  {'class':<{width}}precision  recall     f1  support")
+    for label, c in metrics["per_class"].items():
+        print(
+            f"  {label:<{width}}{c['precision']:>9.3f}{c['recall']:>8.3f}{c['f1']:>7.3f}"
+            f"{c['support']:>9}"
+        )
+    print(f"  took        {result['seconds']:.1f} s")
+
+
+def _predict(args) -> int:
+    import numpy as np
+
+    from models.bundle import load_bundle
+    from models.inference import Classifier, predict_response
+    from models.preprocessing import ImageError, load_image
+    from models.store import ModelStore, validate_name
+
+    if args.top_k < 1:
+        print("ktl: error: --top-k must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    _, path = ModelStore(args.store).resolve(validate_name(args.name), args.version)
+    bundle = load_bundle(path)
+    classifier = Classifier(bundle)
+    pixels, names, failed = [], [], 0
+    for image in args.images:
+        try:
+            pixels.append(load_image(Path(image), bundle.image_size))
+            names.append(Path(image).name)
+        except (ImageError, OSError) as exc:
+            failed += 1
+            print(f"ktl: skipped {image}: {exc}", file=sys.stderr)
+    rows = classifier.predict(np.stack(pixels)) if pixels else np.zeros((0, len(bundle.labels)))
+    response = predict_response(bundle, rows, names, min(args.top_k, len(bundle.labels)))
+    if args.json:
+        _print_json(response)
+    else:
+        for prediction in response["predictions"]:
+            top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in prediction["top"])
+            print(f"{prediction['filename']}: {top}")
+    if failed:
+        print(f"ktl: {failed} of {len(args.images)} files could not be classified", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def gunicorn_config_path() -> Path:
+    """``service/gunicorn.conf.py``, found without importing the service."""
+    spec = importlib.util.find_spec("service")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the service package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "gunicorn.conf.py"
+
+
+def _serve(args) -> int:
+    env = {
+        "KTL_HOST": args.host,
+        "KTL_PORT": args.port,
+        "KTL_WORKERS": args.workers,
+        "KTL_MODEL_STORE": args.store,
+    }
+    for key, value in env.items():
+        if value is not None:
+            os.environ[key] = str(value)
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        str(gunicorn_config_path()),
+        "service.app:create_app()",
+    ]
+    os.execv(sys.executable, command)
+    return 1  # not reached: execv replaces this process
+
+
+def _demo(args) -> int:
+    from models.backbones import get_backbone
+    from models.classifier import WeightsUnavailable, build_backbone
+    from training.config import build_config
+    from training.demo import make_shapes_dataset
+    from training.job import run_job
+
+    print(
+        f"Writing the demo dataset (circles, squares, triangles) to {args.data_dir}",
+        file=sys.stderr,
+    )
+    make_shapes_dataset(args.data_dir)
+    pretrained = get_backbone(DEMO_PRETRAINED["backbone"])
+    try:
+        build_backbone(pretrained, (DEMO_PRETRAINED["image_size"],) * 2, "imagenet")
+        settings = DEMO_PRETRAINED
+        print(f"Fine-tuning {pretrained.name} with ImageNet weights", file=sys.stderr)
+    except WeightsUnavailable as exc:
+        settings = DEMO_SCRATCH
+        reason = str(exc).splitlines()[0]
+        print(
+            f"{reason}\nSo the demo trains {settings['backbone']} from scratch instead "
+            "(no transfer learning; fine on this simple dataset).",
+            file=sys.stderr,
+        )
+    config = build_config(
+        {}, {"data": args.data_dir, "name": args.name, "store": args.store, **settings}
+    )
+    result = run_job(config)
+    _print_json(result) if args.json else print_summary(result)
+    return 0
+
+
+DEMO_PRETRAINED = {
+    "backbone": "efficientnetb0",
+    "weights": "imagenet",
+    "image_size": 64,
+    "epochs": 5,
+    "fine_tune_epochs": 2,
+}
+DEMO_SCRATCH = {
+    "backbone": "smallcnn",
+    "weights": "none",
+    "image_size": 64,
+    "epochs": 40,
+    "patience": 6,
+    "augment": False,
+}

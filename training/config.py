@@ -1,0 +1,117 @@
+"""The training job's configuration: one dataclass, filled from defaults, then a
+TOML file (``--config``), then command-line flags, and written whole into the
+bundle's ``metadata.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.backbones import get_backbone
+from models.classifier import POOLING
+
+
+class ConfigError(ValueError):
+    """A job configuration that cannot run; the message names the setting."""
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    name: str
+    store: str = "model_store"
+    backbone: str = "resnet50"
+    weights: str = "imagenet"
+    image_size: int | None = None  # None: the backbone's default
+    batch_size: int = 32
+    epochs: int = 10
+    fine_tune_epochs: int = 5
+    unfreeze_from: str | None = None  # None: the backbone's default
+    lr: float = 1e-3
+    fine_tune_lr: float = 1e-5
+    val_split: float = 0.2
+    seed: int = 42
+    augment: bool = True
+    dropout: float = 0.2
+    pooling: str = "avg"
+    patience: int = 3
+    resume: bool = False
+
+    @property
+    def transfer(self) -> bool:
+        """Whether there are pretrained features to transfer (two-phase recipe)."""
+        return self.weights != "none"
+
+    def resolved_image_size(self) -> tuple[int, int]:
+        size = self.image_size or get_backbone(self.backbone).default_size
+        return size, size
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> TrainConfig:
+        """Raise ``ConfigError`` naming the first bad setting; return self."""
+        spec = get_backbone(self.backbone)  # UnknownBackbone is a ValueError with a clear text
+        checks = [
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.fine_tune_epochs >= 0, "--fine-tune-epochs must be 0 or more"),
+            (self.lr > 0 and self.fine_tune_lr > 0, "learning rates must be positive"),
+            (0.0 < self.val_split < 1.0, "--val-split must be between 0 and 1, e.g. 0.2"),
+            (0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)"),
+            (self.patience >= 1, "--patience must be at least 1"),
+            (self.pooling in POOLING, f"--pooling must be one of {', '.join(POOLING)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        size = self.image_size or spec.default_size
+        if not spec.min_size <= size <= 1024:
+            raise ConfigError(
+                f"--image-size {size} is out of range for {spec.name}: "
+                f"use {spec.min_size} to 1024 (default {spec.default_size})"
+            )
+        return self
+
+
+_FIELDS = {field.name for field in dataclasses.fields(TrainConfig)}
+
+
+def read_toml(path: str | Path) -> dict:
+    """Settings from a TOML job file; keys are the flag names (dashes or underscores)."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path}: not valid TOML: {exc}") from exc
+    settings = {key.replace("-", "_"): value for key, value in raw.items()}
+    unknown = sorted(settings.keys() - _FIELDS)
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown settings {unknown}")
+    if "no_augment" in raw:
+        raise ConfigError(f"--config {path}: write augment = false instead of no_augment")
+    return settings
+
+
+def build_config(file_settings: dict, flag_settings: dict) -> TrainConfig:
+    """Defaults < TOML file < flags (flags given as None are not set)."""
+    merged = {**file_settings, **{k: v for k, v in flag_settings.items() if v is not None}}
+    missing = [key for key in ("data", "name") if not merged.get(key)]
+    if missing:
+        raise ConfigError(f"missing {' and '.join(missing)} (give DATA and --name, or set them)")
+    try:
+        config = TrainConfig(**merged)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from exc
+    for field in dataclasses.fields(TrainConfig):
+        value = getattr(config, field.name)
+        expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(
+            str(field.type).split(" |")[0]
+        )
+        if value is not None and expected and not isinstance(value, expected):
+            raise ConfigError(f"{field.name} = {value!r}: expected {str(field.type)}")
+    return config.validate()

@@ -1,0 +1,179 @@
+"""The fine-tuning recipe: a new head on the frozen backbone, then the top block
+unfrozen at a low learning rate with BatchNorm kept in inference mode; or, with
+no pretrained weights, the whole network trained from the start."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+_BATCHNORM = keras.layers.BatchNormalization
+
+
+def augmentation(seed: int) -> keras.Sequential:
+    """Flip, small rotation, zoom and contrast: active in training only, never saved."""
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(0.05, seed=seed + 1),
+            layers.RandomZoom(0.1, seed=seed + 2),
+            layers.RandomContrast(0.1, seed=seed + 3),
+        ],
+        name="augmentation",
+    )
+
+
+def training_model(model: keras.Model, augment: bool, seed: int) -> keras.Model:
+    """``model`` with augmentation in front of it; shares its weights."""
+    if not augment:
+        return model
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    return keras.Model(inputs, model(augmentation(seed)(inputs)), name="training")
+
+
+def batches(
+    pixels: np.ndarray,
+    targets: np.ndarray,
+    indices: np.ndarray,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+) -> tf.data.Dataset:
+    """Batches of ``(uint8 pixels, label index)`` drawn from the decoded cache.
+
+    Reading by index keeps a memory-mapped cache on disk instead of copying it
+    into TensorFlow; the order is reshuffled every epoch from a seeded generator.
+    """
+    rng = np.random.default_rng(seed)
+    indices = np.asarray(indices)
+
+    def generate():
+        order = rng.permutation(indices) if shuffle else indices
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            yield pixels[chunk], targets[chunk]
+
+    height, width = pixels.shape[1:3]
+    dataset = tf.data.Dataset.from_generator(
+        generate,
+        output_signature=(
+            tf.TensorSpec((None, height, width, 3), tf.uint8),
+            tf.TensorSpec((None,), tf.int32),
+        ),
+    )
+    steps = -(-len(indices) // batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
+
+
+@dataclass
+class Phase:
+    name: str  # "head", "fine_tune" or "scratch"
+    epochs: int
+    lr: float
+
+
+def freeze_for_head(backbone: keras.Model) -> None:
+    backbone.trainable = False
+
+
+def unfreeze_top(backbone: keras.Model, unfreeze_from: str) -> int:
+    """Train layers from ``unfreeze_from`` on, except BatchNorm; returns how many."""
+    names = [layer.name for layer in backbone.layers]
+    if unfreeze_from not in names:
+        raise ValueError(
+            f"--unfreeze-from {unfreeze_from!r} is not a layer of {backbone.name}; "
+            f"its last layers are: {', '.join(names[-8:])} (ktl inspect lists all)"
+        )
+    start = names.index(unfreeze_from)
+    backbone.trainable = True
+    trainable = 0
+    for position, layer in enumerate(backbone.layers):
+        layer.trainable = position >= start and not isinstance(layer, _BATCHNORM)
+        trainable += int(layer.trainable and bool(layer.weights))
+    return trainable
+
+
+def progress_verbosity() -> int:
+    """A progress bar on a terminal, one line per epoch in logs."""
+    return 1 if sys.stderr.isatty() else 2
+
+
+def run_phase(
+    fit_model: keras.Model,
+    phase: Phase,
+    train: tf.data.Dataset,
+    val: tf.data.Dataset,
+    *,
+    patience: int,
+    class_weight: dict[int, float] | None,
+    backup_dir: Path,
+) -> list[dict]:
+    """Fit one phase with early stopping (best weights restored) and a per-epoch
+    backup that ``--resume`` continues from. Progress goes to stderr."""
+    fit_model.compile(
+        optimizer=keras.optimizers.Adam(phase.lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=patience, restore_best_weights=True
+        ),
+        keras.callbacks.BackupAndRestore(str(backup_dir)),
+    ]
+    print(f"Phase {phase.name}: up to {phase.epochs} epochs at lr {phase.lr:g}", file=sys.stderr)
+    with contextlib.redirect_stdout(sys.stderr):
+        history = fit_model.fit(
+            train,
+            validation_data=val,
+            epochs=phase.epochs,
+            shuffle=False,  # the dataset reshuffles itself every epoch
+            class_weight=class_weight,
+            callbacks=callbacks,
+            verbose=progress_verbosity(),
+        )
+    first_epoch = (history.epoch or [0])[0]
+    return [
+        {"phase": phase.name, "epoch": first_epoch + i + 1}
+        | {key: float(values[i]) for key, values in history.history.items()}
+        for i in range(len(history.epoch))
+    ]
+
+
+def recalibrate_batchnorm(model: keras.Model, backbone: keras.Model, data: tf.data.Dataset) -> bool:
+    """Set BatchNorm moving statistics to the exact mean over the training data.
+
+    Training from scratch moves the weights faster than BatchNorm's moving
+    averages follow (momentum 0.99), so inference-mode validation would judge
+    stale statistics. A cumulative average over one pass fixes that. Returns
+    whether there was any BatchNorm to recalibrate.
+    """
+    norms = [layer for layer in backbone.layers if isinstance(layer, _BATCHNORM)]
+    if not norms:
+        return False
+    saved = [layer.momentum for layer in norms]
+    preprocess = model.get_layer("preprocess")
+    try:
+        for step, (pixels, _) in enumerate(data, start=1):
+            for layer in norms:
+                layer.momentum = (step - 1) / step
+            backbone(preprocess(tf.cast(pixels, tf.float32)), training=True)
+    finally:
+        for layer, momentum in zip(norms, saved, strict=True):
+            layer.momentum = momentum
+    return True
+
+
+def predict_probabilities(model: keras.Model, data: tf.data.Dataset) -> np.ndarray:
+    """Inference-mode probabilities for every batch of ``data``."""
+    return np.concatenate(
+        [model(tf.cast(pixels, tf.float32), training=False).numpy() for pixels, _ in data]
+    )

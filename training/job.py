@@ -1,0 +1,292 @@
+"""One training job from dataset to published bundle, resumable after an
+interruption: its state lives in ``<store>/.jobs/<name>/`` until it publishes."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from models.backbones import get_backbone
+from models.bundle import save_bundle
+from models.classifier import build_backbone, build_classifier, resolve_weights
+from models.preprocessing import RESIZE_POLICY
+from models.store import ModelStore
+from training import finetune
+from training.config import ConfigError, TrainConfig
+from training.data import DataError, Prepared, fingerprint, list_samples, prepare
+from training.evaluate import evaluate, history_csv
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# Settings that change what a job computes: a resumed job must match them.
+_RESUME_KEYS = (
+    "data", "backbone", "weights", "image_size", "batch_size", "epochs", "fine_tune_epochs",
+    "unfreeze_from", "lr", "fine_tune_lr", "val_split", "seed", "augment", "dropout", "pooling",
+)  # fmt: skip
+
+
+class JobState:
+    """Files of an unfinished job: its config, decoded pixels, finished phases."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def read(self, name: str) -> dict | None:
+        try:
+            return json.loads((self.root / name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write(self, name: str, data: dict) -> None:
+        tmp = self.root / f".{name}.tmp"
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.root / name)
+
+
+@contextlib.contextmanager
+def _job_lock(job_dir: Path) -> Iterator[None]:
+    job_dir.mkdir(parents=True, exist_ok=True)
+    with open(job_dir.parent / f"{job_dir.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(
+                f"another training job for {job_dir.name!r} is running on this store"
+            ) from None
+        yield
+
+
+def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
+    """Train, evaluate and publish; returns the summary ``ktl train --json`` prints."""
+    started = time.monotonic()
+    spec = get_backbone(config.backbone)
+    weights = resolve_weights(spec, config.weights)
+    store = ModelStore(config.store)
+    job_dir = store.job_dir(config.name)
+    size = config.resolved_image_size()
+    listing = list_samples(config.data)
+
+    with _job_lock(job_dir):
+        state = JobState(job_dir)
+        saved = state.read("config.json")
+        wanted = {key: config.to_dict()[key] for key in _RESUME_KEYS}
+        if saved is not None and not config.resume:
+            log(f"Discarding an interrupted job for {config.name!r} (pass --resume to continue it)")
+            _clear(job_dir)
+            job_dir.mkdir(parents=True)
+        elif saved is not None and saved != wanted:
+            changed = sorted(key for key in wanted if saved.get(key) != wanted[key])
+            raise ConfigError(
+                f"--resume: the interrupted job used other settings ({', '.join(changed)}); "
+                "run without --resume to start over"
+            )
+        elif saved is None and config.resume:
+            log(f"No interrupted job for {config.name!r} to resume; starting a new one")
+        state.write("config.json", wanted)
+
+        prepared, reused = _prepared_data(state, listing, size, config, log)
+        if not reused:  # phases finished on other data are worth nothing now
+            for stale in job_dir.glob("*"):
+                if stale.name not in ("config.json", "data.json", "pixels.npy"):
+                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        keras.utils.set_random_seed(config.seed)
+        backbone = build_backbone(spec, size, weights)
+        model = build_classifier(
+            spec,
+            backbone,
+            len(prepared.labels),
+            dropout=config.dropout,
+            pooling=config.pooling,
+            frozen_statistics=config.transfer,
+        )
+        history, details = _train(config, spec, model, backbone, prepared, state, log)
+        val = finetune.batches(
+            prepared.pixels,
+            prepared.targets,
+            prepared.val,
+            config.batch_size,
+            shuffle=False,
+            seed=0,
+        )
+        metrics = evaluate(
+            finetune.predict_probabilities(model, val),
+            prepared.targets[prepared.val],
+            prepared.labels,
+        )
+        dataset = {k: v for k, v in prepared.report.items() if k != "warnings"}
+        metadata = {
+            "labels": prepared.labels,
+            "backbone": spec.name,
+            "image_size": list(size),
+            "input": {"format": "RGB", "dtype": "uint8", "range": [0, 255], "shape": [*size, 3]},
+            "resize": RESIZE_POLICY,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "metrics": metrics,
+            "training": {**config.to_dict(), **details},
+            "dataset": {**dataset, "fingerprint": state.read("data.json")["fingerprint"]},
+        }
+        reports = {
+            "metrics.json": json.dumps(metrics, indent=2).encode(),
+            "history.csv": history_csv(history).encode(),
+        }
+        version, path = save_bundle(store, config.name, model, metadata, reports)
+    _clear(job_dir)
+    job_dir.parent.joinpath(f"{job_dir.name}.lock").unlink(missing_ok=True)
+    return {
+        "name": config.name,
+        "version": version,
+        "path": str(path),
+        "metrics": metrics,
+        "dataset": {
+            "classes": prepared.report["classes"],
+            "train_images": prepared.report["train_images"],
+            "val_images": prepared.report["val_images"],
+            "skipped": len(prepared.report["skipped"]),
+            "skipped_files": prepared.report["skipped"],
+            "ignored_files": prepared.report["ignored_files"],
+            "warnings": prepared.report["warnings"],
+        },
+        "training": details,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def _clear(job_dir: Path) -> None:
+    shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def _prepared_data(
+    state: JobState, listing, size: tuple[int, int], config: TrainConfig, log: Log
+) -> tuple[Prepared, bool]:
+    """Decode once per job; a resumed job reuses the decoded pixels if the files
+    have not changed since (then the second value is True)."""
+    print_ = fingerprint(listing, size)
+    saved = state.read("data.json")
+    pixels_file = state.root / "pixels.npy"
+    if saved and saved["fingerprint"] == print_ and pixels_file.is_file():
+        log("Reusing the decoded images of the interrupted job")
+        return (
+            Prepared(
+                saved["labels"],
+                np.load(pixels_file, mmap_mode="r"),
+                np.array(saved["targets"], np.int32),
+                np.array(saved["train"], np.int64),
+                np.array(saved["val"], np.int64),
+                saved["report"],
+            ),
+            True,
+        )
+    if saved:
+        log("The dataset changed since the interruption; starting the job over")
+    prepared = prepare(
+        listing,
+        size,
+        val_split=config.val_split,
+        seed=config.seed,
+        pixels_file=pixels_file,
+        log=log,
+    )
+    prepared.pixels.flush()
+    state.write(
+        "data.json",
+        {
+            "fingerprint": print_,
+            "labels": prepared.labels,
+            "targets": prepared.targets.tolist(),
+            "train": prepared.train.tolist(),
+            "val": prepared.val.tolist(),
+            "report": prepared.report,
+        },
+    )
+    return prepared, False
+
+
+def _train(config, spec, model, backbone, prepared: Prepared, state: JobState, log: Log):
+    """Run the phases not yet finished; returns the history rows and what was done."""
+    train = finetune.batches(
+        prepared.pixels,
+        prepared.targets,
+        prepared.train,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+    )
+    val = finetune.batches(
+        prepared.pixels, prepared.targets, prepared.val, config.batch_size, shuffle=False, seed=0
+    )
+    fit_model = finetune.training_model(model, config.augment, config.seed)
+    unfreeze_from = config.unfreeze_from or spec.unfreeze_from
+    details: dict = {"recipe": "transfer" if config.transfer else "scratch"}
+    if config.transfer:
+        phases = [finetune.Phase("head", config.epochs, config.lr)]
+        if config.fine_tune_epochs:
+            if unfreeze_from is None:
+                raise ConfigError(f"{spec.name} has no default --unfreeze-from; name a layer")
+            phases.append(finetune.Phase("fine_tune", config.fine_tune_epochs, config.fine_tune_lr))
+        details["unfreeze_from"] = unfreeze_from if config.fine_tune_epochs else None
+    else:
+        log(
+            "Training from random weights: nothing to transfer, so the whole network trains "
+            "from the start (no frozen phase; --fine-tune-epochs is not used)"
+        )
+        phases = [finetune.Phase("scratch", config.epochs, config.lr)]
+
+    progress = state.read("progress.json") or {"done": [], "history": []}
+    for phase in phases:
+        checkpoint = state.root / f"{phase.name}.weights.h5"
+        if phase.name in progress["done"]:
+            log(f"Phase {phase.name} finished before the interruption; loading its weights")
+            fit_model.load_weights(checkpoint)
+            continue
+        if phase.name == "head":
+            finetune.freeze_for_head(backbone)
+        elif phase.name == "fine_tune":
+            count = finetune.unfreeze_top(backbone, unfreeze_from)
+            log(f"Unfroze {count} layers from {unfreeze_from} (BatchNorm stays frozen)")
+        rows = finetune.run_phase(
+            fit_model,
+            phase,
+            train,
+            val,
+            patience=config.patience,
+            class_weight=prepared.class_weights(),
+            backup_dir=state.root / f"backup_{phase.name}",
+        )
+        fit_model.save_weights(checkpoint)
+        progress = {"done": [*progress["done"], phase.name], "history": progress["history"] + rows}
+        state.write("progress.json", progress)
+
+    if not config.transfer:
+        plain = finetune.batches(
+            prepared.pixels,
+            prepared.targets,
+            prepared.train,
+            config.batch_size,
+            shuffle=False,
+            seed=0,
+        )
+        if finetune.recalibrate_batchnorm(model, backbone, plain):
+            log("Recalibrated BatchNorm statistics on the training images")
+            details["batchnorm_recalibrated"] = True
+    details["phases"] = [
+        {"name": p, "epochs": sum(1 for r in progress["history"] if r["phase"] == p)}
+        for p in progress["done"]
+    ]
+    details["trainable_params"] = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    details["total_params"] = int(model.count_params())
+    return progress["history"], details
