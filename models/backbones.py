@@ -55,16 +55,20 @@ class BackboneSpec:
 
 
 def _small_cnn(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
-    """Three conv/pool blocks: learns small datasets from scratch in seconds."""
+    """Three blocks of two conv/BatchNorm/ReLU layers and a max-pooling: learns small
+    datasets from scratch in a minute. BatchNorm momentum 0.9 (not 0.99) so the
+    inference-mode statistics keep up with weights that move fast from scratch."""
     import keras
 
     layers = keras.layers
     inputs = keras.Input(input_shape, name="image")
     x = inputs
     for block, filters in enumerate((32, 64, 128), start=1):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{block}_conv")(
-            x
-        )
+        for conv in (1, 2):
+            name = f"block{block}_conv{conv}"
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+            x = layers.ReLU(name=f"{name}_relu")(x)
         x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
     model = keras.Model(inputs, x, name="smallcnn")
     if weights is not None:
@@ -198,11 +202,11 @@ _REGISTRY: dict[str, BackboneSpec] = {
             "smallcnn",
             "scratch",
             "unit",
-            64,
+            32,
             None,
-            93_248,
+            288_352,
             min_size=8,
-            description="3 conv/pool blocks for training from scratch (no pretrained weights)",
+            description="3 conv-BN blocks for training from scratch (no pretrained weights)",
         ),
     )
 }

@@ -99,13 +99,14 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
             log(f"No interrupted job for {config.name!r} to resume; starting a new one")
         state.write("config.json", wanted)
 
+        # The backbone first: missing ImageNet weights stop the job before any decoding.
+        keras.utils.set_random_seed(config.seed)
+        backbone = build_backbone(spec, size, weights)
         prepared, reused = _prepared_data(state, listing, size, config, log)
         if not reused:  # phases finished on other data are worth nothing now
             for stale in job_dir.glob("*"):
                 if stale.name not in ("config.json", "data.json", "pixels.npy"):
                     shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-        keras.utils.set_random_seed(config.seed)
-        backbone = build_backbone(spec, size, weights)
         model = build_classifier(
             spec,
             backbone,

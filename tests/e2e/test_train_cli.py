@@ -1,0 +1,176 @@
+"""The real ``ktl`` command, run as a user runs it: train, publish, predict."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.bundle import load_bundle, read_metadata
+from models.store import ModelStore
+from tests.conftest import make_colour_dataset
+
+pytestmark = pytest.mark.slow
+
+
+def ktl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run the ``ktl`` entry point in a subprocess, as the console script does."""
+    code = "import sys; from training.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path, dict]:
+    root = tmp_path_factory.mktemp("e2e")
+    data = make_colour_dataset(root / "data", per_class=16, size=24)
+    (data / "red" / "notes.txt").write_text("ignored")
+    (data / "green" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    store = root / "store"
+    result = ktl(
+        "train", str(data), "--name", "colours", "--store", str(store),
+        "--backbone", "smallcnn", "--weights", "none", "--image-size", "24",
+        "--epochs", "25", "--patience", "8", "--batch-size", "8", "--seed", "3", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return data, store, json.loads(result.stdout)
+
+
+def test_train_publishes_a_complete_bundle(trained):
+    data, store, summary = trained
+    assert summary["name"] == "colours" and summary["version"] == 1
+    assert Path(summary["path"]) == store / "colours" / "1"
+    assert summary["dataset"]["skipped"] == 1
+    assert summary["dataset"]["ignored_files"] == 1
+    assert summary["metrics"]["accuracy"] >= 0.8, summary["metrics"]  # chance is 1/3
+    bundle_dir = Path(summary["path"])
+    assert {p.name for p in bundle_dir.iterdir()} == {"model.keras", "metadata.json", "reports"}
+    assert (bundle_dir / "reports" / "history.csv").read_text().startswith("phase,epoch,loss")
+    metrics = json.loads((bundle_dir / "reports" / "metrics.json").read_text())
+    assert metrics == summary["metrics"]
+    metadata = read_metadata(bundle_dir)
+    for key in (
+        "format_version", "name", "version", "labels", "backbone", "image_size", "input",
+        "resize", "created_at", "metrics", "training", "dataset", "files", "framework",
+    ):  # fmt: skip
+        assert key in metadata, key
+    assert metadata["labels"] == ["blue", "green", "red"]
+    assert metadata["image_size"] == [24, 24]
+    assert metadata["training"]["recipe"] == "scratch"
+    assert metadata["training"]["weights"] == "none"
+    assert metadata["dataset"]["skipped"][0]["path"].endswith("broken.png")
+    assert set(metadata["files"]) == {"model.keras", "reports/metrics.json", "reports/history.csv"}
+    assert load_bundle(bundle_dir).version == 1  # checksums match, safe_mode loads it
+    assert not list((store / ".jobs").glob("colours*")), "job state is cleaned up"
+
+
+def test_predict_classifies_files_like_the_bundle(trained):
+    data, store, _ = trained
+    files = [str(data / colour / f"{colour}_000.png") for colour in ("red", "green", "blue")]
+    result = ktl(
+        "predict", *files, "--name", "colours", "--store", str(store), "--json", "--top-k", "2"
+    )
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["model"] == "colours" and body["version"] == 1
+    assert [p["filename"] for p in body["predictions"]] == [
+        "red_000.png",
+        "green_000.png",
+        "blue_000.png",
+    ]
+    for prediction, colour in zip(body["predictions"], ("red", "green", "blue"), strict=True):
+        assert prediction["top"][0]["label"] == colour
+        assert len(prediction["top"]) == 2
+        assert prediction["top"][0]["probability"] >= prediction["top"][1]["probability"]
+        assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_predict_skips_bad_files_and_says_so(trained, tmp_path):
+    data, store, _ = trained
+    bad = tmp_path / "fake.jpg"
+    bad.write_text("<html>not an image</html>")
+    result = ktl(
+        "predict",
+        str(bad),
+        str(data / "red" / "red_001.png"),
+        "--name",
+        "colours",
+        "--store",
+        str(store),
+    )
+    assert result.returncode == 2
+    assert "fake.jpg" in result.stderr
+    assert result.stdout.startswith("red_001.png: red")
+
+
+def test_a_second_run_publishes_version_two(trained):
+    data, store, _ = trained
+    result = ktl(
+        "train", str(data), "--name", "colours", "--store", str(store), "--backbone", "smallcnn",
+        "--weights", "none", "--image-size", "24", "--epochs", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Published colours version 2" in result.stdout
+    assert ModelStore(store).versions("colours") == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "{empty}", "--name", "x", "--weights", "none"], "no images found"),
+        (["train", "{data}", "--name", "Bad/Name", "--weights", "none"], "Invalid model name"),
+        (["train", "{data}", "--name", "x", "--backbone", "nope"], "Unknown backbone 'nope'"),
+        (["train", "{data}", "--name", "x", "--weights", "/no/such.h5"], "no such file"),
+        (["train", "{data}", "--name", "x", "--backbone", "smallcnn"], "has no ImageNet weights"),
+        (["predict", "{data}/red/red_000.png", "--name", "missing"], "No model named 'missing'"),
+    ],
+)
+def test_user_errors_exit_2_with_a_message(tmp_path, args, message):
+    data = make_colour_dataset(tmp_path / "data", per_class=3, size=8)
+    (tmp_path / "empty").mkdir()
+    args = [a.format(data=data, empty=tmp_path / "empty") for a in args]
+    result = ktl(*args, "--store", str(tmp_path / "store"))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "store" / "x").exists()
+
+
+def test_missing_imagenet_weights_stop_the_job_with_instructions(tmp_path):
+    data = make_colour_dataset(tmp_path / "data", per_class=3, size=8)
+    offline = {
+        "KERAS_HOME": str(tmp_path / "keras"),
+        **{
+            proxy: "http://127.0.0.1:9"
+            for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+        },
+    }
+    store = tmp_path / "store"
+    result = ktl(
+        "train", str(data), "--name", "x", "--store", str(store), "--image-size", "32", env=offline
+    )
+    assert result.returncode == 2, result.stderr
+    expected_file = (
+        tmp_path / "keras" / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    )
+    assert str(expected_file) in result.stderr
+    assert "--weights none" in result.stderr and "--weights /path/to/" in result.stderr
+    assert "Decoding" not in result.stderr, "it failed before decoding the dataset"
+    assert ModelStore(store).names() == []
+
+
+def test_python_m_training_is_the_same_job(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "training", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert "--fine-tune-epochs" in result.stdout and "--unfreeze-from" in result.stdout
