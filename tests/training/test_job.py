@@ -1,0 +1,157 @@
+"""The recipe end to end in-process: weights from a file in the official layout,
+what each phase may change, and resuming an interrupted job."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from models.backbones import get_backbone
+from models.bundle import load_bundle
+from models.store import ModelStore
+from tests.conftest import make_colour_dataset
+from tests.legacy_h5 import write_legacy_h5
+from training import finetune, job
+from training.config import ConfigError, build_config
+
+pytestmark = pytest.mark.slow
+
+SIZE = 32
+
+
+def _file_weights(path) -> dict[str, list[np.ndarray]]:
+    with h5py.File(path, "r") as f:
+        return {
+            name: [np.array(f[name][w]) for w in f[name].attrs["weight_names"]]
+            for name in f
+            if len(f[name].attrs["weight_names"])
+        }
+
+
+def _backbone_of(bundle_model):
+    return bundle_model.get_layer("resnet50")
+
+
+@pytest.fixture(scope="module")
+def resnet_file(tmp_path_factory):
+    path = (
+        tmp_path_factory.mktemp("weights") / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    )
+    write_legacy_h5(get_backbone("resnet50").build((SIZE, SIZE, 3), None), path)
+    return path
+
+
+def _run(tmp_path, **settings):
+    data = tmp_path / "data"
+    if not data.exists():
+        make_colour_dataset(data, per_class=6, size=SIZE)
+    flags = {"data": str(data), "name": "job", "store": str(tmp_path / "store"), **settings}
+    return job.run_job(build_config({}, flags), log=lambda message: None)
+
+
+def test_head_only_run_leaves_the_file_weights_exactly(tmp_path, resnet_file):
+    result = _run(
+        tmp_path, backbone="resnet50", weights=str(resnet_file), image_size=SIZE,
+        epochs=1, fine_tune_epochs=0, augment=False, batch_size=8,
+    )  # fmt: skip
+    backbone = _backbone_of(load_bundle(result["path"]).model)
+    expected = _file_weights(resnet_file)
+    assert len(expected) == sum(1 for layer in backbone.layers if layer.weights)
+    for name, arrays in expected.items():
+        saved = [w.numpy() for w in backbone.get_layer(name).trainable_weights] + [
+            w.numpy() for w in backbone.get_layer(name).non_trainable_weights
+        ]
+        for got, want in zip(saved, arrays, strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=name)
+    assert result["training"]["phases"] == [{"name": "head", "epochs": 1}]
+
+
+def test_fine_tuning_trains_only_the_top_block_and_keeps_batchnorm_frozen(tmp_path, resnet_file):
+    result = _run(
+        tmp_path, backbone="resnet50", weights=str(resnet_file), image_size=SIZE,
+        epochs=1, fine_tune_epochs=1, fine_tune_lr=1e-3, augment=False, batch_size=8,
+    )  # fmt: skip
+    backbone = _backbone_of(load_bundle(result["path"]).model)
+    expected = _file_weights(resnet_file)
+    names = [layer.name for layer in backbone.layers]
+    start = names.index("conv5_block1_1_conv")
+    changed_top = 0
+    for name, arrays in expected.items():
+        layer = backbone.get_layer(name)
+        saved = [w.numpy() for w in layer.trainable_weights + layer.non_trainable_weights]
+        same = all(np.array_equal(a, b) for a, b in zip(saved, arrays, strict=True))
+        if names.index(name) < start or name.endswith("_bn"):
+            assert same, f"{name} should be frozen"  # below the top block, and every BatchNorm
+        else:
+            changed_top += not same
+    assert changed_top > 0, "the unfrozen top block did not train"
+    assert result["training"]["unfreeze_from"] == "conv5_block1_1_conv"
+
+
+def test_unknown_unfreeze_layer_is_a_clear_error(tmp_path, resnet_file):
+    with pytest.raises(ValueError, match="not a layer of resnet50"):
+        _run(
+            tmp_path, backbone="resnet50", weights=str(resnet_file), image_size=SIZE,
+            epochs=1, fine_tune_epochs=1, unfreeze_from="conv9", augment=False,
+        )  # fmt: skip
+
+
+def test_interrupted_job_publishes_nothing_and_resume_finishes_it_once(tmp_path, monkeypatch):
+    real_run_phase = finetune.run_phase
+    phases_run = []
+
+    def interrupted_once(fit_model, phase, *args, **kwargs):
+        phases_run.append(phase.name)
+        if phase.name == "fine_tune" and phases_run.count("fine_tune") == 1:
+            raise KeyboardInterrupt
+        return real_run_phase(fit_model, phase, *args, **kwargs)
+
+    monkeypatch.setattr(finetune, "run_phase", interrupted_once)
+    settings = dict(
+        backbone="smallcnn", weights="none", image_size=16, epochs=2, batch_size=8, augment=False
+    )
+    # weights "none" trains in one phase; interrupt a two-phase job instead:
+    settings.update(
+        weights=str(_smallcnn_file(tmp_path)), fine_tune_epochs=1, unfreeze_from="block3_conv1"
+    )
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, **settings)
+    store = ModelStore(tmp_path / "store")
+    assert store.names() == [], "an interrupted job must not publish"
+    assert (store.job_dir("job") / "head.weights.h5").is_file()
+
+    with pytest.raises(ConfigError, match="other settings"):
+        _run(tmp_path, **{**settings, "epochs": 3}, resume=True)
+
+    result = _run(tmp_path, **settings, resume=True)
+    assert phases_run == ["head", "fine_tune", "fine_tune"], "the head phase was not redone"
+    assert result["version"] == 1 and store.versions("job") == [1]
+    assert [p["name"] for p in result["training"]["phases"]] == ["head", "fine_tune"]
+    assert not store.job_dir("job").exists()
+
+
+def _smallcnn_file(tmp_path):
+    path = tmp_path / "smallcnn.h5"
+    if not path.exists():
+        write_legacy_h5(get_backbone("smallcnn").build((16, 16, 3), None), path)
+    return path
+
+
+def test_a_new_run_without_resume_discards_the_old_state(tmp_path, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=1, augment=False)
+    monkeypatch.setattr(finetune, "run_phase", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, **settings)
+    monkeypatch.undo()
+    messages = []
+    data = tmp_path / "data"
+    config = build_config(
+        {}, {"data": str(data), "name": "job", "store": str(tmp_path / "store"), **settings}
+    )
+    result = job.run_job(config, log=messages.append)
+    assert any("Discarding an interrupted job" in m for m in messages)
+    assert result["version"] == 1
