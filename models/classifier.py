@@ -24,7 +24,12 @@ class WeightsUnavailable(RuntimeError):
 
 def keras_cache_path(spec: BackboneSpec) -> Path:
     """Where Keras' own download cache keeps the backbone's ImageNet file."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:  # the folder Keras really uses: KERAS_HOME as read at import, /tmp/.keras fallback
+        from keras.src.backend.config import keras_home
+
+        home = keras_home()
+    except ImportError:  # a Keras without that helper: its documented default
+        home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return Path(home) / "models" / (spec.weights_file or "")
 
 
@@ -52,17 +57,21 @@ def build_backbone(
     spec: BackboneSpec, image_size: tuple[int, int], weights: str | None
 ) -> keras.Model:
     """The backbone with ``weights``; ``WeightsUnavailable`` explains how to get ImageNet's."""
-    input_shape = (*image_size, 3)
+    if min(image_size) < spec.min_size:
+        raise WeightsError(
+            f"{spec.name} needs images of at least {spec.min_size}x{spec.min_size} pixels; "
+            f"got {image_size[0]}x{image_size[1]} (--image-size)"
+        )
     try:
-        return spec.build(input_shape, weights)
+        return spec.build((*image_size, 3), weights)
     except Exception as exc:
-        if weights != "imagenet":
-            if isinstance(weights, str):
-                raise WeightsError(
-                    f"--weights {weights}: cannot be loaded into {spec.name}: {exc}"
-                ) from exc
-            raise
+        if isinstance(weights, str) and weights != "imagenet":
+            raise WeightsError(
+                f"--weights {weights}: cannot be loaded into {spec.name}: {exc}"
+            ) from exc
         cache = keras_cache_path(spec)
+        if weights is None or cache.is_file():
+            raise  # the weights were there: this is some other failure, not the download
         raise WeightsUnavailable(
             f"ImageNet weights for {spec.name} could not be obtained ({exc}).\n"
             f"Keras caches them at {cache} (the folder follows KERAS_HOME).\n"

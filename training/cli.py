@@ -4,6 +4,7 @@ commands so ``ktl --help`` answers at once."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -388,7 +389,8 @@ def _demo(args) -> int:
     make_shapes_dataset(args.data_dir, per_class=DEMO_IMAGES_PER_CLASS)
     pretrained = get_backbone(DEMO_PRETRAINED["backbone"])
     try:
-        build_backbone(pretrained, (DEMO_PRETRAINED["image_size"],) * 2, "imagenet")
+        with contextlib.redirect_stdout(sys.stderr):  # Keras reports downloads on stdout
+            build_backbone(pretrained, (DEMO_PRETRAINED["image_size"],) * 2, "imagenet")
         settings = DEMO_PRETRAINED
         print(f"Fine-tuning {pretrained.name} with ImageNet weights", file=sys.stderr)
     except WeightsUnavailable as exc:

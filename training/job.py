@@ -101,7 +101,8 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
 
         # The backbone first: missing ImageNet weights stop the job before any decoding.
         keras.utils.set_random_seed(config.seed)
-        backbone = build_backbone(spec, size, weights)
+        with contextlib.redirect_stdout(sys.stderr):  # Keras reports downloads on stdout
+            backbone = build_backbone(spec, size, weights)
         prepared, reused = _prepared_data(state, listing, size, config, log)
         if not reused:  # phases finished on other data are worth nothing now
             for stale in job_dir.glob("*"):
