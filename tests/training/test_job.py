@@ -155,3 +155,14 @@ def test_a_new_run_without_resume_discards_the_old_state(tmp_path, monkeypatch):
     result = job.run_job(config, log=messages.append)
     assert any("Discarding an interrupted job" in m for m in messages)
     assert result["version"] == 1
+
+
+def test_the_same_seed_gives_the_same_model(tmp_path):
+    settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=2, batch_size=8)
+    first = _run(tmp_path, **settings)
+    second = _run(tmp_path, **settings)
+    assert second["version"] == 2
+    assert first["metrics"] == second["metrics"]
+    a, b = (load_bundle(r["path"]).model.get_weights() for r in (first, second))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)

@@ -1,0 +1,100 @@
+"""The application factory; gunicorn calls ``service.app:create_app()``."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+
+from flask import Flask, Request
+from PIL import Image
+
+from models.bundle import load_bundle
+from models.inference import Classifier
+from models.store import ModelStore
+from service import api, health, metrics, openapi, tfserving
+from service.config import ServiceConfig
+from service.errors import register_error_handlers
+from service.metrics import Metrics
+from service.predictor import BatchSettings, Predictor
+from service.registry import ModelRegistry
+from service.state import EXTENSION, ServiceState
+
+log = logging.getLogger("ktl.service")
+
+
+class InMemoryRequest(Request):
+    """Keeps uploads in memory: Werkzeug would spool those over 500 KB to temporary
+    files, and bodies are already bounded by MAX_CONTENT_LENGTH."""
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        return io.BytesIO()
+
+
+def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask:
+    """Build the app and load every model of the store.
+
+    ``config`` is a whole ``ServiceConfig``, or overrides applied on top of the
+    ``KTL_*`` environment (for tests); None reads the environment alone.
+    """
+    if not isinstance(config, ServiceConfig):
+        config = ServiceConfig.from_env().replace(config or {})
+    # Pillow's own decompression-bomb guard, at the same limit as load_image's check.
+    Image.MAX_IMAGE_PIXELS = config.max_image_pixels
+
+    app = Flask(__name__, static_folder=None)
+    app.request_class = InMemoryRequest
+    app.url_map.converters["segment"] = api.SegmentConverter
+    # "/v1/models//x" is no route; merging slashes would redirect it somewhere else.
+    app.url_map.merge_slashes = False
+    app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes
+    # Probabilities are listed in label order, so keys keep their order.
+    app.json.sort_keys = False
+
+    service_metrics = Metrics()
+    batching = BatchSettings(
+        max_batch_size=config.max_batch_size,
+        max_delay_s=config.max_batch_delay_ms / 1000,
+        queue_size=config.queue_size,
+        on_batch=service_metrics.observe_batch,
+    )
+    registry = ModelRegistry(
+        ModelStore(config.model_store),
+        partial(_load_predictor, batching=batching, max_pixels=config.max_image_pixels),
+        config.reload_interval,
+    )
+    service_metrics.watch_models(lambda: registry.snapshot)
+    if not config.model_store.is_dir():
+        log.warning(
+            "The model store %s does not exist (KTL_MODEL_STORE); no model is served until "
+            "one is published there",
+            config.model_store.resolve(),
+        )
+    registry.reload()
+    app.extensions[EXTENSION] = ServiceState(config, registry, service_metrics)
+
+    register_error_handlers(app)
+    service_metrics.init_app(app)
+
+    @app.before_request
+    def _start_polling() -> None:
+        # First request, not here: under gunicorn a thread must start after the fork.
+        registry.start_polling()
+
+    for module in (health, api, tfserving, openapi, metrics):
+        app.register_blueprint(module.bp)
+    return app
+
+
+def _load_predictor(path: Path, *, batching: BatchSettings, max_pixels: int) -> Predictor:
+    """Load (safe mode, checksums), warm up and wrap one version of a bundle."""
+    return Predictor(Classifier(load_bundle(path)), batching, max_pixels)

@@ -1,0 +1,142 @@
+"""The service's configuration: one frozen dataclass read from ``KTL_*`` variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from models.preprocessing import DEFAULT_MAX_PIXELS
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the variable."""
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError("must be a finite number, 0 or more")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = _non_negative_float(value)
+    if number == 0:
+        raise ValueError("must be more than 0")
+    return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 65535:
+        raise ValueError("must be a port number, 1 to 65535")
+    return number
+
+
+def _api_keys(value: str) -> tuple[str, ...]:
+    return tuple(key.strip() for key in value.split(",") if key.strip())
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _path(value: str) -> Path:
+    return Path(_text(value))
+
+
+def _setting(env: str, parse: Callable[[str], Any], default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    model_store: Path = _setting(
+        "KTL_MODEL_STORE", _path, Path("model_store"), "folder of published models"
+    )
+    max_upload_mb: float = _setting(
+        "KTL_MAX_UPLOAD_MB", _positive_float, 20.0, "largest request body, in MB"
+    )
+    max_image_pixels: int = _setting(
+        "KTL_MAX_IMAGE_PIXELS", _positive_int, DEFAULT_MAX_PIXELS, "largest image, in pixels"
+    )
+    top_k: int = _setting("KTL_TOP_K", _positive_int, 5, "default number of top classes")
+    api_keys: tuple[str, ...] = _setting(
+        "KTL_API_KEYS", _api_keys, (), "comma-separated bearer keys; empty: no authentication"
+    )
+    max_batch_size: int = _setting(
+        "KTL_MAX_BATCH_SIZE", _positive_int, 16, "most images in one forward pass"
+    )
+    max_batch_delay_ms: float = _setting(
+        "KTL_MAX_BATCH_DELAY_MS", _non_negative_float, 5.0, "longest wait to fill a batch"
+    )
+    queue_size: int = _setting(
+        "KTL_QUEUE_SIZE", _positive_int, 64, "requests waiting per model before 503"
+    )
+    max_images_per_request: int = _setting(
+        "KTL_MAX_IMAGES_PER_REQUEST", _positive_int, 64, "most images in one request"
+    )
+    reload_interval: float = _setting(
+        "KTL_RELOAD_INTERVAL", _non_negative_float, 10.0, "seconds between store scans; 0: off"
+    )
+    host: str = _setting("KTL_HOST", _text, "0.0.0.0", "address gunicorn binds")
+    port: int = _setting("KTL_PORT", _port, 8000, "port gunicorn binds")
+    workers: int = _setting("KTL_WORKERS", _positive_int, 1, "gunicorn worker processes")
+    threads: int = _setting("KTL_THREADS", _positive_int, 8, "request threads per worker")
+
+    def __post_init__(self) -> None:
+        # Environment strings and Python overrides alike go through the same checks.
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.name == "api_keys":
+                if isinstance(value, str):
+                    value = _api_keys(value)
+                object.__setattr__(self, "api_keys", tuple(value))
+            else:
+                object.__setattr__(self, spec.name, _parse(spec, str(value)))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceConfig:
+        """Defaults, overridden by every ``KTL_*`` variable that is set."""
+        environ = os.environ if environ is None else environ
+        return cls(
+            **{
+                spec.name: environ[spec.metadata["env"]]
+                for spec in fields(cls)
+                if spec.metadata["env"] in environ
+            }
+        )
+
+    def replace(self, overrides: Mapping[str, Any]) -> ServiceConfig:
+        unknown = set(overrides) - {spec.name for spec in fields(self)}
+        if unknown:
+            raise ConfigError(f"Unknown configuration keys {sorted(unknown)}")
+        return dataclasses.replace(self, **overrides)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+def _parse(spec: dataclasses.Field, raw: str) -> Any:
+    env = spec.metadata["env"]
+    try:
+        return spec.metadata["parse"](raw)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{env}={raw!r} is not valid: {exc} ({env} is the {spec.metadata['doc']}; "
+            f"default {spec.default})"
+        ) from None

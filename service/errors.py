@@ -1,0 +1,123 @@
+"""Errors that carry their HTTP status, and the one handler that turns every
+error leaving the app into ``{"error": "<message>", "code": "<machine code>"}``."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+log = logging.getLogger("ktl.service")
+
+
+class ServiceError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadRequest(ServiceError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidImage(BadRequest):
+    code = "invalid_image"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class ModelNotFound(ServiceError):
+    status = 404
+    code = "model_not_found"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ImageTooLarge(PayloadTooLarge):
+    code = "image_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ServiceUnavailable(ServiceError):
+    status = 503
+    code = "unavailable"
+
+
+class ModelUnavailable(ServiceUnavailable):
+    """The model or version exists in the store but could not be loaded."""
+
+    code = "model_unavailable"
+
+
+class NotReady(ServiceUnavailable):
+    code = "not_ready"
+
+
+class Overloaded(ServiceUnavailable):
+    code = "overloaded"
+    retry_after_s = 1
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"Retry-After": str(self.retry_after_s)})
+
+
+def error_response(status: int, code: str, message: str, headers=None) -> Response:
+    response = jsonify(error=message, code=code)
+    response.status_code = status
+    response.headers.extend(headers or {})
+    return response
+
+
+def _handle_service_error(exc: ServiceError) -> Response:
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+def _handle_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    # Keep the headers werkzeug attaches (Allow on a 405, for one), not its HTML.
+    headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+    if isinstance(exc, RequestEntityTooLarge):
+        limit = request.max_content_length
+        message = (
+            f"The request body is larger than the upload limit of {limit / 2**20:g} MB "
+            "(KTL_MAX_UPLOAD_MB)"
+            if limit
+            else "The request is too large"
+        )
+        return error_response(status, PayloadTooLarge.code, message, headers)
+    if status == 404:
+        message = f"No route {request.path!r}; GET /openapi.json lists the routes"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {request.path!r}"
+    else:
+        message = exc.description or exc.name
+    code = re.sub(r"[^a-z0-9]+", "_", exc.name.lower()).strip("_")
+    return error_response(status, code, message, headers)
+
+
+def _handle_unexpected(exc: Exception) -> Response:
+    log.exception("Unhandled error in %s %s", request.method, request.path)
+    return error_response(500, ServiceError.code, "Internal server error; see the server log")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ServiceError, _handle_service_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_unexpected)

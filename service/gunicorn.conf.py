@@ -1,0 +1,54 @@
+"""Gunicorn settings for ``gunicorn -c service/gunicorn.conf.py 'service.app:create_app()'``.
+
+Runs from any working directory. Settings come from the ``KTL_*`` variables
+(see service/config.py); a bad value stops the start with a message.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# The folder holding the ``service`` package, so this file and the app (workers
+# are forked from here and inherit sys.path) import from any working directory.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from service.config import ConfigError, ServiceConfig  # noqa: E402
+
+try:
+    _config = ServiceConfig.from_env()
+except ConfigError as exc:
+    print(f"ktl serve: {exc}", file=sys.stderr)
+    sys.exit(2)
+
+bind = [f"{_config.host}:{_config.port}"]
+worker_class = "gthread"
+workers = _config.workers
+threads = _config.threads
+# Workers load the app (and TensorFlow) after the fork: TensorFlow is not fork-safe.
+preload_app = False
+# Generous, because a worker loads and warms up every model before it answers.
+timeout = 120
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+logger_class = "service.gunicorn_logger.JsonLogger"
+# gunicorn's control socket (gunicornc) is not used; it would need a writable $HOME.
+control_socket_disable = True
+
+
+def post_fork(server, worker) -> None:
+    """Share the CPUs among workers, so N workers do not each start one thread per core.
+
+    TensorFlow reads these variables when its runtime starts, which is after
+    this hook; importing TensorFlow here instead would delay the worker's own
+    signal handlers by the length of the import. Values set by the operator win.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    per_worker = str(max(1, (cpus or 1) // server.cfg.workers))
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", per_worker)
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", per_worker)

@@ -1,0 +1,115 @@
+"""Prometheus metrics, one ``CollectorRegistry`` per app.
+
+Under gunicorn every worker keeps its own figures (no multiprocess mode): with
+more than one worker (KTL_WORKERS) a scrape sees the worker that answered it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from service.auth import require_api_key
+from service.openapi import openapi_path
+from service.registry import Snapshot
+from service.state import service_state
+
+# Any other method is counted as "other" so junk requests cannot grow the label set.
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ktl_http_requests",
+            "HTTP requests by route (as in /openapi.json), method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ktl_http_request_duration_seconds",
+            "Time from request to response, by route (as in /openapi.json) and method",
+            ["route", "method"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "ktl_inference_batch_size",
+            "Images per forward pass (micro-batching gathers concurrent requests)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
+        self.inference_seconds = Histogram(
+            "ktl_inference_duration_seconds",
+            "Time of one forward pass",
+            registry=self.registry,
+        )
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.inference_seconds.observe(seconds)
+
+    def watch_models(self, snapshot: Callable[[], Snapshot]) -> None:
+        self.registry.register(_ModelsCollector(snapshot))
+
+    def init_app(self, app: Flask) -> None:
+        app.before_request(_start_timer)
+        app.after_request(self._record)
+
+    def _record(self, response: Response) -> Response:
+        rule = request.url_rule
+        route = openapi_path(rule.rule) if rule is not None else "unmatched"
+        method = request.method if request.method in _METHODS else "other"
+        self.requests.labels(route, method, str(response.status_code)).inc()
+        start = g.get("ktl_request_start")
+        if start is not None:
+            self.latency.labels(route, method).observe(time.perf_counter() - start)
+        return response
+
+
+def _start_timer() -> None:
+    g.ktl_request_start = time.perf_counter()
+
+
+class _ModelsCollector(Collector):
+    """Read from the registry's current snapshot at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]):
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        models = self._snapshot().models.values()
+        loaded = GaugeMetricFamily(
+            "ktl_models_loaded", "Model versions loaded and servable, by model", labels=["model"]
+        )
+        default = GaugeMetricFamily(
+            "ktl_model_default_version", "Version served by default, by model", labels=["model"]
+        )
+        failed = GaugeMetricFamily(
+            "ktl_model_versions_unavailable",
+            "Versions in the store that failed to load, by model",
+            labels=["model"],
+        )
+        for state in models:
+            loaded.add_metric([state.name], len(state.loaded))
+            failed.add_metric([state.name], len(state.failures))
+            if state.default_version is not None:
+                default.add_metric([state.name], state.default_version)
+        yield from (loaded, default, failed)
+
+
+bp = Blueprint("metrics", __name__)
+bp.before_request(require_api_key)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    body = generate_latest(service_state().metrics.registry)
+    return Response(body, status=200, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,356 @@
+"""The OpenAPI 3.1 document of every route, served at ``/openapi.json``.
+
+Kept next to the routes as a dict; a test checks that its paths and methods
+and the app's URL rules are the same set.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint
+
+bp = Blueprint("openapi", __name__)
+
+
+def openapi_path(rule: str) -> str:
+    """A Flask URL rule as an OpenAPI path: ``/m/<segment:name>`` -> ``/m/{name}``."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+_JSON = "application/json"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {_JSON: {"schema": _ref("Error")}}}
+
+
+def _ok(description: str, schema: dict) -> dict:
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "Model name: 1-64 of a-z, 0-9, '-', '_', starting with a letter or digit",
+    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+}
+_VERSION = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "description": "Model version, a positive integer",
+    "schema": {"type": "integer", "minimum": 1},
+}
+_TOP_K = {
+    "name": "top_k",
+    "in": "query",
+    "required": False,
+    "description": "Classes in `top` (default KTL_TOP_K, at most the number of labels)",
+    "schema": {"type": "integer", "minimum": 1},
+}
+_AUTH_ERRORS = {"401": _error("API key missing or wrong (only when KTL_API_KEYS is set)")}
+_MODEL_ERRORS = {
+    **_AUTH_ERRORS,
+    "404": _error("Unknown model or version, or an invalid model name"),
+    "503": _error("The model or version exists but could not be loaded"),
+}
+_PREDICT_ERRORS = {
+    **_MODEL_ERRORS,
+    "400": _error("Not an image, a corrupt image, a missing field, bad JSON or base64, bad top_k"),
+    "413": _error("Body over KTL_MAX_UPLOAD_MB, image over KTL_MAX_IMAGE_PIXELS, or too many"),
+    "415": _error("A Content-Type this route does not accept"),
+    "503": {
+        **_error("Server saturated (queue full), or the model could not be loaded"),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
+}
+_SECURED = [{"bearer": []}, {}]
+
+
+def _native_predict(summary: str, parameters: list[dict]) -> dict:
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": "predict" if len(parameters) == 1 else "predictVersion",
+            "parameters": [*parameters, _TOP_K],
+            "security": _SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["image"],
+                            "properties": {
+                                "image": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "binary"},
+                                    "description": "One or more image files (several = a batch)",
+                                }
+                            },
+                        }
+                    },
+                    "image/*": {"schema": {"type": "string", "format": "binary"}},
+                },
+            },
+            "responses": {
+                "200": _ok("Predictions, one per image, in upload order", _ref("Prediction")),
+                **_PREDICT_ERRORS,
+            },
+        }
+    }
+
+
+def _tfserving_predict(summary: str, parameters: list[dict]) -> dict:
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": "tfServingPredict"
+            if len(parameters) == 1
+            else "tfServingPredictVersion",
+            "parameters": parameters,
+            "security": _SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": _ref("TFServingRequest")}},
+            },
+            "responses": {
+                "200": _ok("Probabilities in label order", _ref("TFServingResponse")),
+                **_PREDICT_ERRORS,
+            },
+        }
+    }
+
+
+def _metadata(summary: str, operation_id: str, parameters: list[dict]) -> dict:
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": operation_id,
+            "parameters": parameters,
+            "security": _SECURED,
+            "responses": {
+                "200": _ok("metadata.json of the version", _ref("Metadata")),
+                **_MODEL_ERRORS,
+            },
+        }
+    }
+
+
+_PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
+
+OPENAPI: dict = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "ktl classification service",
+        "version": "1",
+        "description": "Image classification with models fine-tuned and published by ktl. "
+        'Errors are {"error": <message>, "code": <machine code>}.',
+    },
+    "paths": {
+        "/healthz": {
+            "get": {
+                "summary": "Liveness; never touches a model",
+                "operationId": "healthz",
+                "responses": {"200": _ok("Alive", {"type": "object"})},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: 200 once at least one model is servable",
+                "operationId": "readyz",
+                "responses": {
+                    "200": _ok("Ready", {"type": "object"}),
+                    "503": _error("No model is servable yet"),
+                },
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "summary": "Every model in the store, with unavailable versions and why",
+                "operationId": "listModels",
+                "security": _SECURED,
+                "responses": {"200": _ok("Models", _ref("ModelList")), **_AUTH_ERRORS},
+            }
+        },
+        "/v1/models/{name}": _metadata(
+            "Metadata of the model's default version", "getModel", [_NAME]
+        ),
+        "/v1/models/{name}/versions/{version}": _metadata(
+            "Metadata of one version", "getModelVersion", [_NAME, _VERSION]
+        ),
+        "/v1/models/{name}/predict": _native_predict(
+            "Classify images with the default version", [_NAME]
+        ),
+        "/v1/models/{name}/versions/{version}/predict": _native_predict(
+            "Classify images with one version", [_NAME, _VERSION]
+        ),
+        "/v1/models/{name}:predict": _tfserving_predict(
+            "TensorFlow Serving REST predict, default version", [_NAME]
+        ),
+        "/v1/models/{name}/versions/{version}:predict": _tfserving_predict(
+            "TensorFlow Serving REST predict, one version", [_NAME, _VERSION]
+        ),
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "responses": {"200": _ok("OpenAPI 3.1 document", {"type": "object"})},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics of this worker process",
+                "operationId": "metrics",
+                "security": _SECURED,
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "One of KTL_API_KEYS; not needed when KTL_API_KEYS is empty",
+            }
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error", "code"],
+                "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+            },
+            "ModelList": {
+                "type": "object",
+                "required": ["models"],
+                "properties": {
+                    "models": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "versions", "default_version", "status"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "versions": {"type": "array", "items": {"type": "integer"}},
+                                "default_version": {"type": ["integer", "null"]},
+                                "labels": {
+                                    "type": ["array", "null"],
+                                    "items": {"type": "string"},
+                                },
+                                "backbone": {"type": ["string", "null"]},
+                                "image_size": {
+                                    "type": ["array", "null"],
+                                    "items": {"type": "integer"},
+                                    "description": "[height, width]",
+                                },
+                                "status": {"enum": ["available", "unavailable"]},
+                                "unavailable_versions": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "version": {"type": "integer"},
+                                            "reason": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    }
+                },
+            },
+            "Metadata": {
+                "type": "object",
+                "description": "The bundle's metadata.json (format_version 1)",
+                "required": ["name", "version", "labels", "image_size"],
+                "additionalProperties": True,
+            },
+            "Prediction": {
+                "type": "object",
+                "required": ["model", "version", "predictions"],
+                "properties": {
+                    "model": {"type": "string"},
+                    "version": {"type": "integer"},
+                    "predictions": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "filename": {"type": ["string", "null"]},
+                                "top": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "label": {"type": "string"},
+                                            "index": {"type": "integer"},
+                                            "probability": _PROBABILITY,
+                                        },
+                                    },
+                                },
+                                "probabilities": {
+                                    "type": "object",
+                                    "additionalProperties": _PROBABILITY,
+                                    "description": "Every label, in label order; sums to 1",
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+            "TFServingRequest": {
+                "type": "object",
+                "required": ["instances"],
+                "properties": {
+                    "instances": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "oneOf": [
+                                _ref("Base64Image"),
+                                {
+                                    "type": "object",
+                                    "required": ["image_bytes"],
+                                    "properties": {"image_bytes": _ref("Base64Image")},
+                                },
+                            ]
+                        },
+                    }
+                },
+            },
+            "Base64Image": {
+                "type": "object",
+                "required": ["b64"],
+                "properties": {"b64": {"type": "string", "contentEncoding": "base64"}},
+            },
+            "TFServingResponse": {
+                "type": "object",
+                "required": ["predictions"],
+                "properties": {
+                    "predictions": {
+                        "type": "array",
+                        "items": {"type": "array", "items": _PROBABILITY},
+                    }
+                },
+            },
+        },
+    },
+}
+
+
+@bp.get("/openapi.json")
+def openapi() -> dict:
+    return OPENAPI

@@ -1,0 +1,83 @@
+"""Preprocess -> inference -> postprocess for one loaded model version, with no
+web framework inside: the routes hand it bytes and get a response body back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from models import preprocessing
+from models.bundle import Bundle
+from models.inference import Classifier, predict_response
+from service.batching import MicroBatcher
+from service.errors import ImageTooLarge, InvalidImage
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_batch_size: int
+    max_delay_s: float
+    queue_size: int
+    on_batch: Callable[[int, float], None] | None = None
+
+
+@dataclass(frozen=True)
+class ImageUpload:
+    data: bytes
+    label: str | None = None  # how messages name it among several: "file 'a.jpg'", ...
+    filename: str | None = None
+
+
+class Predictor:
+    """A loaded, warmed-up model version behind a micro-batcher."""
+
+    def __init__(self, classifier: Classifier, batching: BatchSettings, max_pixels: int):
+        self.classifier = classifier
+        self.max_pixels = max_pixels
+        self._batcher = MicroBatcher(
+            classifier.predict,
+            max_batch_size=batching.max_batch_size,
+            max_delay_s=batching.max_delay_s,
+            queue_size=batching.queue_size,
+            on_batch=batching.on_batch,
+        )
+
+    @property
+    def bundle(self) -> Bundle:
+        return self.classifier.bundle
+
+    def preprocess(self, images: Sequence[ImageUpload]) -> np.ndarray:
+        """Decode every image to the bundle's size; the first bad one names itself."""
+        size = self.bundle.image_size
+        arrays = []
+        for image in images:
+            try:
+                arrays.append(
+                    preprocessing.load_image(image.data, size, max_pixels=self.max_pixels)
+                )
+            except preprocessing.ImageTooLarge as exc:
+                raise ImageTooLarge(
+                    f"{_named(image, exc)} (KTL_MAX_IMAGE_PIXELS); send a smaller image"
+                ) from exc
+            except preprocessing.ImageError as exc:
+                raise InvalidImage(_named(image, exc)) from exc
+        return np.stack(arrays)
+
+    def infer(self, pixels: np.ndarray) -> np.ndarray:
+        """Probabilities in label order, one row per image."""
+        return self._batcher.predict(pixels)
+
+    def predict(self, images: Sequence[ImageUpload]) -> np.ndarray:
+        return self.infer(self.preprocess(images))
+
+    def predict_native(self, images: Sequence[ImageUpload], top_k: int) -> dict:
+        """The native predict body, ``top_k`` clipped to the number of labels."""
+        rows = self.predict(images)
+        top_k = min(top_k, len(self.bundle.labels))
+        return predict_response(self.bundle, rows, [image.filename for image in images], top_k)
+
+
+def _named(image: ImageUpload, exc: Exception) -> str:
+    return f"{image.label}: {exc}" if image.label else str(exc)

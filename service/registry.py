@@ -1,0 +1,273 @@
+"""The loaded-model registry: an immutable snapshot of every servable model,
+rebuilt from the store and swapped in one assignment.
+
+At start (and on every reload) each model's highest version is loaded; if it
+fails, the next lower one is tried, so a broken publication never takes a
+model down. Older versions load on their first request. A loaded version stays
+loaded while its folder exists; requests in flight keep the ``Predictor`` they
+resolved, so a swap never cuts one short.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from models.bundle import BundleError
+from models.store import METADATA_FILE, InvalidName, ModelStore, validate_name
+from service.errors import ModelNotFound, ModelUnavailable
+from service.predictor import Predictor
+
+log = logging.getLogger("ktl.service")
+
+# A failed version is retried only when its files change (versions are
+# immutable, so normally never): retrying every poll would re-hash and re-log
+# a broken bundle forever.
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    reason: str
+    fingerprint: Fingerprint
+
+
+@dataclass(frozen=True)
+class ModelState:
+    name: str
+    versions: tuple[int, ...]  # in the store and not known to be broken, ascending
+    default_version: int | None  # the highest version that loaded
+    loaded: Mapping[int, Predictor] = field(default_factory=dict)
+    failures: Mapping[int, LoadFailure] = field(default_factory=dict)
+
+    @property
+    def default(self) -> Predictor | None:
+        return None if self.default_version is None else self.loaded[self.default_version]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    models: Mapping[str, ModelState] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        """At least one model has a servable default version."""
+        return any(state.default_version is not None for state in self.models.values())
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        store: ModelStore,
+        load_predictor: Callable[[Path], Predictor],
+        reload_interval: float = 0.0,
+    ):
+        self.store = store
+        self.reload_interval = reload_interval
+        self._load_predictor = load_predictor
+        self._snapshot = Snapshot()
+        self._lock = threading.Lock()  # one loader at a time: reloads and on-demand loads
+        self._poll_lock = threading.Lock()
+        self._poller: threading.Thread | None = None
+        self._poller_pid: int | None = None
+        self._stop = threading.Event()
+        self._closed = False
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def get(self, name: str, version: int | None = None) -> Predictor:
+        """The predictor of ``name`` at ``version`` (default: the model's default)."""
+        try:
+            validate_name(name)
+        except InvalidName as exc:
+            raise ModelNotFound(str(exc)) from None
+        state = self._snapshot.models.get(name)
+        if state is None:
+            raise ModelNotFound(f"No model named {name!r}; GET /v1/models lists the models")
+        if version is None:
+            if state.default is None:
+                raise ModelUnavailable(
+                    f"Model {name!r} has no version that loads: {_reasons(state)}"
+                )
+            return state.default
+        if version in state.loaded:
+            return state.loaded[version]
+        if version in state.failures:
+            raise ModelUnavailable(
+                f"Model {name!r} version {version} could not be loaded: "
+                f"{state.failures[version].reason}"
+            )
+        return self._load_on_demand(state, version)
+
+    def reload(self) -> Snapshot:
+        """Scan the store, load new versions, and swap in the new snapshot."""
+        with self._lock:
+            old = self._snapshot
+            try:
+                names = self.store.names()
+            except OSError as exc:
+                log.error("Cannot read the model store %s: %s", self.store.root, exc)
+                return old
+            models = {}
+            for name in names:
+                try:
+                    models[name] = self._refresh(name, old.models.get(name))
+                except OSError as exc:
+                    log.error("Cannot read model %r in the store: %s", name, exc)
+                    if name in old.models:
+                        models[name] = old.models[name]
+            self._swap(Snapshot(models))
+            return self._snapshot
+
+    def start_polling(self) -> bool:
+        """Start the reload thread in this process unless it runs or polling is off.
+
+        Called on every request, so under gunicorn the thread starts in the
+        worker after the fork; a thread inherited from a parent does not count.
+        """
+        if self.reload_interval <= 0 or self._poller_pid == os.getpid() or self._closed:
+            return False
+        with self._poll_lock:
+            if self._poller_pid == os.getpid() or self._closed:
+                return False
+            self._poller = threading.Thread(target=self._poll, name="ktl-model-reload", daemon=True)
+            self._poller.start()
+            self._poller_pid = os.getpid()
+            return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the reload thread for good (it finishes a load in progress first)."""
+        with self._poll_lock:
+            self._closed = True
+            self._stop.set()
+            if self._poller is not None and self._poller_pid == os.getpid():
+                self._poller.join(timeout)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.reload_interval):
+            try:
+                self.reload()
+            except Exception:
+                log.exception("Model reload failed; the models already loaded keep serving")
+
+    def _refresh(self, name: str, previous: ModelState | None) -> ModelState:
+        versions = self.store.versions(name)
+        previous = previous or ModelState(name, (), None)
+        loaded = {v: p for v, p in previous.loaded.items() if v in versions}
+        failures = {
+            v: f
+            for v, f in previous.failures.items()
+            if v in versions and f.fingerprint == _fingerprint(self._path(name, v))
+        }
+        default = None
+        for version in reversed(versions):
+            if version in failures:
+                continue
+            if version not in loaded:
+                result = self._load(name, version)
+                if isinstance(result, LoadFailure):
+                    failures[version] = result
+                    continue
+                loaded[version] = result
+            default = version
+            break
+        return ModelState(
+            name,
+            tuple(v for v in versions if v not in failures),
+            default,
+            loaded,
+            failures,
+        )
+
+    def _load_on_demand(self, state: ModelState, version: int) -> Predictor:
+        name = state.name
+        if not (self._path(name, version) / METADATA_FILE).is_file():
+            raise ModelNotFound(
+                f"Model {name!r} has no version {version}; its versions are {list(state.versions)}"
+            )
+        with self._lock:
+            state = self._snapshot.models.get(name)
+            if state is None:  # removed from the store by a reload meanwhile
+                raise ModelNotFound(f"No model named {name!r}; GET /v1/models lists the models")
+            if version not in state.loaded and version not in state.failures:
+                result = self._load(name, version)
+                if isinstance(result, LoadFailure):
+                    state = replace(state, failures={**state.failures, version: result})
+                else:
+                    state = replace(
+                        state,
+                        versions=tuple(sorted({*state.versions, version})),
+                        loaded={**state.loaded, version: result},
+                    )
+                self._swap(Snapshot({**self._snapshot.models, name: state}))
+        return self.get(name, version)
+
+    def _load(self, name: str, version: int) -> Predictor | LoadFailure:
+        path = self._path(name, version)
+        fingerprint = _fingerprint(path)
+        try:
+            predictor = self._load_predictor(path)
+            bundle = predictor.bundle
+            if (bundle.name, bundle.version) != (name, version):
+                raise BundleError(
+                    f"{path}: metadata.json describes {bundle.name!r} version {bundle.version}, "
+                    f"not {name!r} version {version}; publish bundles with the store, "
+                    "never copy or rename version folders"
+                )
+        except Exception as exc:
+            # Paths of the server are not for clients; the log keeps the full message.
+            reason = str(exc).replace(str(path), f"{name}/{version}")
+            log.error(
+                "Model %r version %d is unavailable: %s",
+                name,
+                version,
+                exc,
+                exc_info=not isinstance(exc, BundleError),
+            )
+            return LoadFailure(reason or type(exc).__name__, fingerprint)
+        log.info("Loaded model %r version %d from %s", name, version, path)
+        return predictor
+
+    def _swap(self, snapshot: Snapshot) -> None:
+        old = self._snapshot
+        for name, state in snapshot.models.items():
+            before = old.models.get(name)
+            previous_default = before.default_version if before else None
+            if state.default_version != previous_default:
+                log.info(
+                    "Model %r now serves version %s by default (was %s)",
+                    name,
+                    state.default_version,
+                    previous_default,
+                )
+        for name in old.models.keys() - snapshot.models.keys():
+            log.info("Model %r left the store; no longer served", name)
+        self._snapshot = snapshot
+
+    def _path(self, name: str, version: int) -> Path:
+        return self.store.root / name / str(version)
+
+
+def _fingerprint(path: Path) -> Fingerprint:
+    files = []
+    try:
+        for entry in sorted(path.iterdir()):
+            if entry.is_file():
+                stat = entry.stat()
+                files.append((entry.name, stat.st_size, stat.st_mtime_ns))
+    except OSError:
+        return ()
+    return tuple(files)
+
+
+def _reasons(state: ModelState) -> str:
+    return "; ".join(
+        f"version {version}: {failure.reason}"
+        for version, failure in sorted(state.failures.items())
+    )

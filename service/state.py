@@ -1,0 +1,27 @@
+"""What an app holds for its routes: config, model registry, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flask import current_app
+
+if TYPE_CHECKING:  # the route modules import this one; keep it free of cycles
+    from service.config import ServiceConfig
+    from service.metrics import Metrics
+    from service.registry import ModelRegistry
+
+EXTENSION = "ktl"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    config: ServiceConfig
+    registry: ModelRegistry
+    metrics: Metrics
+
+
+def service_state() -> ServiceState:
+    """The state of the app handling the current request."""
+    return current_app.extensions[EXTENSION]

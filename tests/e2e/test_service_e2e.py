@@ -1,0 +1,191 @@
+"""The service under real gunicorn: predictions equal the in-process model, and a
+version published while it runs becomes the default with no failed request."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+import service
+from models.backbones import get_backbone
+from models.bundle import load_bundle, save_bundle
+from models.classifier import build_backbone, build_classifier
+from models.inference import Classifier
+from models.preprocessing import RESIZE_POLICY, load_image
+from models.store import ModelStore
+
+pytestmark = pytest.mark.slow
+
+CONF = Path(service.__file__).resolve().parent / "gunicorn.conf.py"
+METADATA = {
+    "labels": ["cat", "dog", "fox"],
+    "image_size": [32, 32],
+    "backbone": "smallcnn",
+    "input": "RGB uint8 0..255",
+    "resize": RESIZE_POLICY,
+    "metrics": {},
+    "training": {},
+    "dataset": {},
+    "created_at": "2024-01-01T00:00:00Z",
+}
+
+
+def tiny_model(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    spec = get_backbone("smallcnn")
+    return build_classifier(spec, build_backbone(spec, (32, 32), None), 3, frozen_statistics=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def encode(fmt: str, seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM (gunicorn's graceful stop), then SIGKILL to the whole group."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """gunicorn with service/gunicorn.conf.py, started from a folder outside the repo."""
+    work = tmp_path_factory.mktemp("e2e")
+    store = work / "store"
+    save_bundle(ModelStore(store), "tiny", tiny_model(1), METADATA)
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("KTL_") and key != "PYTHONPATH"
+    }
+    env.update(
+        KTL_MODEL_STORE=str(store),
+        KTL_HOST="127.0.0.1",
+        KTL_PORT=str(port),
+        KTL_RELOAD_INTERVAL="0.5",
+        KTL_THREADS="4",
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    log_path = work / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(CONF), "service.app:create_app()"],
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so workers can be killed too
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, f"gunicorn exited:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"not ready in time:\n{log_path.read_text()}"
+            try:
+                if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass  # not listening yet, or the worker is still loading
+            time.sleep(0.2)
+        yield {"base": base, "store": store, "log": log_path}
+    finally:
+        stop(process)
+
+
+def test_predictions_equal_the_in_process_model(server):
+    classifier = Classifier(load_bundle(server["store"] / "tiny" / "1"))
+    for fmt, name in (("JPEG", "photo.jpg"), ("PNG", "drawing.png")):
+        data = encode(fmt, seed=len(name))
+        response = requests.post(
+            f"{server['base']}/v1/models/tiny/predict",
+            files={"image": (name, data, f"image/{fmt.lower()}")},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        [prediction] = response.json()["predictions"]
+        assert prediction["filename"] == name
+        probabilities = list(prediction["probabilities"].values())
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+        expected = classifier.predict(load_image(data, (32, 32))[None])[0]
+        np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+    access = [
+        json.loads(line) for line in server["log"].read_text().splitlines() if line.startswith("{")
+    ]
+    assert any(
+        entry["path"] == "/v1/models/tiny/predict" and entry["status"] == 200 for entry in access
+    )
+
+
+def test_a_version_published_while_serving_becomes_the_default_without_a_failure(server):
+    url = f"{server['base']}/v1/models/tiny/predict"
+    data = encode("PNG", seed=7)
+    results: list[tuple[int, int | None]] = []
+    stop_sending = threading.Event()
+
+    def send() -> None:
+        with requests.Session() as session:
+            while not stop_sending.is_set():
+                response = session.post(
+                    url, data=data, headers={"Content-Type": "image/png"}, timeout=30
+                )
+                version = response.json().get("version") if response.ok else None
+                results.append((response.status_code, version))
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not results:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        version, _ = save_bundle(ModelStore(server["store"]), "tiny", tiny_model(2), METADATA)
+        assert version == 2
+        deadline = time.monotonic() + 30
+        while not results or results[-1][1] != 2:
+            assert time.monotonic() < deadline, "version 2 was never served"
+            time.sleep(0.05)
+        seen = len(results)
+        while len(results) < seen + 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        stop_sending.set()
+        sender.join(30)
+
+    assert all(status == 200 for status, _ in results), results
+    versions = [version for _, version in results]
+    first_two = versions.index(2)
+    assert versions[0] == 1
+    assert set(versions[:first_two]) == {1} and set(versions[first_two:]) == {2}
+    models = requests.get(f"{server['base']}/v1/models", timeout=10).json()["models"]
+    assert models[0]["default_version"] == 2
