@@ -90,20 +90,20 @@ def build_classifier(
     *,
     dropout: float = 0.2,
     pooling: str = "avg",
-    frozen_statistics: bool = True,
 ) -> keras.Model:
     """Wrap ``backbone`` into the bundle's model: raw pixels in, probabilities out.
 
-    With ``frozen_statistics`` the backbone is called with ``training=False`` so its
-    BatchNorm layers stay in inference mode while fine-tuning, as transfer learning
-    requires; a network trained from scratch needs them to learn and leaves it off.
+    BatchNorm is kept in inference mode while fine-tuning by freezing its layers
+    (``trainable = False``, see ``training.finetune``): in Keras 3 a frozen
+    BatchNorm always uses its moving statistics, whereas a ``training=False``
+    given when wiring the backbone in is overridden by the outer call's flag.
     """
     if pooling not in POOLING:
         raise ValueError(f"Unknown pooling {pooling!r}; expected one of {POOLING}")
     height, width, _ = backbone.input_shape[1:]
     inputs = keras.Input((height, width, 3), name="image")
     x = BackbonePreprocessing(spec.preprocessing, name="preprocess")(inputs)
-    x = backbone(x, training=False) if frozen_statistics else backbone(x)
+    x = backbone(x)
     pool = (
         keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
     )

@@ -48,15 +48,18 @@ def load_image(
     size: tuple[int, int],
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
 ) -> np.ndarray:
     """Decode ``source`` into a ``(height, width, 3)`` uint8 RGB array of ``size``.
 
-    ``size`` is ``(height, width)``. Raises ``InvalidImage`` or ``ImageTooLarge``.
+    ``size`` is ``(height, width)``. Raises ``InvalidImage`` or ``ImageTooLarge``,
+    whose messages start with ``name`` (default: the path, or "uploaded image").
     """
+    name = name or _name(source)
     height, width = size
     # The context closes the file itself: Pillow keeps it open after load() for
     # animated and multi-page images, and every later image here is a copy.
-    with _open(source, max_pixels) as opened:
+    with _open(source, max_pixels, name) as opened:
         try:
             _draft(opened, width, height)
             opened.load()
@@ -65,43 +68,41 @@ def load_image(
                 image = image.resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise InvalidImage(
-                f"{_name(source)}: the image data is truncated or corrupt ({exc})"
-            ) from exc
+            raise InvalidImage(f"{name}: the image data is truncated or corrupt ({exc})") from exc
 
 
 def _name(source: bytes | str | Path) -> str:
     return "uploaded image" if isinstance(source, bytes | bytearray) else str(source)
 
 
-def _open(source: bytes | str | Path, max_pixels: int) -> Image.Image:
+def _open(source: bytes | str | Path, max_pixels: int, name: str) -> Image.Image:
     if isinstance(source, bytes | bytearray):
         if not source:
-            raise InvalidImage("uploaded image: the file is empty")
+            raise InvalidImage(f"{name}: the file is empty")
         fp: io.BytesIO | Path = io.BytesIO(source)
     else:
         fp = Path(source)
     try:
         image = Image.open(fp)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(f"{_name(source)}: {exc}") from exc
+        raise ImageTooLarge(f"{name}: {exc}") from exc
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        raise InvalidImage(f"{_name(source)}: cannot read the file ({exc.strerror})") from exc
+        raise InvalidImage(f"{name}: cannot read the file ({exc.strerror})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(
-            f"{_name(source)}: not an image in a format Pillow can read "
+            f"{name}: not an image in a format Pillow can read "
             "(JPEG, PNG, GIF, WebP, BMP, TIFF ...)"
         ) from exc
     pixels = image.width * image.height
     if pixels > max_pixels:
         image.close()
         raise ImageTooLarge(
-            f"{_name(source)}: {image.width}x{image.height} is {pixels:,} pixels, "
+            f"{name}: {image.width}x{image.height} is {pixels:,} pixels, "
             f"over the limit of {max_pixels:,}"
         )
     if pixels == 0:
         image.close()
-        raise InvalidImage(f"{_name(source)}: the image has no pixels")
+        raise InvalidImage(f"{name}: the image has no pixels")
     return image
 
 

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
+VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
 METADATA_FILE = "metadata.json"
 _STAGING = ".staging"
 _JOBS = ".jobs"
@@ -69,7 +69,7 @@ class ModelStore:
         return sorted(
             int(entry.name)
             for entry in folder.iterdir()
-            if _VERSION_PATTERN.fullmatch(entry.name) and (entry / METADATA_FILE).is_file()
+            if VERSION_PATTERN.fullmatch(entry.name) and (entry / METADATA_FILE).is_file()
         )
 
     def latest(self, name: str) -> int:
@@ -92,7 +92,7 @@ class ModelStore:
         taken = [
             int(entry.name)
             for entry in (self.root / name).iterdir()
-            if _VERSION_PATTERN.fullmatch(entry.name)
+            if VERSION_PATTERN.fullmatch(entry.name)
         ]
         return max(taken, default=0) + 1
 

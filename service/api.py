@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 from flask import Blueprint, Request, request
 from werkzeug.routing import BaseConverter
 
+from models.store import VERSION_PATTERN
 from service.auth import require_api_key
 from service.errors import BadRequest, ModelNotFound, PayloadTooLarge, UnsupportedMediaType
 from service.predictor import ImageUpload
@@ -15,8 +14,6 @@ from service.state import service_state
 
 bp = Blueprint("api", __name__)
 bp.before_request(require_api_key)
-
-_VERSION = re.compile(r"[1-9][0-9]{0,17}")
 
 
 class SegmentConverter(BaseConverter):
@@ -30,7 +27,7 @@ def parse_version(text: str | None) -> int | None:
     """A version from the URL; anything but a positive integer names no version."""
     if text is None:
         return None
-    if not _VERSION.fullmatch(text):
+    if not VERSION_PATTERN.fullmatch(text):
         raise ModelNotFound(f"{text[:40]!r} is not a version: versions are 1, 2, 3 ...")
     return int(text)
 

@@ -55,14 +55,14 @@ class Predictor:
         for image in images:
             try:
                 arrays.append(
-                    preprocessing.load_image(image.data, size, max_pixels=self.max_pixels)
+                    preprocessing.load_image(
+                        image.data, size, max_pixels=self.max_pixels, name=image.label
+                    )
                 )
             except preprocessing.ImageTooLarge as exc:
-                raise ImageTooLarge(
-                    f"{_named(image, exc)} (KTL_MAX_IMAGE_PIXELS); send a smaller image"
-                ) from exc
+                raise ImageTooLarge(f"{exc} (KTL_MAX_IMAGE_PIXELS); send a smaller image") from exc
             except preprocessing.ImageError as exc:
-                raise InvalidImage(_named(image, exc)) from exc
+                raise InvalidImage(str(exc)) from exc
         return np.stack(arrays)
 
     def infer(self, pixels: np.ndarray) -> np.ndarray:
@@ -77,7 +77,3 @@ class Predictor:
         rows = self.predict(images)
         top_k = min(top_k, len(self.bundle.labels))
         return predict_response(self.bundle, rows, [image.filename for image in images], top_k)
-
-
-def _named(image: ImageUpload, exc: Exception) -> str:
-    return f"{image.label}: {exc}" if image.label else str(exc)

@@ -38,6 +38,8 @@ class TrainConfig:
     pooling: str = "avg"
     patience: int = 3
     resume: bool = False
+    mixed_precision: bool = False  # float16 compute: for GPUs with tensor cores
+    jit: bool = False  # XLA-compile the training step
 
     @property
     def transfer(self) -> bool:

@@ -150,10 +150,10 @@ def decode_all(
     def decode(index: int) -> tuple[int, str | None, str | None]:
         try:
             data = samples[index].path.read_bytes()
-            out[index] = load_image(data, image_size)
+            out[index] = load_image(data, image_size, name=str(samples[index].path))
             return index, hashlib.sha256(data).hexdigest(), None
         except (ImageError, OSError) as exc:
-            return index, None, str(exc).replace("uploaded image", str(samples[index].path))
+            return index, None, str(exc)
 
     hashes: list[str | None] = [None] * len(samples)
     skipped: list[dict] = []

@@ -39,7 +39,7 @@ def training_model(model: keras.Model, augment: bool, seed: int) -> keras.Model:
 
 
 def batches(
-    pixels: np.ndarray,
+    inputs: np.ndarray,
     targets: np.ndarray,
     indices: np.ndarray,
     batch_size: int,
@@ -47,7 +47,8 @@ def batches(
     shuffle: bool,
     seed: int,
 ) -> tf.data.Dataset:
-    """Batches of ``(uint8 pixels, label index)`` drawn from the decoded cache.
+    """Batches of ``(inputs, label index)`` drawn by index from a cache: the decoded
+    uint8 pixels, or the backbone's pooled features.
 
     Reading by index keeps a memory-mapped cache on disk instead of copying it
     into TensorFlow; the order is reshuffled every epoch from a seeded generator.
@@ -59,13 +60,12 @@ def batches(
         order = rng.permutation(indices) if shuffle else indices
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            yield pixels[chunk], targets[chunk]
+            yield inputs[chunk], targets[chunk]
 
-    height, width = pixels.shape[1:3]
     dataset = tf.data.Dataset.from_generator(
         generate,
         output_signature=(
-            tf.TensorSpec((None, height, width, 3), tf.uint8),
+            tf.TensorSpec((None, *inputs.shape[1:]), tf.as_dtype(inputs.dtype)),
             tf.TensorSpec((None,), tf.int32),
         ),
     )
@@ -115,6 +115,7 @@ def run_phase(
     patience: int,
     class_weight: dict[int, float] | None,
     backup_dir: Path,
+    jit: bool = False,
 ) -> list[dict]:
     """Fit one phase with early stopping (best weights restored) and a per-epoch
     backup that ``--resume`` continues from. Progress goes to stderr."""
@@ -122,6 +123,7 @@ def run_phase(
         optimizer=keras.optimizers.Adam(phase.lr),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile=jit,
     )
     callbacks = [
         keras.callbacks.EarlyStopping(
@@ -173,7 +175,24 @@ def recalibrate_batchnorm(model: keras.Model, backbone: keras.Model, data: tf.da
 
 
 def predict_probabilities(model: keras.Model, data: tf.data.Dataset) -> np.ndarray:
-    """Inference-mode probabilities for every batch of ``data``."""
-    return np.concatenate(
-        [model(tf.cast(pixels, tf.float32), training=False).numpy() for pixels, _ in data]
-    )
+    """Inference-mode outputs of ``model`` for every batch of ``data``."""
+    forward = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False))
+    return np.concatenate([forward(pixels).numpy() for pixels, _ in data])
+
+
+def pooled_features(model: keras.Model, data: tf.data.Dataset) -> np.ndarray:
+    """The frozen backbone's pooled features (the head's input) for every batch."""
+    features = keras.Model(model.inputs, model.get_layer("pool").output)
+    return predict_probabilities(features, data).astype(np.float32)
+
+
+def head_model(model: keras.Model) -> keras.Model:
+    """Dropout and softmax of ``model`` on pooled features; shares their weights.
+
+    With the backbone frozen and no augmentation, the backbone computes the same
+    features every epoch, so phase 1 computes them once and trains this instead.
+    """
+    width = model.get_layer("pool").output.shape[-1]
+    inputs = keras.Input((width,), name="features")
+    outputs = model.get_layer("predictions")(model.get_layer("dropout")(inputs))
+    return keras.Model(inputs, outputs, name="head")

@@ -101,6 +101,8 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
 
         # The backbone first: missing ImageNet weights stop the job before any decoding.
         keras.utils.set_random_seed(config.seed)
+        if config.mixed_precision:  # float16 compute for GPUs; the softmax stays float32
+            keras.mixed_precision.set_global_policy("mixed_float16")
         with contextlib.redirect_stdout(sys.stderr):  # Keras reports downloads on stdout
             backbone = build_backbone(spec, size, weights)
         prepared, reused = _prepared_data(state, listing, size, config, log)
@@ -114,7 +116,6 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
             len(prepared.labels),
             dropout=config.dropout,
             pooling=config.pooling,
-            frozen_statistics=config.transfer,
         )
         history, details = _train(config, spec, model, backbone, prepared, state, log)
         val = finetune.batches(
@@ -220,17 +221,18 @@ def _prepared_data(
 
 def _train(config, spec, model, backbone, prepared: Prepared, state: JobState, log: Log):
     """Run the phases not yet finished; returns the history rows and what was done."""
-    train = finetune.batches(
-        prepared.pixels,
-        prepared.targets,
-        prepared.train,
-        config.batch_size,
-        shuffle=True,
-        seed=config.seed,
-    )
-    val = finetune.batches(
-        prepared.pixels, prepared.targets, prepared.val, config.batch_size, shuffle=False, seed=0
-    )
+
+    def pixels(indices, shuffle: bool):
+        return finetune.batches(
+            prepared.pixels,
+            prepared.targets,
+            indices,
+            config.batch_size,
+            shuffle=shuffle,
+            seed=config.seed,
+        )
+
+    train, val = pixels(prepared.train, True), pixels(prepared.val, False)
     fit_model = finetune.training_model(model, config.augment, config.seed)
     unfreeze_from = config.unfreeze_from or spec.unfreeze_from
     details: dict = {"recipe": "transfer" if config.transfer else "scratch"}
@@ -260,29 +262,31 @@ def _train(config, spec, model, backbone, prepared: Prepared, state: JobState, l
         elif phase.name == "fine_tune":
             count = finetune.unfreeze_top(backbone, unfreeze_from)
             log(f"Unfroze {count} layers from {unfreeze_from} (BatchNorm stays frozen)")
+        phase_model, phase_train, phase_val = fit_model, train, val
+        if phase.name == "head" and uses_cached_features(config):
+            log("Computing the frozen backbone's features once; the head trains on them")
+            phase_model = finetune.head_model(model)
+            phase_train, phase_val = (
+                _features(model, pixels(indices, False), prepared.targets[indices], shuffle, config)
+                for indices, shuffle in ((prepared.train, True), (prepared.val, False))
+            )
+            details["cached_features"] = True
         rows = finetune.run_phase(
-            fit_model,
+            phase_model,
             phase,
-            train,
-            val,
+            phase_train,
+            phase_val,
             patience=config.patience,
             class_weight=prepared.class_weights(),
             backup_dir=state.root / f"backup_{phase.name}",
+            jit=config.jit,
         )
         fit_model.save_weights(checkpoint)
         progress = {"done": [*progress["done"], phase.name], "history": progress["history"] + rows}
         state.write("progress.json", progress)
 
     if not config.transfer:
-        plain = finetune.batches(
-            prepared.pixels,
-            prepared.targets,
-            prepared.train,
-            config.batch_size,
-            shuffle=False,
-            seed=0,
-        )
-        if finetune.recalibrate_batchnorm(model, backbone, plain):
+        if finetune.recalibrate_batchnorm(model, backbone, pixels(prepared.train, False)):
             log("Recalibrated BatchNorm statistics on the training images")
             details["batchnorm_recalibrated"] = True
     details["phases"] = [
@@ -292,3 +296,22 @@ def _train(config, spec, model, backbone, prepared: Prepared, state: JobState, l
     details["trainable_params"] = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     details["total_params"] = int(model.count_params())
     return progress["history"], details
+
+
+def uses_cached_features(config: TrainConfig) -> bool:
+    """Frozen backbone, no augmentation: its features are the same every epoch, so
+    phase 1 computes them once and trains the head alone on them."""
+    return config.transfer and not config.augment
+
+
+def _features(model, data, targets: np.ndarray, shuffle: bool, config: TrainConfig):
+    """Batches of the backbone's pooled features for one split."""
+    features = finetune.pooled_features(model, data)
+    return finetune.batches(
+        features,
+        targets,
+        np.arange(len(targets)),
+        config.batch_size,
+        shuffle=shuffle,
+        seed=config.seed,
+    )

@@ -47,7 +47,7 @@ METADATA = {
 def tiny_model(seed: int) -> keras.Model:
     keras.utils.set_random_seed(seed)
     spec = get_backbone("smallcnn")
-    return build_classifier(spec, build_backbone(spec, (32, 32), None), 3, frozen_statistics=False)
+    return build_classifier(spec, build_backbone(spec, (32, 32), None), 3)
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ def make_tiny_model(classes: int = len(LABELS)) -> keras.Model:
     spec = get_backbone("smallcnn")
     keras.utils.set_random_seed(0)
     backbone = build_backbone(spec, IMAGE_SIZE, None)
-    return build_classifier(spec, backbone, classes, frozen_statistics=False)
+    return build_classifier(spec, backbone, classes)
 
 
 def tiny_metadata() -> dict:

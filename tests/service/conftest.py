@@ -42,7 +42,7 @@ def tiny_model() -> keras.Model:
     keras.utils.set_random_seed(0)
     spec = get_backbone("smallcnn")
     backbone = build_backbone(spec, IMAGE_SIZE, None)
-    return build_classifier(spec, backbone, len(LABELS), frozen_statistics=False)
+    return build_classifier(spec, backbone, len(LABELS))
 
 
 @pytest.fixture(scope="session")

@@ -166,3 +166,21 @@ def test_the_same_seed_gives_the_same_model(tmp_path):
     a, b = (load_bundle(r["path"]).model.get_weights() for r in (first, second))
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_head_on_cached_features_learns_what_plain_fit_learns(tmp_path, monkeypatch, resnet_file):
+    settings = dict(
+        backbone="resnet50", weights=str(resnet_file), image_size=SIZE, epochs=2,
+        fine_tune_epochs=0, augment=False, dropout=0.0, batch_size=8,
+    )  # fmt: skip
+    cached = _run(tmp_path / "cached", **settings)
+    monkeypatch.setattr(job, "uses_cached_features", lambda config: False)
+    plain = _run(tmp_path / "plain", **settings)
+    assert cached["training"].get("cached_features") is True
+    assert "cached_features" not in plain["training"]
+    a, b = (
+        load_bundle(r["path"]).model.get_layer("predictions").get_weights() for r in (cached, plain)
+    )
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-4)
+    assert cached["metrics"]["accuracy"] == plain["metrics"]["accuracy"]
