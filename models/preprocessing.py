@@ -17,12 +17,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # Recorded in every bundle's metadata.json so a reader knows how pixels were made.
 RESIZE_POLICY = {
     "method": "bilinear",
+    "reducing_gap": 3.0,
     "keep_aspect_ratio": False,
     "exif_transpose": True,
     "jpeg_draft": True,
     "alpha": "composited on white",
     "frames": "first frame of animated or multi-page images",
 }
+
+REDUCING_GAP = 3.0
 
 # Guard against decompression bombs: a 12-megapixel photo is fine, a
 # 50000x50000 PNG of zeros that inflates to 7.5 GB is not.
@@ -63,9 +66,14 @@ def load_image(
         try:
             _draft(opened, width, height)
             opened.load()
-            image = _to_rgb(ImageOps.exif_transpose(opened))
+            ImageOps.exif_transpose(opened, in_place=True)  # no copy when upright
+            image = _to_rgb(opened)
             if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
+                # reducing_gap: an integer box reduction first, then bilinear; for big
+                # downscales several times faster and indistinguishable from the full filter.
+                image = image.resize(
+                    (width, height), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP
+                )
             return np.asarray(image, dtype=np.uint8)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise InvalidImage(f"{name}: the image data is truncated or corrupt ({exc})") from exc
