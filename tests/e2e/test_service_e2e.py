@@ -27,6 +27,7 @@ from models.classifier import build_backbone, build_classifier
 from models.inference import Classifier
 from models.preprocessing import RESIZE_POLICY, load_image
 from models.store import ModelStore
+from tests.cli import ktl
 
 pytestmark = pytest.mark.slow
 
@@ -121,10 +122,12 @@ def server(tmp_path_factory):
         stop(process)
 
 
-def test_predictions_equal_the_in_process_model(server):
+def test_predictions_equal_the_in_process_model_and_ktl_predict(server, tmp_path):
     classifier = Classifier(load_bundle(server["store"] / "tiny" / "1"))
+    answers = {}
     for fmt, name in (("JPEG", "photo.jpg"), ("PNG", "drawing.png")):
         data = encode(fmt, seed=len(name))
+        (tmp_path / name).write_bytes(data)
         response = requests.post(
             f"{server['base']}/v1/models/tiny/predict",
             files={"image": (name, data, f"image/{fmt.lower()}")},
@@ -137,6 +140,21 @@ def test_predictions_equal_the_in_process_model(server):
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
         expected = classifier.predict(load_image(data, (32, 32))[None])[0]
         np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+        answers[name] = prediction
+
+    offline = ktl(
+        "predict", str(tmp_path / "photo.jpg"), str(tmp_path / "drawing.png"),
+        "--name", "tiny", "--version", "1", "--store", str(server["store"]), "--json",
+    )  # fmt: skip
+    assert offline.returncode == 0, offline.stderr
+    for prediction in json.loads(offline.stdout)["predictions"]:
+        served = answers[prediction["filename"]]
+        assert [t["label"] for t in prediction["top"]] == [t["label"] for t in served["top"]]
+        np.testing.assert_allclose(
+            list(prediction["probabilities"].values()),
+            list(served["probabilities"].values()),
+            atol=1e-5,
+        )
 
     access = [
         json.loads(line) for line in server["log"].read_text().splitlines() if line.startswith("{")

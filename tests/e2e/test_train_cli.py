@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,21 +11,10 @@ import pytest
 
 from models.bundle import load_bundle, read_metadata
 from models.store import ModelStore
+from tests.cli import ktl
 from tests.conftest import make_colour_dataset
 
 pytestmark = pytest.mark.slow
-
-
-def ktl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run the ``ktl`` entry point in a subprocess, as the console script does."""
-    code = "import sys; from training.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")
