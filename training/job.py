@@ -21,7 +21,7 @@ from models.bundle import save_bundle
 from models.classifier import build_backbone, build_classifier, resolve_weights
 from models.preprocessing import RESIZE_POLICY
 from models.store import ModelStore
-from training import finetune
+from training import finetune, report
 from training.config import ConfigError, TrainConfig
 from training.data import DataError, Prepared, fingerprint, list_samples, prepare
 from training.evaluate import evaluate, history_csv
@@ -126,11 +126,9 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
             shuffle=False,
             seed=0,
         )
-        metrics = evaluate(
-            finetune.predict_probabilities(model, val),
-            prepared.targets[prepared.val],
-            prepared.labels,
-        )
+        probabilities = finetune.predict_probabilities(model, val)
+        val_targets = prepared.targets[prepared.val]
+        metrics = evaluate(probabilities, val_targets, prepared.labels)
         dataset = {k: v for k, v in prepared.report.items() if k != "warnings"}
         metadata = {
             "labels": prepared.labels,
@@ -146,6 +144,18 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
         reports = {
             "metrics.json": json.dumps(metrics, indent=2).encode(),
             "history.csv": history_csv(history).encode(),
+            "curves.png": report.curves_png(history),
+            "confusion_matrix.png": report.confusion_png(
+                prepared.labels, metrics["confusion_matrix"]["matrix"]
+            ),
+            **report.worst_predictions(
+                prepared.pixels,
+                prepared.val,
+                probabilities,
+                val_targets,
+                prepared.labels,
+                [str(listing.samples[i].path) for i in prepared.val],
+            ),
         }
         version, path = save_bundle(store, config.name, model, metadata, reports)
     _clear(job_dir)

@@ -56,7 +56,13 @@ def test_train_publishes_a_complete_bundle(trained):
     assert metadata["training"]["recipe"] == "scratch"
     assert metadata["training"]["weights"] == "none"
     assert metadata["dataset"]["skipped"][0]["path"].endswith("broken.png")
-    assert set(metadata["files"]) == {"model.keras", "reports/metrics.json", "reports/history.csv"}
+    reports = {
+        "reports/metrics.json", "reports/history.csv", "reports/curves.png",
+        "reports/confusion_matrix.png", "reports/worst.json",
+    }  # fmt: skip
+    assert {"model.keras", *reports} <= set(metadata["files"])
+    worst = json.loads((bundle_dir / "reports" / "worst.json").read_text())
+    assert worst and all(f"reports/{entry['thumbnail']}" in metadata["files"] for entry in worst)
     assert load_bundle(bundle_dir).version == 1  # checksums match, safe_mode loads it
     assert not list((store / ".jobs").glob("colours*")), "job state is cleaned up"
 

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+from PIL import Image
+
+from training.report import WORST_COUNT, confusion_png, curves_png, worst_predictions
+
+
+def _image(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def test_curves_and_confusion_matrix_are_png_images():
+    history = [
+        {
+            "phase": "head",
+            "epoch": 1,
+            "loss": 1.0,
+            "accuracy": 0.5,
+            "val_loss": 0.9,
+            "val_accuracy": 0.6,
+        },
+        {
+            "phase": "head",
+            "epoch": 2,
+            "loss": 0.8,
+            "accuracy": 0.6,
+            "val_loss": 0.7,
+            "val_accuracy": 0.7,
+        },
+        {
+            "phase": "fine_tune",
+            "epoch": 1,
+            "loss": 0.5,
+            "accuracy": 0.8,
+            "val_loss": 0.5,
+            "val_accuracy": 0.8,
+        },
+    ]
+    curves = _image(curves_png(history))
+    assert curves.format == "PNG" and curves.width > curves.height > 100
+    matrix = _image(confusion_png(["a", "b", "c"], [[5, 1, 0], [0, 6, 0], [2, 0, 4]]))
+    assert matrix.format == "PNG" and min(matrix.size) > 100
+
+
+def test_worst_predictions_are_the_lowest_true_class_probabilities():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (30, 20, 20, 3), dtype=np.uint8)
+    indices = np.arange(10, 30)  # the validation rows of the cache
+    probabilities = np.full((20, 2), 0.5)
+    probabilities[:, 0] = np.linspace(0.05, 0.95, 20)
+    probabilities[:, 1] = 1 - probabilities[:, 0]
+    targets = np.zeros(20, int)  # every image is class "a": row 0 is the worst
+    files = [f"img{i}.png" for i in range(20)]
+    reports = worst_predictions(pixels, indices, probabilities, targets, ["a", "b"], files)
+    entries = json.loads(reports["worst.json"])
+    assert len(entries) == WORST_COUNT
+    assert [e["file"] for e in entries[:3]] == ["img0.png", "img1.png", "img2.png"]
+    assert entries[0]["true"] == "a" and entries[0]["predicted"] == "b"
+    assert entries[0]["true_probability"] == 0.05
+    thumbnail = np.asarray(_image(reports[entries[0]["thumbnail"]]))
+    np.testing.assert_array_equal(thumbnail, pixels[10])  # small images are not resized
