@@ -5,14 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -20,7 +14,6 @@ import pytest
 import requests
 from PIL import Image
 
-import service
 from models.backbones import get_backbone
 from models.bundle import load_bundle, save_bundle
 from models.classifier import build_backbone, build_classifier
@@ -28,10 +21,10 @@ from models.inference import Classifier
 from models.preprocessing import RESIZE_POLICY, load_image
 from models.store import ModelStore
 from tests.cli import ktl
+from tests.server import gunicorn
 
 pytestmark = pytest.mark.slow
 
-CONF = Path(service.__file__).resolve().parent / "gunicorn.conf.py"
 METADATA = {
     "labels": ["cat", "dog", "fox"],
     "image_size": [32, 32],
@@ -51,28 +44,11 @@ def tiny_model(seed: int) -> keras.Model:
     return build_classifier(spec, build_backbone(spec, (32, 32), None), 3)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def encode(fmt: str, seed: int) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, fmt)
     return buffer.getvalue()
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM (gunicorn's graceful stop), then SIGKILL to the whole group."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -81,45 +57,8 @@ def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
     store = work / "store"
     save_bundle(ModelStore(store), "tiny", tiny_model(1), METADATA)
-    port = free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("KTL_") and key != "PYTHONPATH"
-    }
-    env.update(
-        KTL_MODEL_STORE=str(store),
-        KTL_HOST="127.0.0.1",
-        KTL_PORT=str(port),
-        KTL_RELOAD_INTERVAL="0.5",
-        KTL_THREADS="4",
-        TF_CPP_MIN_LOG_LEVEL="2",
-    )
-    log_path = work / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(CONF), "service.app:create_app()"],
-            cwd=work,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so workers can be killed too
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, f"gunicorn exited:\n{log_path.read_text()}"
-            assert time.monotonic() < deadline, f"not ready in time:\n{log_path.read_text()}"
-            try:
-                if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass  # not listening yet, or the worker is still loading
-            time.sleep(0.2)
-        yield {"base": base, "store": store, "log": log_path}
-    finally:
-        stop(process)
+    with gunicorn(store, work) as running:
+        yield running
 
 
 def test_predictions_equal_the_in_process_model_and_ktl_predict(server, tmp_path):
