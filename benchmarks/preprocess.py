@@ -25,9 +25,7 @@ def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
     """Smooth gradients plus noise: compresses like a photograph, not like a flat fill."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    channels = [
-        127 + 100 * np.sin(x / (37 + 11 * c) + y / (53 + 7 * c) + c) for c in range(3)
-    ]
+    channels = [127 + 100 * np.sin(x / (37 + 11 * c) + y / (53 + 7 * c) + c) for c in range(3)]
     pixels = np.stack(channels, axis=-1) + rng.normal(0, 8, (height, width, 3))
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
