@@ -76,8 +76,20 @@ def _small_cnn(input_shape: tuple[int, int, int], weights: str | None) -> keras.
     return model
 
 
+def _classic(name: str) -> Callable[[tuple[int, int, int], str | None], keras.Model]:
+    def build(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+        from models import classic
+
+        return getattr(classic, name)(input_shape, weights)
+
+    return build
+
+
 _SCRATCH_BUILDERS: dict[str, Callable[[tuple[int, int, int], str | None], keras.Model]] = {
     "smallcnn": _small_cnn,
+    "lenet5": _classic("lenet5"),
+    "alexnet": _classic("alexnet"),
+    "zfnet": _classic("zfnet"),
 }
 
 
@@ -199,6 +211,18 @@ _REGISTRY: dict[str, BackboneSpec] = {
             description="EfficientNet-B0 (Tan & Le 2019); normalises inside itself",
         ),
         BackboneSpec(
+            "inceptionv3",
+            "inception",
+            "tf",
+            299,
+            "mixed9",
+            21_802_784,
+            f"{_KERAS_APPS}inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            min_size=75,
+            constructor="InceptionV3",
+            description="Inception v3 (Szegedy et al. 2015), GoogLeNet's successor",
+        ),
+        BackboneSpec(
             "smallcnn",
             "scratch",
             "unit",
@@ -207,6 +231,36 @@ _REGISTRY: dict[str, BackboneSpec] = {
             288_352,
             min_size=8,
             description="3 conv-BN blocks for training from scratch (no pretrained weights)",
+        ),
+        BackboneSpec(
+            "lenet5",
+            "scratch",
+            "unit",
+            32,
+            None,
+            50_992,
+            min_size=32,
+            description="LeNet-5 (LeCun et al. 1998): tanh, average pooling, C1-C5",
+        ),
+        BackboneSpec(
+            "alexnet",
+            "scratch",
+            "unit",
+            227,
+            None,
+            3_747_200,
+            min_size=67,
+            description="AlexNet (Krizhevsky et al. 2012): 11x11 stride 4, one tower, no LRN",
+        ),
+        BackboneSpec(
+            "zfnet",
+            "scratch",
+            "unit",
+            224,
+            None,
+            3_726_464,
+            min_size=53,
+            description="ZFNet (Zeiler & Fergus 2013): 7x7 stride 2, conv2 stride 2",
         ),
     )
 }

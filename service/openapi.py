@@ -143,6 +143,86 @@ def _metadata(summary: str, operation_id: str, parameters: list[dict]) -> dict:
     }
 
 
+_IMAGE_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {"image": {"type": "string", "format": "binary"}},
+            }
+        },
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_PNG = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def _explain(summary: str, operation_id: str, parameters: list[dict]) -> dict:
+    extra = [
+        {
+            "name": "class",
+            "in": "query",
+            "required": False,
+            "description": "Class to explain, a label or an index (default: the predicted one)",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "format",
+            "in": "query",
+            "required": False,
+            "description": "png (default): the heatmap over the image; json: the heatmap",
+            "schema": {"enum": ["png", "json"]},
+        },
+    ]
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": operation_id,
+            "parameters": [*parameters, *extra],
+            "security": _SECURED,
+            "requestBody": _IMAGE_BODY,
+            "responses": {
+                "200": {
+                    "description": "Grad-CAM heatmap of one image, over it (PNG) or as numbers",
+                    "content": {**_PNG, _JSON: {"schema": _ref("Explanation")}},
+                },
+                **_PREDICT_ERRORS,
+                "400": _error("Not one image, an unknown class, or a bad format"),
+            },
+        }
+    }
+
+
+def _activations(summary: str, operation_id: str, parameters: list[dict]) -> dict:
+    layer = {
+        "name": "layer",
+        "in": "query",
+        "required": True,
+        "description": "A layer with feature maps; a 400 lists the valid names",
+        "schema": {"type": "string"},
+    }
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": operation_id,
+            "parameters": [*parameters, layer],
+            "security": _SECURED,
+            "requestBody": _IMAGE_BODY,
+            "responses": {
+                "200": {
+                    "description": "One grey tile per feature map (at most 64), each scaled "
+                    "to its own range",
+                    "content": _PNG,
+                },
+                **_PREDICT_ERRORS,
+                "400": _error("Not one image, or no such layer (the message lists them)"),
+            },
+        }
+    }
+
+
 _PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
 
 OPENAPI: dict = {
@@ -196,6 +276,18 @@ OPENAPI: dict = {
         ),
         "/v1/models/{name}/versions/{version}:predict": _tfserving_predict(
             "TensorFlow Serving REST predict, one version", [_NAME, _VERSION]
+        ),
+        "/v1/models/{name}/explain": _explain(
+            "Grad-CAM: where the default version looks for a class", "explain", [_NAME]
+        ),
+        "/v1/models/{name}/versions/{version}/explain": _explain(
+            "Grad-CAM with one version", "explainVersion", [_NAME, _VERSION]
+        ),
+        "/v1/models/{name}/activations": _activations(
+            "Feature maps of one layer of the default version", "activations", [_NAME]
+        ),
+        "/v1/models/{name}/versions/{version}/activations": _activations(
+            "Feature maps of one layer of one version", "activationsVersion", [_NAME, _VERSION]
         ),
         "/openapi.json": {
             "get": {
@@ -308,6 +400,26 @@ OPENAPI: dict = {
                                 },
                             },
                         },
+                    },
+                },
+            },
+            "Explanation": {
+                "type": "object",
+                "required": ["model", "version", "class", "heatmap"],
+                "properties": {
+                    "model": {"type": "string"},
+                    "version": {"type": "integer"},
+                    "class": {
+                        "type": "object",
+                        "properties": {
+                            "label": {"type": "string"},
+                            "index": {"type": "integer"},
+                        },
+                    },
+                    "heatmap": {
+                        "type": "array",
+                        "items": {"type": "array", "items": _PROBABILITY},
+                        "description": "Rows of the last feature map, 0..1 (1 at the peak)",
                     },
                 },
             },

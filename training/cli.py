@@ -94,6 +94,15 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="no flip/rotation/zoom/contrast augmentation",
     )
     group.add_argument(
+        "--mixed-precision",
+        action="store_const",
+        const=True,
+        help="float16 compute with float32 weights (GPUs with tensor cores; slower on CPUs)",
+    )
+    group.add_argument(
+        "--jit", action="store_const", const=True, help="compile the training step with XLA"
+    )
+    group.add_argument(
         "--resume",
         action="store_const",
         const=True,
@@ -158,6 +167,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "inspect",
+        help="per-layer kernel, stride, padding, output shape and parameters",
+        description="Show a backbone's (without head) or a published model's layers: kernel F, "
+        "stride S, padding P, filters, output shape, parameters, and each convolution's and "
+        "pooling's output size by (W - F + 2P) / S + 1 next to what Keras reports.",
+    )
+    p.add_argument("backbone", nargs="?", metavar="BACKBONE", help="a name of `ktl backbones`")
+    p.add_argument("--name", help="a published model instead of a backbone")
+    p.add_argument("--version", type=int, help="version of --name (default: the latest)")
+    p.add_argument("--image-size", type=int, help="input size for BACKBONE (default: its own)")
+    p.add_argument("--filters", metavar="OUT.png", help="also write the first conv's filters")
+    _add_common(p, json_help="print the report as JSON")
+
+    p = sub.add_parser(
+        "explain",
+        help="show where a published model looks (Grad-CAM, deconvnet)",
+        description="Write an image explaining a published model's prediction: Grad-CAM "
+        "heatmap over the image, or a deconvnet projection of the strongest activation.",
+    )
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--name", required=True, help="model name")
+    p.add_argument("--version", type=int, help="version (default: the latest)")
+    p.add_argument("--out", required=True, metavar="OUT.png", help="where to write the PNG")
+    p.add_argument(
+        "--class", dest="class_", metavar="C", help="label or index (default: predicted)"
+    )
+    p.add_argument("--method", choices=("gradcam", "deconvnet"), default="gradcam")
+    p.add_argument("--layer", help="layer to explain (default: the last convolution's)")
+    p.add_argument("--store", default=_store_default(), help="model store folder")
+
+    p = sub.add_parser(
         "demo",
         help="make a built-in dataset, train on it and publish `demo`",
         description="Generate a small synthetic dataset (circles, squares, triangles), "
@@ -181,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         "predict": _predict,
         "serve": _serve,
         "demo": _demo,
+        "inspect": _inspect,
+        "explain": _explain,
     }
     try:
         return commands[args.command](args)
@@ -209,6 +251,7 @@ def _is_user_error(exc: Exception) -> bool:
     from models.backbones import UnknownBackbone
     from models.bundle import BundleError
     from models.classifier import WeightsError, WeightsUnavailable
+    from models.explain import ExplainError
     from models.preprocessing import ImageError
     from models.store import InvalidName, ModelNotFound
     from training.config import ConfigError
@@ -216,7 +259,7 @@ def _is_user_error(exc: Exception) -> bool:
 
     user_errors = (
         ConfigError, DataError, WeightsError, WeightsUnavailable, UnknownBackbone,
-        InvalidName, ModelNotFound, ImageError, BundleError,
+        InvalidName, ModelNotFound, ImageError, BundleError, ExplainError,
     )  # fmt: skip
     return isinstance(exc, user_errors)
 
@@ -342,6 +385,68 @@ def _predict(args) -> int:
     if failed:
         print(f"ktl: {failed} of {len(args.images)} files could not be classified", file=sys.stderr)
         return EXIT_USAGE
+    return 0
+
+
+def _load(args):
+    from models.bundle import load_bundle
+    from models.store import ModelStore, validate_name
+
+    _, path = ModelStore(args.store).resolve(validate_name(args.name), args.version)
+    return load_bundle(path)
+
+
+def _inspect(args) -> int:
+    from models.inspect import build_for_inspection, inspect_bundle, inspect_model, render_text
+
+    if (args.backbone is None) == (args.name is None):
+        print("ktl: error: give a BACKBONE or --name NAME (not both)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.name is not None:
+        bundle = _load(args)
+        model, report = bundle.model, inspect_bundle(bundle)
+    else:
+        model = build_for_inspection(args.backbone, args.image_size)
+        size = list(model.input_shape[1:3])
+        report = {"backbone": args.backbone, "image_size": size, **inspect_model(model)}
+    if args.filters:
+        from models.explain import filter_grid_png, first_conv_kernel
+
+        layer, kernel = first_conv_kernel(model)
+        Path(args.filters).write_bytes(filter_grid_png(kernel))
+        print(f"Wrote {min(kernel.shape[-1], 64)} filters of {layer} to {args.filters}",
+              file=sys.stderr)  # fmt: skip
+    _print_json(report) if args.json else print(render_text(report))
+    return 0
+
+
+def _explain(args) -> int:
+    import numpy as np
+
+    from models import explain
+    from models.preprocessing import load_image
+
+    bundle = _load(args)
+    pixels = load_image(Path(args.image), bundle.image_size)
+    wanted = explain.resolve_class(bundle.labels, args.class_)
+    if args.method == "deconvnet":
+        projection = explain.deconvnet(bundle.model, pixels, args.layer)
+        Path(args.out).write_bytes(explain.projection_png(pixels, projection))
+        print(
+            f"{args.image}: strongest activation of {projection.layer} is filter "
+            f"{projection.filter} at {projection.position} ({projection.activation:.3g}); "
+            f"its projection is in {args.out}"
+        )
+        return 0
+    probabilities = explain.class_scores(bundle.model, pixels)
+    index = int(np.argmax(probabilities)) if wanted is None else wanted
+    heatmap = explain.gradcam(bundle.model, pixels, index, args.layer)
+    Path(args.out).write_bytes(explain.overlay_png(pixels, heatmap))
+    print(
+        f"{args.image}: Grad-CAM of {bundle.labels[index]!r} (probability "
+        f"{probabilities[index]:.3f}) over {args.layer or explain.gradcam_layer(bundle.model)}; "
+        f"written to {args.out}"
+    )
     return 0
 
 
