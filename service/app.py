@@ -15,7 +15,7 @@ from PIL import Image
 from models.bundle import load_bundle
 from models.inference import Classifier
 from models.store import ModelStore
-from service import api, explain, health, metrics, openapi, tfserving
+from service import api, explain, health, metrics, openapi, security, tfserving, web
 from service.config import ServiceConfig
 from service.errors import register_error_handlers
 from service.metrics import Metrics
@@ -90,8 +90,9 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
         # First request, not here: under gunicorn a thread must start after the fork.
         registry.start_polling()
 
-    for module in (health, api, explain, tfserving, openapi, metrics):
+    for module in (health, api, explain, tfserving, openapi, metrics, web):
         app.register_blueprint(module.bp)
+    security.init_app(app)
     return app
 
 

@@ -29,6 +29,10 @@ def _error(description: str) -> dict:
     return {"description": description, "content": {_JSON: {"schema": _ref("Error")}}}
 
 
+def _html(description: str) -> dict:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
 def _ok(description: str, schema: dict) -> dict:
     return {"description": description, "content": {_JSON: {"schema": schema}}}
 
@@ -289,6 +293,57 @@ OPENAPI: dict = {
         "/v1/models/{name}/versions/{version}/activations": _activations(
             "Feature maps of one layer of one version", "activationsVersion", [_NAME, _VERSION]
         ),
+        "/": {
+            "get": {
+                "summary": "Web page: try a model with an image (HTML; data via this API)",
+                "operationId": "page",
+                "responses": {"200": _html("The page")},
+            }
+        },
+        "/static/{filename}": {
+            "get": {
+                "summary": "The web pages' scripts and style sheet",
+                "operationId": "static",
+                "parameters": [
+                    {
+                        "name": "filename",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "The file"},
+                    "404": {"description": "No such file"},
+                },
+            }
+        },
+        "/models/{name}/versions/{version}/report": {
+            "get": {
+                "summary": "Web page: the training report of one version (HTML; data via this API)",
+                "operationId": "reportPage",
+                "parameters": [_NAME, _VERSION],
+                "responses": {"200": _html("The page"), "404": _error("Not a version number")},
+            }
+        },
+        "/v1/models/{name}/versions/{version}/reports/{file}": {
+            "get": {
+                "summary": "A file of the version's reports/ (curves.png, confusion_matrix.png, "
+                "metrics.json, history.csv, worst.json, worst/NN.png)",
+                "operationId": "reportFile",
+                "parameters": [
+                    _NAME,
+                    _VERSION,
+                    {"name": "file", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+                "security": _SECURED,
+                "responses": {
+                    "200": {"description": "The file, with its media type"},
+                    "404": _error("Unknown model, version or report file"),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "summary": "This document",

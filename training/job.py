@@ -19,6 +19,7 @@ import numpy as np
 from models.backbones import get_backbone
 from models.bundle import save_bundle
 from models.classifier import build_backbone, build_classifier, resolve_weights
+from models.explain import activation_layers
 from models.preprocessing import RESIZE_POLICY
 from models.store import ModelStore
 from training import finetune, report
@@ -140,6 +141,7 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
             "metrics": metrics,
             "training": {**config.to_dict(), **details},
             "dataset": {**dataset, "fingerprint": state.read("data.json")["fingerprint"]},
+            "activation_layers": activation_layers(model),
         }
         reports = {
             "metrics.json": json.dumps(metrics, indent=2).encode(),
