@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 EXTRAS ?= cpu,dev
 PORT ?= 8000
 
-.PHONY: install test lint format run clean
+.PHONY: install test lint format run clean browser
 
 install: $(VENV)/.installed
 
@@ -17,12 +17,21 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
-test: install
+test: install browser
 	$(PY) -m pytest
+
+# The browser tests drive Debian's chromium; install it where this machine can.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "could not install chromium: the browser tests will skip"; \
+	  else echo "chromium is not installed (apt-get install chromium): the browser tests will skip"; fi; }
 
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint --failure-threshold warning Dockerfile
 
 format: install
 	$(VENV)/bin/ruff format .
@@ -38,3 +47,9 @@ run: install
 
 clean:
 	rm -rf $(VENV) model_store demo_data .pytest_cache .ruff_cache
+
+# Builds the Dockerfile for real with podman (no Docker engine needed) and checks
+# the image: service, health check, a prediction, `ktl train` inside the container.
+.PHONY: container-check
+container-check: install
+	bash scripts/container-check.sh

@@ -1,0 +1,180 @@
+"""The Kubernetes example and compose.yaml agree with the Dockerfile.
+
+Port, health paths, user, image name and the model store path are written in
+four places (Dockerfile, compose.yaml, deploy/*.yaml); a change to one that is
+not made to the others breaks a deployment only at run time. These tests parse
+them all and compare.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the deployment files")
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = "ktl:latest"
+STORE_CLAIM = "ktl-model-store"
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the runtime (last) stage, continuation lines joined."""
+    text = (ROOT / "Dockerfile").read_text()
+    text = re.sub(r"\\\n", " ", text)
+    instructions = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, rest = line.partition(" ")
+        if keyword.upper() == "FROM":
+            instructions = []
+        instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def _instruction(name: str) -> list[str]:
+    return [rest for keyword, rest in _dockerfile_instructions() if keyword == name]
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> dict:
+    (expose,) = _instruction("EXPOSE")
+    (user,) = _instruction("USER")
+    (healthcheck,) = _instruction("HEALTHCHECK")
+    (volume,) = _instruction("VOLUME")
+    env = " ".join(_instruction("ENV"))
+    uid, _, gid = user.partition(":")
+    return {
+        "port": int(expose.split("/")[0]),
+        "uid": int(uid),
+        "gid": int(gid or uid),
+        "health_path": re.search(r"(/[a-z]+)'", healthcheck).group(1),
+        "store": re.search(r"KTL_MODEL_STORE=(\S+)", env).group(1),
+        "volume": volume.strip(),
+        "cmd": _instruction("CMD")[-1],
+    }
+
+
+@pytest.fixture(scope="module")
+def manifests() -> dict[str, dict]:
+    """Every object of deploy/*.yaml by kind (the Job by its kind too)."""
+    objects = {}
+    for path in sorted((ROOT / "deploy").glob("*.yaml")):
+        for obj in yaml.safe_load_all(path.read_text()):
+            if obj and obj["kind"] != "PersistentVolumeClaim":
+                objects[obj["kind"]] = obj
+            elif obj:
+                objects[f"PersistentVolumeClaim/{obj['metadata']['name']}"] = obj
+    return objects
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+def _container(workload: dict) -> dict:
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _probe_port(probe: dict, container: dict) -> int:
+    port = probe["httpGet"]["port"]
+    if isinstance(port, int):
+        return port
+    return {p["name"]: p["containerPort"] for p in container["ports"]}[port]
+
+
+def test_dockerfile_is_what_the_deployments_assume(dockerfile):
+    assert dockerfile["uid"] != 0
+    assert dockerfile["health_path"] == "/healthz"
+    assert dockerfile["store"] == dockerfile["volume"] == "/models"
+    assert "serve" in dockerfile["cmd"]
+
+
+def test_deployment_probes_port_image_and_user_match_the_dockerfile(manifests, dockerfile):
+    deployment = manifests["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    container = _container(deployment)
+    assert container["image"] == IMAGE
+    assert [p["containerPort"] for p in container["ports"]] == [dockerfile["port"]]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == dockerfile["health_path"]
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert _probe_port(container[probe], container) == dockerfile["port"], probe
+    security = pod["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert (security["runAsUser"], security["runAsGroup"]) == (dockerfile["uid"], dockerfile["gid"])
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_deployment_environment_cannot_be_overridden_by_service_links(manifests, dockerfile):
+    """A Service named ktl would inject KTL_PORT=tcp://..., which ktl reads."""
+    pod = manifests["Deployment"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in _container(manifests["Deployment"]).get("env", [])}
+    assert pod.get("enableServiceLinks") is False or env.get("KTL_PORT") == str(dockerfile["port"])
+
+
+def test_deployment_reads_the_store_claim_read_only(manifests, dockerfile):
+    deployment = manifests["Deployment"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    (mount,) = [
+        m for m in _container(deployment)["volumeMounts"] if m["mountPath"] == dockerfile["store"]
+    ]
+    assert mount["readOnly"] is True
+    claim = volumes[mount["name"]]["persistentVolumeClaim"]
+    assert claim["claimName"] == STORE_CLAIM
+    assert f"PersistentVolumeClaim/{STORE_CLAIM}" in manifests
+
+
+def test_service_routes_to_the_container_port(manifests, dockerfile):
+    service, deployment = manifests["Service"], manifests["Deployment"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    container = _container(deployment)
+    (port,) = service["spec"]["ports"]
+    assert _probe_port({"httpGet": {"port": port["targetPort"]}}, container) == dockerfile["port"]
+
+
+def test_training_job_writes_into_the_store_claim(manifests, dockerfile):
+    job = manifests["Job"]
+    pod = job["spec"]["template"]["spec"]
+    container = _container(job)
+    assert container["image"] == IMAGE
+    assert container["args"][:2] == ["ktl", "train"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"]["runAsUser"] == dockerfile["uid"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == dockerfile["store"]]
+    assert not mount.get("readOnly", False)
+    assert volumes[mount["name"]]["persistentVolumeClaim"]["claimName"] == STORE_CLAIM
+
+
+def test_kustomization_lists_existing_files():
+    kustomization = yaml.safe_load((ROOT / "deploy" / "kustomization.yaml").read_text())
+    for resource in kustomization["resources"]:
+        assert (ROOT / "deploy" / resource).is_file(), resource
+
+
+def test_compose_service_and_training_job_share_the_store(compose, dockerfile):
+    services = compose["services"]
+    service, train = services["service"], services["train"]
+    assert service["image"] == train["image"] == IMAGE
+    # `docker compose up` starts only the services without a profile: the service.
+    assert [name for name, s in services.items() if not s.get("profiles")] == ["service"]
+    (published,) = service["ports"]
+    assert published.rsplit(":", 1)[1] == str(dockerfile["port"])
+    mounts = {name: {m["target"]: m for m in services[name]["volumes"]} for name in services}
+    store = dockerfile["store"]
+    assert mounts["service"][store]["read_only"] is True
+    assert not mounts["train"][store].get("read_only", False)
+    assert mounts["service"][store]["source"] == mounts["train"][store]["source"]
+    assert mounts["train"][store]["source"] in compose["volumes"]
+    assert train["command"][:3] == ["ktl", "train", "/data"]
+    assert "/data" in mounts["train"]
