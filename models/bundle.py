@@ -144,7 +144,9 @@ def save_bundle(
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError):
-            raise PublishError(f"Cannot write the bundle for {name!r}: {exc}") from exc
+            raise PublishError(
+                f"Cannot write the bundle for {name!r} in the model store {store.root}: {exc}"
+            ) from exc
         raise
     full = {
         "format_version": FORMAT_VERSION,

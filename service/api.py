@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 from flask import Blueprint, Request, request
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
 from models.store import VERSION_PATTERN
@@ -13,7 +16,39 @@ from service.registry import ModelState
 from service.state import service_state
 
 bp = Blueprint("api", __name__)
+
+
+def bound_unsized_body() -> None:
+    """A ``before_request`` hook: a chunked body over the upload limit is a 413.
+
+    Gunicorn marks chunked bodies (no Content-Length) ``wsgi.input_terminated``,
+    and for those werkzeug only cuts the stream at MAX_CONTENT_LENGTH, silently:
+    the route would see the first megabytes as if they were the whole upload. So
+    read such a body here, at most one byte past the limit, and hand the routes a
+    sized copy.
+    """
+    environ = request.environ
+    limit = request.max_content_length
+    if limit is None or request.content_length is not None:
+        return
+    if not environ.get("wsgi.input_terminated"):
+        return  # werkzeug then reads no body at all: nothing unbounded
+    stream = environ["wsgi.input"]
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = stream.read(min(1 << 16, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise RequestEntityTooLarge()
+    environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
+    environ["CONTENT_LENGTH"] = str(size)
+
+
 bp.before_request(require_api_key)
+bp.before_request(bound_unsized_body)
 
 
 class SegmentConverter(BaseConverter):

@@ -6,7 +6,7 @@ import numpy as np
 from flask import Blueprint, Response, request
 
 from models import explain
-from service.api import parse_version, read_images
+from service.api import bound_unsized_body, parse_version, read_images
 from service.auth import require_api_key
 from service.errors import BadRequest
 from service.predictor import Predictor
@@ -14,6 +14,7 @@ from service.state import service_state
 
 bp = Blueprint("explain", __name__)
 bp.before_request(require_api_key)
+bp.before_request(bound_unsized_body)
 
 
 def _one_image(predictor: Predictor) -> np.ndarray:

@@ -14,7 +14,7 @@ import json
 
 from flask import Blueprint, Request, request
 
-from service.api import check_image_count, parse_version
+from service.api import bound_unsized_body, check_image_count, parse_version
 from service.auth import require_api_key
 from service.errors import BadRequest, UnsupportedMediaType
 from service.predictor import ImageUpload
@@ -22,6 +22,7 @@ from service.state import service_state
 
 bp = Blueprint("tfserving", __name__)
 bp.before_request(require_api_key)
+bp.before_request(bound_unsized_body)
 
 _READ_AS_JSON = {"", "application/json", "application/x-www-form-urlencoded", "text/plain"}
 _SHAPE = 'a JSON object {"instances": [{"b64": "<base64 image>"}, ...]}'

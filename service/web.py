@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, send_from_directory
 
+from models.store import InvalidName, validate_name
 from service.api import parse_version
 from service.auth import require_api_key
 from service.errors import ModelNotFound
@@ -46,7 +47,12 @@ def index() -> Response:
 
 @bp.get("/models/<segment:name>/versions/<segment:version>/report")
 def report_page(name: str, version: str) -> Response:
-    parse_version(version)  # a 404 for what can never be a version; the page checks the rest
+    """404 for what can never be a model or version; the page asks the API for the rest."""
+    try:
+        validate_name(name)
+    except InvalidName as exc:
+        raise ModelNotFound(str(exc)) from None
+    parse_version(version)
     return _page("report.html")
 
 
