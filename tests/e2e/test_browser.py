@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from benchmarks.soak import Gunicorn
 from tests.conftest import make_colour_dataset
-from tests.server import gunicorn
 from training.config import build_config
 from training.job import run_job
 
@@ -40,8 +40,8 @@ def served(tmp_path_factory):
         "weights": "none", "image_size": 24, "epochs": 12, "batch_size": 8,
     }  # fmt: skip
     run_job(build_config({}, flags), log=lambda message: None)
-    with gunicorn(work / "store", work) as server:
-        yield {**server, "data": data, "work": work}
+    with Gunicorn(work / "store", log_path=work / "server.log") as server:
+        yield {"base": server.base, "data": data, "work": work}
 
 
 @pytest.fixture(scope="module")

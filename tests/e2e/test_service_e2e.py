@@ -14,6 +14,7 @@ import pytest
 import requests
 from PIL import Image
 
+from benchmarks.soak import Gunicorn
 from models.backbones import get_backbone
 from models.bundle import load_bundle, save_bundle
 from models.classifier import build_backbone, build_classifier
@@ -21,7 +22,6 @@ from models.inference import Classifier
 from models.preprocessing import RESIZE_POLICY, load_image
 from models.store import ModelStore
 from tests.cli import ktl
-from tests.server import gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +57,8 @@ def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
     store = work / "store"
     save_bundle(ModelStore(store), "tiny", tiny_model(1), METADATA)
-    with gunicorn(store, work) as running:
-        yield running
+    with Gunicorn(store, reload_interval=0.5, log_path=work / "server.log") as running:
+        yield {"base": running.base, "store": store, "log": running.log_path}
 
 
 def test_predictions_equal_the_in_process_model_and_ktl_predict(server, tmp_path):
