@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,10 +116,26 @@ def run_phase(
     patience: int,
     class_weight: dict[int, float] | None,
     backup_dir: Path,
+    earlier: list[dict] | None = None,
+    on_epoch: Callable[[list[dict]], None] | None = None,
     jit: bool = False,
 ) -> list[dict]:
     """Fit one phase with early stopping (best weights restored) and a per-epoch
-    backup that ``--resume`` continues from. Progress goes to stderr."""
+    backup that ``--resume`` continues from. Progress goes to stderr.
+
+    Returns one history row per epoch; ``earlier`` holds the rows of epochs run
+    before an interruption, and ``on_epoch`` gets the rows after every epoch so
+    they can be kept for a resume."""
+    rows = list(earlier or [])
+
+    def record(epoch: int, logs: dict) -> None:
+        rows[:] = [r for r in rows if r["epoch"] < epoch + 1]
+        rows.append(
+            {"phase": phase.name, "epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+        )
+        if on_epoch is not None:
+            on_epoch(rows)
+
     fit_model.compile(
         optimizer=keras.optimizers.Adam(phase.lr),
         loss="sparse_categorical_crossentropy",
@@ -130,10 +147,11 @@ def run_phase(
             monitor="val_loss", patience=patience, restore_best_weights=True
         ),
         keras.callbacks.BackupAndRestore(str(backup_dir)),
+        keras.callbacks.LambdaCallback(on_epoch_end=record),  # after the backup it describes
     ]
     print(f"Phase {phase.name}: up to {phase.epochs} epochs at lr {phase.lr:g}", file=sys.stderr)
     with contextlib.redirect_stdout(sys.stderr):
-        history = fit_model.fit(
+        fit_model.fit(
             train,
             validation_data=val,
             epochs=phase.epochs,
@@ -142,12 +160,7 @@ def run_phase(
             callbacks=callbacks,
             verbose=progress_verbosity(),
         )
-    first_epoch = (history.epoch or [0])[0]
-    return [
-        {"phase": phase.name, "epoch": first_epoch + i + 1}
-        | {key: float(values[i]) for key, values in history.history.items()}
-        for i in range(len(history.epoch))
-    ]
+    return rows
 
 
 def recalibrate_batchnorm(model: keras.Model, backbone: keras.Model, data: tf.data.Dataset) -> bool:

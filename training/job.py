@@ -47,13 +47,13 @@ class JobState:
     def __init__(self, root: Path):
         self.root = root
 
-    def read(self, name: str) -> dict | None:
+    def read(self, name: str) -> dict | list | None:
         try:
             return json.loads((self.root / name).read_text())
         except (OSError, ValueError):
             return None
 
-    def write(self, name: str, data: dict) -> None:
+    def write(self, name: str, data: dict | list) -> None:
         tmp = self.root / f".{name}.tmp"
         tmp.write_text(json.dumps(data))
         tmp.replace(self.root / name)
@@ -291,6 +291,8 @@ def _train(config, spec, model, backbone, prepared: Prepared, state: JobState, l
             patience=config.patience,
             class_weight=prepared.class_weights(),
             backup_dir=state.root / f"backup_{phase.name}",
+            earlier=state.read(f"epochs_{phase.name}.json"),
+            on_epoch=lambda rows, name=phase.name: state.write(f"epochs_{name}.json", rows),
             jit=config.jit,
         )
         fit_model.save_weights(checkpoint)

@@ -3,6 +3,8 @@ what each phase may change, and resuming an interrupted job."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -184,3 +186,24 @@ def test_head_on_cached_features_learns_what_plain_fit_learns(tmp_path, monkeypa
     for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-4)
     assert cached["metrics"]["accuracy"] == plain["metrics"]["accuracy"]
+
+
+def test_a_phase_resumed_mid_way_keeps_the_history_of_its_first_epochs(tmp_path, monkeypatch):
+    real_write = job.JobState.write
+
+    def interrupt_after_epoch_two(self, name, data):
+        real_write(self, name, data)
+        if name == "epochs_scratch.json" and len(data) == 2:
+            raise KeyboardInterrupt
+
+    settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=4, patience=10)
+    monkeypatch.setattr(job.JobState, "write", interrupt_after_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, **settings)
+    monkeypatch.undo()
+    result = _run(tmp_path, **settings, resume=True)
+    history = (Path(result["path"]) / "reports" / "history.csv").read_text().splitlines()
+    assert [line.split(",")[:2] for line in history[1:]] == [
+        ["scratch", str(e)] for e in (1, 2, 3, 4)
+    ]
+    assert result["training"]["phases"] == [{"name": "scratch", "epochs": 4}]
