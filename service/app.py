@@ -15,7 +15,7 @@ from PIL import Image
 from models.bundle import load_bundle
 from models.inference import Classifier
 from models.store import ModelStore
-from service import api, explain, health, metrics, openapi, security, tfserving, web
+from service import api, explain, health, kserve, metrics, openapi, security, tfserving, web
 from service.config import ServiceConfig
 from service.errors import register_error_handlers
 from service.metrics import Metrics
@@ -90,7 +90,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
         # First request, not here: under gunicorn a thread must start after the fork.
         registry.start_polling()
 
-    for module in (health, api, explain, tfserving, openapi, metrics, web):
+    for module in (health, api, explain, tfserving, kserve, openapi, metrics, web):
         app.register_blueprint(module.bp)
     security.init_app(app)
     return app

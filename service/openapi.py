@@ -227,6 +227,102 @@ def _activations(summary: str, operation_id: str, parameters: list[dict]) -> dic
     }
 
 
+def _kserve_error(description: str) -> dict:
+    return {"description": description, "content": {_JSON: {"schema": _ref("KServeError")}}}
+
+
+_KSERVE_MODEL_ERRORS = {
+    "401": _kserve_error("API key missing or wrong (only when KTL_API_KEYS is set)"),
+    "404": _kserve_error("Unknown model or version, or an invalid model name"),
+    "503": _kserve_error("The model or version exists but could not be loaded"),
+}
+
+
+def _kserve_metadata(summary: str, operation_id: str, parameters: list[dict]) -> dict:
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": operation_id,
+            "parameters": parameters,
+            "security": _SECURED,
+            "responses": {
+                "200": _ok("Open Inference Protocol model metadata", _ref("KServeModelMetadata")),
+                **_KSERVE_MODEL_ERRORS,
+            },
+        }
+    }
+
+
+def _kserve_ready(summary: str, operation_id: str, parameters: list[dict]) -> dict:
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": operation_id,
+            "parameters": parameters,
+            "security": _SECURED,
+            "responses": {
+                "200": _ok("The model version is loaded and ready", {"type": "object"}),
+                **_KSERVE_MODEL_ERRORS,
+            },
+        }
+    }
+
+
+_BINARY_BODY = {
+    "schema": {"type": "string", "format": "binary"},
+    "description": "Binary data extension: the JSON request (KServeInferRequest) of "
+    "Inference-Header-Content-Length bytes, then each binary input's bytes in order",
+}
+
+
+def _kserve_infer(summary: str, operation_id: str, parameters: list[dict]) -> dict:
+    header = {
+        "name": "Inference-Header-Content-Length",
+        "in": "header",
+        "required": False,
+        "description": "Binary data extension: length of the JSON part of the body",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": operation_id,
+            "parameters": [*parameters, header],
+            "security": _SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    _JSON: {"schema": _ref("KServeInferRequest")},
+                    "application/octet-stream": _BINARY_BODY,
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "probabilities (FP32 [n, classes]) and labels (BYTES [n]); "
+                    "outputs asked with binary_data come after the JSON, whose length is in "
+                    "the Inference-Header-Content-Length response header",
+                    "content": {
+                        _JSON: {"schema": _ref("KServeInferResponse")},
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        },
+                    },
+                },
+                "400": _kserve_error(
+                    "Bad tensor (name, datatype, shape, data, base64, binary sizes), not an "
+                    "image, a corrupt image, an unknown output"
+                ),
+                "413": _kserve_error("Body, image or image count over the limits"),
+                **_KSERVE_MODEL_ERRORS,
+                "503": {
+                    **_kserve_error("Server saturated (queue full), or the model did not load"),
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                },
+            },
+        }
+    }
+
+
 _PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
 
 OPENAPI: dict = {
@@ -292,6 +388,69 @@ OPENAPI: dict = {
         ),
         "/v1/models/{name}/versions/{version}/activations": _activations(
             "Feature maps of one layer of one version", "activationsVersion", [_NAME, _VERSION]
+        ),
+        "/v2": {
+            "get": {
+                "summary": "Open Inference Protocol (KServe v2): server metadata",
+                "operationId": "kserveServerMetadata",
+                "responses": {
+                    "200": _ok(
+                        "name, version, extensions",
+                        {
+                            "type": "object",
+                            "required": ["name", "version", "extensions"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "version": {"type": "string"},
+                                "extensions": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                    ),
+                },
+            }
+        },
+        "/v2/health/live": {
+            "get": {
+                "summary": "Open Inference Protocol liveness",
+                "operationId": "kserveLive",
+                "responses": {
+                    "200": _ok("Alive", {"type": "object"}),
+                },
+            }
+        },
+        "/v2/health/ready": {
+            "get": {
+                "summary": "Open Inference Protocol readiness: 200 once a model is servable",
+                "operationId": "kserveReady",
+                "responses": {
+                    "200": _ok("Ready", {"type": "object"}),
+                    "503": _kserve_error("No model is servable yet"),
+                },
+            }
+        },
+        "/v2/models/{name}": _kserve_metadata(
+            "Open Inference Protocol metadata of the default version", "kserveModel", [_NAME]
+        ),
+        "/v2/models/{name}/versions/{version}": _kserve_metadata(
+            "Open Inference Protocol metadata of one version",
+            "kserveModelVersion",
+            [_NAME, _VERSION],
+        ),
+        "/v2/models/{name}/ready": _kserve_ready(
+            "Open Inference Protocol readiness of the default version", "kserveModelReady", [_NAME]
+        ),
+        "/v2/models/{name}/versions/{version}/ready": _kserve_ready(
+            "Open Inference Protocol readiness of one version",
+            "kserveModelVersionReady",
+            [_NAME, _VERSION],
+        ),
+        "/v2/models/{name}/infer": _kserve_infer(
+            "Open Inference Protocol infer with the default version", "kserveInfer", [_NAME]
+        ),
+        "/v2/models/{name}/versions/{version}/infer": _kserve_infer(
+            "Open Inference Protocol infer with one version",
+            "kserveInferVersion",
+            [_NAME, _VERSION],
         ),
         "/": {
             "get": {
@@ -475,6 +634,101 @@ OPENAPI: dict = {
                         "type": "array",
                         "items": {"type": "array", "items": _PROBABILITY},
                         "description": "Rows of the last feature map, 0..1 (1 at the peak)",
+                    },
+                },
+            },
+            "KServeError": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+            },
+            "KServeTensorMetadata": {
+                "type": "object",
+                "required": ["name", "datatype", "shape"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "datatype": {"enum": ["BYTES", "UINT8", "FP32"]},
+                    "shape": {"type": "array", "items": {"type": "integer"}},
+                },
+            },
+            "KServeModelMetadata": {
+                "type": "object",
+                "required": ["name", "versions", "platform", "inputs", "outputs"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "versions": {"type": "array", "items": {"type": "string"}},
+                    "platform": {"type": "string"},
+                    "inputs": {"type": "array", "items": _ref("KServeTensorMetadata")},
+                    "outputs": {"type": "array", "items": _ref("KServeTensorMetadata")},
+                    "parameters": {"type": "object"},
+                },
+            },
+            "KServeInferRequest": {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"binary_data_output": {"type": "boolean"}},
+                    },
+                    "inputs": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 1,
+                        "description": "One input: BYTES [n] encoded images (base64 in JSON, "
+                        'as plain strings or {"b64": ...}) or UINT8 [n, height, width, 3] pixels',
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "shape", "datatype"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "shape": {"type": "array", "items": {"type": "integer"}},
+                                "datatype": {"enum": ["BYTES", "UINT8"]},
+                                "parameters": {
+                                    "type": "object",
+                                    "properties": {"binary_data_size": {"type": "integer"}},
+                                },
+                                "data": {"type": "array"},
+                            },
+                        },
+                    },
+                    "outputs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {
+                                "name": {"enum": ["probabilities", "labels"]},
+                                "parameters": {
+                                    "type": "object",
+                                    "properties": {"binary_data": {"type": "boolean"}},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+            "KServeInferResponse": {
+                "type": "object",
+                "required": ["model_name", "outputs"],
+                "properties": {
+                    "model_name": {"type": "string"},
+                    "model_version": {"type": "string"},
+                    "id": {"type": "string"},
+                    "outputs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "datatype", "shape"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "datatype": {"type": "string"},
+                                "shape": {"type": "array", "items": {"type": "integer"}},
+                                "data": {"type": "array"},
+                                "parameters": {"type": "object"},
+                            },
+                        },
                     },
                 },
             },

@@ -198,6 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=_store_default(), help="model store folder")
 
     p = sub.add_parser(
+        "export",
+        help="export a published model as a SavedModel, ONNX or TFLite",
+        description="Write a published model for another runtime under OUT/<name>/<version>/: "
+        "savedmodel (TensorFlow Serving base path OUT/<name>; serving_default takes encoded "
+        "images), onnx or tflite (uint8 pixels at the model's size). The model store is "
+        "never written to.",
+    )
+    p.add_argument("--name", required=True, help="model name")
+    p.add_argument("--version", type=int, help="version (default: the latest)")
+    p.add_argument(
+        "--format", required=True, choices=("savedmodel", "onnx", "tflite"), dest="format"
+    )
+    p.add_argument("--out", default="exports", help="export folder (default ./exports)")
+    _add_common(p, json_help="print the written path as JSON")
+
+    p = sub.add_parser(
         "demo",
         help="make a built-in dataset, train on it and publish `demo`",
         description="Generate a small synthetic dataset (circles, squares, triangles), "
@@ -223,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": _demo,
         "inspect": _inspect,
         "explain": _explain,
+        "export": _export,
     }
     try:
         return commands[args.command](args)
@@ -252,6 +269,7 @@ def _is_user_error(exc: Exception) -> bool:
     from models.bundle import BundleError
     from models.classifier import WeightsError, WeightsUnavailable
     from models.explain import ExplainError
+    from models.export import ExportError
     from models.preprocessing import ImageError
     from models.store import InvalidName, ModelNotFound
     from training.config import ConfigError
@@ -259,7 +277,7 @@ def _is_user_error(exc: Exception) -> bool:
 
     user_errors = (
         ConfigError, DataError, WeightsError, WeightsUnavailable, UnknownBackbone,
-        InvalidName, ModelNotFound, ImageError, BundleError, ExplainError,
+        InvalidName, ModelNotFound, ImageError, BundleError, ExplainError, ExportError,
     )  # fmt: skip
     return isinstance(exc, user_errors)
 
@@ -447,6 +465,22 @@ def _explain(args) -> int:
         f"{probabilities[index]:.3f}) over {args.layer or explain.gradcam_layer(bundle.model)}; "
         f"written to {args.out}"
     )
+    return 0
+
+
+def _export(args) -> int:
+    from models.export import check_outside_store, export_bundle
+
+    check_outside_store(args.out, args.store)
+    bundle = _load(args)
+    path = export_bundle(bundle, args.format, args.out)
+    if args.json:
+        _print_json(
+            {"name": bundle.name, "version": bundle.version, "format": args.format,
+             "path": str(path)}
+        )  # fmt: skip
+    else:
+        print(f"Exported {bundle.name} version {bundle.version} as {args.format}: {path}")
     return 0
 
 
