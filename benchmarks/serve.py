@@ -227,7 +227,7 @@ def main() -> None:
             )  # fmt: skip
             ours_url = f"http://127.0.0.1:{port}/v1/models/{backbone}/predict"
             try:
-                load(ours_url, images, 4, 16)  # warm-up
+                load(ours_url, images, 16, 64)  # warm-up at full concurrency
                 rss_before = worker_rss_mb(ours)
                 ktl = {c: load(ours_url, images, c, args.requests) for c in CLIENTS}
                 rss_after = worker_rss_mb(ours)

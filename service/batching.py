@@ -1,19 +1,22 @@
 """Dynamic micro-batching: concurrent requests for one model share a forward pass.
 
 There is no batching thread. The first request thread to find the model idle
-becomes the leader: it waits up to ``max_delay_s`` for others to queue (or until
-``max_batch_size`` images wait), runs their images as one batch, hands every
-request its rows and passes the lead on. Followers just wait for their rows.
+becomes the leader: while other requests are still being decoded (announced
+with ``decoding()``) it waits for them, up to ``max_delay_s`` or until
+``max_batch_size`` images wait, runs their images as one batch, hands every
+request its rows and passes the lead on. Followers just wait for their rows. A
+request alone goes at once: waiting for nobody would only add latency.
 One forward pass per model at a time suits CPU inference, where a single pass
 already uses every core TensorFlow was given.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -49,6 +52,31 @@ class MicroBatcher:
         self._waiting: deque[_Job] = deque()
         self._waiting_images = 0
         self._leader_active = False
+        self._decoding = 0  # announced requests not yet queued
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Announce a request whose images are being decoded, so a leader waits for it.
+
+        The announcement ends when the request queues (``predict`` inside the block)
+        or when the block ends, whichever comes first.
+        """
+        with self._cond:
+            self._decoding += 1
+        self._local.announced = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._withdraw()
+                self._cond.notify_all()
+
+    def _withdraw(self) -> None:
+        """End this thread's announcement, if it has one (lock held)."""
+        if getattr(self._local, "announced", False):
+            self._local.announced = False
+            self._decoding -= 1
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """``(n, h, w, 3)`` uint8 in, ``(n, classes)`` out, batched with concurrent calls.
@@ -64,6 +92,7 @@ class MicroBatcher:
                 )
             self._waiting.append(job)
             self._waiting_images += len(pixels)
+            self._withdraw()
             self._cond.notify_all()
         while True:
             with self._cond:
@@ -88,7 +117,7 @@ class MicroBatcher:
     def _gather(self) -> list[_Job]:
         deadline = time.monotonic() + self._max_delay_s
         with self._cond:
-            while self._waiting_images < self._max_batch_size:
+            while self._waiting_images < self._max_batch_size and self._decoding > 0:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -95,7 +95,7 @@ class ServiceConfig:
     host: str = _setting("KTL_HOST", _text, "0.0.0.0", "address gunicorn binds")
     port: int = _setting("KTL_PORT", _port, 8000, "port gunicorn binds")
     workers: int = _setting("KTL_WORKERS", _positive_int, 1, "gunicorn worker processes")
-    threads: int = _setting("KTL_THREADS", _positive_int, 8, "request threads per worker")
+    threads: int = _setting("KTL_THREADS", _positive_int, 16, "request threads per worker")
 
     def __post_init__(self) -> None:
         # Environment strings and Python overrides alike go through the same checks.

@@ -70,7 +70,8 @@ class Predictor:
         return self._batcher.predict(pixels)
 
     def predict(self, images: Sequence[ImageUpload]) -> np.ndarray:
-        return self.infer(self.preprocess(images))
+        with self._batcher.decoding():  # a leader gathering a batch waits for these
+            return self.infer(self.preprocess(images))
 
     def predict_native(self, images: Sequence[ImageUpload], top_k: int) -> dict:
         """The native predict body, ``top_k`` clipped to the number of labels."""

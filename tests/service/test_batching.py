@@ -49,9 +49,16 @@ def test_concurrent_requests_share_one_forward_pass():
         queue_size=8,
         on_batch=lambda size, seconds: sizes.append(size),
     )
+    started = threading.Barrier(4)
+
+    def request(value):
+        with batcher.decoding():
+            started.wait()  # all four are announced before any of them queues
+            return batcher.predict(images(value))
+
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda v: batcher.predict(images(v)), [10, 20, 30, 40]))
-    # The leader waits (up to 5 s) until the batch is full: one pass of all four.
+        results = list(pool.map(request, [10, 20, 30, 40]))
+    # The leader waits (up to 5 s) for the announced requests: one pass of all four.
     assert len(forward.batches) == 1
     assert sorted(forward.batches[0]) == [10, 20, 30, 40]
     assert [row.tolist() for row in results] == [[[10.0]], [[20.0]], [[30.0]], [[40.0]]]
@@ -117,3 +124,35 @@ def test_many_concurrent_callers_each_get_their_own_rows():
     assert [row.reshape(-1).tolist() for row in results] == [[v, v] for v in values]
     assert all(len(batch) <= 8 for batch in forward.batches)
     assert sum(len(batch) for batch in forward.batches) == 200
+
+
+def test_a_request_alone_does_not_wait_for_the_batch_delay():
+    forward = RecordingForward()
+    batcher = MicroBatcher(forward, max_batch_size=16, max_delay_s=5.0, queue_size=8)
+    start = time.monotonic()
+    with batcher.decoding():
+        rows = batcher.predict(images(7))
+    assert time.monotonic() - start < 1.0, "nobody else was coming: no reason to wait"
+    assert rows.tolist() == [[7.0]]
+
+
+def test_a_leader_waits_for_a_request_still_being_decoded():
+    forward = RecordingForward()
+    batcher = MicroBatcher(forward, max_batch_size=16, max_delay_s=5.0, queue_size=8)
+    decoding = threading.Event()
+    decoded = threading.Event()
+
+    def slow_request():
+        with batcher.decoding():
+            decoding.set()
+            assert decoded.wait(5)
+            return batcher.predict(images(2))
+
+    with ThreadPoolExecutor(2) as pool:
+        second = pool.submit(slow_request)
+        assert decoding.wait(5)
+        first = pool.submit(batcher.predict, images(1))
+        time.sleep(0.2)  # the leader is waiting for the announced request
+        decoded.set()
+        assert first.result(10).tolist() == [[1.0]] and second.result(10).tolist() == [[2.0]]
+    assert len(forward.batches) == 1 and sorted(forward.batches[0]) == [1, 2]

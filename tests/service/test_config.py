@@ -24,7 +24,7 @@ def test_defaults_are_the_documented_ones():
         host="0.0.0.0",
         port=8000,
         workers=1,
-        threads=8,
+        threads=16,
     )
     assert config.max_upload_bytes == 20 * 1024 * 1024
 
