@@ -77,21 +77,24 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-def make_tiny_store(root: Path, name: str = "tiny", seed: int = 0) -> Path:
-    """A store holding ``name`` version 1: smallcnn at 32x32, 3 labels (untrained)."""
+def tiny_model(seed: int = 0, labels: list[str] = TINY_LABELS):
+    """An untrained smallcnn classifier at 32x32 (random weights from ``seed``)."""
     import keras
 
     from models.backbones import get_backbone
-    from models.bundle import save_bundle
     from models.classifier import build_backbone, build_classifier
-    from models.preprocessing import RESIZE_POLICY
-    from models.store import ModelStore
 
     keras.utils.set_random_seed(seed)
     spec = get_backbone("smallcnn")
-    model = build_classifier(spec, build_backbone(spec, TINY_SIZE, None), len(TINY_LABELS))
-    metadata = {
-        "labels": TINY_LABELS,
+    return build_classifier(spec, build_backbone(spec, TINY_SIZE, None), len(labels))
+
+
+def tiny_metadata(labels: list[str] = TINY_LABELS) -> dict:
+    """Metadata for ``tiny_model``'s bundle, as ``ktl train`` would write it (no figures)."""
+    from models.preprocessing import RESIZE_POLICY
+
+    return {
+        "labels": labels,
         "image_size": list(TINY_SIZE),
         "backbone": "smallcnn",
         "input": "RGB uint8 0..255",
@@ -101,7 +104,14 @@ def make_tiny_store(root: Path, name: str = "tiny", seed: int = 0) -> Path:
         "dataset": {},
         "created_at": "2024-01-01T00:00:00Z",
     }
-    save_bundle(ModelStore(root), name, model, metadata)
+
+
+def make_tiny_store(root: Path, name: str = "tiny", seed: int = 0) -> Path:
+    """A store holding ``name`` version 1: smallcnn at 32x32, 3 labels (untrained)."""
+    from models.bundle import save_bundle
+    from models.store import ModelStore
+
+    save_bundle(ModelStore(root), name, tiny_model(seed), tiny_metadata())
     return root
 
 

@@ -139,8 +139,8 @@ def _write_half_copied_version(store: Path, version: int) -> None:
 
 
 def test_a_corrupt_version_never_serves_and_a_good_one_takes_over_without_a_failure(tmp_path):
+    from benchmarks.soak import tiny_metadata, tiny_model
     from models.bundle import save_bundle
-    from tests.e2e.test_service_e2e import METADATA, tiny_model
 
     store = make_tiny_store(tmp_path / "store")
     with Gunicorn(
@@ -170,7 +170,7 @@ def test_a_corrupt_version_never_serves_and_a_good_one_takes_over_without_a_fail
             assert requests.get(f"{base}/readyz", timeout=10).status_code == 200
             load.wait_for(len(load.sent) + 20)
 
-            version, _ = save_bundle(ModelStore(store), "tiny", tiny_model(3), METADATA)
+            version, _ = save_bundle(ModelStore(store), "tiny", tiny_model(3), tiny_metadata())
             assert version == 3
             wait_until(lambda: load.sent[-1].version == 3, 30, "version 3 served")
             load.wait_for(len(load.sent) + 20)

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import io
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.soak import Gunicorn
-from models.backbones import get_backbone
+from benchmarks.soak import Gunicorn, tiny_metadata, tiny_model
 from models.bundle import load_bundle, save_bundle
-from models.classifier import build_backbone, build_classifier
 from models.inference import Classifier
-from models.preprocessing import RESIZE_POLICY, load_image
+from models.preprocessing import load_image
 from models.store import ModelStore
 
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
@@ -38,21 +35,7 @@ def _encode(seed: int, size: tuple[int, int]) -> bytes:
 def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("kserve")
     store = work / "store"
-    keras.utils.set_random_seed(1)
-    spec = get_backbone("smallcnn")
-    model = build_classifier(spec, build_backbone(spec, SIZE, None), len(LABELS))
-    metadata = {
-        "labels": LABELS,
-        "image_size": list(SIZE),
-        "backbone": "smallcnn",
-        "input": "RGB uint8 0..255",
-        "resize": RESIZE_POLICY,
-        "metrics": {},
-        "training": {},
-        "dataset": {},
-        "created_at": "2024-01-01T00:00:00Z",
-    }
-    save_bundle(ModelStore(store), "tiny", model, metadata)
+    save_bundle(ModelStore(store), "tiny", tiny_model(1, LABELS), tiny_metadata(LABELS))
     with Gunicorn(store, log_path=work / "server.log") as running:
         yield {"base": running.base, "store": store}
 

@@ -8,40 +8,21 @@ import json
 import threading
 import time
 
-import keras
 import numpy as np
 import pytest
 import requests
 from PIL import Image
 
-from benchmarks.soak import Gunicorn
-from models.backbones import get_backbone
+from benchmarks.soak import Gunicorn, tiny_metadata, tiny_model
 from models.bundle import load_bundle, save_bundle
-from models.classifier import build_backbone, build_classifier
 from models.inference import Classifier
-from models.preprocessing import RESIZE_POLICY, load_image
+from models.preprocessing import load_image
 from models.store import ModelStore
 from tests.cli import ktl
 
 pytestmark = pytest.mark.slow
 
-METADATA = {
-    "labels": ["cat", "dog", "fox"],
-    "image_size": [32, 32],
-    "backbone": "smallcnn",
-    "input": "RGB uint8 0..255",
-    "resize": RESIZE_POLICY,
-    "metrics": {},
-    "training": {},
-    "dataset": {},
-    "created_at": "2024-01-01T00:00:00Z",
-}
-
-
-def tiny_model(seed: int) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    spec = get_backbone("smallcnn")
-    return build_classifier(spec, build_backbone(spec, (32, 32), None), 3)
+METADATA = tiny_metadata()  # the served bundle and every version published in the tests
 
 
 def encode(fmt: str, seed: int) -> bytes:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks import soak
 from models.backbones import get_backbone
 from models.bundle import save_bundle
 from models.classifier import build_backbone, build_classifier
-from models.preprocessing import RESIZE_POLICY
 from models.store import ModelStore
 
 LABELS = ["cat", "dog", "fox"]
@@ -24,17 +24,7 @@ IMAGE_SIZE = (32, 32)
 
 
 def tiny_metadata(labels: list[str] = LABELS) -> dict:
-    return {
-        "labels": labels,
-        "image_size": list(IMAGE_SIZE),
-        "backbone": "smallcnn",
-        "input": "RGB uint8 0..255",
-        "resize": RESIZE_POLICY,
-        "metrics": {},
-        "training": {},
-        "dataset": {},
-        "created_at": "2024-01-01T00:00:00Z",
-    }
+    return {**soak.tiny_metadata(labels), "image_size": list(IMAGE_SIZE)}
 
 
 @pytest.fixture(scope="session")
