@@ -103,6 +103,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--jit", action="store_const", const=True, help="compile the training step with XLA"
     )
     group.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where the decoded images are cached as a memory map, e.g. a disk with room "
+        "(default: the job's folder in the store)",
+    )
+    group.add_argument(
         "--resume",
         action="store_const",
         const=True,

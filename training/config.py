@@ -40,6 +40,7 @@ class TrainConfig:
     resume: bool = False
     mixed_precision: bool = False  # float16 compute: for GPUs with tensor cores
     jit: bool = False  # XLA-compile the training step
+    cache_dir: str | None = None  # where the decoded images are cached (default: the job's folder)
 
     @property
     def transfer(self) -> bool:

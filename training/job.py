@@ -160,7 +160,7 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
             ),
         }
         version, path = save_bundle(store, config.name, model, metadata, reports)
-    _clear(job_dir)
+    _clear(job_dir, config)
     job_dir.parent.joinpath(f"{job_dir.name}.lock").unlink(missing_ok=True)
     return {
         "name": config.name,
@@ -181,8 +181,18 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
     }
 
 
-def _clear(job_dir: Path) -> None:
+def _clear(job_dir: Path, config: TrainConfig | None = None) -> None:
+    """Remove a job's state, and its decoded-image cache when that lives elsewhere."""
     shutil.rmtree(job_dir, ignore_errors=True)
+    if config is not None and config.cache_dir:
+        _pixels_file(job_dir, config).unlink(missing_ok=True)
+
+
+def _pixels_file(job_dir: Path, config: TrainConfig) -> Path:
+    """The decoded-image cache: in the job's folder, or under ``--cache-dir``."""
+    if config.cache_dir:
+        return Path(config.cache_dir) / f"{job_dir.name}.pixels.npy"
+    return job_dir / "pixels.npy"
 
 
 def _prepared_data(
@@ -192,7 +202,8 @@ def _prepared_data(
     have not changed since (then the second value is True)."""
     print_ = fingerprint(listing, size)
     saved = state.read("data.json")
-    pixels_file = state.root / "pixels.npy"
+    pixels_file = _pixels_file(state.root, config)
+    pixels_file.parent.mkdir(parents=True, exist_ok=True)
     if saved and saved["fingerprint"] == print_ and pixels_file.is_file():
         log("Reusing the decoded images of the interrupted job")
         return (

@@ -207,3 +207,28 @@ def test_a_phase_resumed_mid_way_keeps_the_history_of_its_first_epochs(tmp_path,
         ["scratch", str(e)] for e in (1, 2, 3, 4)
     ]
     assert result["training"]["phases"] == [{"name": "scratch", "epochs": 4}]
+
+
+def test_the_decoded_image_cache_can_live_in_another_folder(tmp_path, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    cache = tmp_path / "big-disk"
+    settings = dict(
+        backbone="smallcnn", weights="none", image_size=16, epochs=1, cache_dir=str(cache)
+    )
+    monkeypatch.setattr(finetune, "run_phase", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, **settings)
+    monkeypatch.undo()
+    cached = np.load(cache / "job.pixels.npy", mmap_mode="r")
+    assert cached.shape == (18, 16, 16, 3)
+    assert not (ModelStore(tmp_path / "store").job_dir("job") / "pixels.npy").exists()
+    messages = []
+    config = build_config(
+        {}, {"data": str(tmp_path / "data"), "name": "job", "store": str(tmp_path / "store"),
+             "resume": True, **settings},
+    )  # fmt: skip
+    assert job.run_job(config, log=messages.append)["version"] == 1
+    assert "Reusing the decoded images of the interrupted job" in messages
+    assert not (cache / "job.pixels.npy").exists(), "the cache goes with the finished job"
