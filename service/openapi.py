@@ -77,6 +77,26 @@ _PREDICT_ERRORS = {
 _SECURED = [{"bearer": []}, {}]
 
 
+def _operation(
+    method: str,
+    summary: str,
+    operation_id: str,
+    parameters: list[dict],
+    responses: dict,
+    body: dict | None = None,
+) -> dict:
+    """One operation of a route that API keys guard (when KTL_API_KEYS is set)."""
+    operation = {
+        "summary": summary,
+        "operationId": operation_id,
+        "parameters": parameters,
+        "security": _SECURED,
+        **({"requestBody": body} if body is not None else {}),
+        "responses": responses,
+    }
+    return {method: operation}
+
+
 def _native_predict(summary: str, parameters: list[dict]) -> dict:
     return {
         "post": {
@@ -112,39 +132,24 @@ def _native_predict(summary: str, parameters: list[dict]) -> dict:
 
 
 def _tfserving_predict(summary: str, parameters: list[dict]) -> dict:
-    return {
-        "post": {
-            "summary": summary,
-            "operationId": "tfServingPredict"
-            if len(parameters) == 1
-            else "tfServingPredictVersion",
-            "parameters": parameters,
-            "security": _SECURED,
-            "requestBody": {
-                "required": True,
-                "content": {_JSON: {"schema": _ref("TFServingRequest")}},
-            },
-            "responses": {
-                "200": _ok("Probabilities in label order", _ref("TFServingResponse")),
-                **_PREDICT_ERRORS,
-            },
-        }
-    }
+    return _operation(
+        "post",
+        summary,
+        "tfServingPredict" if len(parameters) == 1 else "tfServingPredictVersion",
+        parameters,
+        {"200": _ok("Probabilities in label order", _ref("TFServingResponse")), **_PREDICT_ERRORS},
+        {"required": True, "content": {_JSON: {"schema": _ref("TFServingRequest")}}},
+    )
 
 
 def _metadata(summary: str, operation_id: str, parameters: list[dict]) -> dict:
-    return {
-        "get": {
-            "summary": summary,
-            "operationId": operation_id,
-            "parameters": parameters,
-            "security": _SECURED,
-            "responses": {
-                "200": _ok("metadata.json of the version", _ref("Metadata")),
-                **_MODEL_ERRORS,
-            },
-        }
-    }
+    return _operation(
+        "get",
+        summary,
+        operation_id,
+        parameters,
+        {"200": _ok("metadata.json of the version", _ref("Metadata")), **_MODEL_ERRORS},
+    )
 
 
 _IMAGE_BODY = {
@@ -239,33 +244,29 @@ _KSERVE_MODEL_ERRORS = {
 
 
 def _kserve_metadata(summary: str, operation_id: str, parameters: list[dict]) -> dict:
-    return {
-        "get": {
-            "summary": summary,
-            "operationId": operation_id,
-            "parameters": parameters,
-            "security": _SECURED,
-            "responses": {
-                "200": _ok("Open Inference Protocol model metadata", _ref("KServeModelMetadata")),
-                **_KSERVE_MODEL_ERRORS,
-            },
-        }
-    }
+    return _operation(
+        "get",
+        summary,
+        operation_id,
+        parameters,
+        {
+            "200": _ok("Open Inference Protocol model metadata", _ref("KServeModelMetadata")),
+            **_KSERVE_MODEL_ERRORS,
+        },
+    )
 
 
 def _kserve_ready(summary: str, operation_id: str, parameters: list[dict]) -> dict:
-    return {
-        "get": {
-            "summary": summary,
-            "operationId": operation_id,
-            "parameters": parameters,
-            "security": _SECURED,
-            "responses": {
-                "200": _ok("The model version is loaded and ready", {"type": "object"}),
-                **_KSERVE_MODEL_ERRORS,
-            },
-        }
-    }
+    return _operation(
+        "get",
+        summary,
+        operation_id,
+        parameters,
+        {
+            "200": _ok("The model version is loaded and ready", {"type": "object"}),
+            **_KSERVE_MODEL_ERRORS,
+        },
+    )
 
 
 _BINARY_BODY = {
