@@ -59,6 +59,14 @@ class Snapshot:
         return any(state.default_version is not None for state in self.models.values())
 
 
+def check_name(name: str) -> str:
+    """``name`` if it can be a model name; otherwise the 404 an unknown model gets."""
+    try:
+        return validate_name(name)
+    except InvalidName as exc:
+        raise ModelNotFound(str(exc)) from None
+
+
 class ModelRegistry:
     def __init__(
         self,
@@ -83,10 +91,7 @@ class ModelRegistry:
 
     def get(self, name: str, version: int | None = None) -> Predictor:
         """The predictor of ``name`` at ``version`` (default: the model's default)."""
-        try:
-            validate_name(name)
-        except InvalidName as exc:
-            raise ModelNotFound(str(exc)) from None
+        check_name(name)
         state = self._snapshot.models.get(name)
         if state is None:
             raise ModelNotFound(f"No model named {name!r}; GET /v1/models lists the models")

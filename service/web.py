@@ -8,10 +8,10 @@ from pathlib import Path
 
 from flask import Blueprint, Response, send_from_directory
 
-from models.store import InvalidName, validate_name
 from service.api import parse_version
 from service.auth import require_api_key
 from service.errors import ModelNotFound
+from service.registry import check_name
 from service.state import service_state
 
 STATIC = Path(__file__).parent / "static"
@@ -48,10 +48,7 @@ def index() -> Response:
 @bp.get("/models/<segment:name>/versions/<segment:version>/report")
 def report_page(name: str, version: str) -> Response:
     """404 for what can never be a model or version; the page asks the API for the rest."""
-    try:
-        validate_name(name)
-    except InvalidName as exc:
-        raise ModelNotFound(str(exc)) from None
+    check_name(name)
     parse_version(version)
     return _page("report.html")
 
