@@ -114,6 +114,14 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         const=True,
         help="continue this name's interrupted job from its last checkpoint",
     )
+    group.add_argument(
+        "--strategy",
+        choices=("auto", "mirrored", "multiworker"),
+        help="devices and machines: mirrored (every local GPU), multiworker (the workers "
+        "in $TF_CONFIG; each decodes its shard of the files, worker 0 or the chief "
+        "publishes), auto (default: multiworker when TF_CONFIG names several workers, "
+        "mirrored with several GPUs, else one device)",
+    )
     _add_common(
         parser, json_help="print one JSON object (name, version, path, metrics, dataset, seconds)"
     )
@@ -280,10 +288,12 @@ def _is_user_error(exc: Exception) -> bool:
     from models.store import InvalidName, ModelNotFound
     from training.config import ConfigError
     from training.data import DataError
+    from training.distributed import ClusterError
 
     user_errors = (
         ConfigError, DataError, WeightsError, WeightsUnavailable, UnknownBackbone,
         InvalidName, ModelNotFound, ImageError, BundleError, ExplainError, ExportError,
+        ClusterError,
     )  # fmt: skip
     return isinstance(exc, user_errors)
 
@@ -351,7 +361,14 @@ def _train(args) -> int:
 def print_summary(result: dict) -> None:
     metrics, dataset, training = result["metrics"], result["dataset"], result["training"]
     phases = ", ".join(f"{p['name']} {p['epochs']} epochs" for p in training["phases"])
-    print(f"Published {result['name']} version {result['version']}: {result['path']}")
+    worker = result.get("worker")
+    if worker and worker["index"]:
+        print(
+            f"Trained as worker {worker['index']} of {worker['workers']}; the chief published "
+            f"{result['name']} version {result['version']}: {result['path']}"
+        )
+    else:
+        print(f"Published {result['name']} version {result['version']}: {result['path']}")
     print(
         f"  data        {dataset['train_images']} train / {dataset['val_images']} "
         "validation images, "

@@ -12,6 +12,8 @@ from pathlib import Path
 from models.backbones import get_backbone
 from models.classifier import POOLING
 
+STRATEGIES = ("auto", "mirrored", "multiworker")  # how training uses devices and machines
+
 
 class ConfigError(ValueError):
     """A job configuration that cannot run; the message names the setting."""
@@ -41,6 +43,7 @@ class TrainConfig:
     mixed_precision: bool = False  # float16 compute: for GPUs with tensor cores
     jit: bool = False  # XLA-compile the training step
     cache_dir: str | None = None  # where the decoded images are cached (default: the job's folder)
+    strategy: str = "auto"  # tf.distribute: auto, mirrored or multiworker (TF_CONFIG)
 
     @property
     def transfer(self) -> bool:
@@ -66,6 +69,7 @@ class TrainConfig:
             (0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)"),
             (self.patience >= 1, "--patience must be at least 1"),
             (self.pooling in POOLING, f"--pooling must be one of {', '.join(POOLING)}"),
+            (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -260,61 +260,100 @@ def _stratified_split(
 
 
 def _health_report(listing, samples, labels, hashes, good, train, val, leaked, skipped) -> dict:
-    warnings: list[str] = []
     groups: dict[str, list[int]] = defaultdict(list)
     for i in good:
         groups[hashes[i]].append(i)
-    duplicates = [
+    train_counts = Counter(samples[i].label for i in train)
+    val_counts = Counter(samples[i].label for i in val)
+    return finish_report(
         {
-            "files": [str(samples[i].path) for i in members],
-            "labels": sorted({samples[i].label for i in members}),
+            "layout": listing.layout,
+            "classes": {
+                label: {"train": train_counts[label], "val": val_counts[label]} for label in labels
+            },
+            "train_images": len(train),
+            "val_images": len(val),
+            "skipped": skipped,
+            "ignored_files": len(listing.ignored),
+            "duplicates": [
+                {
+                    "files": [str(samples[i].path) for i in members],
+                    "labels": sorted({samples[i].label for i in members}),
+                }
+                for members in groups.values()
+                if len(members) > 1
+            ],
+            "removed_from_val": [str(samples[i].path) for i in leaked],
+            "content_hash": hashlib.sha256(
+                "".join(sorted(f"{hashes[i]}:{samples[i].label}" for i in good)).encode()
+            ).hexdigest(),
         }
-        for members in groups.values()
-        if len(members) > 1
-    ]
+    )
+
+
+def finish_report(report: dict) -> dict:
+    """Add the imbalance ratio, class weights and warnings that follow from a
+    report's counts and lists."""
+    warnings: list[str] = []
+    duplicates = report["duplicates"]
     if duplicates:
         extra = sum(len(d["files"]) - 1 for d in duplicates)
         warnings.append(f"{len(duplicates)} groups of identical images ({extra} extra copies)")
     conflicting = [d for d in duplicates if len(d["labels"]) > 1]
     if conflicting:
         warnings.append(f"{len(conflicting)} identical images carry different labels")
-    if leaked:
+    if report["removed_from_val"]:
         warnings.append(
-            f"{len(leaked)} validation images are copies of training images and were left out "
-            "of validation"
+            f"{len(report['removed_from_val'])} validation images are copies of training images "
+            "and were left out of validation"
         )
-    train_counts = Counter(samples[i].label for i in train)
-    val_counts = Counter(samples[i].label for i in val)
-    ratio = max(train_counts.values()) / min(train_counts.values())
+    labels = list(report["classes"])
+    train_counts = [report["classes"][label]["train"] for label in labels]
+    ratio = max(train_counts) / min(train_counts)
     class_weights = None
     if ratio > IMBALANCE_RATIO:
-        total = sum(train_counts.values())
+        total = sum(train_counts)
         class_weights = {
-            str(k): round(total / (len(labels) * train_counts[label]), 6)
-            for k, label in enumerate(labels)
+            str(k): round(total / (len(labels) * count), 6) for k, count in enumerate(train_counts)
         }
         strength = "strong " if ratio > STRONG_IMBALANCE_RATIO else ""
         warnings.append(
             f"{strength}class imbalance (largest/smallest = {ratio:.1f}); training uses class "
             "weights"
         )
-    if skipped:
-        warnings.append(f"{len(skipped)} files could not be decoded and were skipped")
+    if report["skipped"]:
+        warnings.append(f"{len(report['skipped'])} files could not be decoded and were skipped")
     return {
-        "layout": listing.layout,
-        "classes": {
-            label: {"train": train_counts[label], "val": val_counts[label]} for label in labels
-        },
-        "train_images": len(train),
-        "val_images": len(val),
-        "skipped": skipped,
-        "ignored_files": len(listing.ignored),
-        "duplicates": duplicates,
-        "removed_from_val": [str(samples[i].path) for i in leaked],
+        **report,
         "imbalance_ratio": round(ratio, 3),
         "class_weights": class_weights,
-        "content_hash": hashlib.sha256(
-            "".join(sorted(f"{hashes[i]}:{samples[i].label}" for i in good)).encode()
-        ).hexdigest(),
         "warnings": warnings,
     }
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report for a dataset whose shards were prepared apart (one per worker).
+    Copies are only found within a shard."""
+    first = reports[0]
+    return finish_report(
+        {
+            "layout": first["layout"],
+            "classes": {
+                label: {
+                    side: sum(r["classes"][label][side] for r in reports)
+                    for side in ("train", "val")
+                }
+                for label in first["classes"]
+            },
+            "train_images": sum(r["train_images"] for r in reports),
+            "val_images": sum(r["val_images"] for r in reports),
+            "skipped": [item for r in reports for item in r["skipped"]],
+            "ignored_files": first["ignored_files"],
+            "duplicates": [item for r in reports for item in r["duplicates"]],
+            "removed_from_val": [item for r in reports for item in r["removed_from_val"]],
+            "content_hash": hashlib.sha256(
+                "".join(r["content_hash"] for r in reports).encode()
+            ).hexdigest(),
+            "shards": len(reports),
+        }
+    )

@@ -31,12 +31,14 @@ def augmentation(seed: int) -> keras.Sequential:
     )
 
 
-def training_model(model: keras.Model, augment: bool, seed: int) -> keras.Model:
-    """``model`` with augmentation in front of it; shares its weights."""
-    if not augment:
-        return model
+def training_model(
+    model: keras.Model, augment: bool, seed: int, build: Callable = keras.Model
+) -> keras.Model:
+    """The model ``fit`` trains: ``model``, with augmentation in front of it when
+    ``augment``; shares its weights. ``build(inputs, outputs, name=...)`` makes it."""
     inputs = keras.Input(model.input_shape[1:], name="image")
-    return keras.Model(inputs, model(augmentation(seed)(inputs)), name="training")
+    outputs = model(augmentation(seed)(inputs) if augment else inputs)
+    return build(inputs, outputs, name="training")
 
 
 def batches(
@@ -47,30 +49,42 @@ def batches(
     *,
     shuffle: bool,
     seed: int,
+    class_weight: dict[int, float] | None = None,
+    pad_to: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, label index)`` drawn by index from a cache: the decoded
-    uint8 pixels, or the backbone's pooled features.
+    uint8 pixels, or the backbone's pooled features; with ``class_weight``, each
+    image's class weight is the batch's third element.
 
     Reading by index keeps a memory-mapped cache on disk instead of copying it
     into TensorFlow; the order is reshuffled every epoch from a seeded generator.
+    ``pad_to`` repeats the epoch's first items up to that length, so workers with
+    shards of different sizes run the same number of steps.
     """
     rng = np.random.default_rng(seed)
     indices = np.asarray(indices)
+    length = pad_to or len(indices)
+    if class_weight is not None:
+        per_class = np.array([class_weight[k] for k in range(len(class_weight))], np.float32)
 
     def generate():
         order = rng.permutation(indices) if shuffle else indices
-        for start in range(0, len(order), batch_size):
+        order = np.resize(order, length)  # repeats from the start when padding
+        for start in range(0, length, batch_size):
             chunk = order[start : start + batch_size]
-            yield inputs[chunk], targets[chunk]
+            if class_weight is None:
+                yield inputs[chunk], targets[chunk]
+            else:
+                yield inputs[chunk], targets[chunk], per_class[targets[chunk]]
 
-    dataset = tf.data.Dataset.from_generator(
-        generate,
-        output_signature=(
-            tf.TensorSpec((None, *inputs.shape[1:]), tf.as_dtype(inputs.dtype)),
-            tf.TensorSpec((None,), tf.int32),
-        ),
+    signature = (
+        tf.TensorSpec((None, *inputs.shape[1:]), tf.as_dtype(inputs.dtype)),
+        tf.TensorSpec((None,), tf.int32),
     )
-    steps = -(-len(indices) // batch_size)
+    if class_weight is not None:
+        signature += (tf.TensorSpec((None,), tf.float32),)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    steps = -(-length // batch_size)
     return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
 
 
@@ -111,17 +125,20 @@ def run_phase(
     fit_model: keras.Model,
     phase: Phase,
     train: tf.data.Dataset,
+    train_steps: int | None,
     val: tf.data.Dataset,
+    val_steps: int | None,
     *,
     patience: int,
-    class_weight: dict[int, float] | None,
-    backup_dir: Path,
+    backup_dir: Path | None,
     earlier: list[dict] | None = None,
     on_epoch: Callable[[list[dict]], None] | None = None,
     jit: bool = False,
 ) -> list[dict]:
     """Fit one phase with early stopping (best weights restored) and a per-epoch
-    backup that ``--resume`` continues from. Progress goes to stderr.
+    backup that ``--resume`` continues from (none when ``backup_dir`` is None).
+    Progress goes to stderr. Class weights come with the training batches. The
+    steps are None for datasets that end with the epoch, else the steps of one.
 
     Returns one history row per epoch; ``earlier`` holds the rows of epochs run
     before an interruption, and ``on_epoch`` gets the rows after every epoch so
@@ -142,11 +159,12 @@ def run_phase(
         metrics=["accuracy"],
         jit_compile=jit,
     )
+    fit_model.optimizer.build(fit_model.trainable_variables)  # now, not inside a replica's step
     callbacks = [
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=patience, restore_best_weights=True
         ),
-        keras.callbacks.BackupAndRestore(str(backup_dir)),
+        *([keras.callbacks.BackupAndRestore(str(backup_dir))] if backup_dir else []),
         keras.callbacks.LambdaCallback(on_epoch_end=record),  # after the backup it describes
     ]
     print(f"Phase {phase.name}: up to {phase.epochs} epochs at lr {phase.lr:g}", file=sys.stderr)
@@ -155,8 +173,9 @@ def run_phase(
             train,
             validation_data=val,
             epochs=phase.epochs,
+            steps_per_epoch=train_steps,
+            validation_steps=val_steps,
             shuffle=False,  # the dataset reshuffles itself every epoch
-            class_weight=class_weight,
             callbacks=callbacks,
             verbose=progress_verbosity(),
         )
@@ -171,7 +190,7 @@ def recalibrate_batchnorm(model: keras.Model, backbone: keras.Model, data: tf.da
     stale statistics. A cumulative average over one pass fixes that. Returns
     whether there was any BatchNorm to recalibrate.
     """
-    norms = [layer for layer in backbone.layers if isinstance(layer, _BATCHNORM)]
+    norms = _batchnorms(backbone)
     if not norms:
         return False
     saved = [layer.momentum for layer in norms]
@@ -187,9 +206,20 @@ def recalibrate_batchnorm(model: keras.Model, backbone: keras.Model, data: tf.da
     return True
 
 
+def _batchnorms(backbone: keras.Model) -> list:
+    return [layer for layer in backbone.layers if isinstance(layer, _BATCHNORM)]
+
+
+def batchnorm_statistics(backbone: keras.Model) -> list:
+    """The moving means and variances of the backbone's BatchNorm layers."""
+    return [
+        v for layer in _batchnorms(backbone) for v in (layer.moving_mean, layer.moving_variance)
+    ]
+
+
 def predict_probabilities(model: keras.Model, data: tf.data.Dataset) -> np.ndarray:
     """Inference-mode outputs of ``model`` for every batch of ``data``."""
-    forward = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False))
+    forward = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False), autograph=False)
     return np.concatenate([forward(pixels).numpy() for pixels, _ in data])
 
 
@@ -199,7 +229,7 @@ def pooled_features(model: keras.Model, data: tf.data.Dataset) -> np.ndarray:
     return predict_probabilities(features, data).astype(np.float32)
 
 
-def head_model(model: keras.Model) -> keras.Model:
+def head_model(model: keras.Model, build: Callable = keras.Model) -> keras.Model:
     """Dropout and softmax of ``model`` on pooled features; shares their weights.
 
     With the backbone frozen and no augmentation, the backbone computes the same
@@ -208,4 +238,4 @@ def head_model(model: keras.Model) -> keras.Model:
     width = model.get_layer("pool").output.shape[-1]
     inputs = keras.Input((width,), name="features")
     outputs = model.get_layer("predictions")(model.get_layer("dropout")(inputs))
-    return keras.Model(inputs, outputs, name="head")
+    return build(inputs, outputs, name="head")

@@ -4,6 +4,7 @@ interruption: its state lives in ``<store>/.jobs/<name>/`` until it publishes.""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import shutil
@@ -20,11 +21,11 @@ from models.backbones import get_backbone
 from models.bundle import save_bundle
 from models.classifier import build_backbone, build_classifier, resolve_weights
 from models.explain import activation_layers
-from models.preprocessing import RESIZE_POLICY
-from models.store import ModelStore
-from training import finetune, report
+from models.preprocessing import RESIZE_POLICY, load_image
+from models.store import ModelStore, PublishError
+from training import distributed, finetune, report
 from training.config import ConfigError, TrainConfig
-from training.data import DataError, Prepared, fingerprint, list_samples, prepare
+from training.data import DataError, Prepared, fingerprint, list_samples, merge_reports, prepare
 from training.evaluate import evaluate, history_csv
 
 Log = Callable[[str], None]
@@ -75,12 +76,25 @@ def _job_lock(job_dir: Path) -> Iterator[None]:
 def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
     """Train, evaluate and publish; returns the summary ``ktl train --json`` prints."""
     started = time.monotonic()
+    cluster = distributed.connect(config.strategy)  # before any other TensorFlow work
+    if cluster.workers > 1 and config.resume:
+        raise ConfigError(
+            "--resume is not available with more than one worker; run the job again to restart it"
+        )
     spec = get_backbone(config.backbone)
     weights = resolve_weights(spec, config.weights)
     store = ModelStore(config.store)
     job_dir = store.job_dir(config.name)
+    if not cluster.is_chief:  # not a model name, so it cannot clash with one
+        job_dir = job_dir.with_name(f"{job_dir.name}.worker{cluster.index}")
     size = config.resolved_image_size()
     listing = list_samples(config.data)
+    if cluster.strategy is not None:
+        log(f"Training on {cluster.describe()}")
+    if cluster.workers > 1:
+        total = len(listing.samples)
+        listing = dataclasses.replace(listing, samples=distributed.shard(listing.samples, cluster))
+        log(f"This worker's shard: {len(listing.samples):,} of {total:,} files")
 
     with _job_lock(job_dir):
         state = JobState(job_dir)
@@ -104,21 +118,22 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
         keras.utils.set_random_seed(config.seed)
         if config.mixed_precision:  # float16 compute for GPUs; the softmax stays float32
             keras.mixed_precision.set_global_policy("mixed_float16")
-        with contextlib.redirect_stdout(sys.stderr):  # Keras reports downloads on stdout
+        with contextlib.redirect_stdout(sys.stderr), cluster.scope():  # downloads on stdout
             backbone = build_backbone(spec, size, weights)
-        prepared, reused = _prepared_data(state, listing, size, config, log)
+        prepared, reused = _prepared_shards(cluster, state, listing, size, config, log)
         if not reused:  # phases finished on other data are worth nothing now
             for stale in job_dir.glob("*"):
                 if stale.name not in ("config.json", "data.json", "pixels.npy"):
                     shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-        model = build_classifier(
-            spec,
-            backbone,
-            len(prepared.labels),
-            dropout=config.dropout,
-            pooling=config.pooling,
-        )
-        history, details = _train(config, spec, model, backbone, prepared, state, log)
+        with cluster.scope():
+            model = build_classifier(
+                spec,
+                backbone,
+                len(prepared.labels),
+                dropout=config.dropout,
+                pooling=config.pooling,
+            )
+        history, details = _train(config, spec, model, backbone, prepared, state, log, cluster)
         val = finetune.batches(
             prepared.pixels,
             prepared.targets,
@@ -129,37 +144,53 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
         )
         probabilities = finetune.predict_probabilities(model, val)
         val_targets = prepared.targets[prepared.val]
+        val_files = [str(listing.samples[i].path) for i in prepared.val]
+        pixels, val_rows = prepared.pixels, prepared.val
+        if cluster.workers > 1:  # every worker validated its shard; the chief reports on all
+            probabilities = np.concatenate(cluster.allgather_array(probabilities))
+            val_targets = np.concatenate(cluster.allgather_array(val_targets))
+            val_files = [file for files in cluster.allgather_json(val_files) for file in files]
+            pixels, val_rows = _DecodeOnRead(val_files, size), np.arange(len(val_files))
         metrics = evaluate(probabilities, val_targets, prepared.labels)
-        dataset = {k: v for k, v in prepared.report.items() if k != "warnings"}
-        metadata = {
-            "labels": prepared.labels,
-            "backbone": spec.name,
-            "image_size": list(size),
-            "input": {"format": "RGB", "dtype": "uint8", "range": [0, 255], "shape": [*size, 3]},
-            "resize": RESIZE_POLICY,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "metrics": metrics,
-            "training": {**config.to_dict(), **details},
-            "dataset": {**dataset, "fingerprint": state.read("data.json")["fingerprint"]},
-            "activation_layers": activation_layers(model),
-        }
-        reports = {
-            "metrics.json": json.dumps(metrics, indent=2).encode(),
-            "history.csv": history_csv(history).encode(),
-            "curves.png": report.curves_png(history),
-            "confusion_matrix.png": report.confusion_png(
-                prepared.labels, metrics["confusion_matrix"]["matrix"]
-            ),
-            **report.worst_predictions(
-                prepared.pixels,
-                prepared.val,
-                probabilities,
-                val_targets,
-                prepared.labels,
-                [str(listing.samples[i].path) for i in prepared.val],
-            ),
-        }
-        version, path = save_bundle(store, config.name, model, metadata, reports)
+        if cluster.is_chief:
+
+            def save() -> tuple[int, Path]:
+                dataset = {k: v for k, v in prepared.report.items() if k != "warnings"}
+                metadata = {
+                    "labels": prepared.labels,
+                    "backbone": spec.name,
+                    "image_size": list(size),
+                    "input": {
+                        "format": "RGB",
+                        "dtype": "uint8",
+                        "range": [0, 255],
+                        "shape": [*size, 3],
+                    },
+                    "resize": RESIZE_POLICY,
+                    "created_at": datetime.now(UTC)
+                    .isoformat(timespec="seconds")
+                    .replace("+00:00", "Z"),
+                    "metrics": metrics,
+                    "training": {**config.to_dict(), **details},
+                    "dataset": {**dataset, "fingerprint": state.read("data.json")["fingerprint"]},
+                    "activation_layers": activation_layers(model),
+                }
+                reports = {
+                    "metrics.json": json.dumps(metrics, indent=2).encode(),
+                    "history.csv": history_csv(history).encode(),
+                    "curves.png": report.curves_png(history),
+                    "confusion_matrix.png": report.confusion_png(
+                        prepared.labels, metrics["confusion_matrix"]["matrix"]
+                    ),
+                    **report.worst_predictions(
+                        pixels, val_rows, probabilities, val_targets, prepared.labels, val_files
+                    ),
+                }
+                return save_bundle(store, config.name, model, metadata, reports)
+
+            version, path = _publish(cluster, save)
+        else:
+            version, path = _published(cluster)
     _clear(job_dir, config)
     job_dir.parent.joinpath(f"{job_dir.name}.lock").unlink(missing_ok=True)
     return {
@@ -177,8 +208,45 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
             "warnings": prepared.report["warnings"],
         },
         "training": details,
+        **(
+            {"worker": {"index": cluster.index, "workers": cluster.workers}}
+            if cluster.workers > 1
+            else {}
+        ),
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def _publish(cluster, save: Callable[[], tuple[int, Path]]) -> tuple[int, Path]:
+    """Run ``save``; with several workers, tell them the outcome either way."""
+    try:
+        version, path = save()
+    except Exception as exc:
+        if cluster.workers > 1:
+            cluster.allgather_json({"error": str(exc)})
+        raise
+    if cluster.workers > 1:
+        cluster.allgather_json({"version": version, "path": str(path)})
+    return version, path
+
+
+def _published(cluster) -> tuple[int, Path]:
+    """On a worker other than the chief: the version the chief published."""
+    outcome = cluster.allgather_json(None)[0]
+    if "error" in outcome:
+        raise PublishError(f"the chief worker could not publish: {outcome['error']}")
+    return outcome["version"], Path(outcome["path"])
+
+
+class _DecodeOnRead:
+    """Validation images by position, decoded when read: the chief holds the pixels
+    of its own shard only, and the report shows a few images of any shard."""
+
+    def __init__(self, files: list[str], size: tuple[int, int]):
+        self.files, self.size = files, size
+
+    def __getitem__(self, index) -> np.ndarray:
+        return load_image(Path(self.files[int(index)]), self.size)
 
 
 def _clear(job_dir: Path, config: TrainConfig | None = None) -> None:
@@ -193,6 +261,32 @@ def _pixels_file(job_dir: Path, config: TrainConfig) -> Path:
     if config.cache_dir:
         return Path(config.cache_dir) / f"{job_dir.name}.pixels.npy"
     return job_dir / "pixels.npy"
+
+
+def _prepared_shards(
+    cluster, state: JobState, listing, size: tuple[int, int], config: TrainConfig, log: Log
+) -> tuple[Prepared, bool]:
+    """``_prepared_data`` on every worker, which then agree on the classes and
+    share their health reports (one merged report, and class weights, for all)."""
+    if cluster.workers == 1:
+        return _prepared_data(state, listing, size, config, log)
+    try:
+        prepared, reused = _prepared_data(state, listing, size, config, log)
+        share = {"labels": prepared.labels, "report": prepared.report}
+    except DataError as exc:  # the others must hear of it, or they wait for this worker
+        share = {"error": str(exc)}
+    shares = cluster.allgather_json(share)
+    errors = [f"worker {i}: {s['error']}" for i, s in enumerate(shares) if "error" in s]
+    if errors:
+        raise DataError("; ".join(errors))
+    if any(s["labels"] != prepared.labels for s in shares):
+        found = "; ".join(f"worker {i}: {', '.join(s['labels'])}" for i, s in enumerate(shares))
+        raise DataError(
+            f"the workers' shards hold different classes ({found}): with {cluster.workers} "
+            f"workers every class needs at least {2 * cluster.workers} readable images"
+        )
+    merged = merge_reports([s["report"] for s in shares])
+    return dataclasses.replace(prepared, report=merged), reused
 
 
 def _prepared_data(
@@ -242,23 +336,46 @@ def _prepared_data(
     return prepared, False
 
 
-def _train(config, spec, model, backbone, prepared: Prepared, state: JobState, log: Log):
+def _train(config, spec, model, backbone, prepared: Prepared, state: JobState, log: Log, cluster):
     """Run the phases not yet finished; returns the history rows and what was done."""
 
-    def pixels(indices, shuffle: bool):
+    def pixels(indices, shuffle: bool, batch_size: int = config.batch_size):
+        """This worker's batches for a forward pass of its own."""
         return finetune.batches(
             prepared.pixels,
             prepared.targets,
             indices,
-            config.batch_size,
+            batch_size,
             shuffle=shuffle,
             seed=config.seed,
         )
 
-    train, val = pixels(prepared.train, True), pixels(prepared.val, False)
-    fit_model = finetune.training_model(model, config.augment, config.seed)
+    def fit_data(inputs, targets, indices, shuffle: bool):
+        """``(batches, steps)`` for ``fit``, split over the replicas; class weights when
+        training."""
+        weights = prepared.class_weights() if shuffle else None
+        return cluster.distribute(
+            lambda batch, pad_to: finetune.batches(
+                inputs, targets, indices, batch,
+                shuffle=shuffle, seed=config.seed, class_weight=weights, pad_to=pad_to,
+            ),
+            len(indices),
+            config.batch_size,
+        )  # fmt: skip
+
+    train = fit_data(prepared.pixels, prepared.targets, prepared.train, True)
+    val = fit_data(prepared.pixels, prepared.targets, prepared.val, False)
+    with cluster.fit_scope():
+        fit_model = finetune.training_model(model, config.augment, config.seed, cluster.model_class)
     unfreeze_from = config.unfreeze_from or spec.unfreeze_from
     details: dict = {"recipe": "transfer" if config.transfer else "scratch"}
+    if cluster.strategy is not None:
+        details["strategy"] = {
+            "kind": "multiworker" if cluster.workers > 1 else "mirrored",
+            "workers": cluster.workers,
+            "replicas": cluster.replicas,
+            "global_batch_size": -(-config.batch_size // cluster.replicas) * cluster.replicas,
+        }
     if config.transfer:
         phases = [finetune.Phase("head", config.epochs, config.lr)]
         if config.fine_tune_epochs:
@@ -288,31 +405,48 @@ def _train(config, spec, model, backbone, prepared: Prepared, state: JobState, l
         phase_model, phase_train, phase_val = fit_model, train, val
         if phase.name == "head" and uses_cached_features(config):
             log("Computing the frozen backbone's features once; the head trains on them")
-            phase_model = finetune.head_model(model)
+            with cluster.fit_scope():
+                phase_model = finetune.head_model(model, cluster.model_class)
             phase_train, phase_val = (
-                _features(model, pixels(indices, False), prepared.targets[indices], shuffle, config)
+                fit_data(
+                    finetune.pooled_features(model, pixels(indices, False)),
+                    prepared.targets[indices],
+                    np.arange(len(indices)),
+                    shuffle,
+                )
                 for indices, shuffle in ((prepared.train, True), (prepared.val, False))
             )
             details["cached_features"] = True
-        rows = finetune.run_phase(
-            phase_model,
-            phase,
-            phase_train,
-            phase_val,
-            patience=config.patience,
-            class_weight=prepared.class_weights(),
-            backup_dir=state.root / f"backup_{phase.name}",
-            earlier=state.read(f"epochs_{phase.name}.json"),
-            on_epoch=lambda rows, name=phase.name: state.write(f"epochs_{name}.json", rows),
-            jit=config.jit,
-        )
+        with cluster.scope():
+            rows = finetune.run_phase(
+                phase_model,
+                phase,
+                *phase_train,
+                *phase_val,
+                patience=config.patience,
+                # several workers restart together, so none resumes alone
+                backup_dir=state.root / f"backup_{phase.name}" if cluster.workers == 1 else None,
+                earlier=state.read(f"epochs_{phase.name}.json"),
+                on_epoch=lambda rows, name=phase.name: state.write(f"epochs_{name}.json", rows),
+                jit=config.jit,
+            )
         fit_model.save_weights(checkpoint)
         progress = {"done": [*progress["done"], phase.name], "history": progress["history"] + rows}
         state.write("progress.json", progress)
 
     if not config.transfer:
-        if finetune.recalibrate_batchnorm(model, backbone, pixels(prepared.train, False)):
+        # batches of the size each replica trained on: BatchNorm learnt their statistics
+        replica_batches = pixels(
+            prepared.train, False, cluster.per_replica_batch(config.batch_size)
+        )
+        if finetune.recalibrate_batchnorm(model, backbone, replica_batches):
             log("Recalibrated BatchNorm statistics on the training images")
+            if cluster.workers > 1:  # each worker measured its shard: average them
+                statistics = finetune.batchnorm_statistics(backbone)
+                for variable, mean in zip(
+                    statistics, cluster.mean([v.numpy() for v in statistics]), strict=True
+                ):
+                    variable.assign(mean)
             details["batchnorm_recalibrated"] = True
     details["phases"] = [
         {"name": p, "epochs": sum(1 for r in progress["history"] if r["phase"] == p)}
@@ -327,16 +461,3 @@ def uses_cached_features(config: TrainConfig) -> bool:
     """Frozen backbone, no augmentation: its features are the same every epoch, so
     phase 1 computes them once and trains the head alone on them."""
     return config.transfer and not config.augment
-
-
-def _features(model, data, targets: np.ndarray, shuffle: bool, config: TrainConfig):
-    """Batches of the backbone's pooled features for one split."""
-    features = finetune.pooled_features(model, data)
-    return finetune.batches(
-        features,
-        targets,
-        np.arange(len(targets)),
-        config.batch_size,
-        shuffle=shuffle,
-        seed=config.seed,
-    )
