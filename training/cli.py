@@ -299,9 +299,11 @@ def _is_user_error(exc: Exception) -> bool:
 
 
 def _is_publish_error(exc: Exception) -> bool:
+    """Failures outside the user's input that have a clear message: exit 1."""
     from models.store import PublishError
+    from training.distributed import WorkerLost
 
-    return isinstance(exc, PublishError)
+    return isinstance(exc, PublishError | WorkerLost)
 
 
 def _print_json(data) -> None:

@@ -16,6 +16,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +32,10 @@ _TRAINING_TASKS = ("chief", "worker")
 
 class ClusterError(ValueError):
     """A cluster (``TF_CONFIG``) or strategy that cannot train; says what to fix."""
+
+
+class WorkerLost(RuntimeError):
+    """Another worker stopped or could not be reached; the job cannot go on."""
 
 
 def read_tf_config(text: str | None) -> tuple[int, int] | None:
@@ -91,6 +97,22 @@ class Cluster:
             f"{kind}: {self.replicas} replicas, worker {self.index} of {self.workers}"
             f"{' (chief, publishes)' if self.is_chief else ''}"
         )
+
+    @contextlib.contextmanager
+    def lost_workers(self):
+        """Turn TensorFlow's errors from a collective whose peer is gone into ``WorkerLost``."""
+        try:
+            yield
+        except tf.errors.OpError as exc:
+            if self.workers == 1:
+                raise
+            lines = [line for line in exc.message.splitlines() if line.strip()]
+            reason = next((line for line in lines if "task" in line), lines[0] if lines else "")
+            raise WorkerLost(
+                f"worker {self.index}: the job stopped because another worker failed or could "
+                f"not be reached ({reason.strip()}); nothing was published. Start every "
+                "worker again (their logs say why one stopped)"
+            ) from exc
 
     # Collectives: every worker must make the same calls in the same order.
 
@@ -200,8 +222,9 @@ class _WorkerSynced(keras.Model):
         return {k: tf.reshape(v, [1]) for k, v in super().test_step(data).items()}
 
 
-def connect(strategy: str, environ=os.environ) -> Cluster:
-    """The cluster for ``--strategy``; call before any other TensorFlow work.
+def plan(strategy: str, environ=os.environ) -> tuple[str, int, int]:
+    """What ``connect`` would set up, starting nothing: ``(kind, workers, index)``,
+    kind being ``one``, ``mirrored`` or ``multiworker``.
 
     ``auto``: every worker of ``TF_CONFIG`` when it names more than one, else every
     local GPU when there are several, else one device. ``mirrored``: one copy per
@@ -217,19 +240,58 @@ def connect(strategy: str, environ=os.environ) -> Cluster:
         elif len(tf.config.list_physical_devices("GPU")) > 1:
             strategy = "mirrored"
         else:
-            return Cluster()
+            return "one", 1, 0
     if strategy == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
-        return Cluster(tf.distribute.MirroredStrategy(devices))
+        return "mirrored", 1, 0
     if found is None:
         raise ClusterError(
             "--strategy multiworker needs TF_CONFIG: the cluster's workers and this process's "
             'task, e.g. {"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}, '
             '"task": {"type": "worker", "index": 0}} (README: Scaling out)'
         )
-    workers, index = found
-    return Cluster(tf.distribute.MultiWorkerMirroredStrategy(), workers, index)
+    return "multiworker", *found
+
+
+def connect(
+    strategy: str, environ=os.environ, log: Callable[[str], None] = lambda message: None
+) -> Cluster:
+    """The cluster ``plan`` describes; call before any other TensorFlow work. With
+    several workers this waits until every one of them has started."""
+    kind, workers, index = plan(strategy, environ)
+    if kind == "one":
+        return Cluster()
+    if kind == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
+        return Cluster(tf.distribute.MirroredStrategy(devices))
+    if workers > 1:
+        log(f"Worker {index}: waiting for all {workers} workers of TF_CONFIG to start ...")
+    with _signal_handlers_kept():
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    return Cluster(strategy, workers, index)
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept():
+    """Keep this process's handlers of Ctrl-C and SIGTERM through the strategy's creation.
+
+    The strategy waits inside TensorFlow until every worker has started, holding
+    the interpreter, so Python's handlers cannot run: Ctrl-C ends the process at
+    once meanwhile (nothing has been written). TensorFlow also puts a handler of
+    its own on SIGTERM (for preemption notices) that would swallow a stop request
+    for the rest of the job; Python's handler is put back after.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def shard(items: list, cluster: Cluster) -> list:

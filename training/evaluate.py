@@ -37,7 +37,7 @@ def evaluate(probabilities: np.ndarray, targets: np.ndarray, labels: list[str]) 
         "accuracy": round(float((predicted == targets).mean()), 6),
         "top_k": k,
         "top_k_accuracy": round(float((top_k == targets[:, None]).any(axis=1).mean()), 6),
-        "loss": round(float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()), 6),
+        "loss": round(float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()), 6) + 0.0,  # not -0.0
         "macro_f1": round(float(np.mean([c["f1"] for c in per_class.values()])), 6),
         "per_class": per_class,
         "confusion_matrix": {"labels": labels, "matrix": confusion.tolist()},

@@ -76,11 +76,11 @@ def _job_lock(job_dir: Path) -> Iterator[None]:
 def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
     """Train, evaluate and publish; returns the summary ``ktl train --json`` prints."""
     started = time.monotonic()
-    cluster = distributed.connect(config.strategy)  # before any other TensorFlow work
-    if cluster.workers > 1 and config.resume:
+    if config.resume and distributed.plan(config.strategy)[1] > 1:
         raise ConfigError(
             "--resume is not available with more than one worker; run the job again to restart it"
         )
+    cluster = distributed.connect(config.strategy, log=log)  # before any other TensorFlow work
     spec = get_backbone(config.backbone)
     weights = resolve_weights(spec, config.weights)
     store = ModelStore(config.store)
@@ -96,7 +96,7 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
         listing = dataclasses.replace(listing, samples=distributed.shard(listing.samples, cluster))
         log(f"This worker's shard: {len(listing.samples):,} of {total:,} files")
 
-    with _job_lock(job_dir):
+    with cluster.lost_workers(), _job_lock(job_dir):
         state = JobState(job_dir)
         saved = state.read("config.json")
         wanted = {key: config.to_dict()[key] for key in _RESUME_KEYS}
