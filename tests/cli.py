@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-from benchmarks.soak import free_port
+from benchmarks.distributed import KTL as _ENTRY
+from benchmarks.distributed import start_workers
 
-_ENTRY = "import sys; from training.cli import main; sys.exit(main(sys.argv[1:]))"
+__all__ = ["ktl", "start_workers"]
 
 
 def ktl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -22,28 +21,3 @@ def ktl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.C
         timeout=timeout,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
     )
-
-
-def start_workers(
-    count: int, logs: Path, *args: str, only: int | None = None
-) -> list[subprocess.Popen]:
-    """``ktl ARGS...`` as ``count`` workers of one TF_CONFIG cluster on 127.0.0.1
-    (or just worker ``only`` of them). Each process's output goes to files
-    (``stdout_path``, ``stderr_path``) that a test can read while it runs; the
-    caller waits for them."""
-    logs.mkdir(parents=True, exist_ok=True)
-    hosts = [f"127.0.0.1:{free_port()}" for _ in range(count)]
-    workers = []
-    for index in range(count) if only is None else [only]:
-        config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
-        out, err = logs / f"worker{index}.out", logs / f"worker{index}.err"
-        with open(out, "w") as stdout, open(err, "w") as stderr:
-            worker = subprocess.Popen(
-                [sys.executable, "-c", _ENTRY, *args],
-                stdout=stdout,
-                stderr=stderr,
-                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(config)},
-            )
-        worker.stdout_path, worker.stderr_path = out, err
-        workers.append(worker)
-    return workers

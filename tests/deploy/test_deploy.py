@@ -8,7 +8,10 @@ them all and compare.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the deployme
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "ktl:latest"
 STORE_CLAIM = "ktl-model-store"
+MULTIWORKER = "train-multiworker.yaml"
 
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:
@@ -64,6 +68,8 @@ def manifests() -> dict[str, dict]:
     """Every object of deploy/*.yaml by kind (the Job by its kind too)."""
     objects = {}
     for path in sorted((ROOT / "deploy").glob("*.yaml")):
+        if path.name == MULTIWORKER:
+            continue  # its own Service and Job, read by ``multiworker``
         for obj in yaml.safe_load_all(path.read_text()):
             if obj and obj["kind"] != "PersistentVolumeClaim":
                 objects[obj["kind"]] = obj
@@ -178,3 +184,71 @@ def test_compose_service_and_training_job_share_the_store(compose, dockerfile):
     assert mounts["train"][store]["source"] in compose["volumes"]
     assert train["command"][:3] == ["ktl", "train", "/data"]
     assert "/data" in mounts["train"]
+
+
+@pytest.fixture(scope="module")
+def multiworker() -> dict[str, dict]:
+    return {
+        obj["kind"]: obj for obj in yaml.safe_load_all((ROOT / "deploy" / MULTIWORKER).read_text())
+    }
+
+
+def _tf_config_of_pod(container: dict, index: int, tmp_path: Path) -> tuple[dict, list[str]]:
+    """Run the pod's shell script with a stand-in ``ktl`` that prints what it got."""
+    fake = tmp_path / "ktl"
+    fake.write_text('#!/bin/sh\nprintf \'%s\\n\' "$TF_CONFIG" "$@"\n')
+    fake.chmod(0o755)
+    env = {e["name"]: e["value"] for e in container["env"]}
+    result = subprocess.run(
+        container["args"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**env, "JOB_COMPLETION_INDEX": str(index), "PATH": f"{tmp_path}:{os.environ['PATH']}"},
+    )
+    tf_config, *args = result.stdout.splitlines()
+    return json.loads(tf_config), args
+
+
+def test_multiworker_pods_get_a_tf_config_ktl_accepts(multiworker, tmp_path):
+    from training.distributed import read_tf_config
+
+    job, service = multiworker["Job"], multiworker["Service"]
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    container = _container(job)
+    workers = int({e["name"]: e["value"] for e in container["env"]}["WORKERS"])
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == spec["parallelism"] == workers
+    (grpc,) = service["spec"]["ports"]
+    for index in range(workers):
+        config, args = _tf_config_of_pod(container, index, tmp_path)
+        assert read_tf_config(json.dumps(config)) == (workers, index)
+        # Indexed Job pods are <job>-<index>, resolvable under the headless Service
+        assert config["cluster"]["worker"] == [
+            f"{job['metadata']['name']}-{i}.{pod['subdomain']}:{grpc['port']}"
+            for i in range(workers)
+        ]
+        assert args[:2] == ["train", "/data"] and "--strategy" in args
+        assert args[args.index("--strategy") + 1] == "multiworker"
+    assert (
+        service["spec"]["clusterIP"] == "None" and pod["subdomain"] == service["metadata"]["name"]
+    )
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert [p["containerPort"] for p in container["ports"]] == [grpc["targetPort"]]
+
+
+def test_multiworker_pods_share_the_store_and_image_of_the_single_job(multiworker, manifests):
+    job = multiworker["Job"]
+    pod, container = job["spec"]["template"]["spec"], _container(job)
+    single = manifests["Job"]
+    assert container["image"] == _container(single)["image"] == IMAGE
+    assert pod["securityContext"] == single["spec"]["template"]["spec"]["securityContext"]
+    assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert volumes[mounts["/models"]["name"]]["persistentVolumeClaim"]["claimName"] == STORE_CLAIM
+    assert not mounts["/models"].get("readOnly", False)
+    assert "--cache-dir" in container["args"][-1] and "/cache" in mounts
+    claim = manifests[f"PersistentVolumeClaim/{STORE_CLAIM}"]
+    assert "ReadWriteMany" in claim["spec"]["accessModes"]  # pods on several nodes

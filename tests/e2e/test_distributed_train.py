@@ -50,6 +50,14 @@ def _finish(workers, timeout: float = 300) -> list[tuple[int, dict | None, str]]
     return results
 
 
+def _wait_for(worker, text: str, timeout: float) -> None:
+    """Until ``text`` shows in the worker's stderr; it must keep running meanwhile."""
+    deadline = time.monotonic() + timeout
+    while text not in worker.stderr_path.read_text():
+        assert time.monotonic() < deadline and worker.poll() is None, text
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The same job in one process and on two workers, each with its own store."""
@@ -155,17 +163,21 @@ def test_a_shard_missing_a_class_stops_every_worker_with_the_reason(tmp_path):
     assert not (tmp_path / "s" / "x").exists()
 
 
-def test_a_lost_worker_stops_the_others_and_nothing_is_published(tmp_path):
+def _training_without_end(tmp_path: Path, name: str) -> list:
+    """Two workers in their second epoch of 500."""
     data = make_colour_dataset(tmp_path / "data", per_class=10, size=24)
     workers = start_workers(
-        2, tmp_path / "logs", "train", str(data), "--name", "lost", "--store",
+        2, tmp_path / "logs", "train", str(data), "--name", name, "--store",
         str(tmp_path / "store"), "--strategy", "multiworker", "--backbone", "smallcnn",
         "--weights", "none", "--image-size", "24", "--epochs", "500", "--patience", "500",
     )  # fmt: skip
-    deadline = time.monotonic() + 180
-    while "Epoch 2/" not in workers[1].stderr_path.read_text():
-        assert time.monotonic() < deadline and workers[1].poll() is None
-        time.sleep(0.5)
+    for worker in workers:
+        _wait_for(worker, "Epoch 2/", timeout=180)
+    return workers
+
+
+def test_a_lost_worker_stops_the_others_and_nothing_is_published(tmp_path):
+    workers = _training_without_end(tmp_path, "lost")
     os.kill(workers[1].pid, signal.SIGKILL)
     killed = time.monotonic()
     (code, _, stderr), _ = _finish(workers, timeout=180)
@@ -225,10 +237,7 @@ def test_a_worker_waiting_for_its_peers_stops_at_ctrl_c(tmp_path, colour_dataset
         str(tmp_path / "store"), "--strategy", "multiworker", "--weights", "none",
         "--backbone", "smallcnn", only=0,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while "waiting for all 2 workers" not in worker.stderr_path.read_text():
-        assert time.monotonic() < deadline and worker.poll() is None
-        time.sleep(0.2)
+    _wait_for(worker, "waiting for all 2 workers", timeout=60)
     time.sleep(1)  # well inside TensorFlow's wait
     worker.send_signal(signal.SIGINT)
     try:
@@ -243,16 +252,7 @@ def test_sigterm_during_multiworker_training_stops_the_job_cleanly(tmp_path):
     """TensorFlow's own SIGTERM handler (preemption notices) must not swallow a
     stop request: the chief exits as any interrupted job does, the other worker
     reports the lost peer, and nothing is published."""
-    data = make_colour_dataset(tmp_path / "data", per_class=10, size=24)
-    workers = start_workers(
-        2, tmp_path / "logs", "train", str(data), "--name", "stopped", "--store",
-        str(tmp_path / "store"), "--strategy", "multiworker", "--backbone", "smallcnn",
-        "--weights", "none", "--image-size", "24", "--epochs", "500", "--patience", "500",
-    )  # fmt: skip
-    deadline = time.monotonic() + 180
-    while "Epoch 2/" not in workers[0].stderr_path.read_text():
-        assert time.monotonic() < deadline and workers[0].poll() is None
-        time.sleep(0.5)
+    workers = _training_without_end(tmp_path, "stopped")
     workers[0].send_signal(signal.SIGTERM)
     (code, _, stderr), (code1, _, stderr1) = _finish(workers, timeout=180)
     assert code == 130, stderr
