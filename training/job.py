@@ -370,7 +370,7 @@ def _train(config, spec, model, backbone, prepared: Prepared, state: JobState, l
     unfreeze_from = config.unfreeze_from or spec.unfreeze_from
     details: dict = {"recipe": "transfer" if config.transfer else "scratch"}
     if cluster.strategy is not None:
-        details["strategy"] = {
+        details["distribution"] = {
             "kind": "multiworker" if cluster.workers > 1 else "mirrored",
             "workers": cluster.workers,
             "replicas": cluster.replicas,

@@ -92,7 +92,8 @@ def test_the_bundle_records_the_cluster_and_covers_every_shard(runs):
     _, root, single, results = runs
     chief = results[0][1]
     metadata = read_metadata(Path(chief["path"]))
-    assert metadata["training"]["strategy"] == {
+    assert metadata["training"]["strategy"] == "multiworker"
+    assert metadata["training"]["distribution"] == {
         "kind": "multiworker", "workers": 2, "replicas": 2, "global_batch_size": 8,
     }  # fmt: skip
     assert metadata["dataset"]["shards"] == 2
@@ -221,7 +222,7 @@ def test_mirrored_replicas_on_two_logical_cpus(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["training"]["strategy"] == {
+    assert summary["training"]["distribution"] == {
         "kind": "mirrored", "workers": 1, "replicas": 2, "global_batch_size": 8,
     }  # fmt: skip
     assert "worker" not in summary and summary["version"] == 1
