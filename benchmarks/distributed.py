@@ -31,14 +31,14 @@ KTL = "import sys; from training.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def start_workers(
-    count: int, logs: Path, *args: str, only: int | None = None
+    count: int, logs: Path, *args: str, only: int | None = None, hosts: list[str] | None = None
 ) -> list[subprocess.Popen]:
     """``ktl ARGS...`` as ``count`` workers of one TF_CONFIG cluster on 127.0.0.1
-    (or just worker ``only`` of them). Each process's output goes to files
-    (``stdout_path``, ``stderr_path``) that can be read while it runs; the
-    caller waits for them."""
+    (or just worker ``only`` of them, ``hosts`` naming the cluster's addresses).
+    Each process's output goes to files (``stdout_path``, ``stderr_path``) that
+    can be read while it runs; the caller waits for them."""
     logs.mkdir(parents=True, exist_ok=True)
-    hosts = [f"127.0.0.1:{free_port()}" for _ in range(count)]
+    hosts = hosts or [f"127.0.0.1:{free_port()}" for _ in range(count)]
     workers = []
     for index in range(count) if only is None else [only]:
         config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}

@@ -257,10 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(
-            "ktl: interrupted; nothing was published. Run the same command with --resume to "
-            "continue a training job from its last finished epoch.",
+            f"ktl: {exc}"
+            if str(exc)
+            else "ktl: interrupted; nothing was published. Run the same command with --resume "
+            "to continue a training job from its last finished epoch.",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED

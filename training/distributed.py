@@ -99,12 +99,16 @@ class Cluster:
         )
 
     @contextlib.contextmanager
-    def lost_workers(self):
-        """Turn TensorFlow's errors from a collective whose peer is gone into ``WorkerLost``."""
+    def failures(self):
+        """With several workers: TensorFlow's errors from a collective whose peer is
+        gone become ``WorkerLost``, and an interruption says how to start again."""
+        if self.workers == 1:
+            yield
+            return
         try:
             yield
         except tf.errors.OpError as exc:
-            if self.workers == 1:
+            if not _peer_lost(exc):
                 raise
             lines = [line for line in exc.message.splitlines() if line.strip()]
             reason = next((line for line in lines if "task" in line), lines[0] if lines else "")
@@ -113,6 +117,17 @@ class Cluster:
                 f"not be reached ({reason.strip()}); nothing was published. Start every "
                 "worker again (their logs say why one stopped)"
             ) from exc
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                "interrupted; nothing was published. Start every worker of the job again "
+                "(--resume is not available with several workers)"
+            ) from None
+
+    def farewell(self) -> None:
+        """A last exchange after the outcome: a worker leaves only once every other has
+        received it, so none sees the chief go before its answer arrived."""
+        with contextlib.suppress(tf.errors.OpError):
+            self.allgather_json(True)
 
     # Collectives: every worker must make the same calls in the same order.
 
@@ -161,16 +176,21 @@ class Cluster:
         """Batches for ``fit`` and the steps of one epoch (None: the dataset's length).
 
         ``make(batch, pad_to)`` builds this worker's dataset of its ``count`` items,
-        padded to ``pad_to`` (None: not padded). Distributed, ``batch_size`` is the
-        global batch; every replica gets its share, and the data repeats, the steps
-        telling ``fit`` where an epoch ends (Keras would count per replica)."""
+        padded to ``pad_to`` (None: not padded) with items of weight 0. Distributed,
+        ``batch_size`` is the global batch; every replica gets its share, and the data
+        repeats, the steps telling ``fit`` where an epoch ends (Keras would count per
+        replica)."""
         if self.strategy is None:
             return make(batch_size, None), None
         per_replica = self.per_replica_batch(batch_size)
-        step = per_replica * (self.replicas // self.workers)  # this worker's items per step
-        steps = math.ceil(max(self.allgather_json(count)) / step)
+        local = self.replicas // self.workers
+        longest = max(self.allgather_json(count))
+        steps = math.ceil(longest / (per_replica * local))
+        # One replica per worker: pad to the longest shard, the last batch may be short.
+        # Several: every replica needs a batch every step, so pad to whole steps.
+        pad_to = longest if local == 1 else steps * per_replica * local
         data = self.strategy.distribute_datasets_from_function(
-            lambda context: make(per_replica, steps * step).repeat()
+            lambda context: make(per_replica, pad_to).repeat()
         )
         return data, steps
 
@@ -195,6 +215,15 @@ class Cluster:
             out.append(flat[start : start + a.size].reshape(a.shape).astype(a.dtype))
             start += a.size
         return out
+
+
+def _peer_lost(exc: tf.errors.OpError) -> bool:
+    """Whether a TensorFlow error comes from another worker being gone."""
+    lost = (
+        tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError,
+        tf.errors.DeadlineExceededError,
+    )  # fmt: skip
+    return isinstance(exc, lost) or "Collective ops is aborted" in (exc.message or "")
 
 
 @contextlib.contextmanager
@@ -242,6 +271,12 @@ def plan(strategy: str, environ=os.environ) -> tuple[str, int, int]:
         else:
             return "one", 1, 0
     if strategy == "mirrored":
+        if found and found[0] > 1:
+            raise ClusterError(
+                f"--strategy mirrored trains on this machine alone, but TF_CONFIG names "
+                f"{found[0]} workers (each would publish its own version): use --strategy "
+                "multiworker, or unset TF_CONFIG"
+            )
         return "mirrored", 1, 0
     if found is None:
         raise ClusterError(

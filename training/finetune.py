@@ -53,17 +53,19 @@ def batches(
     pad_to: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, label index)`` drawn by index from a cache: the decoded
-    uint8 pixels, or the backbone's pooled features; with ``class_weight``, each
-    image's class weight is the batch's third element.
+    uint8 pixels, or the backbone's pooled features.
 
     Reading by index keeps a memory-mapped cache on disk instead of copying it
     into TensorFlow; the order is reshuffled every epoch from a seeded generator.
     ``pad_to`` repeats the epoch's first items up to that length, so workers with
-    shards of different sizes run the same number of steps.
+    shards of different sizes run the same number of steps. With ``class_weight``
+    or ``pad_to``, each batch carries a third element, the items' weights: their
+    class weight (or 1), and 0 for the padding, which so counts in no loss or metric.
     """
     rng = np.random.default_rng(seed)
     indices = np.asarray(indices)
     length = pad_to or len(indices)
+    weighted = class_weight is not None or pad_to is not None
     if class_weight is not None:
         per_class = np.array([class_weight[k] for k in range(len(class_weight))], np.float32)
 
@@ -72,16 +74,18 @@ def batches(
         order = np.resize(order, length)  # repeats from the start when padding
         for start in range(0, length, batch_size):
             chunk = order[start : start + batch_size]
-            if class_weight is None:
+            if not weighted:
                 yield inputs[chunk], targets[chunk]
-            else:
-                yield inputs[chunk], targets[chunk], per_class[targets[chunk]]
+                continue
+            weights = per_class[targets[chunk]] if class_weight is not None else 1.0
+            real = np.arange(start, start + len(chunk)) < len(indices)
+            yield inputs[chunk], targets[chunk], (weights * real).astype(np.float32)
 
     signature = (
         tf.TensorSpec((None, *inputs.shape[1:]), tf.as_dtype(inputs.dtype)),
         tf.TensorSpec((None,), tf.int32),
     )
-    if class_weight is not None:
+    if weighted:
         signature += (tf.TensorSpec((None,), tf.float32),)
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     steps = -(-length // batch_size)

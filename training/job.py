@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -81,6 +83,19 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
             "--resume is not available with more than one worker; run the job again to restart it"
         )
     cluster = distributed.connect(config.strategy, log=log)  # before any other TensorFlow work
+    with cluster.failures():
+        return _run(config, cluster, log, started)
+
+
+def _run(config: TrainConfig, cluster, log: Log, started: float) -> dict:
+    if cluster.workers == 1:
+        listing = list_samples(config.data)
+    else:  # every worker must hear of a problem, or the others wait for it
+        try:
+            listing, problem = list_samples(config.data), None
+        except DataError as exc:
+            listing, problem = None, str(exc)
+        _agree_on_the_job(cluster, config, listing, problem)
     spec = get_backbone(config.backbone)
     weights = resolve_weights(spec, config.weights)
     store = ModelStore(config.store)
@@ -88,15 +103,20 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
     if not cluster.is_chief:  # not a model name, so it cannot clash with one
         job_dir = job_dir.with_name(f"{job_dir.name}.worker{cluster.index}")
     size = config.resolved_image_size()
-    listing = list_samples(config.data)
     if cluster.strategy is not None:
         log(f"Training on {cluster.describe()}")
+        per_replica = cluster.per_replica_batch(config.batch_size)
+        if per_replica < 4:
+            log(
+                f"  note: each of the {cluster.replicas} replicas trains on {per_replica} "
+                "image(s) a step; BatchNorm statistics of so few are noisy: raise --batch-size"
+            )
     if cluster.workers > 1:
         total = len(listing.samples)
         listing = dataclasses.replace(listing, samples=distributed.shard(listing.samples, cluster))
         log(f"This worker's shard: {len(listing.samples):,} of {total:,} files")
 
-    with cluster.lost_workers(), _job_lock(job_dir):
+    with _job_lock(job_dir):
         state = JobState(job_dir)
         saved = state.read("config.json")
         wanted = {key: config.to_dict()[key] for key in _RESUME_KEYS}
@@ -217,6 +237,41 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
     }
 
 
+# Settings that may differ between workers: where each one reads and writes.
+_PER_WORKER = ("data", "store", "cache_dir", "resume")
+
+
+def _agree_on_the_job(cluster, config: TrainConfig, listing, problem: str | None) -> None:
+    """Workers started with other settings, or seeing other files, would train
+    different steps and wait for each other forever: every worker stops instead."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in _PER_WORKER}
+    if listing is not None:
+        base = Path(config.data)
+        base = base.parent if base.is_file() else base
+        files = hashlib.sha256(
+            "".join(
+                f"{os.path.relpath(s.path, base)}\0{s.label}\n" for s in listing.samples
+            ).encode()
+        ).hexdigest()
+        share = {"settings": settings, "files": files, "count": len(listing.samples)}
+    shares = cluster.allgather_json({"error": problem} if problem else share)
+    errors = [f"worker {i}: {s['error']}" for i, s in enumerate(shares) if "error" in s]
+    if errors:
+        raise DataError("; ".join(errors))
+    differ = sorted({k for s in shares for k, v in s["settings"].items() if v != settings[k]})
+    if differ:
+        raise ConfigError(
+            f"the workers were started with different settings ({', '.join(differ)}); "
+            "start every worker with the same ktl train command"
+        )
+    if len({s["files"] for s in shares}) > 1:
+        counts = ", ".join(f"worker {i}: {s['count']:,} files" for i, s in enumerate(shares))
+        raise DataError(
+            f"the workers see different files in DATA ({counts}); every worker needs the same "
+            "dataset (a shared volume or identical copies)"
+        )
+
+
 def _publish(cluster, save: Callable[[], tuple[int, Path]]) -> tuple[int, Path]:
     """Run ``save``; with several workers, tell them the outcome either way."""
     try:
@@ -227,12 +282,14 @@ def _publish(cluster, save: Callable[[], tuple[int, Path]]) -> tuple[int, Path]:
         raise
     if cluster.workers > 1:
         cluster.allgather_json({"version": version, "path": str(path)})
+        cluster.farewell()
     return version, path
 
 
 def _published(cluster) -> tuple[int, Path]:
     """On a worker other than the chief: the version the chief published."""
     outcome = cluster.allgather_json(None)[0]
+    cluster.farewell()
     if "error" in outcome:
         raise PublishError(f"the chief worker could not publish: {outcome['error']}")
     return outcome["version"], Path(outcome["path"])
@@ -394,9 +451,17 @@ def _train(config, spec, model, backbone, prepared: Prepared, state: JobState, l
     for phase in phases:
         checkpoint = state.root / f"{phase.name}.weights.h5"
         if phase.name in progress["done"]:
-            log(f"Phase {phase.name} finished before the interruption; loading its weights")
-            fit_model.load_weights(checkpoint)
-            continue
+            try:
+                fit_model.load_weights(checkpoint)
+            except (ValueError, OSError) as exc:  # e.g. saved by another ktl version
+                log(f"Phase {phase.name}'s checkpoint does not load ({exc}); running it again")
+                progress = {
+                    "done": [d for d in progress["done"] if d != phase.name],
+                    "history": [r for r in progress["history"] if r["phase"] != phase.name],
+                }
+            else:
+                log(f"Phase {phase.name} finished before the interruption; loaded its weights")
+                continue
         if phase.name == "head":
             finetune.freeze_for_head(backbone)
         elif phase.name == "fine_tune":

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.soak import free_port
 from models.backbones import get_backbone
 from models.bundle import load_bundle, read_metadata
 from models.inference import Classifier
@@ -164,6 +165,24 @@ def test_a_shard_missing_a_class_stops_every_worker_with_the_reason(tmp_path):
     assert not (tmp_path / "s" / "x").exists()
 
 
+def test_workers_started_with_different_settings_all_stop_and_say_which(tmp_path):
+    """Different epochs would mean different numbers of collective steps, and
+    workers waiting for each other forever."""
+    data = make_colour_dataset(tmp_path / "data", per_class=6, size=8)
+    common = (
+        "train", str(data), "--name", "x", "--store", str(tmp_path / "s"), "--strategy",
+        "multiworker", "--backbone", "smallcnn", "--weights", "none", "--image-size", "8",
+    )  # fmt: skip
+    hosts = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    workers = [
+        *start_workers(2, tmp_path / "logs", *common, "--epochs", "1", only=0, hosts=hosts),
+        *start_workers(2, tmp_path / "logs", *common, "--epochs", "2", only=1, hosts=hosts),
+    ]
+    for code, _, stderr in _finish(workers, timeout=120):
+        assert code == 2, stderr
+        assert "the workers were started with different settings (epochs)" in stderr
+
+
 def _training_without_end(tmp_path: Path, name: str) -> list:
     """Two workers in their second epoch of 500."""
     data = make_colour_dataset(tmp_path / "data", per_class=10, size=24)
@@ -258,5 +277,6 @@ def test_sigterm_during_multiworker_training_stops_the_job_cleanly(tmp_path):
     (code, _, stderr), (code1, _, stderr1) = _finish(workers, timeout=180)
     assert code == 130, stderr
     assert "interrupted; nothing was published" in stderr
+    assert "--resume is not available with several workers" in stderr  # not "use --resume"
     assert code1 == 1 and "another worker failed or could not be reached" in stderr1
     assert not (tmp_path / "store" / "stopped").exists()

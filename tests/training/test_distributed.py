@@ -13,7 +13,15 @@ from tests.conftest import COLOURS, colour_image, make_colour_dataset
 from training import finetune
 from training.config import ConfigError, build_config
 from training.data import list_samples, merge_reports, prepare
-from training.distributed import Cluster, ClusterError, connect, read_tf_config, shard
+from training.distributed import (
+    Cluster,
+    ClusterError,
+    _peer_lost,
+    connect,
+    plan,
+    read_tf_config,
+    shard,
+)  # fmt: skip
 
 
 def _tf_config(cluster: dict, kind: str = "worker", index: int = 0) -> str:
@@ -69,6 +77,24 @@ def test_auto_on_one_cpu_uses_no_strategy():
     assert cluster.describe() == "one device"
 
 
+def test_mirrored_refuses_a_cluster_whose_workers_would_each_publish():
+    environ = {"TF_CONFIG": _tf_config(WORKERS, "worker", 1)}
+    with pytest.raises(ClusterError, match="names 3 workers .* use --strategy multiworker"):
+        plan("mirrored", environ)
+    assert plan("auto", environ) == ("multiworker", 3, 1)
+    assert plan("multiworker", environ) == ("multiworker", 3, 1)
+    assert plan("mirrored", {}) == ("mirrored", 1, 0)
+
+
+def test_only_errors_of_a_missing_peer_count_as_a_lost_worker():
+    from tensorflow import errors
+
+    assert _peer_lost(errors.UnavailableError(None, None, "task 1 stopped sending heartbeats"))
+    assert _peer_lost(errors.InternalError(None, None, "Collective ops is aborted by: ..."))
+    assert not _peer_lost(errors.ResourceExhaustedError(None, None, "OOM when allocating"))
+    assert not _peer_lost(errors.InvalidArgumentError(None, None, "bad input"))
+
+
 def test_unknown_strategy_is_refused_by_the_config_and_connect():
     with pytest.raises(ConfigError, match="--strategy must be one of auto, mirrored"):
         build_config({}, {"data": "d", "name": "n", "strategy": "parameter-server"})
@@ -100,7 +126,7 @@ def _collect(dataset) -> list[tuple]:
     return [tuple(np.asarray(t) for t in batch) for batch in dataset]
 
 
-def test_padded_batches_repeat_the_first_items_to_the_agreed_length():
+def test_padded_batches_repeat_the_first_items_with_weight_zero():
     inputs = np.arange(5, dtype=np.float32)[:, None]
     targets = np.array([0, 1, 0, 1, 1], np.int32)
     batches = _collect(
@@ -108,15 +134,30 @@ def test_padded_batches_repeat_the_first_items_to_the_agreed_length():
     )
     assert [len(b[0]) for b in batches] == [2, 2, 2, 2]
     assert np.concatenate([b[0] for b in batches])[:, 0].tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
+    # the padding counts in no loss or metric
+    assert np.concatenate([b[2] for b in batches]).tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
 
 
 def test_shuffled_padded_batches_hold_every_item_each_epoch():
     inputs = np.arange(7, dtype=np.float32)[:, None]
     targets = np.zeros(7, np.int32)
-    dataset = finetune.batches(inputs, targets, np.arange(7), 3, shuffle=True, seed=1, pad_to=9)
-    for _ in range(2):  # every epoch: all 7, then 2 repeats, 3 full batches
-        seen = np.concatenate([b[0] for b in _collect(dataset)])[:, 0]
-        assert len(seen) == 9 and set(seen.tolist()) == set(range(7))
+    weights = {0: 3.0}
+    dataset = finetune.batches(
+        inputs, targets, np.arange(7), 3, shuffle=True, seed=1, pad_to=9, class_weight=weights
+    )
+    for _ in range(2):  # every epoch: all 7 with their class weight, then 2 of weight 0
+        batches = _collect(dataset)
+        seen = np.concatenate([b[0] for b in batches])[:, 0]
+        assert len(seen) == 9 and set(seen[:7].tolist()) == set(range(7))
+        assert np.concatenate([b[2] for b in batches]).tolist() == [3.0] * 7 + [0.0] * 2
+
+
+def test_unpadded_unweighted_batches_have_no_weights():
+    inputs = np.arange(5, dtype=np.float32)[:, None]
+    (batch, _, _) = _collect(
+        finetune.batches(inputs, np.zeros(5, np.int32), np.arange(5), 2, shuffle=False, seed=0)
+    )
+    assert len(batch) == 2
 
 
 def test_class_weights_ride_with_the_training_batches():
