@@ -27,7 +27,15 @@ from models.preprocessing import RESIZE_POLICY, load_image
 from models.store import ModelStore, PublishError
 from training import distributed, finetune, report
 from training.config import ConfigError, TrainConfig
-from training.data import DataError, Prepared, fingerprint, list_samples, merge_reports, prepare
+from training.data import (
+    DataError,
+    Listing,
+    Prepared,
+    fingerprint,
+    list_samples,
+    merge_reports,
+    prepare,
+)
 from training.evaluate import evaluate, history_csv
 
 Log = Callable[[str], None]
@@ -90,12 +98,8 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict:
 def _run(config: TrainConfig, cluster, log: Log, started: float) -> dict:
     if cluster.workers == 1:
         listing = list_samples(config.data)
-    else:  # every worker must hear of a problem, or the others wait for it
-        try:
-            listing, problem = list_samples(config.data), None
-        except DataError as exc:
-            listing, problem = None, str(exc)
-        _agree_on_the_job(cluster, config, listing, problem)
+    else:
+        listing = _agree_on_the_job(cluster, config)
     spec = get_backbone(config.backbone)
     weights = resolve_weights(spec, config.weights)
     store = ModelStore(config.store)
@@ -241,11 +245,29 @@ def _run(config: TrainConfig, cluster, log: Log, started: float) -> dict:
 _PER_WORKER = ("data", "store", "cache_dir", "resume")
 
 
-def _agree_on_the_job(cluster, config: TrainConfig, listing, problem: str | None) -> None:
-    """Workers started with other settings, or seeing other files, would train
-    different steps and wait for each other forever: every worker stops instead."""
+def _on_every_worker(cluster, work: Callable[[], tuple]) -> tuple:
+    """``work()`` returns a result and what to share with the other workers; returns
+    the result and every worker's share. A ``DataError`` on any worker is raised on
+    all of them, naming the workers: the others would otherwise wait for it."""
+    try:
+        result, share = work()
+    except DataError as exc:
+        result, share = None, {"error": str(exc)}
+    shares = cluster.allgather_json(share)
+    errors = [f"worker {i}: {s['error']}" for i, s in enumerate(shares) if "error" in s]
+    if errors:
+        raise DataError("; ".join(errors))
+    return result, shares
+
+
+def _agree_on_the_job(cluster, config: TrainConfig) -> Listing:
+    """The listing of DATA, once the workers have checked they run the same job:
+    workers started with other settings, or seeing other files, would train
+    different steps and wait for each other forever, so every worker stops instead."""
     settings = {k: v for k, v in config.to_dict().items() if k not in _PER_WORKER}
-    if listing is not None:
+
+    def listing_and_share() -> tuple[Listing, dict]:
+        listing = list_samples(config.data)
         base = Path(config.data)
         base = base.parent if base.is_file() else base
         files = hashlib.sha256(
@@ -253,11 +275,9 @@ def _agree_on_the_job(cluster, config: TrainConfig, listing, problem: str | None
                 f"{os.path.relpath(s.path, base)}\0{s.label}\n" for s in listing.samples
             ).encode()
         ).hexdigest()
-        share = {"settings": settings, "files": files, "count": len(listing.samples)}
-    shares = cluster.allgather_json({"error": problem} if problem else share)
-    errors = [f"worker {i}: {s['error']}" for i, s in enumerate(shares) if "error" in s]
-    if errors:
-        raise DataError("; ".join(errors))
+        return listing, {"settings": settings, "files": files, "count": len(listing.samples)}
+
+    listing, shares = _on_every_worker(cluster, listing_and_share)
     differ = sorted({k for s in shares for k, v in s["settings"].items() if v != settings[k]})
     if differ:
         raise ConfigError(
@@ -270,6 +290,7 @@ def _agree_on_the_job(cluster, config: TrainConfig, listing, problem: str | None
             f"the workers see different files in DATA ({counts}); every worker needs the same "
             "dataset (a shared volume or identical copies)"
         )
+    return listing
 
 
 def _publish(cluster, save: Callable[[], tuple[int, Path]]) -> tuple[int, Path]:
@@ -327,15 +348,12 @@ def _prepared_shards(
     share their health reports (one merged report, and class weights, for all)."""
     if cluster.workers == 1:
         return _prepared_data(state, listing, size, config, log)
-    try:
+
+    def prepared_and_share() -> tuple[tuple[Prepared, bool], dict]:
         prepared, reused = _prepared_data(state, listing, size, config, log)
-        share = {"labels": prepared.labels, "report": prepared.report}
-    except DataError as exc:  # the others must hear of it, or they wait for this worker
-        share = {"error": str(exc)}
-    shares = cluster.allgather_json(share)
-    errors = [f"worker {i}: {s['error']}" for i, s in enumerate(shares) if "error" in s]
-    if errors:
-        raise DataError("; ".join(errors))
+        return (prepared, reused), {"labels": prepared.labels, "report": prepared.report}
+
+    (prepared, reused), shares = _on_every_worker(cluster, prepared_and_share)
     if any(s["labels"] != prepared.labels for s in shares):
         found = "; ".join(f"worker {i}: {', '.join(s['labels'])}" for i, s in enumerate(shares))
         raise DataError(
