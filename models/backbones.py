@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from models.errors import ConfigError
+
 if TYPE_CHECKING:  # keras is imported where a model is built: listing stays instant
     import keras
 
@@ -18,7 +20,7 @@ _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 _KERAS_APPS_NEW = "https://storage.googleapis.com/keras-applications/"
 
 
-class UnknownBackbone(ValueError):
+class UnknownBackbone(ConfigError):
     """A backbone name that is not in the registry."""
 
 

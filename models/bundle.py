@@ -7,47 +7,64 @@ uses Keras' ``safe_mode=True``, so a bundle can never run code it carries.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import keras
+import numpy as np
 
 from models import layers as _layers  # noqa: F401  (registers BackbonePreprocessing)
+from models.inference import Classifier
+from models.metadata import BundleError, BundleMetadata, read_metadata_text
+from models.predictions import PredictResponse, predict_images
 from models.store import METADATA_FILE, ModelStore, PublishError
 
-FORMAT_VERSION = 1
 MODEL_FILE = "model.keras"
 REPORTS_DIR = "reports"
 
-
-class BundleError(Exception):
-    """A bundle that is incomplete, corrupt or does not match its checksums."""
+__all__ = ["Bundle", "BundleError", "BundleMetadata", "load_bundle", "save_bundle"]
 
 
 @dataclass(frozen=True)
 class Bundle:
+    """A loaded, checksum-verified version: its folder, metadata and Keras model."""
+
     path: Path
-    metadata: dict
+    metadata: BundleMetadata
     model: keras.Model
 
     @property
     def name(self) -> str:
-        return self.metadata["name"]
+        return self.metadata.name
 
     @property
     def version(self) -> int:
-        return int(self.metadata["version"])
+        assert self.metadata.version is not None  # read_metadata guarantees it
+        return self.metadata.version
 
     @property
     def labels(self) -> list[str]:
-        return list(self.metadata["labels"])
+        return list(self.metadata.labels)
 
     @property
     def image_size(self) -> tuple[int, int]:
-        height, width = self.metadata["image_size"]
-        return int(height), int(width)
+        return self.metadata.image_size
+
+    @cached_property
+    def classifier(self) -> Classifier:
+        """The traced forward pass of this bundle, built (and warmed up) on first use."""
+        return Classifier(self)
+
+    def predict(
+        self, images: Sequence[str | Path | np.ndarray] | np.ndarray, top_k: int = 5
+    ) -> PredictResponse:
+        """Classify image files or RGB arrays: the body ``ktl predict --json`` prints
+        and the HTTP native predict route returns (same preprocessing, same model)."""
+        return predict_images(self, images, top_k)
 
 
 def sha256_file(path: Path) -> str:
@@ -67,23 +84,20 @@ def file_digests(bundle_dir: Path) -> dict[str, str]:
     }
 
 
-def read_metadata(bundle_dir: Path) -> dict:
+def read_metadata(bundle_dir: Path) -> BundleMetadata:
+    """The typed ``metadata.json`` of a published bundle (``BundleError`` if unusable)."""
     try:
-        with open(bundle_dir / METADATA_FILE, encoding="utf-8") as f:
-            metadata = json.load(f)
+        text = (bundle_dir / METADATA_FILE).read_text(encoding="utf-8")
     except (OSError, ValueError) as exc:
         raise BundleError(f"{bundle_dir}: cannot read {METADATA_FILE}: {exc}") from exc
-    missing = {"name", "version", "labels", "image_size", "files"} - metadata.keys()
-    if missing:
-        raise BundleError(f"{bundle_dir}: {METADATA_FILE} lacks {sorted(missing)}")
-    return metadata
+    return read_metadata_text(text, str(bundle_dir))
 
 
-def verify_files(bundle_dir: Path, metadata: dict) -> None:
+def verify_files(bundle_dir: Path, metadata: BundleMetadata) -> None:
     """Raise ``BundleError`` unless every file listed in the metadata has its sha256."""
-    if MODEL_FILE not in metadata["files"]:
+    if MODEL_FILE not in metadata.files:
         raise BundleError(f"{bundle_dir}: {METADATA_FILE} lists no checksum for {MODEL_FILE}")
-    for relative, expected in metadata["files"].items():
+    for relative, expected in metadata.files.items():
         path = bundle_dir / relative
         if not path.is_file():
             raise BundleError(f"{bundle_dir}: {relative} is missing")
@@ -92,7 +106,7 @@ def verify_files(bundle_dir: Path, metadata: dict) -> None:
 
 
 def load_bundle(bundle_dir: str | Path) -> Bundle:
-    """Read, verify and load a bundle (``safe_mode=True``)."""
+    """Read, verify and load a bundle's folder (``safe_mode=True``)."""
     bundle_dir = Path(bundle_dir)
     metadata = read_metadata(bundle_dir)
     verify_files(bundle_dir, metadata)
@@ -101,10 +115,10 @@ def load_bundle(bundle_dir: str | Path) -> Bundle:
     except Exception as exc:  # Keras raises many types for a bad file; all mean the same
         raise BundleError(f"{bundle_dir}: {MODEL_FILE} does not load: {exc}") from exc
     outputs = model.output_shape[-1]
-    if outputs != len(metadata["labels"]):
+    if outputs != len(metadata.labels):
         raise BundleError(
             f"{bundle_dir}: the model has {outputs} outputs but metadata lists "
-            f"{len(metadata['labels'])} labels"
+            f"{len(metadata.labels)} labels"
         )
     return Bundle(bundle_dir, metadata, model)
 
@@ -123,14 +137,14 @@ def framework_versions() -> dict[str, str]:
 
 def save_bundle(
     store: ModelStore,
-    name: str,
     model: keras.Model,
-    metadata: dict,
+    metadata: BundleMetadata,
     reports: dict[str, bytes] | None = None,
 ) -> tuple[int, Path]:
-    """Write ``model`` (and report files) as the next version of ``name``; returns
-    ``(version, path)``. ``metadata`` gets ``format_version``, ``files`` and
-    ``framework`` filled in; ``version`` is assigned by the store."""
+    """Write ``model`` (and report files) as the next version of ``metadata.name``;
+    returns ``(version, path)``. ``files`` and ``framework`` are filled in here, the
+    version by the store."""
+    name = metadata.name
     try:
         staging = store.staging_dir(name)
     except OSError as exc:
@@ -148,12 +162,8 @@ def save_bundle(
                 f"Cannot write the bundle for {name!r} in the model store {store.root}: {exc}"
             ) from exc
         raise
-    full = {
-        "format_version": FORMAT_VERSION,
-        **metadata,
-        "name": name,
-        "files": file_digests(staging),
-        "framework": framework_versions(),
-    }
+    full: dict[str, Any] = metadata.replace(
+        files=file_digests(staging), framework=framework_versions()
+    ).to_json()
     version = store.publish(staging, name, full)
     return version, store.root / name / str(version)

@@ -9,17 +9,19 @@ from pathlib import Path
 import keras
 
 from models.backbones import BackboneSpec
+from models.choices import POOLING
+from models.errors import ConfigError, UserError
 from models.layers import BackbonePreprocessing
 
-POOLING = ("avg", "max")
 
-
-class WeightsError(ValueError):
+class WeightsError(ConfigError):
     """A ``--weights`` value that cannot be used as given."""
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(UserError):
     """ImageNet weights could not be had (no network, no cached file)."""
+
+    code = "weights_unavailable"
 
 
 def keras_cache_path(spec: BackboneSpec) -> Path:

@@ -19,16 +19,16 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from models.errors import UserError
 from models.inspect import CONVOLUTIONS, flatten_layers
 from models.layers import _TORCH_STD, BackbonePreprocessing
 from models.unpooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 MAX_TILES = 64
-METHODS = ("gradcam", "deconvnet")
 DECONVNET_ARCHITECTURES = "smallcnn, lenet5, alexnet, zfnet, vgg16, vgg19"
 
 
-class ExplainError(ValueError):
+class ExplainError(UserError):
     """A question the model cannot answer: an unknown layer or class, or an
     architecture a method does not support."""
 

@@ -28,10 +28,11 @@ import keras
 import tensorflow as tf
 
 from models.bundle import Bundle
+from models.choices import EXPORT_FORMATS
+from models.errors import UserError
 from models.preprocessing import REDUCING_GAP
 from models.store import METADATA_FILE
 
-FORMATS = ("savedmodel", "onnx", "tflite")
 DEFAULT_OUT = Path("exports")
 ONNX_OPSET = 17
 ONNX_FILE = "model.onnx"
@@ -42,7 +43,7 @@ LABELS_FILE = "labels.txt"
 _PRECISION_BITS = 22
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """An export that cannot be made as asked; the message says why."""
 
 
@@ -65,8 +66,10 @@ def export_bundle(bundle: Bundle, fmt: str, out: str | Path = DEFAULT_OUT) -> Pa
     """Write ``bundle`` in ``fmt`` under ``OUT/<name>/<version>/``; returns the path written
     (the version folder for a SavedModel, the file otherwise). A previous export of the
     same format there is replaced."""
-    if fmt not in FORMATS:
-        raise ExportError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(
+            f"Unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}"
+        )
     target = export_dir(out, bundle)
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -81,7 +84,7 @@ def export_bundle(bundle: Bundle, fmt: str, out: str | Path = DEFAULT_OUT) -> Pa
             for entry in [written] if written.is_file() else sorted(written.iterdir()):
                 _replace(entry, target / entry.name)
         (target / METADATA_FILE).write_text(
-            json.dumps(bundle.metadata, indent=2) + "\n", encoding="utf-8"
+            json.dumps(bundle.metadata.to_json(), indent=2) + "\n", encoding="utf-8"
         )
         (target / LABELS_FILE).write_text("\n".join(bundle.labels) + "\n", encoding="utf-8")
     except OSError as exc:

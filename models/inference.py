@@ -1,12 +1,14 @@
-"""Inference on a loaded bundle: one compiled forward pass, and the response shape
-shared by ``ktl predict --json`` and the HTTP native predict route."""
+"""Inference on a loaded bundle: one compiled forward pass."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
-from models.bundle import Bundle
+if TYPE_CHECKING:
+    from models.bundle import Bundle
 
 
 class Classifier:
@@ -41,32 +43,3 @@ class Classifier:
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """``(n, h, w, 3)`` uint8 in, ``(n, classes)`` float probabilities out."""
         return self._forward(tf.convert_to_tensor(pixels, tf.uint8)).numpy()
-
-
-def format_prediction(
-    labels: list[str], probabilities: np.ndarray, top_k: int, filename: str | None
-) -> dict:
-    """One entry of a native predict response: ``filename``, ``top``, ``probabilities``."""
-    order = np.argsort(-probabilities, kind="stable")[:top_k]
-    return {
-        "filename": filename,
-        "top": [
-            {"label": labels[i], "index": int(i), "probability": float(probabilities[i])}
-            for i in order
-        ],
-        "probabilities": {label: float(p) for label, p in zip(labels, probabilities, strict=True)},
-    }
-
-
-def predict_response(
-    bundle: Bundle, rows: np.ndarray, filenames: list[str | None], top_k: int
-) -> dict:
-    """The whole native predict body for a batch of probability rows."""
-    return {
-        "model": bundle.name,
-        "version": bundle.version,
-        "predictions": [
-            format_prediction(bundle.labels, row, top_k, filename)
-            for row, filename in zip(rows, filenames, strict=True)
-        ],
-    }

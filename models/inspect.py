@@ -186,10 +186,11 @@ def build_for_inspection(name: str, image_size: int | None = None) -> keras.Mode
     return build_backbone(spec, (size, size), None)
 
 
-def inspect_backbone(name: str, image_size: int | None = None) -> dict:
+def inspect_backbone(name: str, image_size: int | None = None) -> tuple[keras.Model, dict]:
+    """A backbone built for inspection, and its report."""
     model = build_for_inspection(name, image_size)
     height, width = model.input_shape[1:3]
-    return {"backbone": name, "image_size": [height, width], **inspect_model(model)}
+    return model, {"backbone": name, "image_size": [height, width], **inspect_model(model)}
 
 
 def inspect_bundle(bundle) -> dict:

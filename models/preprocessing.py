@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from models.errors import UserError
+
 # Recorded in every bundle's metadata.json so a reader knows how pixels were made.
 RESIZE_POLICY = {
     "method": "bilinear",
@@ -34,8 +36,10 @@ DEFAULT_MAX_PIXELS = 64_000_000
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image that cannot be used; the message says why."""
+
+    code = "invalid_image"
 
 
 class InvalidImage(ImageError):
@@ -43,7 +47,10 @@ class InvalidImage(ImageError):
 
 
 class ImageTooLarge(ImageError):
-    """An image with more pixels than the configured limit."""
+    """An image with more pixels than the configured limit (a decompression-bomb guard)."""
+
+    status = 413
+    code = "image_too_large"
 
 
 def load_image(
@@ -67,16 +74,35 @@ def load_image(
             _draft(opened, width, height)
             opened.load()
             ImageOps.exif_transpose(opened, in_place=True)  # no copy when upright
-            image = _to_rgb(opened)
-            if image.size != (width, height):
-                # reducing_gap: an integer box reduction first, then bilinear; for big
-                # downscales several times faster and indistinguishable from the full filter.
-                image = image.resize(
-                    (width, height), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP
-                )
-            return np.asarray(image, dtype=np.uint8)
+            return _resized(_to_rgb(opened), width, height)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise InvalidImage(f"{name}: the image data is truncated or corrupt ({exc})") from exc
+
+
+def load_array(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An RGB ``(h, w, 3)`` or grayscale ``(h, w)`` uint8 array brought to ``size`` the
+    way ``load_image`` brings a decoded image there."""
+    array = np.asarray(pixels)
+    if (
+        array.dtype != np.uint8
+        or array.ndim not in (2, 3)
+        or array.ndim == 3
+        and array.shape[2] != 3
+    ):
+        raise InvalidImage(
+            f"an array image must be uint8 (height, width, 3) RGB or (height, width) grayscale; "
+            f"got {array.dtype} {array.shape}"
+        )
+    height, width = size
+    return _resized(_to_rgb(Image.fromarray(array)), width, height)
+
+
+def _resized(image: Image.Image, width: int, height: int) -> np.ndarray:
+    if image.size != (width, height):
+        # reducing_gap: an integer box reduction first, then bilinear; for big
+        # downscales several times faster and indistinguishable from the full filter.
+        image = image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def _name(source: bytes | str | Path) -> str:

@@ -12,6 +12,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from models.errors import ModelNotFound, OperationalError
+
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
 METADATA_FILE = "metadata.json"
@@ -19,16 +21,18 @@ _STAGING = ".staging"
 _JOBS = ".jobs"
 
 
-class InvalidName(ValueError):
-    """A model name that does not match ``[a-z0-9][a-z0-9_-]{0,63}``."""
+__all__ = ["InvalidName", "ModelNotFound", "ModelStore", "PublishError", "validate_name"]
 
 
-class ModelNotFound(LookupError):
-    """No such model or version in the store."""
+class InvalidName(ModelNotFound):
+    """A model name that does not match ``[a-z0-9][a-z0-9_-]{0,63}``: no model can
+    have it (over HTTP a 404, like any unknown model)."""
 
 
-class PublishError(OSError):
+class PublishError(OperationalError):
     """Publishing failed; the store is as it was before."""
+
+    code = "publish_failed"
 
 
 def validate_name(name: str) -> str:
@@ -39,10 +43,6 @@ def validate_name(name: str) -> str:
             "digits, '-' and '_', starting with a letter or digit"
         )
     return name
-
-
-def default_store_path() -> Path:
-    return Path(os.environ.get("KTL_MODEL_STORE", "model_store"))
 
 
 class ModelStore:

@@ -129,14 +129,14 @@ def read_images(req: Request) -> list[ImageUpload]:
 
 
 def _summary(state: ModelState) -> dict:
-    metadata = state.default.bundle.metadata if state.default is not None else {}
+    metadata = state.default.bundle.metadata if state.default is not None else None
     return {
         "name": state.name,
         "versions": list(state.versions),
         "default_version": state.default_version,
-        "labels": metadata.get("labels"),
-        "backbone": metadata.get("backbone"),
-        "image_size": metadata.get("image_size"),
+        "labels": list(metadata.labels) if metadata else None,
+        "backbone": metadata.backbone if metadata else None,
+        "image_size": list(metadata.image_size) if metadata else None,
         "status": "available" if state.default is not None else "unavailable",
         "unavailable_versions": [
             {"version": version, "reason": failure.reason}
@@ -154,7 +154,7 @@ def list_models() -> dict:
 @bp.get("/v1/models/<segment:name>")
 @bp.get("/v1/models/<segment:name>/versions/<segment:version>")
 def model_metadata(name: str, version: str | None = None) -> dict:
-    return service_state().registry.get(name, parse_version(version)).bundle.metadata
+    return service_state().registry.get(name, parse_version(version)).bundle.metadata.to_json()
 
 
 @bp.post("/v1/models/<segment:name>/predict")
@@ -163,4 +163,4 @@ def predict(name: str, version: str | None = None) -> dict:
     state = service_state()
     predictor = state.registry.get(name, parse_version(version))
     top_k = parse_top_k(request.args.get("top_k"), state.config.top_k)
-    return predictor.predict_native(read_images(request), top_k)
+    return predictor.predict_native(read_images(request), top_k).model_dump(mode="json")

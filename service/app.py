@@ -13,7 +13,6 @@ from flask import Flask, Request
 from PIL import Image
 
 from models.bundle import load_bundle
-from models.inference import Classifier
 from models.store import ModelStore
 from service import api, explain, health, kserve, metrics, openapi, security, tfserving, web
 from service.config import ServiceConfig
@@ -98,4 +97,4 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
 
 def _load_predictor(path: Path, *, batching: BatchSettings, max_pixels: int) -> Predictor:
     """Load (safe mode, checksums), warm up and wrap one version of a bundle."""
-    return Predictor(Classifier(load_bundle(path)), batching, max_pixels)
+    return Predictor(load_bundle(path).classifier, batching, max_pixels)

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from models.errors import ConfigError
 from models.preprocessing import DEFAULT_MAX_PIXELS
 
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; the message names the variable."""
+__all__ = ["ConfigError", "ServiceConfig"]
 
 
 def _positive_int(value: str) -> int:

@@ -1,5 +1,6 @@
-"""Errors that carry their HTTP status, and the one handler that turns every
-error leaving the app into ``{"error": "<message>", "code": "<machine code>"}``."""
+"""The service's own errors (on top of ``models.errors``, whose classes all carry
+their HTTP status and code), and the one handler that turns every error leaving
+the app into ``{"error": "<message>", "code": "<machine code>"}``."""
 
 from __future__ import annotations
 
@@ -9,68 +10,48 @@ import re
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from models.errors import KtlError, ModelNotFound, Unavailable, UserError
+from models.preprocessing import ImageTooLarge, InvalidImage
+
+__all__ = [
+    "BadRequest", "ImageTooLarge", "InvalidImage", "KtlError", "ModelNotFound",
+    "ModelUnavailable", "NotReady", "Overloaded", "PayloadTooLarge", "Unauthorized",
+    "Unavailable", "UnsupportedMediaType", "register_error_handlers",
+]  # fmt: skip
+
 log = logging.getLogger("ktl.service")
 
 
-class ServiceError(Exception):
-    status = 500
-    code = "internal_error"
-
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.message = message
-        self.headers = headers or {}
+class BadRequest(UserError):
+    """A request the service cannot use; the message names the field."""
 
 
-class BadRequest(ServiceError):
-    status = 400
-    code = "bad_request"
-
-
-class InvalidImage(BadRequest):
-    code = "invalid_image"
-
-
-class Unauthorized(ServiceError):
+class Unauthorized(UserError):
     status = 401
     code = "unauthorized"
 
 
-class ModelNotFound(ServiceError):
-    status = 404
-    code = "model_not_found"
-
-
-class PayloadTooLarge(ServiceError):
+class PayloadTooLarge(UserError):
     status = 413
     code = "payload_too_large"
 
 
-class ImageTooLarge(PayloadTooLarge):
-    code = "image_too_large"
-
-
-class UnsupportedMediaType(ServiceError):
+class UnsupportedMediaType(UserError):
     status = 415
     code = "unsupported_media_type"
 
 
-class ServiceUnavailable(ServiceError):
-    status = 503
-    code = "unavailable"
-
-
-class ModelUnavailable(ServiceUnavailable):
+class ModelUnavailable(Unavailable):
     """The model or version exists in the store but could not be loaded."""
 
     code = "model_unavailable"
 
 
-class NotReady(ServiceUnavailable):
+class NotReady(Unavailable):
     code = "not_ready"
 
 
-class Overloaded(ServiceUnavailable):
+class Overloaded(Unavailable):
     code = "overloaded"
     retry_after_s = 1
 
@@ -85,7 +66,7 @@ def error_response(status: int, code: str, message: str, headers=None) -> Respon
     return response
 
 
-def _handle_service_error(exc: ServiceError) -> Response:
+def _handle_ktl_error(exc: KtlError) -> Response:
     return error_response(exc.status, exc.code, exc.message, exc.headers)
 
 
@@ -114,10 +95,10 @@ def _handle_http_exception(exc: HTTPException) -> Response:
 
 def _handle_unexpected(exc: Exception) -> Response:
     log.exception("Unhandled error in %s %s", request.method, request.path)
-    return error_response(500, ServiceError.code, "Internal server error; see the server log")
+    return error_response(500, KtlError.code, "Internal server error; see the server log")
 
 
 def register_error_handlers(app: Flask) -> None:
-    app.register_error_handler(ServiceError, _handle_service_error)
+    app.register_error_handler(KtlError, _handle_ktl_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -16,7 +16,8 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from service.config import ConfigError, ServiceConfig  # noqa: E402
+from models.errors import ConfigError  # noqa: E402
+from service.config import ServiceConfig  # noqa: E402
 
 try:
     _config = ServiceConfig.from_env()

@@ -32,7 +32,7 @@ from flask import Blueprint, Response, request
 
 from service.api import bound_unsized_body, check_image_count, parse_version
 from service.auth import require_api_key
-from service.errors import BadRequest, ServiceUnavailable
+from service.errors import BadRequest, Unavailable
 from service.predictor import ImageUpload, Predictor
 from service.state import service_state
 
@@ -74,7 +74,7 @@ def live() -> dict:
 @bp.get("/v2/health/ready")
 def ready() -> dict:
     if not service_state().registry.snapshot.ready:
-        raise ServiceUnavailable("No model is servable yet; GET /v1/models shows why")
+        raise Unavailable("No model is servable yet; GET /v1/models shows why")
     return {"ready": True}
 
 

@@ -10,9 +10,10 @@ import numpy as np
 
 from models import preprocessing
 from models.bundle import Bundle
-from models.inference import Classifier, predict_response
+from models.inference import Classifier
+from models.predictions import PredictResponse, predict_response
+from models.preprocessing import ImageTooLarge
 from service.batching import MicroBatcher
-from service.errors import ImageTooLarge, InvalidImage
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,8 @@ class Predictor:
                         image.data, size, max_pixels=self.max_pixels, name=image.label
                     )
                 )
-            except preprocessing.ImageTooLarge as exc:
+            except ImageTooLarge as exc:
                 raise ImageTooLarge(f"{exc} (KTL_MAX_IMAGE_PIXELS); send a smaller image") from exc
-            except preprocessing.ImageError as exc:
-                raise InvalidImage(str(exc)) from exc
         return np.stack(arrays)
 
     def infer(self, pixels: np.ndarray) -> np.ndarray:
@@ -73,8 +72,7 @@ class Predictor:
         with self._batcher.decoding():  # a leader gathering a batch waits for these
             return self.infer(self.preprocess(images))
 
-    def predict_native(self, images: Sequence[ImageUpload], top_k: int) -> dict:
+    def predict_native(self, images: Sequence[ImageUpload], top_k: int) -> PredictResponse:
         """The native predict body, ``top_k`` clipped to the number of labels."""
         rows = self.predict(images)
-        top_k = min(top_k, len(self.bundle.labels))
         return predict_response(self.bundle, rows, [image.filename for image in images], top_k)

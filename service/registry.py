@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from models.bundle import BundleError
-from models.store import METADATA_FILE, InvalidName, ModelStore, validate_name
+from models.store import METADATA_FILE, ModelStore, validate_name
 from service.errors import ModelNotFound, ModelUnavailable
 from service.predictor import Predictor
 
@@ -59,14 +59,6 @@ class Snapshot:
         return any(state.default_version is not None for state in self.models.values())
 
 
-def check_name(name: str) -> str:
-    """``name`` if it can be a model name; otherwise the 404 an unknown model gets."""
-    try:
-        return validate_name(name)
-    except InvalidName as exc:
-        raise ModelNotFound(str(exc)) from None
-
-
 class ModelRegistry:
     def __init__(
         self,
@@ -91,7 +83,7 @@ class ModelRegistry:
 
     def get(self, name: str, version: int | None = None) -> Predictor:
         """The predictor of ``name`` at ``version`` (default: the model's default)."""
-        check_name(name)
+        validate_name(name)  # InvalidName: a 404, like any unknown model
         state = self._snapshot.models.get(name)
         if state is None:
             raise ModelNotFound(f"No model named {name!r}; GET /v1/models lists the models")

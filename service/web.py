@@ -8,10 +8,10 @@ from pathlib import Path
 
 from flask import Blueprint, Response, send_from_directory
 
+from models.store import validate_name
 from service.api import parse_version
 from service.auth import require_api_key
 from service.errors import ModelNotFound
-from service.registry import check_name
 from service.state import service_state
 
 STATIC = Path(__file__).parent / "static"
@@ -48,7 +48,7 @@ def index() -> Response:
 @bp.get("/models/<segment:name>/versions/<segment:version>/report")
 def report_page(name: str, version: str) -> Response:
     """404 for what can never be a model or version; the page asks the API for the rest."""
-    check_name(name)
+    validate_name(name)
     parse_version(version)
     return _page("report.html")
 
@@ -59,7 +59,7 @@ def report_file(name: str, version: str, file: str) -> Response:
     require_api_key()
     bundle = service_state().registry.get(name, parse_version(version)).bundle
     relative = f"reports/{file}"
-    if relative not in bundle.metadata.get("files", {}):
+    if relative not in bundle.metadata.files:
         raise ModelNotFound(f"Version {bundle.version} of {name!r} has no report file {file!r}")
     mimetype = mimetypes.guess_type(file)[0] or "application/octet-stream"
     return Response((bundle.path / relative).read_bytes(), mimetype=mimetype)

@@ -1,0 +1,8 @@
+"""The fixed choices a user names in flags, job files and requests. No TensorFlow
+here: the command line validates flags with these before importing it."""
+
+from __future__ import annotations
+
+POOLING = ("avg", "max")  # global pooling between the backbone and the head
+EXPORT_FORMATS = ("savedmodel", "onnx", "tflite")  # ktl export --format
+EXPLAIN_METHODS = ("gradcam", "deconvnet")  # ktl explain --method

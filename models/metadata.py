@@ -1,0 +1,129 @@
+"""The bundle contract: ``metadata.json`` as one typed, immutable object.
+
+Every reader (the service, ``ktl predict``, exports, the report page through the
+API) takes its facts from :class:`BundleMetadata`, never from dict keys. The
+format carries a version: this ktl writes :data:`FORMAT_VERSION` and reads every
+version up to it (bundles without ``format_version`` are version 1). Keys a
+newer ktl added are kept as they are, so nothing in a bundle is lost by reading
+it. Pydantic only: this module imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.errors import UserError
+from models.store import METADATA_FILE
+
+FORMAT_VERSION = 1
+
+
+class BundleError(UserError):
+    """A bundle that is incomplete, corrupt, or does not match its checksums."""
+
+    code = "invalid_bundle"
+
+
+class _Frozen(BaseModel):
+    # extra="allow": keys written by a newer ktl survive a read and a re-serialisation.
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+class InputSpec(_Frozen):
+    """What the model file takes: RGB pixels, uint8 0..255, at the bundle's size."""
+
+    format: str = "RGB"
+    dtype: str = "uint8"
+    range: tuple[int, int] = (0, 255)
+    shape: tuple[int, int, int] | None = None
+
+
+class ClassFigures(_Frozen):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class ConfusionMatrix(_Frozen):
+    labels: tuple[str, ...]
+    matrix: tuple[tuple[int, ...], ...]
+
+
+class Metrics(_Frozen):
+    """The figures ``ktl train`` prints; empty for a bundle that was never evaluated."""
+
+    val_images: int | None = None
+    accuracy: float | None = None
+    top_k: int | None = None
+    top_k_accuracy: float | None = None
+    loss: float | None = None
+    macro_f1: float | None = None
+    per_class: dict[str, ClassFigures] | None = None
+    confusion_matrix: ConfusionMatrix | None = None
+
+
+class BundleMetadata(_Frozen):
+    """``metadata.json``. ``version`` and ``files`` are filled in when the bundle is
+    published (``models.bundle.save_bundle``); a published bundle always has both."""
+
+    format_version: int = FORMAT_VERSION
+    name: str
+    version: int | None = None
+    labels: tuple[str, ...] = Field(min_length=1)
+    backbone: str | None = None
+    image_size: tuple[int, int]
+    input: InputSpec = InputSpec()
+    resize: dict[str, Any] | None = None
+    created_at: str | None = None
+    metrics: Metrics = Metrics()
+    training: dict[str, Any] = Field(default_factory=dict)
+    dataset: dict[str, Any] = Field(default_factory=dict)
+    activation_layers: tuple[str, ...] | None = None
+    files: dict[str, str] = Field(default_factory=dict)
+    framework: dict[str, str] = Field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to ``metadata.json`` and served by the API."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def replace(self, **changes: Any) -> BundleMetadata:
+        """A copy with ``changes``, validated like a fresh read."""
+        return BundleMetadata.model_validate({**self.to_json(), **changes})
+
+
+_REQUIRED_ON_READ = ("name", "version", "labels", "image_size", "files")
+
+
+def parse_metadata(raw: object, where: str) -> BundleMetadata:
+    """Validate a published bundle's ``metadata.json`` (already parsed); ``where``
+    names it in errors."""
+    if not isinstance(raw, dict):
+        raise BundleError(f"{where}: {METADATA_FILE} is not a JSON object")
+    missing = sorted(set(_REQUIRED_ON_READ) - raw.keys())
+    if missing:
+        raise BundleError(f"{where}: {METADATA_FILE} lacks {missing}")
+    written = raw.get("format_version", 1)
+    if isinstance(written, int) and written > FORMAT_VERSION:
+        raise BundleError(
+            f"{where}: written by a newer ktl (bundle format {written}; this ktl reads up to "
+            f"{FORMAT_VERSION}): upgrade ktl to load it"
+        )
+    try:
+        return BundleMetadata.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise BundleError(f"{where}: {METADATA_FILE} is not valid: {problems}") from None
+
+
+def read_metadata_text(text: str, where: str) -> BundleMetadata:
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise BundleError(f"{where}: cannot read {METADATA_FILE}: {exc}") from exc
+    return parse_metadata(raw, where)

@@ -1,0 +1,95 @@
+"""The native prediction body, one typed model for every producer: the HTTP
+native predict route, ``ktl predict --json`` and ``Bundle.predict``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.preprocessing import load_array, load_image
+
+if TYPE_CHECKING:
+    from models.bundle import Bundle
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class TopClass(_Body):
+    label: str
+    index: int = Field(ge=0)
+    probability: float = Field(ge=0, le=1)
+
+
+class Prediction(_Body):
+    filename: str | None = Field(description="The uploaded file's name, when it had one")
+    top: list[TopClass] = Field(description="The top_k classes, most probable first")
+    probabilities: dict[str, float] = Field(
+        description="Every label's probability, in label order; they sum to 1"
+    )
+
+
+class PredictResponse(_Body):
+    model: str
+    version: int = Field(ge=1)
+    predictions: list[Prediction] = Field(description="One per image, in upload order")
+
+
+def format_prediction(
+    labels: Sequence[str], probabilities: np.ndarray, top_k: int, filename: str | None
+) -> Prediction:
+    """One entry of a native predict response; ``top_k`` classes in ``top``."""
+    order = np.argsort(-probabilities, kind="stable")[:top_k]
+    return Prediction(
+        filename=filename,
+        top=[
+            TopClass(label=labels[i], index=int(i), probability=float(probabilities[i]))
+            for i in order
+        ],
+        probabilities={label: float(p) for label, p in zip(labels, probabilities, strict=True)},
+    )
+
+
+def predict_response(
+    bundle: Bundle, rows: np.ndarray, filenames: Sequence[str | None], top_k: int
+) -> PredictResponse:
+    """The whole native predict body for a batch of probability rows."""
+    top_k = min(top_k, len(bundle.labels))
+    return PredictResponse(
+        model=bundle.name,
+        version=bundle.version,
+        predictions=[
+            format_prediction(bundle.labels, row, top_k, filename)
+            for row, filename in zip(rows, filenames, strict=True)
+        ],
+    )
+
+
+def predict_images(
+    bundle: Bundle, images: Sequence[str | Path | np.ndarray] | np.ndarray, top_k: int = 5
+) -> PredictResponse:
+    """Classify files (by path) or RGB arrays ``(h, w, 3)`` of any size with ``bundle``.
+
+    Both go through the preprocessing the service uses; an array is resized as a
+    decoded image would be. ``filename`` is the file's name, or None for an array.
+    """
+    if top_k < 1:
+        raise ValueError("top_k must be at least 1")
+    pixels, names = [], []
+    for image in images:
+        if isinstance(image, np.ndarray):
+            pixels.append(load_array(image, bundle.image_size))
+            names.append(None)
+        else:
+            pixels.append(load_image(Path(image), bundle.image_size))
+            names.append(Path(image).name)
+    if not pixels:
+        rows = np.zeros((0, len(bundle.labels)), np.float32)
+    else:
+        rows = bundle.classifier.predict(np.stack(pixels))
+    return predict_response(bundle, rows, names, top_k)
