@@ -25,46 +25,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from benchmarks.soak import free_port  # noqa: E402
-
-KTL = "import sys; from training.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
-def start_workers(
-    count: int, logs: Path, *args: str, only: int | None = None, hosts: list[str] | None = None
-) -> list[subprocess.Popen]:
-    """``ktl ARGS...`` as ``count`` workers of one TF_CONFIG cluster on 127.0.0.1
-    (or just worker ``only`` of them, ``hosts`` naming the cluster's addresses).
-    Each process's output goes to files (``stdout_path``, ``stderr_path``) that
-    can be read while it runs; the caller waits for them."""
-    logs.mkdir(parents=True, exist_ok=True)
-    hosts = hosts or [f"127.0.0.1:{free_port()}" for _ in range(count)]
-    workers = []
-    for index in range(count) if only is None else [only]:
-        config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
-        out, err = logs / f"worker{index}.out", logs / f"worker{index}.err"
-        with open(out, "w") as stdout, open(err, "w") as stderr:
-            worker = subprocess.Popen(
-                [sys.executable, "-c", KTL, *args],
-                stdout=stdout,
-                stderr=stderr,
-                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(config)},
-            )
-        worker.stdout_path, worker.stderr_path = out, err
-        workers.append(worker)
-    return workers
+from tests.support.cli import KTL, start_workers  # noqa: E402
 
 
 def _labels(path: str, files: list[Path]):
     import numpy as np
 
     from models.bundle import load_bundle
-    from models.inference import Classifier
     from models.preprocessing import load_image
 
     bundle = load_bundle(path)
     pixels = np.stack([load_image(f, bundle.image_size) for f in files])
-    return Classifier(bundle).predict(pixels).argmax(axis=1)
+    return bundle.classifier.predict(pixels).argmax(axis=1)
 
 
 def main() -> None:

@@ -106,7 +106,7 @@ def main() -> None:
         weights = tmp / f"{args.backbone}_random.weights.h5"
         build_backbone(spec, size, None).save_weights(weights)
         command = [
-            sys.executable, "-c", "import sys; from training.cli import main; sys.exit(main(sys.argv[1:]))",
+            sys.executable, "-c", "import sys; from cli import main; sys.exit(main(sys.argv[1:]))",
             "train", str(data), "--name", "bench", "--store", str(tmp / "store"), "--backbone", args.backbone,
             "--weights", str(weights), "--image-size", str(args.size), "--epochs", "5",
             "--fine-tune-epochs", "1", "--no-augment", "--json",

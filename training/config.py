@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.backbones import get_backbone
-from models.classifier import POOLING
+from models.choices import POOLING
+from models.errors import ConfigError
+
+__all__ = ["STRATEGIES", "ConfigError", "TrainConfig", "build_config", "read_toml"]
 
 STRATEGIES = ("auto", "mirrored", "multiworker")  # how training uses devices and machines
-
-
-class ConfigError(ValueError):
-    """A job configuration that cannot run; the message names the setting."""
 
 
 @dataclass
@@ -115,10 +114,24 @@ def build_config(file_settings: dict, flag_settings: dict) -> TrainConfig:
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
     for field in dataclasses.fields(TrainConfig):
-        value = getattr(config, field.name)
-        expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(
-            str(field.type).split(" |")[0]
-        )
-        if value is not None and expected and not isinstance(value, expected):
-            raise ConfigError(f"{field.name} = {value!r}: expected {str(field.type)}")
+        _check_type(field, getattr(config, field.name))
     return config.validate()
+
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "float": (int, float),
+    "bool": bool,
+    "str": str,
+}
+
+
+def _check_type(field: dataclasses.Field, value: object) -> None:
+    """``ConfigError`` unless ``value`` has the field's type. A bool is an int to Python,
+    but ``epochs = true`` in a job file is a mistake, not one epoch."""
+    kind = str(field.type).split(" |")[0]
+    expected = _TYPES.get(kind)
+    if value is None or expected is None:
+        return
+    if isinstance(value, bool) != (kind == "bool") or not isinstance(value, expected):
+        raise ConfigError(f"{field.name} = {value!r}: expected {field.type}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.errors import UserError
 from models.preprocessing import ImageError, load_image
 
 # Files with other suffixes are not images and are ignored (README.txt, .DS_Store ...).
@@ -25,8 +26,10 @@ IMBALANCE_RATIO = 1.5  # largest / smallest class above this: class weights are 
 STRONG_IMBALANCE_RATIO = 3.0  # ... and above this it is reported as strong
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset that cannot be trained on; the message says what to fix."""
+
+    code = "invalid_dataset"
 
 
 @dataclass

@@ -1,335 +1,177 @@
-"""Training on several devices or machines through ``tf.distribute``.
+"""How the workers of a multi-worker job agree: on the settings and the files
+before anything is decoded, on the classes once each has decoded its shard, on
+the validation predictions at the end, and on the version the chief published.
 
-``--strategy`` chooses how (see :func:`connect`). With more than one worker
-every worker lists the same files, decodes only its own shard of them, and
-trains a copy of the model; gradients are averaged after every step, so all
-copies stay equal. Collective operations wait for every worker, so every worker
-must run the same number of steps: shards are padded to the largest one.
-Worker 0 (the ``chief`` task if the cluster names one) publishes the bundle.
+Every function here is a no-op wrapper with one worker. With several, each makes
+the same collective calls in the same order on every worker (see
+``training.cluster.Cluster``); a worker that cannot go on tells the others why
+instead of leaving them waiting.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import logging
-import math
+import dataclasses
+import hashlib
 import os
-import signal
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from training.config import STRATEGIES
+from models.errors import ConfigError
+from models.preprocessing import load_image
+from models.store import PublishError
+from training.cluster import Cluster, shard
+from training.config import TrainConfig
+from training.data import DataError, Listing, Prepared, list_samples, merge_reports
+from training.state import JobState, Log, prepared_data
 
-_TRAINING_TASKS = ("chief", "worker")
-
-
-class ClusterError(ValueError):
-    """A cluster (``TF_CONFIG``) or strategy that cannot train; says what to fix."""
-
-
-class WorkerLost(RuntimeError):
-    """Another worker stopped or could not be reached; the job cannot go on."""
+# Settings that may differ between workers: where each one reads and writes.
+_PER_WORKER = ("data", "store", "cache_dir", "resume")
 
 
-def read_tf_config(text: str | None) -> tuple[int, int] | None:
-    """``(workers, this worker's position)`` from a ``TF_CONFIG`` value, or None
-    when it is unset. Position 0 is the chief task, or worker 0 without one."""
-    if not text:
-        return None
+def on_every_worker(cluster: Cluster, work: Callable[[], tuple[Any, Any]]) -> tuple[Any, list]:
+    """``work()`` returns a result and what to share with the other workers; returns
+    the result and every worker's share. A ``DataError`` on any worker is raised on
+    all of them, naming the workers: the others would otherwise wait for it."""
     try:
-        config = json.loads(text)
-        cluster, task = config["cluster"], config["task"]
-        kind, index = task["type"], int(task["index"])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ClusterError(
-            'TF_CONFIG must be JSON like {"cluster": {"worker": ["host0:port", "host1:port"]}, '
-            f'"task": {{"type": "worker", "index": 0}}}}: {exc!r}'
-        ) from None
-    extra = sorted(set(cluster) - {*_TRAINING_TASKS, "evaluator"})
-    if extra:
-        raise ClusterError(
-            f"TF_CONFIG names {', '.join(extra)} tasks; ktl trains with synchronous workers "
-            "only (chief and worker tasks, no parameter servers)"
+        result, share = work()
+    except DataError as exc:
+        result, share = None, {"error": str(exc)}
+    shares = cluster.allgather_json(share)
+    errors = [f"worker {i}: {s['error']}" for i, s in enumerate(shares) if "error" in s]
+    if errors:
+        raise DataError("; ".join(errors))
+    return result, shares
+
+
+def list_dataset(cluster: Cluster, config: TrainConfig, log: Log) -> Listing:
+    """This worker's files of DATA: all of them with one worker; with several, its
+    shard, once every worker has checked that they run the same job."""
+    if cluster.workers == 1:
+        return list_samples(config.data)
+    listing = _agree_on_the_job(cluster, config)
+    total = len(listing.samples)
+    listing = dataclasses.replace(listing, samples=shard(listing.samples, cluster))
+    log(f"This worker's shard: {len(listing.samples):,} of {total:,} files")
+    return listing
+
+
+def _agree_on_the_job(cluster: Cluster, config: TrainConfig) -> Listing:
+    """The listing of DATA, once the workers have checked they run the same job:
+    workers started with other settings, or seeing other files, would train
+    different steps and wait for each other forever, so every worker stops instead."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in _PER_WORKER}
+
+    def listing_and_share() -> tuple[Listing, dict]:
+        listing = list_samples(config.data)
+        base = Path(config.data)
+        base = base.parent if base.is_file() else base
+        files = hashlib.sha256(
+            "".join(
+                f"{os.path.relpath(s.path, base)}\0{s.label}\n" for s in listing.samples
+            ).encode()
+        ).hexdigest()
+        return listing, {"settings": settings, "files": files, "count": len(listing.samples)}
+
+    listing, shares = on_every_worker(cluster, listing_and_share)
+    differ = sorted({k for s in shares for k, v in s["settings"].items() if v != settings[k]})
+    if differ:
+        raise ConfigError(
+            f"the workers were started with different settings ({', '.join(differ)}); "
+            "start every worker with the same ktl train command"
         )
-    if kind not in _TRAINING_TASKS:
-        raise ClusterError(f"TF_CONFIG task type {kind!r}: this process must be a chief or worker")
-    if not 0 <= index < len(cluster.get(kind, [])):
-        raise ClusterError(f"TF_CONFIG task index {index} is not in the cluster's {kind} list")
-    chiefs = len(cluster.get("chief", []))
-    if chiefs > 1:
-        raise ClusterError("TF_CONFIG may name one chief task at most")
-    workers = chiefs + len(cluster.get("worker", []))
-    return workers, index if kind == "chief" else index + chiefs
-
-
-@dataclass
-class Cluster:
-    """Where this process trains: ``strategy`` None means one device, no ``tf.distribute``."""
-
-    strategy: tf.distribute.Strategy | None = None
-    workers: int = 1
-    index: int = 0
-
-    @property
-    def is_chief(self) -> bool:
-        return self.index == 0
-
-    @property
-    def replicas(self) -> int:
-        return self.strategy.num_replicas_in_sync if self.strategy else 1
-
-    def scope(self):
-        """Variables created in this scope are mirrored on every replica."""
-        return self.strategy.scope() if self.strategy else contextlib.nullcontext()
-
-    def describe(self) -> str:
-        if self.strategy is None:
-            return "one device"
-        kind = "multi-worker" if self.workers > 1 else "mirrored"
-        return (
-            f"{kind}: {self.replicas} replicas, worker {self.index} of {self.workers}"
-            f"{' (chief, publishes)' if self.is_chief else ''}"
+    if len({s["files"] for s in shares}) > 1:
+        counts = ", ".join(f"worker {i}: {s['count']:,} files" for i, s in enumerate(shares))
+        raise DataError(
+            f"the workers see different files in DATA ({counts}); every worker needs the same "
+            "dataset (a shared volume or identical copies)"
         )
+    return listing
 
-    @contextlib.contextmanager
-    def failures(self):
-        """With several workers: TensorFlow's errors from a collective whose peer is
-        gone become ``WorkerLost``, and an interruption says how to start again."""
-        if self.workers == 1:
-            yield
-            return
-        try:
-            yield
-        except tf.errors.OpError as exc:
-            if not _peer_lost(exc):
-                raise
-            lines = [line for line in exc.message.splitlines() if line.strip()]
-            reason = next((line for line in lines if "task" in line), lines[0] if lines else "")
-            raise WorkerLost(
-                f"worker {self.index}: the job stopped because another worker failed or could "
-                f"not be reached ({reason.strip()}); nothing was published. Start every "
-                "worker again (their logs say why one stopped)"
-            ) from exc
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt(
-                "interrupted; nothing was published. Start every worker of the job again "
-                "(--resume is not available with several workers)"
-            ) from None
 
-    def farewell(self) -> None:
-        """A last exchange after the outcome: a worker leaves only once every other has
-        received it, so none sees the chief go before its answer arrived."""
-        with contextlib.suppress(tf.errors.OpError):
-            self.allgather_json(True)
+def prepared_shards(
+    cluster: Cluster,
+    state: JobState,
+    listing: Listing,
+    size: tuple[int, int],
+    config: TrainConfig,
+    log: Log,
+) -> tuple[Prepared, bool]:
+    """``state.prepared_data`` on every worker, which then agree on the classes and
+    share their health reports (one merged report, and class weights, for all)."""
+    if cluster.workers == 1:
+        return prepared_data(state, listing, size, config, log)
 
-    # Collectives: every worker must make the same calls in the same order.
+    def prepared_and_share() -> tuple[tuple[Prepared, bool], dict]:
+        prepared, reused = prepared_data(state, listing, size, config, log)
+        return (prepared, reused), {"labels": prepared.labels, "report": prepared.report}
 
-    def allgather_bytes(self, data: bytes) -> list[bytes]:
-        """Every worker's ``data``, in worker order."""
-        if self.workers == 1:
-            return [data]
-        padded = np.frombuffer(data + b"\0" * (-len(data) % 4), np.int32)
-        local = self.replicas // self.workers
-
-        def per_replica(values: np.ndarray, empty: np.ndarray):
-            # One copy per worker: the other local replicas contribute nothing.
-            return self.strategy.experimental_distribute_values_from_function(
-                lambda ctx: tf.constant(
-                    values if ctx.replica_id_in_sync_group % local == 0 else empty
-                )
-            )
-
-        with _no_retracing_warnings():  # each new length traces TensorFlow's gather anew
-            lengths = self.strategy.gather(
-                per_replica(np.array([len(data)], np.int64), np.zeros(0, np.int64)), axis=0
-            ).numpy()
-            joined = self.strategy.gather(per_replica(padded, np.zeros(0, np.int32)), axis=0)
-        joined = joined.numpy().tobytes()
-        parts, start = [], 0
-        for length in lengths:
-            parts.append(joined[start : start + int(length)])
-            start += int(length) + (-int(length) % 4)
-        return parts
-
-    def allgather_json(self, value) -> list:
-        return [json.loads(part) for part in self.allgather_bytes(json.dumps(value).encode())]
-
-    def allgather_array(self, array: np.ndarray) -> list[np.ndarray]:
-        buffer = io.BytesIO()
-        np.save(buffer, np.asarray(array), allow_pickle=False)
-        return [np.load(io.BytesIO(part)) for part in self.allgather_bytes(buffer.getvalue())]
-
-    def per_replica_batch(self, batch_size: int) -> int:
-        """Each replica's share of a global batch (what its BatchNorm layers see)."""
-        return math.ceil(batch_size / self.replicas)
-
-    def distribute(
-        self, make: Callable[[int, int | None], tf.data.Dataset], count: int, batch_size: int
-    ) -> tuple[object, int | None]:
-        """Batches for ``fit`` and the steps of one epoch (None: the dataset's length).
-
-        ``make(batch, pad_to)`` builds this worker's dataset of its ``count`` items,
-        padded to ``pad_to`` (None: not padded) with items of weight 0. Distributed,
-        ``batch_size`` is the global batch; every replica gets its share, and the data
-        repeats, the steps telling ``fit`` where an epoch ends (Keras would count per
-        replica)."""
-        if self.strategy is None:
-            return make(batch_size, None), None
-        per_replica = self.per_replica_batch(batch_size)
-        local = self.replicas // self.workers
-        longest = max(self.allgather_json(count))
-        steps = math.ceil(longest / (per_replica * local))
-        # One replica per worker: pad to the longest shard, the last batch may be short.
-        # Several: every replica needs a batch every step, so pad to whole steps.
-        pad_to = longest if local == 1 else steps * per_replica * local
-        data = self.strategy.distribute_datasets_from_function(
-            lambda context: make(per_replica, pad_to).repeat()
+    (prepared, reused), shares = on_every_worker(cluster, prepared_and_share)
+    if any(s["labels"] != prepared.labels for s in shares):
+        found = "; ".join(f"worker {i}: {', '.join(s['labels'])}" for i, s in enumerate(shares))
+        raise DataError(
+            f"the workers' shards hold different classes ({found}): with {cluster.workers} "
+            f"workers every class needs at least {2 * cluster.workers} readable images"
         )
-        return data, steps
-
-    @property
-    def model_class(self) -> type[keras.Model]:
-        """The class of the models ``fit`` trains (see ``_WorkerSynced``)."""
-        return _WorkerSynced if self.workers > 1 else keras.Model
-
-    def fit_scope(self):
-        """Where the models ``fit`` trains are built. With several workers, outside
-        the strategy's scope on purpose: Keras 3.15 then builds them in the traced
-        step instead of first averaging a batch of data across workers, which fails
-        (keras-team/keras#20585). With one worker, Keras' documented way: inside."""
-        return contextlib.nullcontext() if self.workers > 1 else self.scope()
-
-    def mean(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """Element-wise means over the workers of each array."""
-        gathered = self.allgather_array(np.concatenate([np.ravel(a) for a in arrays]))
-        flat = np.mean(gathered, axis=0)
-        out, start = [], 0
-        for a in arrays:
-            out.append(flat[start : start + a.size].reshape(a.shape).astype(a.dtype))
-            start += a.size
-        return out
+    merged = merge_reports([s["report"] for s in shares])
+    return dataclasses.replace(prepared, report=merged), reused
 
 
-def _peer_lost(exc: tf.errors.OpError) -> bool:
-    """Whether a TensorFlow error comes from another worker being gone."""
-    lost = (
-        tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError,
-        tf.errors.DeadlineExceededError,
-    )  # fmt: skip
-    return isinstance(exc, lost) or "Collective ops is aborted" in (exc.message or "")
+@dataclasses.dataclass(frozen=True)
+class Validation:
+    """The validation images' predictions, on every shard: row ``i`` of
+    ``probabilities`` is ``files[i]``, whose pixels are ``pixels[rows[i]]``."""
+
+    probabilities: np.ndarray
+    targets: np.ndarray
+    files: list[str]
+    pixels: Any  # an array or DecodeOnRead: indexed by position
+    rows: np.ndarray
 
 
-@contextlib.contextmanager
-def _no_retracing_warnings():
-    def keep(record: logging.LogRecord) -> bool:
-        return "triggered tf.function retracing" not in record.getMessage()
+def gather_validation(cluster: Cluster, local: Validation, size: tuple[int, int]) -> Validation:
+    """Every worker validated its shard; the chief reports on all of them."""
+    if cluster.workers == 1:
+        return local
+    files = [file for part in cluster.allgather_json(local.files) for file in part]
+    return Validation(
+        np.concatenate(cluster.allgather_array(local.probabilities)),
+        np.concatenate(cluster.allgather_array(local.targets)),
+        files,
+        DecodeOnRead(files, size),
+        np.arange(len(files)),
+    )
 
-    logger = logging.getLogger("tensorflow")
-    logger.addFilter(keep)
+
+def publish_on_chief(cluster: Cluster, save: Callable[[], tuple[int, Path]]) -> tuple[int, Path]:
+    """The chief runs ``save`` and tells the other workers the outcome either way;
+    the others wait for it. Returns the published ``(version, path)``."""
+    if not cluster.is_chief:
+        outcome = cluster.allgather_json(None)[0]
+        cluster.farewell()
+        if "error" in outcome:
+            raise PublishError(f"the chief worker could not publish: {outcome['error']}")
+        return outcome["version"], Path(outcome["path"])
     try:
-        yield
-    finally:
-        logger.removeFilter(keep)
+        version, path = save()
+    except Exception as exc:
+        if cluster.workers > 1:
+            cluster.allgather_json({"error": str(exc)})
+        raise
+    if cluster.workers > 1:
+        cluster.allgather_json({"version": version, "path": str(path)})
+        cluster.farewell()
+    return version, path
 
 
-class _WorkerSynced(keras.Model):
-    """Keras 3.15 averages a multi-worker step's scalar logs with ``axis=0`` and
-    fails ("Invalid reduction dimension 0", tensorflow/tensorflow#72388); a
-    length-1 axis makes that average the intended one."""
+class DecodeOnRead:
+    """Validation images by position, decoded when read: the chief holds the pixels
+    of its own shard only, and the report shows a few images of any shard."""
 
-    def train_step(self, data):
-        return {k: tf.reshape(v, [1]) for k, v in super().train_step(data).items()}
+    def __init__(self, files: list[str], size: tuple[int, int]):
+        self.files, self.size = files, size
 
-    def test_step(self, data):
-        return {k: tf.reshape(v, [1]) for k, v in super().test_step(data).items()}
-
-
-def plan(strategy: str, environ=os.environ) -> tuple[str, int, int]:
-    """What ``connect`` would set up, starting nothing: ``(kind, workers, index)``,
-    kind being ``one``, ``mirrored`` or ``multiworker``.
-
-    ``auto``: every worker of ``TF_CONFIG`` when it names more than one, else every
-    local GPU when there are several, else one device. ``mirrored``: one copy per
-    local GPU (the CPU when there is no GPU). ``multiworker``: the workers of
-    ``TF_CONFIG``, required.
-    """
-    if strategy not in STRATEGIES:
-        raise ClusterError(f"--strategy must be one of {', '.join(STRATEGIES)}")
-    found = read_tf_config(environ.get("TF_CONFIG"))
-    if strategy == "auto":
-        if found and found[0] > 1:
-            strategy = "multiworker"
-        elif len(tf.config.list_physical_devices("GPU")) > 1:
-            strategy = "mirrored"
-        else:
-            return "one", 1, 0
-    if strategy == "mirrored":
-        if found and found[0] > 1:
-            raise ClusterError(
-                f"--strategy mirrored trains on this machine alone, but TF_CONFIG names "
-                f"{found[0]} workers (each would publish its own version): use --strategy "
-                "multiworker, or unset TF_CONFIG"
-            )
-        return "mirrored", 1, 0
-    if found is None:
-        raise ClusterError(
-            "--strategy multiworker needs TF_CONFIG: the cluster's workers and this process's "
-            'task, e.g. {"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}, '
-            '"task": {"type": "worker", "index": 0}} (README: Scaling out)'
-        )
-    return "multiworker", *found
-
-
-def connect(
-    strategy: str, environ=os.environ, log: Callable[[str], None] = lambda message: None
-) -> Cluster:
-    """The cluster ``plan`` describes; call before any other TensorFlow work. With
-    several workers this waits until every one of them has started."""
-    kind, workers, index = plan(strategy, environ)
-    if kind == "one":
-        return Cluster()
-    if kind == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
-        return Cluster(tf.distribute.MirroredStrategy(devices))
-    if workers > 1:
-        log(f"Worker {index}: waiting for all {workers} workers of TF_CONFIG to start ...")
-    with _signal_handlers_kept():
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    return Cluster(strategy, workers, index)
-
-
-@contextlib.contextmanager
-def _signal_handlers_kept():
-    """Keep this process's handlers of Ctrl-C and SIGTERM through the strategy's creation.
-
-    The strategy waits inside TensorFlow until every worker has started, holding
-    the interpreter, so Python's handlers cannot run: Ctrl-C ends the process at
-    once meanwhile (nothing has been written). TensorFlow also puts a handler of
-    its own on SIGTERM (for preemption notices) that would swallow a stop request
-    for the rest of the job; Python's handler is put back after.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    try:
-        yield
-    finally:
-        for sig, handler in handlers.items():
-            if handler is not None:
-                signal.signal(sig, handler)
-
-
-def shard(items: list, cluster: Cluster) -> list:
-    """This worker's share: every ``workers``-th item, so each class (listed in
-    order) is split evenly."""
-    return items[cluster.index :: cluster.workers]
+    def __getitem__(self, index: int) -> np.ndarray:
+        return load_image(Path(self.files[int(index)]), self.size)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from models.errors import ConfigError
+from training.phases import Phase
 
 _BATCHNORM = keras.layers.BatchNormalization
 
@@ -92,13 +94,6 @@ def batches(
     return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
 
 
-@dataclass
-class Phase:
-    name: str  # "head", "fine_tune" or "scratch"
-    epochs: int
-    lr: float
-
-
 def freeze_for_head(backbone: keras.Model) -> None:
     backbone.trainable = False
 
@@ -107,7 +102,7 @@ def unfreeze_top(backbone: keras.Model, unfreeze_from: str) -> int:
     """Train layers from ``unfreeze_from`` on, except BatchNorm; returns how many."""
     names = [layer.name for layer in backbone.layers]
     if unfreeze_from not in names:
-        raise ValueError(
+        raise ConfigError(
             f"--unfreeze-from {unfreeze_from!r} is not a layer of {backbone.name}; "
             f"its last layers are: {', '.join(names[-8:])} (ktl inspect lists all)"
         )

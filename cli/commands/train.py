@@ -1,0 +1,188 @@
+"""``ktl train`` (also ``python -m training``): fine-tune and publish a version."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cli.common import add_json, add_store, print_json, store_default
+from models.choices import POOLING
+from training.config import STRATEGIES
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "train",
+        help="fine-tune a backbone and publish a new version",
+        description="Fine-tune a backbone on DATA and publish the next version of NAME.",
+    )
+    add_train_options(parser)
+    return parser
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``ktl train`` and ``python -m training``; None means 'not given', so a
+    ``--config`` file can set what a flag leaves alone."""
+    parser.add_argument(
+        "data", nargs="?", help="class folders, a folder with train/ and val/, or a CSV path,label"
+    )
+    parser.add_argument("--name", help="model name in the store: [a-z0-9][a-z0-9_-]{0,63}")
+    parser.add_argument(
+        "--config",
+        metavar="JOB.toml",
+        help="TOML file with the same keys as these flags; flags win",
+    )
+    _add_model_options(parser.add_argument_group("model"))
+    recipe = parser.add_argument_group("recipe")
+    _add_recipe_options(recipe)
+    _add_run_options(recipe)
+    add_store(parser, default=None)
+    add_json(parser, "print one JSON object (name, version, path, metrics, dataset, seconds)")
+
+
+def _add_model_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--backbone", help="backbone from `ktl backbones` (default resnet50)")
+    group.add_argument(
+        "--weights",
+        help="imagenet (default: Keras' download and cache, $KERAS_HOME), none (random "
+        "initialisation, the whole network trains), or the path of a weights file",
+    )
+    group.add_argument(
+        "--image-size", type=int, help="square input size in pixels (default: the backbone's)"
+    )
+    group.add_argument(
+        "--pooling", choices=POOLING, help="global pooling before the head (default avg)"
+    )
+    group.add_argument("--dropout", type=float, help="dropout before the softmax (default 0.2)")
+
+
+def _add_recipe_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--epochs",
+        type=int,
+        help="epochs of the head phase (or of training from scratch; default 10)",
+    )
+    group.add_argument(
+        "--fine-tune-epochs",
+        type=int,
+        help="epochs with the top block unfrozen; 0 skips (default 5)",
+    )
+    group.add_argument(
+        "--unfreeze-from",
+        metavar="LAYER",
+        help="first backbone layer trained in phase 2 (default: the backbone's)",
+    )
+    group.add_argument("--lr", type=float, help="learning rate of the head phase (default 1e-3)")
+    group.add_argument(
+        "--fine-tune-lr", type=float, help="learning rate of the fine-tuning phase (default 1e-5)"
+    )
+    group.add_argument("--batch-size", type=int, help="images per step (default 32)")
+    group.add_argument(
+        "--patience",
+        type=int,
+        help="epochs without val_loss improvement before stopping (default 3)",
+    )
+    group.add_argument(
+        "--val-split", type=float, help="share of each class held out for validation (default 0.2)"
+    )
+    group.add_argument(
+        "--seed", type=int, help="seed of the split, augmentation and initialisation (default 42)"
+    )
+    group.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_const",
+        const=False,
+        help="no flip/rotation/zoom/contrast augmentation",
+    )
+
+
+def _add_run_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--mixed-precision",
+        action="store_const",
+        const=True,
+        help="float16 compute with float32 weights (GPUs with tensor cores; slower on CPUs)",
+    )
+    group.add_argument(
+        "--jit", action="store_const", const=True, help="compile the training step with XLA"
+    )
+    group.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where the decoded images are cached as a memory map, e.g. a disk with room "
+        "(default: the job's folder in the store)",
+    )
+    group.add_argument(
+        "--resume",
+        action="store_const",
+        const=True,
+        help="continue this name's interrupted job from its last checkpoint",
+    )
+    group.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        help="devices and machines: mirrored (every local GPU), multiworker (the workers "
+        "in $TF_CONFIG; each decodes its shard of the files, worker 0 or the chief "
+        "publishes), auto (default: multiworker when TF_CONFIG names several workers, "
+        "mirrored with several GPUs, else one device)",
+    )
+
+
+def train_config(args: argparse.Namespace):
+    """The job configuration from ``--config`` and flags (flags win)."""
+    from training.config import build_config, read_toml
+
+    file_settings = read_toml(args.config) if args.config else {}
+    flags = {
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("command", "config", "json", "run")
+    }
+    if flags.get("store") is None and "store" not in file_settings:
+        flags["store"] = store_default()
+    return build_config(file_settings, flags)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.job import run_job
+
+    result = run_job(train_config(args))
+    print_json(result) if args.json else print_summary(result)
+    return 0
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    """What a person reads after ``ktl train``: where the model went, its figures."""
+    metrics, dataset, training = result["metrics"], result["dataset"], result["training"]
+    phases = ", ".join(f"{p['name']} {p['epochs']} epochs" for p in training["phases"])
+    worker = result.get("worker")
+    if worker and worker["index"]:
+        print(
+            f"Trained as worker {worker['index']} of {worker['workers']}; the chief published "
+            f"{result['name']} version {result['version']}: {result['path']}"
+        )
+    else:
+        print(f"Published {result['name']} version {result['version']}: {result['path']}")
+    print(
+        f"  data        {dataset['train_images']} train / {dataset['val_images']} "
+        "validation images, "
+        f"{len(dataset['classes'])} classes; {dataset['skipped']} skipped, "
+        f"{dataset['ignored_files']} non-image files ignored"
+    )
+    for warning in dataset["warnings"]:
+        print(f"  note        {warning}")
+    print(f"  training    {training['recipe']}: {phases}")
+    print(
+        f"  validation  accuracy {metrics['accuracy']:.3f}, top-{metrics['top_k']} "
+        f"{metrics['top_k_accuracy']:.3f}, loss {metrics['loss']:.3f}, "
+        f"macro F1 {metrics['macro_f1']:.3f}"
+    )
+    width = max(len(label) for label in metrics["per_class"]) + 2
+    print(f"  {'class':<{width}}precision  recall     f1  support")
+    for label, c in metrics["per_class"].items():
+        print(
+            f"  {label:<{width}}{c['precision']:>9.3f}{c['recall']:>8.3f}{c['f1']:>7.3f}"
+            f"{c['support']:>9}"
+        )
+    print(f"  took        {result['seconds']:.1f} s")

@@ -1,0 +1,55 @@
+"""What several commands share: the store option, JSON output, model lookup."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.bundle import Bundle
+
+EXIT_USAGE = 2  # a usage or input error (models.errors.UserError.exit_code)
+
+
+def store_default() -> str:
+    return os.environ.get("KTL_MODEL_STORE", "model_store")
+
+
+def add_store(parser: argparse.ArgumentParser, default: str | None = "env") -> None:
+    parser.add_argument(
+        "--store",
+        default=store_default() if default == "env" else default,
+        help="model store folder (default: $KTL_MODEL_STORE or ./model_store)",
+    )
+
+
+def add_json(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--json", action="store_true", help=help)
+
+
+def add_model(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--name`` and ``--version`` of a published model."""
+    parser.add_argument("--name", required=required, help="model name")
+    parser.add_argument("--version", type=int, help="version (default: the latest)")
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def load_model(args: argparse.Namespace) -> Bundle:
+    """The bundle of ``--name`` at ``--version`` in ``--store``, loaded and verified."""
+    from models.bundle import load_bundle
+    from models.store import ModelStore, validate_name
+
+    _, path = ModelStore(args.store).resolve(validate_name(args.name), args.version)
+    return load_bundle(path)
+
+
+def note(message: str) -> None:
+    """A line for the person at the terminal (stderr: stdout is for results)."""
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,77 @@
+"""The parser and the dispatch of ``ktl``; every error leaves through ``main``:
+a ``UserError`` exits 2, an ``OperationalError`` 1, each with its message on
+stderr; anything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from types import ModuleType
+
+from cli.commands import (
+    backbones,
+    demo,
+    explain,
+    export,
+    inspect,
+    predict,
+    serve,
+    train,
+)
+
+EXIT_INTERRUPTED = 130
+# In the order `ktl --help` lists them.
+COMMANDS: tuple[ModuleType, ...] = (
+    backbones,
+    train,
+    predict,
+    serve,
+    inspect,
+    explain,
+    export,
+    demo,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ktl",
+        description="Fine-tune ImageNet backbones on your images, publish versioned models, "
+        "serve them.",
+        epilog="Exit codes: 0 success, 2 usage or input error, 1 anything else. "
+        "Run `ktl COMMAND --help` for each command's options.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(sub).set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt as exc:
+        print(
+            f"ktl: {exc}"
+            if str(exc)
+            else "ktl: interrupted; nothing was published. Run the same command with --resume "
+            "to continue a training job from its last finished epoch.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        from models.errors import KtlError
+
+        if not isinstance(exc, KtlError):
+            raise
+        print(f"ktl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

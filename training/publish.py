@@ -1,0 +1,71 @@
+"""What a finished job publishes: the bundle's metadata and its ``reports/``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import keras
+
+from models.backbones import BackboneSpec
+from models.explain import activation_layers
+from models.metadata import BundleMetadata, InputSpec, Metrics
+from models.preprocessing import RESIZE_POLICY
+from training import report
+from training.config import TrainConfig
+from training.data import Prepared
+from training.distributed import Validation
+from training.evaluate import history_csv
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC, to the second: ``2026-01-31T12:00:00Z``."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def bundle_metadata(
+    config: TrainConfig,
+    spec: BackboneSpec,
+    model: keras.Model,
+    prepared: Prepared,
+    metrics: dict[str, Any],
+    details: dict[str, Any],
+    fingerprint: str,
+) -> BundleMetadata:
+    """The metadata of the bundle a job publishes (its version comes at publish)."""
+    size = config.resolved_image_size()
+    dataset = {k: v for k, v in prepared.report.items() if k != "warnings"}
+    return BundleMetadata(
+        name=config.name,
+        labels=tuple(prepared.labels),
+        backbone=spec.name,
+        image_size=size,
+        input=InputSpec(shape=(*size, 3)),
+        resize=RESIZE_POLICY,
+        created_at=utc_now(),
+        metrics=Metrics.model_validate(metrics),
+        training={**config.to_dict(), **details},
+        dataset={**dataset, "fingerprint": fingerprint},
+        activation_layers=tuple(activation_layers(model)),
+    )
+
+
+def report_files(
+    history: list[dict], metrics: dict[str, Any], labels: list[str], validation: Validation
+) -> dict[str, bytes]:
+    """``reports/``: figures, history, curves, confusion matrix, the worst images."""
+    return {
+        "metrics.json": json.dumps(metrics, indent=2).encode(),
+        "history.csv": history_csv(history).encode(),
+        "curves.png": report.curves_png(history),
+        "confusion_matrix.png": report.confusion_png(labels, metrics["confusion_matrix"]["matrix"]),
+        **report.worst_predictions(
+            validation.pixels,
+            validation.rows,
+            validation.probabilities,
+            validation.targets,
+            labels,
+            validation.files,
+        ),
+    }

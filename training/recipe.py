@@ -1,0 +1,209 @@
+"""Running a job's planned phases on its prepared data: the head on cached
+features when the backbone is frozen and nothing is augmented, checkpoints
+after every phase and epoch for ``--resume``, and BatchNorm recalibrated after
+training from scratch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from training import finetune
+from training.cluster import Cluster
+from training.config import TrainConfig
+from training.data import Prepared
+from training.phases import Phase, unfreeze_point
+from training.state import JobState, Log
+
+
+def uses_cached_features(config: TrainConfig) -> bool:
+    """Frozen backbone, no augmentation: its features are the same every epoch, so
+    phase 1 computes them once and trains the head alone on them."""
+    return config.transfer and not config.augment
+
+
+@dataclass
+class _Run:
+    """One job's training: what every phase needs, and what the phases did."""
+
+    config: TrainConfig
+    model: keras.Model
+    backbone: keras.Model
+    prepared: Prepared
+    state: JobState
+    cluster: Cluster
+    log: Log
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def batches(self, indices: np.ndarray, shuffle: bool, batch_size: int | None = None):
+        """This worker's batches of pixels for a forward pass of its own."""
+        return finetune.batches(
+            self.prepared.pixels,
+            self.prepared.targets,
+            indices,
+            batch_size or self.config.batch_size,
+            shuffle=shuffle,
+            seed=self.config.seed,
+        )
+
+    def fit_data(self, inputs: np.ndarray, targets: np.ndarray, indices, shuffle: bool):
+        """``(batches, steps)`` for ``fit``, split over the replicas; class weights when
+        training."""
+        weights = self.prepared.class_weights() if shuffle else None
+        config = self.config
+        return self.cluster.distribute(
+            lambda batch, pad_to: finetune.batches(
+                inputs, targets, indices, batch,
+                shuffle=shuffle, seed=config.seed, class_weight=weights, pad_to=pad_to,
+            ),
+            len(indices),
+            config.batch_size,
+        )  # fmt: skip
+
+    def pixel_data(self) -> tuple[tuple, tuple]:
+        prepared = self.prepared
+        return (
+            self.fit_data(prepared.pixels, prepared.targets, prepared.train, True),
+            self.fit_data(prepared.pixels, prepared.targets, prepared.val, False),
+        )
+
+    def feature_data(self) -> tuple[tuple, tuple]:
+        """The frozen backbone's pooled features of both splits, computed once."""
+        self.log("Computing the frozen backbone's features once; the head trains on them")
+        prepared = self.prepared
+        train, val = (
+            self.fit_data(
+                finetune.pooled_features(self.model, self.batches(indices, False)),
+                prepared.targets[indices],
+                np.arange(len(indices)),
+                shuffle,
+            )
+            for indices, shuffle in ((prepared.train, True), (prepared.val, False))
+        )
+        self.details["cached_features"] = True
+        return train, val
+
+
+def train(
+    config: TrainConfig,
+    phases: list[Phase],
+    model: keras.Model,
+    backbone: keras.Model,
+    prepared: Prepared,
+    state: JobState,
+    cluster: Cluster,
+    log: Log,
+) -> tuple[list[dict], dict[str, Any]]:
+    """Run the phases not yet finished; returns the history rows and what was done."""
+    run = _Run(config, model, backbone, prepared, state, cluster, log)
+    run.details.update(_describe(config, cluster, phases))
+    pixel_data = run.pixel_data()
+    with cluster.fit_scope():
+        fit_model = finetune.training_model(model, config.augment, config.seed, cluster.model_class)
+    if not config.transfer:
+        log(
+            "Training from random weights: nothing to transfer, so the whole network trains "
+            "from the start (no frozen phase; --fine-tune-epochs is not used)"
+        )
+    progress = state.read("progress.json") or {"done": [], "history": []}
+    for phase in phases:
+        if phase.name in progress["done"]:
+            if _restored(fit_model, phase, state, log):
+                continue
+            progress = _without(progress, phase.name)
+        rows = _run_phase(run, fit_model, phase, pixel_data)
+        fit_model.save_weights(state.root / f"{phase.name}.weights.h5")
+        progress = {"done": [*progress["done"], phase.name], "history": progress["history"] + rows}
+        state.write("progress.json", progress)
+    if not config.transfer:
+        _recalibrate_batchnorm(run)
+    run.details["phases"] = [
+        {"name": p, "epochs": sum(1 for r in progress["history"] if r["phase"] == p)}
+        for p in progress["done"]
+    ]
+    run.details["trainable_params"] = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    run.details["total_params"] = int(model.count_params())
+    return progress["history"], run.details
+
+
+def _describe(config: TrainConfig, cluster: Cluster, phases: list[Phase]) -> dict[str, Any]:
+    details: dict[str, Any] = {"recipe": "transfer" if config.transfer else "scratch"}
+    if cluster.strategy is not None:
+        details["distribution"] = {
+            "kind": "multiworker" if cluster.workers > 1 else "mirrored",
+            "workers": cluster.workers,
+            "replicas": cluster.replicas,
+            "global_batch_size": -(-config.batch_size // cluster.replicas) * cluster.replicas,
+        }
+    if config.transfer:
+        details["unfreeze_from"] = unfreeze_point(phases)
+    return details
+
+
+def _restored(fit_model: keras.Model, phase: Phase, state: JobState, log: Log) -> bool:
+    """Load a phase finished before an interruption; False if its checkpoint is unusable."""
+    try:
+        fit_model.load_weights(state.root / f"{phase.name}.weights.h5")
+    except (ValueError, OSError) as exc:  # e.g. saved by another ktl version
+        log(f"Phase {phase.name}'s checkpoint does not load ({exc}); running it again")
+        return False
+    log(f"Phase {phase.name} finished before the interruption; loaded its weights")
+    return True
+
+
+def _without(progress: dict, phase: str) -> dict:
+    return {
+        "done": [d for d in progress["done"] if d != phase],
+        "history": [r for r in progress["history"] if r["phase"] != phase],
+    }
+
+
+def _run_phase(run: _Run, fit_model: keras.Model, phase: Phase, pixel_data) -> list[dict]:
+    """Train one phase (with its layers frozen as it needs); its history rows."""
+    phase_model, (train, val) = fit_model, pixel_data
+    if phase.name == "head":
+        finetune.freeze_for_head(run.backbone)
+        if uses_cached_features(run.config):
+            with run.cluster.fit_scope():
+                phase_model = finetune.head_model(run.model, run.cluster.model_class)
+            train, val = run.feature_data()
+    elif phase.name == "fine_tune":
+        assert phase.unfreeze_from is not None
+        count = finetune.unfreeze_top(run.backbone, phase.unfreeze_from)
+        run.log(f"Unfroze {count} layers from {phase.unfreeze_from} (BatchNorm stays frozen)")
+    state, single = run.state, run.cluster.workers == 1
+    with run.cluster.scope():
+        return finetune.run_phase(
+            phase_model,
+            phase,
+            *train,
+            *val,
+            patience=run.config.patience,
+            # several workers restart together, so none resumes alone
+            backup_dir=state.root / f"backup_{phase.name}" if single else None,
+            earlier=state.read(f"epochs_{phase.name}.json"),
+            on_epoch=lambda rows: state.write(f"epochs_{phase.name}.json", rows),
+            jit=run.config.jit,
+        )
+
+
+def _recalibrate_batchnorm(run: _Run) -> None:
+    """After training from scratch: BatchNorm statistics measured on the training
+    images, in batches of the size each replica trained on."""
+    cluster = run.cluster
+    batches = run.batches(
+        run.prepared.train, False, cluster.per_replica_batch(run.config.batch_size)
+    )
+    if not finetune.recalibrate_batchnorm(run.model, run.backbone, batches):
+        return
+    run.log("Recalibrated BatchNorm statistics on the training images")
+    if cluster.workers > 1:  # each worker measured its shard: average them
+        statistics = finetune.batchnorm_statistics(run.backbone)
+        for variable, mean in zip(
+            statistics, cluster.mean([v.numpy() for v in statistics]), strict=True
+        ):
+            variable.assign(mean)
+    run.details["batchnorm_recalibrated"] = True

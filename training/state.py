@@ -1,0 +1,161 @@
+"""An unfinished job's state, so ``--resume`` can continue it: its settings, the
+decoded images, finished phases and epochs, in ``<store>/.jobs/<name>/`` until
+it publishes. One job per name and store at a time (a lock file beside it)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.errors import ConfigError
+from models.store import ModelStore
+from training.config import TrainConfig
+from training.data import DataError, Listing, Prepared, fingerprint, prepare
+
+Log = Callable[[str], None]
+
+# Settings that change what a job computes: a resumed job must match them.
+RESUME_KEYS = (
+    "data", "backbone", "weights", "image_size", "batch_size", "epochs", "fine_tune_epochs",
+    "unfreeze_from", "lr", "fine_tune_lr", "val_split", "seed", "augment", "dropout", "pooling",
+)  # fmt: skip
+# What a job keeps of the decoded data when its phases are started over.
+_DATA_FILES = ("config.json", "data.json", "pixels.npy")
+
+
+class JobState:
+    """Files of an unfinished job: its config, decoded pixels, finished phases."""
+
+    def __init__(self, root: Path, pixels_file: Path):
+        self.root = root
+        self.pixels_file = pixels_file
+
+    def read(self, name: str) -> Any:
+        try:
+            return json.loads((self.root / name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write(self, name: str, data: dict | list) -> None:
+        tmp = self.root / f".{name}.tmp"
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.root / name)
+
+    def forget_phases(self) -> None:
+        """Drop finished phases and epochs (they were trained on other data)."""
+        for stale in self.root.glob("*"):
+            if stale.name not in _DATA_FILES:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+
+    def remove(self) -> None:
+        """Remove the job's state and its decoded-image cache."""
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.pixels_file.unlink(missing_ok=True)
+
+
+def job_dir(store: ModelStore, name: str, worker: int = 0) -> Path:
+    """``<store>/.jobs/<name>``; other workers than the chief keep theirs apart (a
+    suffix no model name can have)."""
+    root = store.job_dir(name)
+    return root if worker == 0 else root.with_name(f"{root.name}.worker{worker}")
+
+
+def pixels_file(root: Path, cache_dir: str | None) -> Path:
+    """The decoded-image cache: in the job's folder, or under ``--cache-dir``."""
+    if cache_dir:
+        return Path(cache_dir) / f"{root.name}.pixels.npy"
+    return root / "pixels.npy"
+
+
+@contextlib.contextmanager
+def open_job(root: Path, config: TrainConfig, log: Log) -> Iterator[JobState]:
+    """The job's state, locked for this process; an interrupted job's state is
+    continued with ``--resume`` (same settings) and discarded without. On success the
+    caller removes it (``JobState.remove``); on failure it stays for a resume."""
+    root.mkdir(parents=True, exist_ok=True)
+    lock_path = root.parent / f"{root.name}.lock"
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(
+                f"another training job for {root.name!r} is running on this store"
+            ) from None
+        state = JobState(root, pixels_file(root, config.cache_dir))
+        _check_resume(state, config, log)
+        yield state
+    if not root.exists():  # finished: the lock goes with the state
+        lock_path.unlink(missing_ok=True)
+
+
+def _check_resume(state: JobState, config: TrainConfig, log: Log) -> None:
+    saved = state.read("config.json")
+    wanted = {key: config.to_dict()[key] for key in RESUME_KEYS}
+    if saved is not None and not config.resume:
+        log(f"Discarding an interrupted job for {config.name!r} (pass --resume to continue it)")
+        state.remove()
+        state.root.mkdir(parents=True)
+    elif saved is not None and saved != wanted:
+        changed = sorted(key for key in wanted if saved.get(key) != wanted[key])
+        raise ConfigError(
+            f"--resume: the interrupted job used other settings ({', '.join(changed)}); "
+            "run without --resume to start over"
+        )
+    elif saved is None and config.resume:
+        log(f"No interrupted job for {config.name!r} to resume; starting a new one")
+    state.write("config.json", wanted)
+
+
+def prepared_data(
+    state: JobState, listing: Listing, size: tuple[int, int], config: TrainConfig, log: Log
+) -> tuple[Prepared, bool]:
+    """Decode once per job; a resumed job reuses the decoded pixels if the files
+    have not changed since (then the second value is True)."""
+    print_ = fingerprint(listing, size)
+    saved = state.read("data.json")
+    state.pixels_file.parent.mkdir(parents=True, exist_ok=True)
+    if saved and saved["fingerprint"] == print_ and state.pixels_file.is_file():
+        log("Reusing the decoded images of the interrupted job")
+        return _saved_prepared(saved, np.load(state.pixels_file, mmap_mode="r")), True
+    if saved:
+        log("The dataset changed since the interruption; starting the job over")
+    prepared = prepare(
+        listing,
+        size,
+        val_split=config.val_split,
+        seed=config.seed,
+        pixels_file=state.pixels_file,
+        log=log,
+    )
+    if isinstance(prepared.pixels, np.memmap):
+        prepared.pixels.flush()
+    state.write(
+        "data.json",
+        {
+            "fingerprint": print_,
+            "labels": prepared.labels,
+            "targets": prepared.targets.tolist(),
+            "train": prepared.train.tolist(),
+            "val": prepared.val.tolist(),
+            "report": prepared.report,
+        },
+    )
+    return prepared, False
+
+
+def _saved_prepared(saved: dict, pixels: np.ndarray) -> Prepared:
+    return Prepared(
+        saved["labels"],
+        pixels,
+        np.array(saved["targets"], np.int32),
+        np.array(saved["train"], np.int64),
+        np.array(saved["val"], np.int64),
+        saved["report"],
+    )
