@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from benchmarks.soak import Gunicorn
-from tests.conftest import make_colour_dataset
+from tests.support.data import make_colour_dataset
+from tests.support.server import Gunicorn
 from training.config import build_config
 from training.job import run_job
 

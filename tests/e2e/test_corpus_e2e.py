@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.soak import Gunicorn, make_tiny_store
 from models.store import ModelStore
 from tests import corpus
+from tests.support.server import Gunicorn
+from tests.support.tiny import make_tiny_store
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +78,7 @@ def test_the_corpus_against_gunicorn_then_it_still_serves(store, tmp_path):
 
 
 def ktl(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    code = "import sys; from training.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True,

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.soak import free_port
 from models.backbones import get_backbone
 from models.bundle import load_bundle, read_metadata
 from models.inference import Classifier
 from models.preprocessing import load_image
-from tests.cli import ktl, start_workers
-from tests.conftest import make_colour_dataset
+from tests.support.cli import ktl, start_workers
+from tests.support.data import make_colour_dataset
+from tests.support.server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ def test_two_workers_publish_exactly_one_version(runs):
 def test_the_bundle_records_the_cluster_and_covers_every_shard(runs):
     _, root, single, results = runs
     chief = results[0][1]
-    metadata = read_metadata(Path(chief["path"]))
+    metadata = read_metadata(Path(chief["path"])).to_json()
     assert metadata["training"]["strategy"] == "multiworker"
     assert metadata["training"]["distribution"] == {
         "kind": "multiworker", "workers": 2, "replicas": 2, "global_batch_size": 8,
@@ -227,7 +227,7 @@ TWO_CPUS = (
     "cpu = tf.config.list_physical_devices('CPU')[0]; "
     "two = [tf.config.LogicalDeviceConfiguration()] * 2; "
     "tf.config.set_logical_device_configuration(cpu, two); "
-    "from training.cli import main; sys.exit(main(sys.argv[1:]))"
+    "from cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
 

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import json
 
-import keras
 import pytest
 
-from models.backbones import get_backbone
-from models.bundle import save_bundle
-from models.classifier import build_backbone, build_classifier
-from models.store import ModelStore
-from tests.cli import ktl
+from tests.support.cli import ktl
+from tests.support.tiny import publish_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -20,10 +16,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
-    keras.utils.set_random_seed(0)
-    spec = get_backbone("smallcnn")
-    model = build_classifier(spec, build_backbone(spec, (32, 32), None), 2)
-    save_bundle(ModelStore(root), "pets", model, {"labels": ["cat", "dog"], "image_size": [32, 32]})
+    publish_tiny(root, "pets", labels=["cat", "dog"])
     return root
 
 

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from benchmarks.soak import Gunicorn, make_tiny_store
 from models.store import ModelStore
 from tests import corpus
-from tests.conftest import make_colour_dataset
+from tests.support.data import make_colour_dataset
+from tests.support.server import Gunicorn
+from tests.support.tiny import make_tiny_store
 
 pytestmark = pytest.mark.slow
 
@@ -139,8 +140,8 @@ def _write_half_copied_version(store: Path, version: int) -> None:
 
 
 def test_a_corrupt_version_never_serves_and_a_good_one_takes_over_without_a_failure(tmp_path):
-    from benchmarks.soak import tiny_metadata, tiny_model
     from models.bundle import save_bundle
+    from tests.support.tiny import tiny_metadata, tiny_model
 
     store = make_tiny_store(tmp_path / "store")
     with Gunicorn(
@@ -170,7 +171,7 @@ def test_a_corrupt_version_never_serves_and_a_good_one_takes_over_without_a_fail
             assert requests.get(f"{base}/readyz", timeout=10).status_code == 200
             load.wait_for(len(load.sent) + 20)
 
-            version, _ = save_bundle(ModelStore(store), "tiny", tiny_model(3), tiny_metadata())
+            version, _ = save_bundle(ModelStore(store), tiny_model(3), tiny_metadata())
             assert version == 3
             wait_until(lambda: load.sent[-1].version == 3, 30, "version 3 served")
             load.wait_for(len(load.sent) + 20)
@@ -185,7 +186,7 @@ def test_a_corrupt_version_never_serves_and_a_good_one_takes_over_without_a_fail
 
 
 def _ktl_command(*args: str) -> list[str]:
-    code = "import sys; from training.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from cli import main; sys.exit(main(sys.argv[1:]))"
     return [sys.executable, "-c", code, *args]
 
 

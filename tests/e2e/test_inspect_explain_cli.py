@@ -12,7 +12,7 @@ from PIL import Image
 from models.bundle import save_bundle
 from models.store import ModelStore
 from tests.e2e.test_train_cli import ktl
-from tests.models.tiny import IMAGE_SIZE, make_tiny_model, tiny_metadata
+from tests.models.conftest import IMAGE_SIZE, make_tiny_model, tiny_metadata
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def png_format(path: Path) -> str | None:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("store")
-    save_bundle(ModelStore(root), "flowers", make_tiny_model(), tiny_metadata())
+    save_bundle(ModelStore(root), make_tiny_model(), tiny_metadata())
     return root
 
 

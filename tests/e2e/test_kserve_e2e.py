@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.soak import Gunicorn, tiny_metadata, tiny_model
 from models.bundle import load_bundle, save_bundle
 from models.inference import Classifier
 from models.preprocessing import load_image
 from models.store import ModelStore
+from tests.support.server import Gunicorn
+from tests.support.tiny import tiny_metadata, tiny_model
 
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -35,7 +36,7 @@ def _encode(seed: int, size: tuple[int, int]) -> bytes:
 def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("kserve")
     store = work / "store"
-    save_bundle(ModelStore(store), "tiny", tiny_model(1, LABELS), tiny_metadata(LABELS))
+    save_bundle(ModelStore(store), tiny_model(1, len(LABELS)), tiny_metadata("tiny", LABELS))
     with Gunicorn(store, log_path=work / "server.log") as running:
         yield {"base": running.base, "store": store}
 

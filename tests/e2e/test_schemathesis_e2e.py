@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from benchmarks.soak import Gunicorn, make_tiny_store
+from tests.support.server import Gunicorn
+from tests.support.tiny import make_tiny_store
 
 pytestmark = pytest.mark.slow
 

@@ -13,12 +13,13 @@ import pytest
 import requests
 from PIL import Image
 
-from benchmarks.soak import Gunicorn, tiny_metadata, tiny_model
 from models.bundle import load_bundle, save_bundle
 from models.inference import Classifier
 from models.preprocessing import load_image
 from models.store import ModelStore
-from tests.cli import ktl
+from tests.support.cli import ktl
+from tests.support.server import Gunicorn
+from tests.support.tiny import tiny_metadata, tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,7 @@ def server(tmp_path_factory):
     """gunicorn with service/gunicorn.conf.py, started from a folder outside the repo."""
     work = tmp_path_factory.mktemp("e2e")
     store = work / "store"
-    save_bundle(ModelStore(store), "tiny", tiny_model(1), METADATA)
+    save_bundle(ModelStore(store), tiny_model(1), METADATA)
     with Gunicorn(store, reload_interval=0.5, log_path=work / "server.log") as running:
         yield {"base": running.base, "store": store, "log": running.log_path}
 
@@ -106,7 +107,7 @@ def test_a_version_published_while_serving_becomes_the_default_without_a_failure
         while not results:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        version, _ = save_bundle(ModelStore(server["store"]), "tiny", tiny_model(2), METADATA)
+        version, _ = save_bundle(ModelStore(server["store"]), tiny_model(2), METADATA)
         assert version == 2
         deadline = time.monotonic() + 30
         while not results or results[-1][1] != 2:

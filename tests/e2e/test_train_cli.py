@@ -11,8 +11,8 @@ import pytest
 
 from models.bundle import load_bundle, read_metadata
 from models.store import ModelStore
-from tests.cli import ktl
-from tests.conftest import make_colour_dataset
+from tests.support.cli import ktl
+from tests.support.data import make_colour_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_train_publishes_a_complete_bundle(trained):
     assert (bundle_dir / "reports" / "history.csv").read_text().startswith("phase,epoch,loss")
     metrics = json.loads((bundle_dir / "reports" / "metrics.json").read_text())
     assert metrics == summary["metrics"]
-    metadata = read_metadata(bundle_dir)
+    metadata = read_metadata(bundle_dir).to_json()
     for key in (
         "format_version", "name", "version", "labels", "backbone", "image_size", "input",
         "resize", "created_at", "metrics", "training", "dataset", "files", "framework",

@@ -11,7 +11,7 @@ from PIL import Image
 from models import explain
 from models.classic import zfnet
 from models.explain import ExplainError
-from tests.models.tiny import IMAGE_SIZE, make_tiny_model
+from tests.models.conftest import IMAGE_SIZE, make_tiny_model
 
 
 @pytest.fixture(scope="module")

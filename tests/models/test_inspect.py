@@ -12,7 +12,7 @@ from models.inspect import (
     output_size,
     render_text,
 )
-from tests.models.tiny import IMAGE_SIZE, make_tiny_model
+from tests.models.conftest import IMAGE_SIZE, make_tiny_model
 
 WINDOWS = (*CONVOLUTIONS, *POOLINGS, "ZeroPadding2D")
 
@@ -33,7 +33,7 @@ WINDOWS = (*CONVOLUTIONS, *POOLINGS, "ZeroPadding2D")
     ],
 )
 def test_the_formula_gives_what_keras_builds(name, size):
-    report = inspect_backbone(name, size)
+    _, report = inspect_backbone(name, size)
     windows = [row for row in report["layers"] if row["type"] in WINDOWS]
     assert windows
     for row in windows:
@@ -42,7 +42,7 @@ def test_the_formula_gives_what_keras_builds(name, size):
 
 
 def test_vgg16_figures_match_the_api_document():
-    report = inspect_backbone("vgg16")
+    _, report = inspect_backbone("vgg16")
     assert report["backbone"] == "vgg16" and report["image_size"] == [224, 224]
     assert report["total_params"] == report["trainable_params"] == 14_714_688
     conv1 = next(row for row in report["layers"] if row["name"] == "block1_conv1")

@@ -20,7 +20,6 @@ from models.store import (
     ModelNotFound,
     ModelStore,
     PublishError,
-    default_store_path,
     validate_name,
 )
 
@@ -67,13 +66,6 @@ def test_invalid_name_is_checked_before_touching_the_disk(tmp_path):
     with pytest.raises(InvalidName):
         store.staging_dir("../outside")
     assert not (tmp_path / "store").exists()
-
-
-def test_default_store_path(monkeypatch, tmp_path):
-    monkeypatch.delenv("KTL_MODEL_STORE", raising=False)
-    assert default_store_path() == Path("model_store")
-    monkeypatch.setenv("KTL_MODEL_STORE", str(tmp_path))
-    assert default_store_path() == tmp_path
 
 
 # -- publishing -----------------------------------------------------------------------------
@@ -245,10 +237,6 @@ def test_failed_publish_of_a_new_version_leaves_no_trace(tmp_path, monkeypatch):
     assert tree(tmp_path) == before
     monkeypatch.undo()
     assert publish(store, "cats") == 2
-
-
-def test_publish_error_is_an_os_error():
-    assert issubclass(PublishError, OSError)
 
 
 # -- concurrency and a state machine --------------------------------------------------------

@@ -16,9 +16,9 @@ import keras
 import pytest
 
 import models.store
+from cli import main
 from models.store import ModelStore
-from tests.conftest import make_colour_dataset
-from training.cli import main
+from tests.support.data import make_colour_dataset
 
 pytestmark = pytest.mark.slow  # each case trains twice, in-process
 

@@ -2,44 +2,38 @@
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks import soak
-from models.backbones import get_backbone
-from models.bundle import save_bundle
-from models.classifier import build_backbone, build_classifier
-from models.store import ModelStore
+from tests.support.data import encode_image
+from tests.support.tiny import LABELS, publish_tiny
+from tests.support.tiny import SIZE as IMAGE_SIZE
+from tests.support.tiny import tiny_metadata as _tiny_metadata
+from tests.support.tiny import tiny_model as _tiny_model
 
-LABELS = ["cat", "dog", "fox"]
-IMAGE_SIZE = (32, 32)
+__all__ = ["IMAGE_SIZE", "LABELS", "encode_image", "tiny_metadata"]
 
 
-def tiny_metadata(labels: list[str] = LABELS) -> dict:
-    return {**soak.tiny_metadata(labels), "image_size": list(IMAGE_SIZE)}
+def tiny_metadata(name: str = "tiny", labels: list[str] = LABELS):
+    return _tiny_metadata(name, labels)
 
 
 @pytest.fixture(scope="session")
 def tiny_model() -> keras.Model:
-    keras.utils.set_random_seed(0)
-    spec = get_backbone("smallcnn")
-    backbone = build_backbone(spec, IMAGE_SIZE, None)
-    return build_classifier(spec, backbone, len(LABELS))
+    return _tiny_model(0)
 
 
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory, tiny_model: keras.Model) -> Path:
     """A store holding ``tiny`` version 1; shared, so never written to by tests."""
     root = tmp_path_factory.mktemp("tiny_store")
-    save_bundle(ModelStore(root), "tiny", tiny_model, tiny_metadata())
+    publish_tiny(root, model=tiny_model)
     return root
 
 
@@ -56,7 +50,7 @@ def publish(tiny_model: keras.Model) -> Callable[..., int]:
     """Publish the next version of a model the way training does; returns its number."""
 
     def publish(root: Path, name: str = "tiny", labels: list[str] = LABELS) -> int:
-        version, _ = save_bundle(ModelStore(root), name, tiny_model, tiny_metadata(labels))
+        version, _ = publish_tiny(root, name, model=tiny_model, labels=labels)
         return version
 
     return publish
@@ -99,18 +93,6 @@ def app(tiny_store: Path):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def encode_image(
-    fmt: str = "PNG", size: tuple[int, int] = (40, 30), mode: str = "RGB", seed: int = 0
-) -> bytes:
-    """A noisy image of ``size`` (width, height) in ``fmt``."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    image = Image.fromarray(pixels).convert(mode)
-    buffer = io.BytesIO()
-    image.save(buffer, fmt)
-    return buffer.getvalue()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from models.bundle import load_bundle
-from models.inference import Classifier
 from models.preprocessing import load_image
 from service.errors import ImageTooLarge, InvalidImage
 from service.predictor import BatchSettings, ImageUpload, Predictor
@@ -14,7 +13,7 @@ BATCHING = BatchSettings(max_batch_size=4, max_delay_s=0, queue_size=8)
 
 @pytest.fixture(scope="module")
 def classifier(tiny_store):
-    return Classifier(load_bundle(tiny_store / "tiny" / "1"))
+    return load_bundle(tiny_store / "tiny" / "1").classifier
 
 
 @pytest.fixture
@@ -36,7 +35,7 @@ def test_native_body_lists_every_label_in_order_and_top_sorted(predictor, image_
     body = predictor.predict_native(
         [ImageUpload(image_bytes(seed=4), filename="a.png"), ImageUpload(image_bytes(seed=5))],
         top_k=2,
-    )
+    ).model_dump(mode="json")
     assert (body["model"], body["version"]) == ("tiny", 1)
     first, second = body["predictions"]
     assert (first["filename"], second["filename"]) == ("a.png", None)
@@ -49,7 +48,7 @@ def test_native_body_lists_every_label_in_order_and_top_sorted(predictor, image_
 
 
 def test_top_k_is_clipped_to_the_number_of_labels(predictor, image_bytes, labels):
-    body = predictor.predict_native([ImageUpload(image_bytes())], top_k=50)
+    body = predictor.predict_native([ImageUpload(image_bytes())], top_k=50).model_dump()
     assert len(body["predictions"][0]["top"]) == len(labels)
 
 

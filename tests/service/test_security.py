@@ -76,7 +76,7 @@ def _lambda_model(sentinel: Path) -> keras.Model:
 def test_a_lambda_layer_in_a_bundle_is_refused_and_never_runs(tmp_path, make_app):
     sentinel = tmp_path / "ran"
     _, path = save_bundle(
-        ModelStore(tmp_path / "store"), "evil", _lambda_model(sentinel), tiny_metadata()
+        ModelStore(tmp_path / "store"), _lambda_model(sentinel), tiny_metadata("evil")
     )
     sentinel.unlink(missing_ok=True)  # building the model ran it once, here, on purpose
     # The payload is live: loading without safe mode runs it.
@@ -130,7 +130,7 @@ def _refresh_checksum(bundle_dir: Path) -> None:
 )
 def test_a_config_naming_a_python_callable_is_refused(tmp_path, tiny_model, payload):
     sentinel = tmp_path / "ran"
-    _, path = save_bundle(ModelStore(tmp_path), "evil", tiny_model, tiny_metadata())
+    _, path = save_bundle(ModelStore(tmp_path), tiny_model, tiny_metadata("evil"))
     text = json.dumps(payload).replace("{sentinel}", str(sentinel))
 
     def edit(config):  # the first layer after the input becomes the payload
@@ -157,7 +157,7 @@ def test_a_pickle_in_a_bundle_is_never_loaded(tmp_path, tiny_model, make_app, mo
     sentinel = tmp_path / "unpickled"
     evil = pickle.dumps(_Pickled(sentinel))
     save_bundle(
-        ModelStore(tmp_path / "store"), "tiny", tiny_model, tiny_metadata(),
+        ModelStore(tmp_path / "store"), tiny_model, tiny_metadata(),
         reports={"model.pkl": evil, "labels.pickle": evil},
     )  # fmt: skip
 

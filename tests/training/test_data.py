@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from models.preprocessing import load_image
-from tests.conftest import make_colour_dataset
+from tests.support.data import make_colour_dataset
 from training import finetune
 from training.data import DataError, list_samples, prepare
 

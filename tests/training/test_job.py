@@ -12,10 +12,11 @@ import pytest
 from models.backbones import get_backbone
 from models.bundle import load_bundle
 from models.store import ModelStore
-from tests.conftest import make_colour_dataset
 from tests.legacy_h5 import write_legacy_h5
-from training import finetune, job
+from tests.support.data import make_colour_dataset
+from training import finetune, job, recipe
 from training.config import ConfigError, build_config
+from training.state import JobState
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +177,7 @@ def test_head_on_cached_features_learns_what_plain_fit_learns(tmp_path, monkeypa
         fine_tune_epochs=0, augment=False, dropout=0.0, batch_size=8,
     )  # fmt: skip
     cached = _run(tmp_path / "cached", **settings)
-    monkeypatch.setattr(job, "uses_cached_features", lambda config: False)
+    monkeypatch.setattr(recipe, "uses_cached_features", lambda config: False)
     plain = _run(tmp_path / "plain", **settings)
     assert cached["training"].get("cached_features") is True
     assert "cached_features" not in plain["training"]
@@ -189,7 +190,7 @@ def test_head_on_cached_features_learns_what_plain_fit_learns(tmp_path, monkeypa
 
 
 def test_a_phase_resumed_mid_way_keeps_the_history_of_its_first_epochs(tmp_path, monkeypatch):
-    real_write = job.JobState.write
+    real_write = JobState.write
 
     def interrupt_after_epoch_two(self, name, data):
         real_write(self, name, data)
@@ -197,7 +198,7 @@ def test_a_phase_resumed_mid_way_keeps_the_history_of_its_first_epochs(tmp_path,
             raise KeyboardInterrupt
 
     settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=4, patience=10)
-    monkeypatch.setattr(job.JobState, "write", interrupt_after_epoch_two)
+    monkeypatch.setattr(JobState, "write", interrupt_after_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, **settings)
     monkeypatch.undo()

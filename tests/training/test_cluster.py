@@ -9,11 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import COLOURS, colour_image, make_colour_dataset
+from tests.support.data import COLOURS, colour_image, make_colour_dataset
 from training import finetune
-from training.config import ConfigError, build_config
-from training.data import list_samples, merge_reports, prepare
-from training.distributed import (
+from training.cluster import (
     Cluster,
     ClusterError,
     _peer_lost,
@@ -22,6 +20,8 @@ from training.distributed import (
     read_tf_config,
     shard,
 )  # fmt: skip
+from training.config import ConfigError, build_config
+from training.data import list_samples, merge_reports, prepare
 
 
 def _tf_config(cluster: dict, kind: str = "worker", index: int = 0) -> str:

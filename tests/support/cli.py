@@ -1,0 +1,50 @@
+"""The real ``ktl`` command line, run as a process as the console script runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.server import free_port
+
+# What the console script does, for ``python -c``: the test's interpreter and checkout.
+KTL = "import sys; from cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def ktl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``ktl ARGS...``: its exit code, stdout and stderr."""
+    return subprocess.run(
+        [sys.executable, "-c", KTL, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+    )
+
+
+def start_workers(
+    count: int, logs: Path, *args: str, only: int | None = None, hosts: list[str] | None = None
+) -> list[subprocess.Popen]:
+    """``ktl ARGS...`` as ``count`` workers of one TF_CONFIG cluster on 127.0.0.1
+    (or just worker ``only`` of them, ``hosts`` naming the cluster's addresses).
+    Each process's output goes to files (``stdout_path``, ``stderr_path``) that
+    can be read while it runs; the caller waits for them."""
+    logs.mkdir(parents=True, exist_ok=True)
+    hosts = hosts or [f"127.0.0.1:{free_port()}" for _ in range(count)]
+    workers = []
+    for index in range(count) if only is None else [only]:
+        config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
+        out, err = logs / f"worker{index}.out", logs / f"worker{index}.err"
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            worker = subprocess.Popen(
+                [sys.executable, "-c", KTL, *args],
+                stdout=stdout,
+                stderr=stderr,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(config)},
+            )
+        worker.stdout_path, worker.stderr_path = out, err  # type: ignore[attr-defined]
+        workers.append(worker)
+    return workers
