@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -21,11 +20,9 @@ from PIL import Image
 
 from models.errors import UserError
 from models.inspect import CONVOLUTIONS, flatten_layers
-from models.layers import _TORCH_STD, BackbonePreprocessing
-from models.unpooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
+from models.layers import BackbonePreprocessing
 
 MAX_TILES = 64
-DECONVNET_ARCHITECTURES = "smallcnn, lenet5, alexnet, zfnet, vgg16, vgg19"
 
 
 class ExplainError(UserError):
@@ -53,7 +50,7 @@ def _sources(layer: keras.layers.Layer) -> list:
     return [tensor._keras_history.operation for tensor in node.input_tensors]
 
 
-def _is_chain(layers: list[keras.layers.Layer]) -> keras.layers.Layer | None:
+def first_branch(layers: list[keras.layers.Layer]) -> keras.layers.Layer | None:
     """None when each layer takes exactly the previous one's output; else the
     first layer that does not."""
     for previous, layer in zip(layers, layers[1:], strict=False):
@@ -82,7 +79,7 @@ def _check_layer(model: keras.Model, name: str) -> None:
         )
 
 
-def _container(model: keras.Model, name: str) -> keras.Model:
+def container_of(model: keras.Model, name: str) -> keras.Model:
     """The model (``model`` itself or a nested one) that holds the layer ``name``."""
     for layer, parent in flatten_layers(model):
         if layer.name == name:
@@ -113,18 +110,18 @@ def _scores(layer: keras.layers.Layer, x):
 
 def _tap(model: keras.Model, name: str) -> Callable:
     """``f(pixels) -> (output of layer name, class scores)``, in one forward pass."""
-    container = _container(model, name)
+    container = container_of(model, name)
     last = model.layers[-1]
     if container is model:
         sub = keras.Model(model.inputs, [model.get_layer(name).output, last.input])
 
-        def run(x):
+        def run_outer(x):
             tapped, penultimate = sub(x, training=False)
             return tapped, _scores(last, penultimate)
 
-        return run
+        return run_outer
     top = model.layers
-    if _is_chain(top) is not None:
+    if first_branch(top) is not None:
         raise ExplainError(
             f"{model.name}: layers of a nested model can be reached only when the outer model "
             "is one chain of layers, as a bundle's is"
@@ -143,7 +140,7 @@ def _tap(model: keras.Model, name: str) -> Callable:
     return run
 
 
-def _batch(pixels: np.ndarray) -> tf.Tensor:
+def as_batch(pixels: np.ndarray) -> tf.Tensor:
     pixels = np.asarray(pixels)
     if pixels.ndim == 3:
         pixels = pixels[None]
@@ -170,7 +167,7 @@ def gradcam_layer(model: keras.Model) -> str:
 
 def class_scores(model: keras.Model, pixels: np.ndarray) -> np.ndarray:
     """The model's output for one image, probabilities for a bundle."""
-    return model(_batch(pixels), training=False).numpy()[0]
+    return model(as_batch(pixels), training=False).numpy()[0]
 
 
 def gradcam(
@@ -182,7 +179,7 @@ def gradcam(
     predicted class."""
     layer = layer or gradcam_layer(model)
     run = _tap(model, layer)
-    x = _batch(pixels)
+    x = as_batch(pixels)
     with tf.GradientTape() as tape:
         feature_maps, scores = run(x)
         classes = int(scores.shape[-1])
@@ -203,7 +200,7 @@ def gradcam(
 def activations(model: keras.Model, pixels: np.ndarray, layer: str) -> np.ndarray:
     """The ``(h, w, channels)`` feature maps of ``layer`` for one image."""
     _check_layer(model, layer)
-    tapped, _ = _tap(model, layer)(_batch(pixels))
+    tapped, _ = _tap(model, layer)(as_batch(pixels))
     return tapped.numpy()[0]
 
 
@@ -213,173 +210,6 @@ def first_conv_kernel(model: keras.Model) -> tuple[str, np.ndarray]:
         if type(layer).__name__ in CONVOLUTIONS:
             return layer.name, keras.ops.convert_to_numpy(layer.weights[0])
     raise ExplainError(f"{model.name} has no convolution layer")
-
-
-# --- deconvnet ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Projection:
-    """A deconvnet reconstruction in the input's pixel space (raw, signed), and the
-    activation it comes from: ``position`` is (row, column) in ``layer``'s map."""
-
-    reconstruction: np.ndarray
-    layer: str
-    filter: int
-    position: tuple[int, int]
-    activation: float
-
-    def image(self) -> np.ndarray:
-        """The reconstruction as an RGB image in 0..1, grey at zero (ZFNet's figures)."""
-        peak = float(np.abs(self.reconstruction).max())
-        scaled = self.reconstruction / peak if peak > 0 else self.reconstruction
-        return np.clip(0.5 + 0.5 * scaled, 0.0, 1.0)
-
-
-def _activation_name(layer: keras.layers.Layer) -> str:
-    return getattr(layer.activation, "__name__", str(layer.activation))
-
-
-def _unsupported(layer: keras.layers.Layer, why: str) -> ExplainError:
-    return ExplainError(
-        f"deconvnet projects through plain stacks of convolutions, BatchNorm, ReLU (or tanh) "
-        f"and pooling ({DECONVNET_ARCHITECTURES}); layer {layer.name!r} "
-        f"({type(layer).__name__}) {why}. Use --method gradcam for this model."
-    )
-
-
-def _deconv_chain(model: keras.Model, target: str) -> list[keras.layers.Layer]:
-    """The layers from the input to ``target``, checked to form one chain."""
-    container = _container(model, target)
-    if container is model:
-        outer, inner = model.layers[: _index(model, target) + 1], []
-    elif container in model.layers:
-        outer = model.layers[: model.layers.index(container) + 1]
-        inner = container.layers[: _index(container, target) + 1]
-    else:
-        raise ExplainError(f"deconvnet reaches one level of nested models; {target!r} is deeper")
-    for part in (outer, inner):
-        broken = _is_chain(part)
-        if broken is not None:
-            raise _unsupported(broken, "does not take the previous layer's output (a branch)")
-    chain: list[keras.layers.Layer] = []
-    for layer in outer:
-        if layer is container:
-            chain.extend(inner[1:])
-        elif not isinstance(layer, keras.layers.InputLayer):
-            chain.append(layer)
-    return chain
-
-
-def _index(container: keras.Model, name: str) -> int:
-    return [layer.name for layer in container.layers].index(name)
-
-
-_ELEMENTWISE = {"relu", "linear", "tanh"}
-
-
-def deconvnet(
-    model: keras.Model,
-    pixels: np.ndarray,
-    layer: str | None = None,
-    filter_index: int | None = None,
-) -> Projection:
-    """Zeiler & Fergus 2013: keep only the strongest activation of ``layer`` (default:
-    the last convolution; within ``filter_index`` if given), then map it back to
-    pixels through the same filters transposed, ReLU, and max unpooling at the
-    switches recorded on the way up. BatchNorm contributes its scale; tanh and
-    linear activations pass the signal unchanged; average pooling spreads it."""
-    if layer is None:
-        convs = [lyr.name for lyr, _ in flatten_layers(model) if type(lyr).__name__ == "Conv2D"]
-        if not convs:
-            raise ExplainError(f"{model.name} has no convolution layer")
-        layer = convs[-1]
-    chain = _deconv_chain(model, layer)
-    x = _batch(pixels)
-    steps: list[tuple] = []  # what the way down needs, in the order of the way up
-    for lyr in chain:
-        kind = type(lyr).__name__
-        if isinstance(lyr, BackbonePreprocessing):
-            steps.append(("preprocess", lyr.mode))
-        elif kind == "Conv2D":
-            activation = _activation_name(lyr)
-            if lyr.groups != 1 or tuple(lyr.dilation_rate) != (1, 1):
-                raise _unsupported(lyr, "is grouped or dilated")
-            if activation not in _ELEMENTWISE:
-                raise _unsupported(lyr, f"has activation {activation!r}")
-            steps.append(("conv", lyr, tf.shape(x), activation))
-        elif kind == "BatchNormalization":
-            scale = 1.0 / tf.sqrt(lyr.moving_variance + lyr.epsilon)
-            steps.append(("scale", scale * lyr.gamma if lyr.scale else scale))
-        elif kind == "ReLU" or (kind == "Activation" and _activation_name(lyr) in _ELEMENTWISE):
-            steps.append(("act", "relu" if kind == "ReLU" else _activation_name(lyr)))
-        elif kind == "MaxPooling2D":
-            pool = MaxPoolingWithArgmax2D(lyr.pool_size, lyr.strides, lyr.padding)
-            pooled, argmax = pool(x)
-            steps.append(("unpool", lyr, argmax, x))
-            x = pooled
-            continue
-        elif kind == "AveragePooling2D":
-            steps.append(("avgpool", lyr, tf.shape(x)))
-        elif kind == "ZeroPadding2D":
-            steps.append(("crop", lyr.padding))
-        elif kind not in ("Dropout", "SpatialDropout2D"):
-            raise _unsupported(lyr, "has no deconvnet inverse here")
-        x = lyr(x, training=False)
-
-    maps = x[0].numpy()
-    if maps.ndim != 3:
-        raise ExplainError(f"Layer {layer!r} has no feature maps to project")
-    if filter_index is not None and not 0 <= filter_index < maps.shape[-1]:
-        raise ExplainError(f"Layer {layer!r} has {maps.shape[-1]} filters; got {filter_index}")
-    search = maps if filter_index is None else maps[..., filter_index : filter_index + 1]
-    row, col, channel = np.unravel_index(int(np.argmax(search)), search.shape)
-    channel = channel if filter_index is None else filter_index
-    signal = np.zeros_like(maps)[None]
-    signal[0, row, col, channel] = maps[row, col, channel]
-    s = tf.convert_to_tensor(signal)
-
-    for step in reversed(steps):
-        kind = step[0]
-        if kind == "conv":
-            _, lyr, in_shape, activation = step
-            if activation == "relu":
-                s = tf.nn.relu(s)
-            s = tf.nn.conv2d_transpose(
-                s, lyr.kernel, in_shape, (1, *lyr.strides, 1), lyr.padding.upper()
-            )
-        elif kind == "act":
-            s = tf.nn.relu(s) if step[1] == "relu" else s
-        elif kind == "scale":
-            s = s * step[1]
-        elif kind == "unpool":
-            _, lyr, argmax, reference = step
-            s = MaxUnpooling2D(lyr.pool_size, lyr.strides, lyr.padding)([s, argmax, reference])
-        elif kind == "avgpool":
-            _, lyr, in_shape = step
-            s = tf.raw_ops.AvgPoolGrad(
-                orig_input_shape=in_shape, grad=s, ksize=(1, *lyr.pool_size, 1),
-                strides=(1, *lyr.strides, 1), padding=lyr.padding.upper(),
-            )  # fmt: skip
-        elif kind == "crop":
-            (top, bottom), (left, right) = step[1]
-            height, width = s.shape[1], s.shape[2]
-            s = s[:, top : height - bottom, left : width - right, :]
-        elif kind == "preprocess":
-            s = _preprocessing_transpose(step[1], s)
-    return Projection(
-        s[0].numpy(), layer, int(channel), (int(row), int(col)), float(maps[row, col, channel])
-    )
-
-
-def _preprocessing_transpose(mode: str, s: tf.Tensor) -> tf.Tensor:
-    """The transpose of the preprocessing's linear part (shifts have none)."""
-    if mode == "caffe":
-        return tf.reverse(s, axis=[-1])  # BGR back to RGB
-    if mode == "torch":
-        return s / (255.0 * tf.constant(_TORCH_STD, s.dtype))
-    factor = {"tf": 1 / 127.5, "unit": 1 / 255.0}.get(mode, 1.0)
-    return s * factor
 
 
 # --- rendering -----------------------------------------------------------------
@@ -392,13 +222,13 @@ def jet(values: np.ndarray) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
-def _png(image: Image.Image) -> bytes:
+def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG", optimize=True)
     return buffer.getvalue()
 
 
-def _upscaled(image: Image.Image, min_side: int, resample=Image.Resampling.BICUBIC) -> Image.Image:
+def upscaled(image: Image.Image, min_side: int, resample=Image.Resampling.BICUBIC) -> Image.Image:
     factor = max(1, math.ceil(min_side / min(image.size)))
     return image.resize((image.width * factor, image.height * factor), resample)
 
@@ -407,11 +237,11 @@ def overlay_png(
     pixels: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45, min_side: int = 224
 ) -> bytes:
     """The image with the heatmap in jet colours over it, scaled up to ``min_side``."""
-    base = _upscaled(Image.fromarray(np.asarray(pixels, np.uint8)), min_side)
+    base = upscaled(Image.fromarray(np.asarray(pixels, np.uint8)), min_side)
     heat = Image.fromarray((np.clip(heatmap, 0, 1) * 255).astype(np.uint8))
     heat = heat.resize(base.size, Image.Resampling.BILINEAR)
     coloured = Image.fromarray(jet(np.asarray(heat, np.float32) / 255.0))
-    return _png(Image.blend(base, coloured, alpha))
+    return png_bytes(Image.blend(base, coloured, alpha))
 
 
 def _grid(tiles: list[np.ndarray], tile_side: int, gap: int = 2) -> Image.Image:
@@ -440,7 +270,7 @@ def activation_grid_png(maps: np.ndarray, *, limit: int = MAX_TILES, tile_side: 
     """One grey tile per channel of ``(h, w, channels)`` maps (the first ``limit``),
     each scaled to its own range."""
     tiles = [_normalised(maps[..., c]) for c in range(min(maps.shape[-1], limit))]
-    return _png(_grid(tiles, tile_side))
+    return png_bytes(_grid(tiles, tile_side))
 
 
 def filter_grid_png(kernel: np.ndarray, *, limit: int = MAX_TILES, tile_side: int = 40) -> bytes:
@@ -451,15 +281,4 @@ def filter_grid_png(kernel: np.ndarray, *, limit: int = MAX_TILES, tile_side: in
         tiles = [_normalised(kernel[..., f]) for f in range(count)]
     else:
         tiles = [_normalised(kernel[:, :, 0, f]) for f in range(count)]
-    return _png(_grid(tiles, tile_side))
-
-
-def projection_png(pixels: np.ndarray, projection: Projection, *, min_side: int = 224) -> bytes:
-    """The image and its deconvnet reconstruction side by side."""
-    left = _upscaled(Image.fromarray(np.asarray(pixels, np.uint8)), min_side)
-    right = Image.fromarray((projection.image() * 255).round().astype(np.uint8))
-    right = right.resize(left.size, Image.Resampling.NEAREST)
-    sheet = Image.new("RGB", (left.width * 2 + 4, left.height), "white")
-    sheet.paste(left, (0, 0))
-    sheet.paste(right, (left.width + 4, 0))
-    return _png(sheet)
+    return png_bytes(_grid(tiles, tile_side))

@@ -32,15 +32,15 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from models import explain
+    from models import deconvnet, explain
     from models.preprocessing import load_image
 
     bundle = load_model(args)
     pixels = load_image(Path(args.image), bundle.image_size)
     wanted = explain.resolve_class(bundle.labels, args.class_)
     if args.method == "deconvnet":
-        projection = explain.deconvnet(bundle.model, pixels, args.layer)
-        Path(args.out).write_bytes(explain.projection_png(pixels, projection))
+        projection = deconvnet.deconvnet(bundle.model, pixels, args.layer)
+        Path(args.out).write_bytes(deconvnet.projection_png(pixels, projection))
         print(
             f"{args.image}: strongest activation of {projection.layer} is filter "
             f"{projection.filter} at {projection.position} ({projection.activation:.3g}); "

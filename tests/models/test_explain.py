@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from models import explain
+from models import deconvnet, explain
 from models.classic import zfnet
 from models.explain import ExplainError
 from tests.models.conftest import IMAGE_SIZE, make_tiny_model
@@ -64,7 +64,7 @@ def test_deconvnet_of_a_linear_network_is_the_gradient():
     # transposed convolutions and unpooling at the switches are exactly backprop.
     model = linear_net()
     x = tf.convert_to_tensor(np.random.default_rng(3).random((1, 12, 10, 3)), tf.float32)
-    projection = explain.deconvnet(model, x[0].numpy(), layer="c2")
+    projection = deconvnet.deconvnet(model, x[0].numpy(), layer="c2")
     row, column = projection.position
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -78,7 +78,7 @@ def test_deconvnet_of_a_linear_network_is_the_gradient():
 def test_deconvnet_stays_inside_the_receptive_field(pixels):
     model = zfnet((64, 64, 3), None)
     image = np.random.default_rng(4).integers(0, 256, (64, 64, 3)).astype(np.float32)
-    projection = explain.deconvnet(model, image, layer="conv1", filter_index=5)
+    projection = deconvnet.deconvnet(model, image, layer="conv1", filter_index=5)
     assert projection.filter == 5
     row, column = projection.position
     nonzero = np.argwhere(np.abs(projection.reconstruction).sum(axis=-1) > 0)
@@ -90,7 +90,7 @@ def test_deconvnet_stays_inside_the_receptive_field(pixels):
 
 
 def test_deconvnet_runs_through_a_bundle_with_batchnorm(tiny, pixels):
-    projection = explain.deconvnet(tiny, pixels)
+    projection = deconvnet.deconvnet(tiny, pixels)
     assert projection.layer == "block3_conv2"
     assert projection.reconstruction.shape == (*IMAGE_SIZE, 3)
     assert np.abs(projection.reconstruction).sum() > 0
@@ -103,7 +103,7 @@ def test_deconvnet_refuses_a_network_with_branches():
     b = keras.layers.Conv2D(3, 3, name="b")(added)
     model = keras.Model(inputs, b)
     with pytest.raises(ExplainError, match="'skip'.*gradcam"):
-        explain.deconvnet(model, np.zeros((8, 8, 3), np.float32), layer="b")
+        deconvnet.deconvnet(model, np.zeros((8, 8, 3), np.float32), layer="b")
 
 
 def png(data: bytes) -> Image.Image:
