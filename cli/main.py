@@ -20,8 +20,19 @@ from cli.commands import (
     serve,
     train,
 )
+from cli.common import EXIT_USAGE
 
 EXIT_INTERRUPTED = 130
+# A module a command needs, and the extra of ktl that installs it.
+EXTRA_OF = {
+    "flask": "serve",
+    "gunicorn": "serve",
+    "prometheus_client": "serve",
+    "matplotlib": "train",
+    "tf2onnx": "export",
+    "onnx": "export",
+    "tensorflow": "cpu",  # or gpu
+}
 # In the order `ktl --help` lists them.
 COMMANDS: tuple[ModuleType, ...] = (
     backbones,
@@ -64,6 +75,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in EXTRA_OF:
+            raise
+        print(
+            f"ktl: error: `ktl {args.command}` needs {missing}, which this installation lacks: "
+            f"pip install 'ktl[{EXTRA_OF[missing]}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except Exception as exc:
         from models.errors import KtlError
 

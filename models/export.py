@@ -73,8 +73,8 @@ def export_bundle(bundle: Bundle, fmt: str, out: str | Path = DEFAULT_OUT) -> Pa
     target = export_dir(out, bundle)
     try:
         target.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as work:
-            work = Path(work)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
+            work = Path(tmp)
             if fmt == "savedmodel":
                 written = _save_savedmodel(bundle, work / "savedmodel")
             elif fmt == "onnx":

@@ -113,14 +113,15 @@ def layer_row(layer: keras.layers.Layer, parent: str | None) -> dict:
         "trainable_params": _count(layer.trainable_weights),
     }
     geometry = _geometry(layer)
-    if geometry is None:
+    in_shape = _shape(layer.input) if geometry is not None else []
+    sizes = [size for size in in_shape[:2] if size is not None]
+    if geometry is None or len(sizes) < 2:  # no window, or an input of unknown size
         return row
-    in_shape = _shape(layer.input)
     spec = geometry["padding"]
     pads = [
         explicit_padding(size, kernel, stride, spec if isinstance(spec, str) else spec[axis])
         for axis, (size, kernel, stride) in enumerate(
-            zip(in_shape[:2], geometry["effective"], geometry["strides"], strict=True)
+            zip(sizes, geometry["effective"], geometry["strides"], strict=True)
         )
     ]
     row.update(
@@ -132,7 +133,7 @@ def layer_row(layer: keras.layers.Layer, parent: str | None) -> dict:
         formula=[
             output_size(size, kernel, stride, pad)
             for size, kernel, stride, pad in zip(
-                in_shape[:2], geometry["effective"], geometry["strides"], pads, strict=True
+                sizes, geometry["effective"], geometry["strides"], pads, strict=True
             )
         ],
     )
@@ -150,7 +151,8 @@ def fully_connected_comparison(model: keras.Model) -> dict | None:
         return None
     conv = sum(math.prod(w.shape) for w in first.weights if w.name != "bias")
     # From the pixels the network takes, before any padding layer.
-    input_shape, output_shape = [int(d) for d in model.input_shape[1:]], _shape(first.output)
+    input_shape = [int(d) for d in model.input_shape[1:]]
+    output_shape = [int(d) for d in first.output.shape[1:]]  # known: the input's size is
     dense = math.prod(input_shape) * math.prod(output_shape)
     return {
         "layer": first.name,

@@ -80,7 +80,8 @@ def predict_images(
     """
     if top_k < 1:
         raise ValueError("top_k must be at least 1")
-    pixels, names = [], []
+    pixels: list[np.ndarray] = []
+    names: list[str | None] = []
     for image in images:
         if isinstance(image, np.ndarray):
             pixels.append(load_array(image, bundle.image_size))

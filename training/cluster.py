@@ -141,20 +141,22 @@ class Cluster:
             return [data]
         padded = np.frombuffer(data + b"\0" * (-len(data) % 4), np.int32)
         local = self.replicas // self.workers
+        strategy = self.strategy
+        assert strategy is not None  # several workers always have one
 
         def per_replica(values: np.ndarray, empty: np.ndarray):
             # One copy per worker: the other local replicas contribute nothing.
-            return self.strategy.experimental_distribute_values_from_function(
+            return strategy.experimental_distribute_values_from_function(
                 lambda ctx: tf.constant(
                     values if ctx.replica_id_in_sync_group % local == 0 else empty
                 )
             )
 
         with _no_retracing_warnings():  # each new length traces TensorFlow's gather anew
-            lengths = self.strategy.gather(
+            lengths = strategy.gather(
                 per_replica(np.array([len(data)], np.int64), np.zeros(0, np.int64)), axis=0
             ).numpy()
-            joined = self.strategy.gather(per_replica(padded, np.zeros(0, np.int32)), axis=0)
+            joined = strategy.gather(per_replica(padded, np.zeros(0, np.int32)), axis=0)
         joined = joined.numpy().tobytes()
         parts, start = [], 0
         for length in lengths:

@@ -182,10 +182,11 @@ def prepare(
     """Decode, health-check and split a listing (``DataError`` if it cannot be trained on)."""
     samples = listing.samples
     shape = (len(samples), *image_size, 3)
-    if pixels_file is not None:
-        pixels = np.lib.format.open_memmap(pixels_file, mode="w+", dtype=np.uint8, shape=shape)
-    else:
-        pixels = np.empty(shape, np.uint8)
+    pixels: np.ndarray = (
+        np.lib.format.open_memmap(pixels_file, mode="w+", dtype=np.uint8, shape=shape)
+        if pixels_file is not None
+        else np.empty(shape, np.uint8)
+    )
     log(f"Decoding {len(samples):,} images at {image_size[0]}x{image_size[1]} ...")
     step = max(1, len(samples) // 10)
 
@@ -243,7 +244,7 @@ def _stratified_split(
     """Per class, whole groups of identical files go to one side, so copies never
     straddle the split; at least one group per class on each side."""
     rng = np.random.default_rng(seed)
-    by_class: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    by_class: dict[str, dict[str | None, list[int]]] = defaultdict(lambda: defaultdict(list))
     for i in good:
         by_class[samples[i].label][hashes[i]].append(i)
     train: list[int] = []

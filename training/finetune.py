@@ -83,7 +83,7 @@ def batches(
             real = np.arange(start, start + len(chunk)) < len(indices)
             yield inputs[chunk], targets[chunk], (weights * real).astype(np.float32)
 
-    signature = (
+    signature: tuple[tf.TensorSpec, ...] = (
         tf.TensorSpec((None, *inputs.shape[1:]), tf.as_dtype(inputs.dtype)),
         tf.TensorSpec((None,), tf.int32),
     )

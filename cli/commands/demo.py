@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from typing import Any
 
 from cli.commands.train import print_summary
 from cli.common import add_json, add_store, note, print_json
 
 # With ImageNet weights: a small pretrained backbone fine-tunes in a few epochs.
-DEMO_PRETRAINED = {
+DEMO_PRETRAINED: dict[str, Any] = {
     "backbone": "efficientnetb0",
     "weights": "imagenet",
     "image_size": 64,
@@ -18,7 +19,7 @@ DEMO_PRETRAINED = {
     "fine_tune_epochs": 2,
 }
 # Without them: smallcnn learns the shapes from scratch (about 2 minutes on 2 cores).
-DEMO_SCRATCH = {
+DEMO_SCRATCH: dict[str, Any] = {
     "backbone": "smallcnn",
     "weights": "none",
     "image_size": 32,
@@ -54,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
 
     note(f"Writing the demo dataset (circles, squares, triangles) to {args.data_dir}")
     make_shapes_dataset(args.data_dir, per_class=DEMO_IMAGES_PER_CLASS)
-    pretrained = get_backbone(str(DEMO_PRETRAINED["backbone"]))
+    pretrained = get_backbone(DEMO_PRETRAINED["backbone"])
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Keras reports downloads on stdout
-            build_backbone(pretrained, (int(DEMO_PRETRAINED["image_size"]),) * 2, "imagenet")
+            build_backbone(pretrained, (DEMO_PRETRAINED["image_size"],) * 2, "imagenet")
         settings = DEMO_PRETRAINED
         note(f"Fine-tuning {pretrained.name} with ImageNet weights")
     except WeightsUnavailable as exc:

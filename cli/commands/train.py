@@ -145,9 +145,10 @@ def train_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    config = train_config(args)  # settings are checked before TensorFlow is imported
     from training.job import run_job
 
-    result = run_job(train_config(args))
+    result = run_job(config)
     print_json(result) if args.json else print_summary(result)
     return 0
 

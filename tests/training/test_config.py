@@ -70,3 +70,27 @@ def test_toml_errors(tmp_path):
 def test_config_round_trips_as_a_dict():
     config = TrainConfig(data="d", name="n")
     assert TrainConfig(**config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("line", "setting"),
+    [("epochs = true", "epochs"), ("lr = false", "lr"), ("image-size = true", "image_size")],
+)
+def test_a_boolean_is_no_number_in_a_job_file(tmp_path, line, setting):
+    job = tmp_path / "job.toml"
+    job.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=f"{setting} = (True|False): expected"):
+        build_config(read_toml(job), {"data": "d", "name": "n"})
+
+
+def test_a_number_is_no_boolean_in_a_job_file(tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text("augment = 0\n")
+    with pytest.raises(ConfigError, match="augment = 0: expected bool"):
+        build_config(read_toml(job), {"data": "d", "name": "n"})
+
+
+def test_an_integer_is_a_valid_float(tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text("lr = 1\n")
+    assert build_config(read_toml(job), {"data": "d", "name": "n"}).lr == 1

@@ -1,0 +1,93 @@
+"""The command line's parser and dispatch: fast help and flag errors, and every
+error mapped in one place (UserError -> 2, OperationalError -> 1, bugs raise)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from cli import main
+from cli.commands import train
+from cli.common import store_default
+from cli.main import COMMANDS, build_parser
+from models.errors import ConfigError, OperationalError
+
+PROBE = (
+    "import sys\n"
+    "from cli import main\n"
+    "try:\n"
+    "    main(sys.argv[1:])\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "heavy = sorted(m for m in ('tensorflow', 'keras', 'flask') if m in sys.modules)\n"
+    "print('heavy:', ','.join(heavy))\n"
+)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["train", "--help"], ["train", "data", "--pooling", "median"]],
+    ids=["help", "train-help", "bad-flag"],
+)
+def test_help_and_flag_errors_import_no_tensorflow(argv):
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.endswith("heavy: \n"), result.stdout
+
+
+def test_a_bad_setting_is_refused_before_tensorflow_is_imported():
+    code = (
+        "import sys\nfrom cli import main\n"
+        "rc = main(['train', 'data', '--name', 'x', '--backbone', 'ResNet5'])\n"
+        "print(rc, 'tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    assert "Unknown backbone 'ResNet5'" in result.stderr
+
+
+def test_every_command_is_registered_once():
+    parser = build_parser()
+    names = [name for name in parser._subparsers._group_actions[0].choices]  # type: ignore[union-attr]
+    assert len(names) == len(set(names)) == len(COMMANDS)
+
+
+def _failing(exc: Exception):
+    def run(args):
+        raise exc
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [(ConfigError("--epochs must be at least 1"), 2), (OperationalError("disk full"), 1)],
+)
+def test_errors_become_exit_codes_with_the_message(monkeypatch, capsys, exc, code):
+    monkeypatch.setattr(train, "run", _failing(exc))
+    assert main(["train", "d", "--name", "n"]) == code
+    assert capsys.readouterr().err == f"ktl: error: {exc}\n"
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    monkeypatch.setattr(train, "run", _failing(ZeroDivisionError("bug")))
+    with pytest.raises(ZeroDivisionError):
+        main(["train", "d", "--name", "n"])
+
+
+def test_a_missing_extra_names_the_pip_install(monkeypatch, capsys):
+    monkeypatch.setattr(train, "run", _failing(ModuleNotFoundError("no", name="matplotlib")))
+    assert main(["train", "d", "--name", "n"]) == 2
+    assert "pip install 'ktl[train]'" in capsys.readouterr().err
+
+
+def test_the_store_default_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("KTL_MODEL_STORE", raising=False)
+    assert store_default() == "model_store"
+    monkeypatch.setenv("KTL_MODEL_STORE", str(tmp_path))
+    assert store_default() == str(tmp_path)
+    args = build_parser().parse_args(["predict", "a.png", "--name", "m"])
+    assert args.store == str(tmp_path)
