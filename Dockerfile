@@ -1,24 +1,27 @@
-# One image for the HTTP service (the default command) and the fine-tune job:
-#   docker build -t ktl:latest .
+# Two images from one Dockerfile, each holding only what it runs:
+#   docker build -t ktl:latest .                        the HTTP service (the default target)
+#   docker build --target train -t ktl-train:latest .   the fine-tune job
 #   docker run -p 8000:8000 -v "$PWD/model_store:/models:ro" ktl:latest
-#   docker run -v "$PWD/model_store:/models" -v "$PWD/photos:/data:ro" ktl:latest \
+#   docker run -v "$PWD/model_store:/models" -v "$PWD/photos:/data:ro" ktl-train:latest \
 #       ktl train /data --name bees
 # Build argument PRETRAINED="resnet50 vgg16" stores those backbones' ImageNet
-# weights in Keras' own cache inside the image, so training works offline later.
+# weights in Keras' own cache inside the training image, so training works offline.
+# Versions come from constraints.txt, as for every install of ktl (`make lock`).
 
-# Stage 1: wheels of the project and of every dependency (tensorflow-cpu via the cpu extra).
+# Stage 1: wheels of the project and of every dependency either image needs.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY models/ models/
 COPY training/ training/
 COPY service/ service/
-RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels ".[cpu]"
+COPY cli/ cli/
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".[cpu,serve,train]"
 
-# Stage 2: the runtime, holding only what those wheels install.
+# Stage 2: what both images share: the user, the store and Keras' cache.
 FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -38,21 +41,32 @@ RUN groupadd --system --gid 10001 ktl \
     && mkdir -p /models /opt/keras \
     && chown ktl:ktl /models /opt/keras
 
+# Stage 3: the fine-tune job (ktl[cpu,train]: no web framework).
+FROM runtime AS train
 # The wheels are bind-mounted from stage 1, so they never become a layer of this image.
 # The bytecode pip compiles stays (~140 MB): without it every start of the service or
 # of a job recompiles TensorFlow's modules, ~20 s more per import measured here.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv "$VIRTUAL_ENV" \
-    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu]"
-
+    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu,train]"
 USER 10001:10001
 WORKDIR /home/ktl
-
 # Space-separated backbone names of `ktl backbones`; empty (the default) downloads nothing.
 ARG PRETRAINED=""
 RUN --mount=type=bind,source=scripts/fetch_weights.py,target=/tmp/fetch_weights.py \
     python /tmp/fetch_weights.py "$PRETRAINED"
+VOLUME /models
+CMD ["ktl", "train", "--help"]
 
+# Stage 4, the default: the HTTP service (ktl[cpu,serve]: no training report tools).
+FROM runtime AS serve
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    python -m venv "$VIRTUAL_ENV" \
+    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu,serve]"
+USER 10001:10001
+WORKDIR /home/ktl
+# Inside a container the service must listen on every interface to be reachable.
+ENV KTL_HOST=0.0.0.0
 VOLUME /models
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \

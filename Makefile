@@ -5,20 +5,27 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 # tensorflow-cpu is the smaller wheel; GPU machines: make install EXTRAS=gpu,dev
 EXTRAS ?= cpu,dev
+# Every install (this Makefile, CI, the Dockerfile) takes the versions pinned here.
+CONSTRAINTS := constraints.txt
 PORT ?= 8000
 
-.PHONY: install test lint format run clean browser
+.PHONY: install test test-fast lint format run clean browser lock container-check
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	touch $@
 
+# pytest's exit status reaches make as is: a failure, and exit 5 (no tests ran), fail it.
 test: install browser
 	$(PY) -m pytest
+
+# The suite without the tests marked slow (trained models, live servers): minutes, not a quarter hour.
+test-fast: install
+	$(PY) -m pytest -m "not slow"
 
 # The browser tests drive Debian's chromium; install it where this machine can.
 browser:
@@ -31,25 +38,37 @@ browser:
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint --failure-threshold warning Dockerfile
 
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Refresh constraints.txt: the newest versions pyproject.toml allows, resolved in a
+# fresh virtual environment with every extra a CPU machine installs.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet '.[cpu,serve,train,export,dev]'
+	{ echo "# Pinned versions for every install (make install, CI, the Dockerfile)."; \
+	  echo "# Refreshed by \`make lock\` ($$(date -u +%Y-%m-%d), $$(.lock-venv/bin/python --version))."; \
+	  .lock-venv/bin/pip freeze --exclude-editable | grep -v '^ktl[ =@]'; } > $(CONSTRAINTS)
+	rm -rf .lock-venv build
+
 run: install
 	$(VENV)/bin/ktl demo
 	@echo
-	@echo "Serving on http://127.0.0.1:$(PORT) (Ctrl-C stops). In another terminal:"
+	@echo "Serving on http://127.0.0.1:$(PORT) (Ctrl-C stops): open it in a browser. Or, in another terminal:"
 	@echo "  curl -F image=@demo_data/circle/circle_0000.png http://127.0.0.1:$(PORT)/v1/models/demo/predict"
 	@echo
 	$(VENV)/bin/ktl serve --port $(PORT)
 
 clean:
-	rm -rf $(VENV) model_store demo_data .pytest_cache .ruff_cache
+	rm -rf $(VENV) model_store demo_data .pytest_cache .ruff_cache .mypy_cache
 
 # Builds the Dockerfile for real with podman (no Docker engine needed) and checks
-# the image: service, health check, a prediction, `ktl train` inside the container.
-.PHONY: container-check
+# the images: service, health check, a prediction, `ktl train` inside the container.
 container-check: install
 	bash scripts/container-check.sh

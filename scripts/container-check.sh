@@ -27,7 +27,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=${VENV:-.venv}
 BASE_IMAGE=docker.io/library/python:3.11-slim
-IMAGE=localhost/ktl-check:$$
+IMAGE=localhost/ktl-check:$$             # the service (the default target)
+TRAIN_IMAGE=localhost/ktl-check-train:$$  # the fine-tune job (target train)
 CACHE=${KTL_CHECK_CACHE:-/var/tmp/ktl-container-check}
 PRETRAINED=${KTL_CHECK_PRETRAINED:-}
 STRICT=${KTL_CHECK_STRICT:-0}
@@ -185,17 +186,25 @@ log "podman build (PRETRAINED=\"$PRETRAINED\")"
 if [[ -z $PRETRAINED ]]; then
     skip "ImageNet weights are not pre-downloaded (PRETRAINED empty): this machine cannot reach storage.googleapis.com; set KTL_CHECK_PRETRAINED=\"resnet50\" where it can"
 fi
-podman build --pull=never --format docker --build-arg "PRETRAINED=$PRETRAINED" \
-    -t "$IMAGE" . >"$WORK/build.log" 2>&1 ||
+podman build --pull=never --format docker -t "$IMAGE" . >"$WORK/build.log" 2>&1 ||
     { tail -n 40 "$WORK/build.log"; fail "podman build failed (log above)"; }
 ok "built $IMAGE"
+podman build --pull=never --format docker --target train --build-arg "PRETRAINED=$PRETRAINED" \
+    -t "$TRAIN_IMAGE" . >"$WORK/build-train.log" 2>&1 ||
+    { tail -n 40 "$WORK/build-train.log"; fail "podman build --target train failed (log above)"; }
+ok "built $TRAIN_IMAGE"
+podman run --rm --no-healthcheck "$IMAGE" python -c 'import matplotlib' 2>/dev/null &&
+    fail "the service image carries matplotlib, which only training needs"
+podman run --rm --no-healthcheck "$TRAIN_IMAGE" python -c 'import flask' 2>/dev/null &&
+    fail "the training image carries flask, which only the service needs"
+ok "each image holds only its own extras (serve: no matplotlib; train: no flask)"
 
 user=$(podman image inspect --format '{{.Config.User}}' "$IMAGE")
 uid=${user%%:*}
 [[ -n $uid && $uid != 0 && $uid != root ]] || fail "the image runs as root (USER '$user')"
 [[ $(podman run --rm --no-healthcheck "$IMAGE" id -u) == "$uid" ]] || fail "the container does not run as USER $user"
 ok "runs as non-root user $user"
-podman run --rm --no-healthcheck "$IMAGE" python -c '
+podman run --rm --no-healthcheck "$TRAIN_IMAGE" python -c '
 import os
 from keras.src.backend.config import keras_home
 home = keras_home()
@@ -205,7 +214,7 @@ assert os.access(home, os.W_OK), f"{home} is not writable: Keras would ignore it
 ok "KERAS_HOME is the Keras cache the runtime user gets"
 if [[ -n $PRETRAINED ]]; then
     # shellcheck disable=SC2086
-    podman run --rm --no-healthcheck --network none "$IMAGE" python -c '
+    podman run --rm --no-healthcheck --network none "$TRAIN_IMAGE" python -c '
 import sys
 from models.backbones import get_backbone
 from models.classifier import keras_cache_path
@@ -286,7 +295,7 @@ mkdir -p "$WORK/store-rw"
 chown "$user" "$WORK/store-rw"
 CONTAINERS+=("ktl-check-$$-train")
 podman run --rm --name "ktl-check-$$-train" --no-healthcheck --network none --cap-drop ALL --security-opt no-new-privileges \
-    -v "$WORK/store-rw:/models" -v "$WORK/data:/data:ro" "$IMAGE" ktl train /data --name trained --backbone smallcnn --weights none --image-size 16 \
+    -v "$WORK/store-rw:/models" -v "$WORK/data:/data:ro" "$TRAIN_IMAGE" ktl train /data --name trained --backbone smallcnn --weights none --image-size 16 \
     --epochs 1 --fine-tune-epochs 0 --json >"$WORK/train.json" 2>"$WORK/train.log" ||
     { tail -n 20 "$WORK/train.log"; fail "ktl train in the container failed"; }
 "$VENV/bin/python" - "$WORK/train.json" <<'EOF' || fail "unexpected train output: $(cat "$WORK/train.json")"
@@ -302,5 +311,5 @@ ok "the mounted store holds trained/1/model.keras and metadata.json"
 
 # ---------------------------------------------------------------- size
 log "image size"
-podman images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' "$IMAGE"
+podman images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' "$IMAGE" "$TRAIN_IMAGE"
 podman history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" | cut -c1-110 | head -n 12

@@ -19,29 +19,36 @@ import pytest
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the deployment files")
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "ktl:latest"
+IMAGE = "ktl:latest"  # the service (Dockerfile target serve, the default)
+TRAIN_IMAGE = "ktl-train:latest"  # the fine-tune job (target train)
+SERVE_TARGET, TRAIN_TARGET = "serve", "train"
 STORE_CLAIM = "ktl-model-store"
 MULTIWORKER = "train-multiworker.yaml"
 
 
-def _dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of the runtime (last) stage, continuation lines joined."""
-    text = (ROOT / "Dockerfile").read_text()
-    text = re.sub(r"\\\n", " ", text)
-    instructions = []
+def _dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """(INSTRUCTION, arguments) of each named stage, continuation lines joined; a stage
+    built ``FROM`` another starts with that one's instructions. The last stage is also
+    under "" (what a build without --target makes)."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         keyword, _, rest = line.partition(" ")
         if keyword.upper() == "FROM":
-            instructions = []
-        instructions.append((keyword.upper(), rest.strip()))
-    return instructions
+            base, _, name = rest.partition(" AS ")
+            current = list(stages.get(base.strip(), []))
+            stages[name.strip()] = current
+            stages[""] = current
+        current.append((keyword.upper(), rest.strip()))
+    return stages
 
 
-def _instruction(name: str) -> list[str]:
-    return [rest for keyword, rest in _dockerfile_instructions() if keyword == name]
+def _instruction(name: str, stage: str = SERVE_TARGET) -> list[str]:
+    return [rest for keyword, rest in _dockerfile_stages()[stage] if keyword == name]
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +65,30 @@ def dockerfile() -> dict:
         "gid": int(gid or uid),
         "health_path": re.search(r"(/[a-z]+)'", healthcheck).group(1),
         "store": re.search(r"KTL_MODEL_STORE=(\S+)", env).group(1),
+        "host": re.search(r"KTL_HOST=(\S+)", env).group(1),
         "volume": volume.strip(),
         "cmd": _instruction("CMD")[-1],
     }
+
+
+def test_the_default_image_is_the_service_and_the_job_has_its_own():
+    stages = _dockerfile_stages()
+    assert stages[""] is stages[SERVE_TARGET]
+    for target, extras in ((SERVE_TARGET, "ktl[cpu,serve]"), (TRAIN_TARGET, "ktl[cpu,train]")):
+        installs = " ".join(_instruction("RUN", target))
+        assert extras in installs, target
+        assert _instruction("USER", target) == _instruction("USER", SERVE_TARGET)
+    # The job's image has no web framework, the service's no training report tools.
+    assert "serve" not in " ".join(_instruction("RUN", TRAIN_TARGET)).split("ktl[")[1]
+    assert "PRETRAINED" in " ".join(_instruction("ARG", TRAIN_TARGET))
+
+
+def test_every_install_takes_the_pinned_versions():
+    (wheels,) = [run for run in _instruction("RUN", "build") if "pip wheel" in run]
+    assert "-c constraints.txt" in wheels
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-c $(CONSTRAINTS)" in makefile and "CONSTRAINTS := constraints.txt" in makefile
+    assert (ROOT / "constraints.txt").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +128,7 @@ def test_dockerfile_is_what_the_deployments_assume(dockerfile):
     assert dockerfile["health_path"] == "/healthz"
     assert dockerfile["store"] == dockerfile["volume"] == "/models"
     assert "serve" in dockerfile["cmd"]
+    assert dockerfile["host"] == "0.0.0.0"  # reachable from outside the container
 
 
 def test_deployment_probes_port_image_and_user_match_the_dockerfile(manifests, dockerfile):
@@ -152,7 +181,7 @@ def test_training_job_writes_into_the_store_claim(manifests, dockerfile):
     job = manifests["Job"]
     pod = job["spec"]["template"]["spec"]
     container = _container(job)
-    assert container["image"] == IMAGE
+    assert container["image"] == TRAIN_IMAGE
     assert container["args"][:2] == ["ktl", "train"]
     assert pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsUser"] == dockerfile["uid"]
@@ -171,7 +200,8 @@ def test_kustomization_lists_existing_files():
 def test_compose_service_and_training_job_share_the_store(compose, dockerfile):
     services = compose["services"]
     service, train = services["service"], services["train"]
-    assert service["image"] == train["image"] == IMAGE
+    assert (service["image"], service["build"]["target"]) == (IMAGE, SERVE_TARGET)
+    assert (train["image"], train["build"]["target"]) == (TRAIN_IMAGE, TRAIN_TARGET)
     # `docker compose up` starts only the services without a profile: the service.
     assert [name for name, s in services.items() if not s.get("profiles")] == ["service"]
     (published,) = service["ports"]
@@ -242,7 +272,7 @@ def test_multiworker_pods_share_the_store_and_image_of_the_single_job(multiworke
     job = multiworker["Job"]
     pod, container = job["spec"]["template"]["spec"], _container(job)
     single = manifests["Job"]
-    assert container["image"] == _container(single)["image"] == IMAGE
+    assert container["image"] == _container(single)["image"] == TRAIN_IMAGE
     assert pod["securityContext"] == single["spec"]["template"]["spec"]["securityContext"]
     assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
     volumes = {v["name"]: v for v in pod["volumes"]}
