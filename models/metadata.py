@@ -53,6 +53,15 @@ class ConfusionMatrix(_Frozen):
     matrix: tuple[tuple[int, ...], ...]
 
 
+class Baseline(_Frozen):
+    """What a model must beat: always answering the training split's largest class
+    (scored on the same images), and chance."""
+
+    majority_class: str
+    majority_accuracy: float
+    chance: float
+
+
 class Metrics(_Frozen):
     """The figures ``ktl train`` prints; empty for a bundle that was never evaluated."""
 
@@ -64,6 +73,7 @@ class Metrics(_Frozen):
     macro_f1: float | None = None
     per_class: dict[str, ClassFigures] | None = None
     confusion_matrix: ConfusionMatrix | None = None
+    baseline: Baseline | None = None
 
 
 class BundleMetadata(_Frozen):

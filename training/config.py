@@ -11,11 +11,18 @@ from pathlib import Path
 
 from models.backbones import get_backbone
 from models.choices import POOLING
-from models.errors import ConfigError
+from models.errors import ConfigError, did_you_mean
 
 __all__ = ["STRATEGIES", "ConfigError", "TrainConfig", "build_config", "read_toml"]
 
 STRATEGIES = ("auto", "mirrored", "multiworker")  # how training uses devices and machines
+# Epochs and early-stopping patience by recipe. A new head on frozen features
+# settles in a few epochs; a network trained from random weights needs many more,
+# and its validation loss is noisy early on, so it gets more patience.
+RECIPE_DEFAULTS = {
+    "transfer": {"epochs": 10, "patience": 3},
+    "scratch": {"epochs": 40, "patience": 10},
+}
 
 
 @dataclass
@@ -24,10 +31,10 @@ class TrainConfig:
     name: str
     store: str = "model_store"
     backbone: str = "resnet50"
-    weights: str = "imagenet"
+    weights: str | None = None  # None: imagenet where the backbone has such weights, else none
     image_size: int | None = None  # None: the backbone's default
     batch_size: int = 32
-    epochs: int = 10
+    epochs: int | None = None  # None: the recipe's (RECIPE_DEFAULTS)
     fine_tune_epochs: int = 5
     unfreeze_from: str | None = None  # None: the backbone's default
     lr: float = 1e-3
@@ -37,8 +44,9 @@ class TrainConfig:
     augment: bool = True
     dropout: float = 0.2
     pooling: str = "avg"
-    patience: int = 3
+    patience: int | None = None  # None: the recipe's (RECIPE_DEFAULTS)
     resume: bool = False
+    restart: bool = False  # discard an interrupted job of this name and start over
     mixed_precision: bool = False  # float16 compute: for GPUs with tensor cores
     jit: bool = False  # XLA-compile the training step
     cache_dir: str | None = None  # where the decoded images are cached (default: the job's folder)
@@ -47,7 +55,23 @@ class TrainConfig:
     @property
     def transfer(self) -> bool:
         """Whether there are pretrained features to transfer (two-phase recipe)."""
-        return self.weights != "none"
+        return self._weights() != "none"
+
+    def _weights(self) -> str:
+        if self.weights is not None:
+            return self.weights
+        return "imagenet" if get_backbone(self.backbone).pretrained else "none"
+
+    def resolve_defaults(self) -> TrainConfig:
+        """Fill the settings whose default depends on others (weights on the backbone,
+        epochs and patience on the recipe); what a job records is what it ran."""
+        self.weights = self._weights()
+        recipe = RECIPE_DEFAULTS["transfer" if self.transfer else "scratch"]
+        if self.epochs is None:
+            self.epochs = recipe["epochs"]
+        if self.patience is None:
+            self.patience = recipe["patience"]
+        return self
 
     def resolved_image_size(self) -> tuple[int, int]:
         size = self.image_size or get_backbone(self.backbone).default_size
@@ -57,8 +81,11 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> TrainConfig:
-        """Raise ``ConfigError`` naming the first bad setting; return self."""
+        """Resolve the defaults, then raise ``ConfigError`` naming the first bad setting;
+        return self."""
         spec = get_backbone(self.backbone)  # UnknownBackbone is a ValueError with a clear text
+        self.resolve_defaults()
+        assert self.epochs is not None and self.patience is not None
         checks = [
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.epochs >= 1, "--epochs must be at least 1"),
@@ -67,6 +94,7 @@ class TrainConfig:
             (0.0 < self.val_split < 1.0, "--val-split must be between 0 and 1, e.g. 0.2"),
             (0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)"),
             (self.patience >= 1, "--patience must be at least 1"),
+            (not (self.resume and self.restart), "--resume and --restart exclude each other"),
             (self.pooling in POOLING, f"--pooling must be one of {', '.join(POOLING)}"),
             (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
         ]
@@ -97,7 +125,8 @@ def read_toml(path: str | Path) -> dict:
     settings = {key.replace("-", "_"): value for key, value in raw.items()}
     unknown = sorted(settings.keys() - _FIELDS)
     if unknown:
-        raise ConfigError(f"--config {path}: unknown settings {unknown}")
+        hints = "".join(did_you_mean(key, _FIELDS) for key in unknown[:1])
+        raise ConfigError(f"--config {path}: unknown settings {unknown}{hints}")
     if "no_augment" in raw:
         raise ConfigError(f"--config {path}: write augment = false instead of no_augment")
     return settings

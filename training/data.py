@@ -16,12 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from models.errors import UserError
-from models.preprocessing import ImageError, load_image
+from models.preprocessing import IMAGE_SUFFIXES, ImageError, is_image_name, load_image
 
-# Files with other suffixes are not images and are ignored (README.txt, .DS_Store ...).
-IMAGE_SUFFIXES = frozenset(
-    ".jpg .jpeg .jpe .jfif .png .gif .bmp .dib .tif .tiff .webp .ppm .pgm .pbm .pnm".split()
-)
 IMBALANCE_RATIO = 1.5  # largest / smallest class above this: class weights are used
 STRONG_IMBALANCE_RATIO = 3.0  # ... and above this it is reported as strong
 
@@ -82,15 +78,18 @@ def list_samples(data: str | Path) -> Listing:
         listing = _list_class_folders(path, None)
         listing.layout = "folders"
     if not listing.samples:
+        loose = [p for p in path.iterdir() if p.is_file() and is_image_name(p)]
+        if loose:
+            raise DataError(
+                f"{path}: its {len(loose)} images lie directly in the folder, with no class to "
+                f"learn; put them in one sub-folder per class, e.g. {path}/cats/*.jpg and "
+                f"{path}/dogs/*.jpg, and give the folder above them"
+            )
         raise DataError(
             f"{path}: no images found. Expected one sub-folder per class holding images "
             f"({', '.join(sorted(IMAGE_SUFFIXES))}), or train/ and val/ folders laid out so"
         )
     return listing
-
-
-def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
 def _list_class_folders(root: Path, subset: str | None) -> Listing:
@@ -101,7 +100,7 @@ def _list_class_folders(root: Path, subset: str | None) -> Listing:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for filename in sorted(filenames):
                 file = Path(dirpath) / filename
-                if _is_image_name(file):
+                if is_image_name(file):
                     samples.append(Sample(file, class_dir.name, subset))
                 else:
                     ignored.append(str(file))
@@ -219,17 +218,21 @@ def prepare(
     return Prepared(labels, pixels, targets, np.array(train), np.array(val), report)
 
 
-def _check_classes(listing: Listing, good: list[int]) -> list[str]:
-    samples = listing.samples
-    counts = Counter(samples[i].label for i in good)
+def check_classes(counts: Counter, what: str) -> None:
+    """``DataError`` unless there are 2 classes or more, each with 2 ``what`` or more:
+    checked on the listing before anything is decoded, and again after."""
     if len(counts) < 2:
-        found = f"only class {next(iter(counts))!r}" if counts else "no readable images"
+        found = f"only class {next(iter(counts))!r}" if counts else f"no {what}"
         raise DataError(f"need at least 2 classes to train a classifier; found {found}")
     small = sorted(label for label, n in counts.items() if n < 2)
     if small:
-        raise DataError(
-            f"every class needs at least 2 readable images; too few in: {', '.join(small)}"
-        )
+        raise DataError(f"every class needs at least 2 {what}; too few in: {', '.join(small)}")
+
+
+def _check_classes(listing: Listing, good: list[int]) -> list[str]:
+    samples = listing.samples
+    counts = Counter(samples[i].label for i in good)
+    check_classes(counts, "readable images")
     if listing.layout == "train_val":
         train_labels = {samples[i].label for i in good if samples[i].subset == "train"}
         val_only = sorted({samples[i].label for i in good} - train_labels)
@@ -327,12 +330,44 @@ def finish_report(report: dict) -> dict:
         )
     if report["skipped"]:
         warnings.append(f"{len(report['skipped'])} files could not be decoded and were skipped")
+    warnings += split_size_warnings(report)
     return {
         **report,
         "imbalance_ratio": round(ratio, 3),
         "class_weights": class_weights,
         "warnings": warnings,
     }
+
+
+# Below these a split is too small for its job: to learn a class from, or to
+# measure a model on (one image then moves accuracy by more than 3 points).
+MIN_TRAIN_PER_CLASS = 5
+MIN_VAL_IMAGES = 30
+
+
+def split_size_warnings(report: dict) -> list[str]:
+    """Plain words when the split leaves too little to train on or to measure with."""
+    warnings = []
+    train, val = report["train_images"], report["val_images"]
+    few = sorted(
+        label for label, n in report["classes"].items() if n["train"] < MIN_TRAIN_PER_CLASS
+    )
+    if few:
+        warnings.append(
+            f"too few training images to learn from in {', '.join(few)} (under "
+            f"{MIN_TRAIN_PER_CLASS} each): add images or lower --val-split"
+        )
+    if train < val:
+        warnings.append(
+            f"the training split ({train} images) is smaller than validation ({val}): "
+            "lower --val-split (0.2 is usual)"
+        )
+    if val < MIN_VAL_IMAGES:
+        warnings.append(
+            f"only {val} validation images: one image moves accuracy by {100 / val:.1f} points, "
+            "so the figures are rough"
+        )
+    return warnings
 
 
 def merge_reports(reports: list[dict]) -> dict:

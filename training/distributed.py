@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,14 @@ from models.preprocessing import load_image
 from models.store import PublishError
 from training.cluster import Cluster, shard
 from training.config import TrainConfig
-from training.data import DataError, Listing, Prepared, list_samples, merge_reports
+from training.data import (
+    DataError,
+    Listing,
+    Prepared,
+    check_classes,
+    list_samples,
+    merge_reports,
+)
 from training.state import JobState, Log, prepared_data
 
 # Settings that may differ between workers: where each one reads and writes.
@@ -50,8 +58,11 @@ def list_dataset(cluster: Cluster, config: TrainConfig, log: Log) -> Listing:
     """This worker's files of DATA: all of them with one worker; with several, its
     shard, once every worker has checked that they run the same job."""
     if cluster.workers == 1:
-        return list_samples(config.data)
+        listing = list_samples(config.data)
+        check_classes(Counter(sample.label for sample in listing.samples), "image files")
+        return listing
     listing = _agree_on_the_job(cluster, config)
+    check_classes(Counter(sample.label for sample in listing.samples), "image files")
     total = len(listing.samples)
     listing = dataclasses.replace(listing, samples=shard(listing.samples, cluster))
     log(f"This worker's shard: {len(listing.samples):,} of {total:,} files")

@@ -17,7 +17,6 @@ def evaluate(probabilities: np.ndarray, targets: np.ndarray, labels: list[str]) 
     np.add.at(confusion, (targets, predicted), 1)
     k = min(5, max(1, n_classes - 1))
     top_k = np.argsort(-probabilities, axis=1)[:, :k]
-    picked = probabilities[np.arange(len(targets)), targets]
     per_class = {}
     for i, label in enumerate(labels):
         tp = int(confusion[i, i])
@@ -37,16 +36,56 @@ def evaluate(probabilities: np.ndarray, targets: np.ndarray, labels: list[str]) 
         "accuracy": round(float((predicted == targets).mean()), 6),
         "top_k": k,
         "top_k_accuracy": round(float((top_k == targets[:, None]).any(axis=1).mean()), 6),
-        "loss": round(float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()), 6) + 0.0,  # not -0.0
+        "loss": round(log_loss(probabilities, targets), 6) + 0.0,  # not -0.0
         "macro_f1": round(float(np.mean([c["f1"] for c in per_class.values()])), 6),
         "per_class": per_class,
         "confusion_matrix": {"labels": labels, "matrix": confusion.tolist()},
     }
 
 
+def baseline(train_counts: dict[str, int], targets: np.ndarray, labels: list[str]) -> dict:
+    """What a model must beat: always answering the largest class of the training
+    split (scored on these targets), and guessing at random."""
+    majority = max(labels, key=lambda label: train_counts.get(label, 0))
+    share = float((targets == labels.index(majority)).mean()) if len(targets) else 0.0
+    return {
+        "majority_class": majority,
+        "majority_accuracy": round(share, 6),
+        "chance": round(1 / len(labels), 6),
+    }
+
+
+def quality_warnings(metrics: dict) -> list[str]:
+    """Plain words when a model is no better than a baseline that learns nothing."""
+    base = metrics.get("baseline")
+    if not base:
+        return []
+    accuracy, majority = metrics["accuracy"], base["majority_accuracy"]
+    if accuracy <= majority:
+        return [
+            f"accuracy {accuracy:.3f} is no better than always answering "
+            f"{base['majority_class']!r} ({majority:.3f}): this model has not learnt to tell "
+            "the classes apart. More epochs, more images, or pretrained weights (--weights) "
+            "may help; see docs/training.md"
+        ]
+    if accuracy < majority + 0.05:
+        return [
+            f"accuracy {accuracy:.3f} is barely above always answering "
+            f"{base['majority_class']!r} ({majority:.3f}): treat this model with caution"
+        ]
+    return []
+
+
+def log_loss(probabilities: np.ndarray, targets: np.ndarray) -> float:
+    """Mean cross-entropy of the true classes (probabilities clipped at 1e-7, as Keras)."""
+    picked = probabilities[np.arange(len(targets)), targets]
+    return float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
+
+
 def history_csv(rows: list[dict]) -> str:
-    """One row per epoch of every phase."""
-    columns = ["phase", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    """One row per epoch of every phase; ``kept`` is 1 for the epoch whose weights
+    the phase kept (the lowest validation loss)."""
+    columns = ["phase", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "kept"]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -5,6 +5,7 @@ no pretrained weights, the whole network trained from the start."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.errors import ConfigError
+from training.callbacks import ResumableEarlyStopping
 from training.phases import Phase
 
 _BATCHNORM = keras.layers.BatchNormalization
@@ -50,21 +52,24 @@ def batches(
     batch_size: int,
     *,
     shuffle: bool,
-    seed: int,
+    seed: int | tuple[int, ...],
     class_weight: dict[int, float] | None = None,
     pad_to: int | None = None,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, label index)`` drawn by index from a cache: the decoded
     uint8 pixels, or the backbone's pooled features.
 
     Reading by index keeps a memory-mapped cache on disk instead of copying it
-    into TensorFlow; the order is reshuffled every epoch from a seeded generator.
+    into TensorFlow; each epoch's order comes from ``seed`` and the epoch's number
+    alone (counted from ``first_epoch``), so a resumed run shuffles as the whole one.
     ``pad_to`` repeats the epoch's first items up to that length, so workers with
     shards of different sizes run the same number of steps. With ``class_weight``
     or ``pad_to``, each batch carries a third element, the items' weights: their
     class weight (or 1), and 0 for the padding, which so counts in no loss or metric.
     """
-    rng = np.random.default_rng(seed)
+    seeds = (seed,) if isinstance(seed, int) else tuple(seed)
+    epochs = itertools.count(first_epoch)
     indices = np.asarray(indices)
     length = pad_to or len(indices)
     weighted = class_weight is not None or pad_to is not None
@@ -72,7 +77,8 @@ def batches(
         per_class = np.array([class_weight[k] for k in range(len(class_weight))], np.float32)
 
     def generate():
-        order = rng.permutation(indices) if shuffle else indices
+        epoch = next(epochs)
+        order = np.random.default_rng([*seeds, epoch]).permutation(indices) if shuffle else indices
         order = np.resize(order, length)  # repeats from the start when padding
         for start in range(0, length, batch_size):
             chunk = order[start : start + batch_size]
@@ -125,7 +131,7 @@ def run_phase(
     phase: Phase,
     train: tf.data.Dataset,
     train_steps: int | None,
-    val: tf.data.Dataset,
+    val: tf.data.Dataset | None,
     val_steps: int | None,
     *,
     patience: int,
@@ -133,11 +139,14 @@ def run_phase(
     earlier: list[dict] | None = None,
     on_epoch: Callable[[list[dict]], None] | None = None,
     jit: bool = False,
+    first_callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> list[dict]:
     """Fit one phase with early stopping (best weights restored) and a per-epoch
     backup that ``--resume`` continues from (none when ``backup_dir`` is None).
     Progress goes to stderr. Class weights come with the training batches. The
     steps are None for datasets that end with the epoch, else the steps of one.
+    Without ``val``, one of ``first_callbacks`` (they run before the others) puts
+    ``val_loss`` into each epoch's logs.
 
     Returns one history row per epoch; ``earlier`` holds the rows of epochs run
     before an interruption, and ``on_epoch`` gets the rows after every epoch so
@@ -159,10 +168,10 @@ def run_phase(
         jit_compile=jit,
     )
     fit_model.optimizer.build(fit_model.trainable_variables)  # now, not inside a replica's step
+    best_file = backup_dir.with_name(f"best_{phase.name}.weights.h5") if backup_dir else None
     callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=patience, restore_best_weights=True
-        ),
+        *(first_callbacks or []),
+        ResumableEarlyStopping(patience, list(rows), best_file),  # before the backup restores
         *([keras.callbacks.BackupAndRestore(str(backup_dir))] if backup_dir else []),
         keras.callbacks.LambdaCallback(on_epoch_end=record),  # after the backup it describes
     ]
@@ -216,9 +225,21 @@ def batchnorm_statistics(backbone: keras.Model) -> list:
     ]
 
 
-def predict_probabilities(model: keras.Model, data: tf.data.Dataset) -> np.ndarray:
-    """Inference-mode outputs of ``model`` for every batch of ``data``."""
-    forward = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False), autograph=False)
+def inference(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """``model``'s inference-mode forward pass, traced once for batches of any size."""
+    return tf.function(
+        lambda x: model(tf.cast(x, tf.float32), training=False),
+        autograph=False,
+        reduce_retracing=True,
+    )
+
+
+def predict_probabilities(
+    model: keras.Model | Callable[[tf.Tensor], tf.Tensor], data: tf.data.Dataset
+) -> np.ndarray:
+    """Inference-mode outputs of ``model`` (or of its ``inference`` function, to
+    trace it once for many calls) for every batch of ``data``."""
+    forward = inference(model) if isinstance(model, keras.Model) else model
     return np.concatenate([forward(pixels).numpy() for pixels, _ in data])
 
 

@@ -21,7 +21,7 @@ from training.cluster import Cluster, connect, plan
 from training.config import TrainConfig
 from training.data import Prepared
 from training.distributed import Validation
-from training.evaluate import evaluate
+from training.evaluate import baseline, evaluate, quality_warnings
 from training.phases import plan_phases
 from training.publish import bundle_metadata, report_files
 from training.state import JobState, Log, job_dir, open_job
@@ -46,12 +46,14 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict[str, Any]:
 def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dict[str, Any]:
     listing = distributed.list_dataset(cluster, config, log)
     spec = get_backbone(config.backbone)
+    assert config.weights is not None, "a validated config (build_config) has its weights"
     weights = resolve_weights(spec, config.weights)
     phases = plan_phases(config, spec)
     store = ModelStore(config.store)
     _describe_cluster(cluster, config, log)
     size = config.resolved_image_size()
-    with open_job(job_dir(store, config.name, cluster.index), config, log) as state:
+    root = job_dir(store, config.name, cluster.index)
+    with open_job(root, config, log, resumable=cluster.workers == 1) as state:
         # The backbone first: missing ImageNet weights stop the job before any decoding.
         backbone = _backbone(config, spec, weights, cluster)
         prepared, reused = distributed.prepared_shards(cluster, state, listing, size, config, log)
@@ -66,12 +68,17 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
         )
         validation = _validate(cluster, model, prepared, listing, config)
         metrics = evaluate(validation.probabilities, validation.targets, prepared.labels)
+        train_counts = {k: v["train"] for k, v in prepared.report["classes"].items()}
+        metrics["baseline"] = baseline(train_counts, validation.targets, prepared.labels)
+        warnings = quality_warnings(metrics)
+        for warning in warnings:
+            log(f"Warning: {warning}")
 
         def save() -> tuple[int, Any]:
             metadata = bundle_metadata(
                 config, spec, model, prepared, metrics, details, _fingerprint(state)
             )
-            reports = report_files(history, metrics, prepared.labels, validation)
+            reports = report_files(history, details["phases"], metrics, prepared.labels, validation)
             return save_bundle(store, model, metadata, reports)
 
         version, path = distributed.publish_on_chief(cluster, save)
@@ -83,6 +90,7 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
         "metrics": metrics,
         "dataset": _dataset_summary(prepared),
         "training": details,
+        "warnings": warnings,
         **(
             {"worker": {"index": cluster.index, "workers": cluster.workers}}
             if cluster.workers > 1

@@ -23,6 +23,7 @@ class Phase:
 def plan_phases(config: TrainConfig, spec: BackboneSpec) -> list[Phase]:
     """The phases of a job, in order; ``ConfigError`` when fine-tuning has no layer
     to start from."""
+    assert config.epochs is not None, "a validated config (build_config) has its epochs"
     if not config.transfer:
         return [Phase("scratch", config.epochs, config.lr)]
     phases = [Phase("head", config.epochs, config.lr)]

@@ -52,9 +52,16 @@ def bundle_metadata(
 
 
 def report_files(
-    history: list[dict], metrics: dict[str, Any], labels: list[str], validation: Validation
+    history: list[dict],
+    phases: list[dict[str, Any]],
+    metrics: dict[str, Any],
+    labels: list[str],
+    validation: Validation,
 ) -> dict[str, bytes]:
-    """``reports/``: figures, history, curves, confusion matrix, the worst images."""
+    """``reports/``: figures, history (each phase's kept epoch marked), curves,
+    confusion matrix, the worst images."""
+    kept = {(phase["name"], phase["kept_epoch"]) for phase in phases}
+    history = [{**row, "kept": int((row["phase"], row["epoch"]) in kept)} for row in history]
     return {
         "metrics.json": json.dumps(metrics, indent=2).encode(),
         "history.csv": history_csv(history).encode(),

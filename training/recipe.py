@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from training import finetune
+from training.callbacks import EpochSeeds, SettledValidation
 from training.cluster import Cluster
 from training.config import TrainConfig
 from training.data import Prepared
@@ -49,28 +50,29 @@ class _Run:
             seed=self.config.seed,
         )
 
-    def fit_data(self, inputs: np.ndarray, targets: np.ndarray, indices, shuffle: bool):
-        """``(batches, steps)`` for ``fit``, split over the replicas; class weights when
-        training."""
-        weights = self.prepared.class_weights() if shuffle else None
-        config = self.config
+    def fit_data(self, inputs: np.ndarray, targets: np.ndarray, indices, epochs: _Epochs | None):
+        """``(batches, steps)`` for ``fit``, split over the replicas. Training batches
+        (``epochs`` given) are shuffled by epoch and carry the class weights."""
+        weights = self.prepared.class_weights() if epochs else None
+        seed = (self.config.seed, epochs.phase) if epochs else self.config.seed
+        first = epochs.first if epochs else 0
         return self.cluster.distribute(
             lambda batch, pad_to: finetune.batches(
-                inputs, targets, indices, batch,
-                shuffle=shuffle, seed=config.seed, class_weight=weights, pad_to=pad_to,
+                inputs, targets, indices, batch, shuffle=epochs is not None, seed=seed,
+                class_weight=weights, pad_to=pad_to, first_epoch=first,
             ),
             len(indices),
-            config.batch_size,
+            self.config.batch_size,
         )  # fmt: skip
 
-    def pixel_data(self) -> tuple[tuple, tuple]:
+    def pixel_data(self, epochs: _Epochs) -> tuple[tuple, tuple]:
         prepared = self.prepared
         return (
-            self.fit_data(prepared.pixels, prepared.targets, prepared.train, True),
-            self.fit_data(prepared.pixels, prepared.targets, prepared.val, False),
+            self.fit_data(prepared.pixels, prepared.targets, prepared.train, epochs),
+            self.fit_data(prepared.pixels, prepared.targets, prepared.val, None),
         )
 
-    def feature_data(self) -> tuple[tuple, tuple]:
+    def feature_data(self, epochs: _Epochs) -> tuple[tuple, tuple]:
         """The frozen backbone's pooled features of both splits, computed once."""
         self.log("Computing the frozen backbone's features once; the head trains on them")
         prepared = self.prepared
@@ -79,12 +81,36 @@ class _Run:
                 finetune.pooled_features(self.model, self.batches(indices, False)),
                 prepared.targets[indices],
                 np.arange(len(indices)),
-                shuffle,
+                phase_epochs,
             )
-            for indices, shuffle in ((prepared.train, True), (prepared.val, False))
+            for indices, phase_epochs in ((prepared.train, epochs), (prepared.val, None))
         )
         self.details["cached_features"] = True
         return train, val
+
+    def settled_validation(self) -> SettledValidation:
+        """Validation after BatchNorm statistics are measured on up to 1,024 training
+        images (the same ones every epoch)."""
+        prepared, cluster = self.prepared, self.cluster
+        sample = np.random.default_rng(self.config.seed).permutation(prepared.train)[:1024]
+        size = cluster.per_replica_batch(self.config.batch_size)
+        forward = finetune.inference(self.model)
+        return SettledValidation(
+            lambda: finetune.recalibrate_batchnorm(
+                self.model, self.backbone, self.batches(np.sort(sample), False, size)
+            ),
+            lambda: finetune.predict_probabilities(forward, self.batches(prepared.val, False)),
+            prepared.targets[prepared.val],
+        )
+
+
+@dataclass(frozen=True)
+class _Epochs:
+    """Where a phase's epochs start: its place among the phases, and the epochs it
+    finished before an interruption."""
+
+    phase: int
+    first: int
 
 
 def train(
@@ -100,7 +126,6 @@ def train(
     """Run the phases not yet finished; returns the history rows and what was done."""
     run = _Run(config, model, backbone, prepared, state, cluster, log)
     run.details.update(_describe(config, cluster, phases))
-    pixel_data = run.pixel_data()
     with cluster.fit_scope():
         fit_model = finetune.training_model(model, config.augment, config.seed, cluster.model_class)
     if not config.transfer:
@@ -114,19 +139,33 @@ def train(
             if _restored(fit_model, phase, state, log):
                 continue
             progress = _without(progress, phase.name)
-        rows = _run_phase(run, fit_model, phase, pixel_data)
+        rows = _run_phase(run, fit_model, phase, phases.index(phase))
         fit_model.save_weights(state.root / f"{phase.name}.weights.h5")
         progress = {"done": [*progress["done"], phase.name], "history": progress["history"] + rows}
         state.write("progress.json", progress)
     if not config.transfer:
         _recalibrate_batchnorm(run)
     run.details["phases"] = [
-        {"name": p, "epochs": sum(1 for r in progress["history"] if r["phase"] == p)}
-        for p in progress["done"]
+        phase_summary(phase, [r for r in progress["history"] if r["phase"] == phase.name])
+        for phase in phases
+        if phase.name in progress["done"]
     ]
     run.details["trainable_params"] = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     run.details["total_params"] = int(model.count_params())
     return progress["history"], run.details
+
+
+def phase_summary(phase: Phase, rows: list[dict]) -> dict[str, Any]:
+    """How a phase ended: epochs run of its maximum, whether early stopping ended it,
+    and the epoch whose weights were kept (the lowest validation loss)."""
+    losses = [row.get("val_loss", np.inf) for row in rows]
+    return {
+        "name": phase.name,
+        "epochs": len(rows),
+        "max_epochs": phase.epochs,
+        "stopped_early": len(rows) < phase.epochs,
+        "kept_epoch": int(np.argmin(losses)) + 1 if rows else None,
+    }
 
 
 def _describe(config: TrainConfig, cluster: Cluster, phases: list[Phase]) -> dict[str, Any]:
@@ -161,20 +200,31 @@ def _without(progress: dict, phase: str) -> dict:
     }
 
 
-def _run_phase(run: _Run, fit_model: keras.Model, phase: Phase, pixel_data) -> list[dict]:
+def _run_phase(run: _Run, fit_model: keras.Model, phase: Phase, index: int) -> list[dict]:
     """Train one phase (with its layers frozen as it needs); its history rows."""
-    phase_model, (train, val) = fit_model, pixel_data
+    state, single = run.state, run.cluster.workers == 1
+    earlier = state.read(f"epochs_{phase.name}.json") or []
+    if earlier:
+        run.log(f"Phase {phase.name} resumes at epoch {len(earlier) + 1} of {phase.epochs}")
+    epochs = _Epochs(index, len(earlier))
+    phase_model = fit_model
     if phase.name == "head":
         finetune.freeze_for_head(run.backbone)
         if uses_cached_features(run.config):
             with run.cluster.fit_scope():
                 phase_model = finetune.head_model(run.model, run.cluster.model_class)
-            train, val = run.feature_data()
     elif phase.name == "fine_tune":
         assert phase.unfreeze_from is not None
         count = finetune.unfreeze_top(run.backbone, phase.unfreeze_from)
         run.log(f"Unfroze {count} layers from {phase.unfreeze_from} (BatchNorm stays frozen)")
-    state, single = run.state, run.cluster.workers == 1
+    first: list[keras.callbacks.Callback] = [EpochSeeds(phase_model, index)] if single else []
+    train, val = (
+        run.feature_data(epochs) if phase_model is not fit_model else run.pixel_data(epochs)
+    )
+    if phase.name == "scratch" and single:  # Keras' own validation would judge stale statistics
+        first.append(run.settled_validation())
+        val = (None, None)
+    assert run.config.patience is not None
     with run.cluster.scope():
         return finetune.run_phase(
             phase_model,
@@ -184,9 +234,10 @@ def _run_phase(run: _Run, fit_model: keras.Model, phase: Phase, pixel_data) -> l
             patience=run.config.patience,
             # several workers restart together, so none resumes alone
             backup_dir=state.root / f"backup_{phase.name}" if single else None,
-            earlier=state.read(f"epochs_{phase.name}.json"),
+            earlier=earlier,
             on_epoch=lambda rows: state.write(f"epochs_{phase.name}.json", rows),
             jit=run.config.jit,
+            first_callbacks=first,
         )
 
 

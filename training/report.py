@@ -27,7 +27,8 @@ def _png(figure) -> bytes:
 
 
 def curves_png(history: list[dict]) -> bytes:
-    """Loss and accuracy per epoch, training and validation, phases one after another."""
+    """Loss and accuracy per epoch, training and validation, phases one after another;
+    a star marks each phase's kept epoch (rows with ``kept``)."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     steps = np.arange(1, len(history) + 1)
     for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
@@ -48,6 +49,15 @@ def curves_png(history: list[dict]) -> bytes:
         ]
         for x in boundaries:
             axis.axvline(x, color="grey", linewidth=0.8)
+        kept = [i for i, row in enumerate(history) if row.get("kept")]
+        axis.plot(
+            steps[kept],
+            [history[i].get("val_" + metric, np.nan) for i in kept],
+            "*",
+            color="black",
+            markersize=11,
+            label="kept (lowest val_loss)",
+        )
         axis.set_xlabel(
             "epoch (" + " | ".join(dict.fromkeys(row["phase"] for row in history)) + ")"
         )

@@ -59,6 +59,24 @@ class JobState:
         shutil.rmtree(self.root, ignore_errors=True)
         self.pixels_file.unlink(missing_ok=True)
 
+    def progress(self) -> str | None:
+        """What an interrupted job got done ("phase head: 3 epochs; ..."), None when it
+        decoded nothing and finished no epoch (then there is nothing worth resuming)."""
+        done = (self.read("progress.json") or {}).get("done", [])
+        parts = [f"phase {name} finished" for name in done]
+        for path in sorted(self.root.glob("epochs_*.json")):
+            phase = path.stem.removeprefix("epochs_")
+            rows = self.read(path.name) or []
+            if phase not in done and rows:
+                parts.append(f"phase {phase}: {len(rows)} epochs")
+        if not parts and self.read("data.json") is not None and self.pixels_file.is_file():
+            parts.append("images decoded, no epoch finished")
+        return "; ".join(parts) or None
+
+    def trained(self) -> bool:
+        """Whether the job finished an epoch."""
+        return bool(self.read("progress.json") or any(self.root.glob("epochs_*.json")))
+
 
 def job_dir(store: ModelStore, name: str, worker: int = 0) -> Path:
     """``<store>/.jobs/<name>``; other workers than the chief keep theirs apart (a
@@ -75,10 +93,14 @@ def pixels_file(root: Path, cache_dir: str | None) -> Path:
 
 
 @contextlib.contextmanager
-def open_job(root: Path, config: TrainConfig, log: Log) -> Iterator[JobState]:
-    """The job's state, locked for this process; an interrupted job's state is
-    continued with ``--resume`` (same settings) and discarded without. On success the
-    caller removes it (``JobState.remove``); on failure it stays for a resume."""
+def open_job(
+    root: Path, config: TrainConfig, log: Log, *, resumable: bool = True
+) -> Iterator[JobState]:
+    """The job's state, locked for this process. An interrupted job's state is
+    continued with ``--resume`` (same settings) or discarded with ``--restart``; a job
+    that cannot be resumed (several workers) discards it. On success the caller
+    removes the state (``JobState.remove``). A job that fails before its first epoch
+    leaves nothing; an interrupted one keeps what it did (decoded images, epochs)."""
     root.mkdir(parents=True, exist_ok=True)
     lock_path = root.parent / f"{root.name}.lock"
     with open(lock_path, "w") as lock:
@@ -89,27 +111,49 @@ def open_job(root: Path, config: TrainConfig, log: Log) -> Iterator[JobState]:
                 f"another training job for {root.name!r} is running on this store"
             ) from None
         state = JobState(root, pixels_file(root, config.cache_dir))
-        _check_resume(state, config, log)
-        yield state
-    if not root.exists():  # finished: the lock goes with the state
-        lock_path.unlink(missing_ok=True)
+        _check_resume(state, config, log, resumable)
+        try:
+            yield state
+        except Exception:
+            if not state.trained():  # a job that fails before its first epoch leaves nothing
+                state.remove()
+            raise
+        except BaseException:  # interrupted: what was done waits for --resume or --restart
+            if state.progress() is None:
+                state.remove()
+            raise
+        finally:
+            if not root.exists():  # finished, or nothing to resume: the lock goes too
+                lock_path.unlink(missing_ok=True)
 
 
-def _check_resume(state: JobState, config: TrainConfig, log: Log) -> None:
+def _check_resume(state: JobState, config: TrainConfig, log: Log, resumable: bool) -> None:
+    """Continue (--resume), discard (--restart) or refuse to overwrite an interrupted
+    job; state left by a job that never finished an epoch goes without a word."""
     saved = state.read("config.json")
+    done = state.progress() if saved is not None else None
     wanted = {key: config.to_dict()[key] for key in RESUME_KEYS}
-    if saved is not None and not config.resume:
-        log(f"Discarding an interrupted job for {config.name!r} (pass --resume to continue it)")
-        state.remove()
-        state.root.mkdir(parents=True)
-    elif saved is not None and saved != wanted:
+    if done is not None and not (config.resume or config.restart or not resumable):
+        raise ConfigError(
+            f"an interrupted training job for {config.name!r} is waiting ({done}): pass "
+            "--resume to continue it, or --restart to discard it and start over"
+        )
+    if done is not None and config.resume and saved != wanted:
         changed = sorted(key for key in wanted if saved.get(key) != wanted[key])
         raise ConfigError(
             f"--resume: the interrupted job used other settings ({', '.join(changed)}); "
-            "run without --resume to start over"
+            "pass --restart to discard it and start over with these"
         )
-    elif saved is None and config.resume:
-        log(f"No interrupted job for {config.name!r} to resume; starting a new one")
+    if done is not None and config.resume:
+        log(f"Resuming the interrupted job for {config.name!r} ({done})")
+    else:
+        if done is not None:
+            why = "--restart" if config.restart else "a job of several workers starts over"
+            log(f"Discarding the interrupted job for {config.name!r} ({done}): {why}")
+        elif config.resume:
+            log(f"No interrupted job for {config.name!r} to resume; starting a new one")
+        state.remove()
+        state.root.mkdir(parents=True)
     state.write("config.json", wanted)
 
 

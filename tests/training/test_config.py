@@ -94,3 +94,27 @@ def test_an_integer_is_a_valid_float(tmp_path):
     job = tmp_path / "job.toml"
     job.write_text("lr = 1\n")
     assert build_config(read_toml(job), {"data": "d", "name": "n"}).lr == 1
+
+
+def test_a_backbone_without_imagenet_weights_trains_from_scratch_by_default():
+    config = build_config({}, {"data": "d", "name": "n", "backbone": "smallcnn"})
+    assert (config.weights, config.transfer) == ("none", False)
+    assert (config.epochs, config.patience) == (40, 10), "scratch needs more epochs and patience"
+    pretrained = build_config({}, {"data": "d", "name": "n", "backbone": "vgg16"})
+    assert (pretrained.weights, pretrained.epochs, pretrained.patience) == ("imagenet", 10, 3)
+    explicit = build_config(
+        {}, {"data": "d", "name": "n", "backbone": "smallcnn", "weights": "w.h5"}
+    )
+    assert explicit.weights == "w.h5" and explicit.transfer
+
+
+def test_a_misspelt_job_file_key_gets_a_suggestion(tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text("epoch = 3\n")
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        read_toml(job)
+
+
+def test_resume_and_restart_exclude_each_other():
+    with pytest.raises(ConfigError, match="--resume and --restart"):
+        build_config({}, {"data": "d", "name": "n", "resume": True, "restart": True})

@@ -179,3 +179,24 @@ def test_training_pipeline_and_serving_path_give_the_same_tensor(colour_dataset)
         served = load_image(sample.path.read_bytes(), SIZE)
         np.testing.assert_array_equal(batch_pixels.numpy()[row], served)
         assert prepared.labels[int(batch_targets[row])] == sample.label
+
+
+def test_images_lying_directly_in_data_are_told_to_go_into_class_folders(tmp_path):
+    folder = make_colour_dataset(tmp_path / "data", per_class=2) / "red"
+    with pytest.raises(DataError, match="directly in the folder.*one sub-folder per class"):
+        list_samples(folder)
+
+
+@pytest.mark.parametrize(
+    ("val_split", "expected"),
+    [
+        (0.9, ["too few training images", "smaller than validation"]),
+        (0.2, ["only 6 validation images"]),
+    ],
+)
+def test_a_split_too_small_to_train_or_measure_is_said_plainly(tmp_path, val_split, expected):
+    listing = list_samples(make_colour_dataset(tmp_path / "data", per_class=12))
+    prepared = prepare(listing, (8, 8), val_split=val_split, seed=0, log=lambda message: None)
+    warnings = " | ".join(prepared.report["warnings"])
+    for words in expected:
+        assert words in warnings, warnings

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.evaluate import evaluate, history_csv
+from training.evaluate import baseline, evaluate, history_csv, quality_warnings
 
 LABELS = ["a", "b", "c"]
 
@@ -57,8 +57,31 @@ def test_history_csv_has_one_row_per_epoch():
             "accuracy": 0.8,
             "val_loss": 0.4,
             "val_accuracy": 0.9,
+            "kept": 1,
         },
     ]
     lines = history_csv(rows).splitlines()
-    assert lines[0] == "phase,epoch,loss,accuracy,val_loss,val_accuracy"
-    assert lines[2] == "fine_tune,1,0.5,0.8,0.4,0.9"
+    assert lines[0] == "phase,epoch,loss,accuracy,val_loss,val_accuracy,kept"
+    assert lines[1] == "head,1,1.0,0.5,0.9,0.6,"
+    assert lines[2] == "fine_tune,1,0.5,0.8,0.4,0.9,1"
+
+
+def test_the_baseline_is_the_training_splits_largest_class_scored_on_validation():
+    targets = np.array([0, 0, 1, 1, 1, 2])
+    base = baseline({"a": 10, "b": 3, "c": 30}, targets, ["a", "b", "c"])
+    assert base == {"majority_class": "c", "majority_accuracy": pytest.approx(1 / 6, abs=1e-6),
+                    "chance": pytest.approx(1 / 3, abs=1e-6)}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "words"), [(0.50, "no better than"), (0.56, "barely above"), (0.9, None)]
+)
+def test_a_model_no_better_than_the_baseline_is_called_so(accuracy, words):
+    metrics = {"accuracy": accuracy, "baseline": {"majority_class": "ants",
+               "majority_accuracy": 0.542, "chance": 0.5}}  # fmt: skip
+    warnings = quality_warnings(metrics)
+    if words is None:
+        assert warnings == []
+    else:
+        (warning,) = warnings
+        assert words in warning and "'ants'" in warning

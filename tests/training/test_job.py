@@ -3,6 +3,7 @@ what each phase may change, and resuming an interrupted job."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import h5py
@@ -16,6 +17,7 @@ from tests.legacy_h5 import write_legacy_h5
 from tests.support.data import make_colour_dataset
 from training import finetune, job, recipe
 from training.config import ConfigError, build_config
+from training.data import DataError
 from training.state import JobState
 
 pytestmark = pytest.mark.slow
@@ -141,23 +143,67 @@ def _smallcnn_file(tmp_path):
     return path
 
 
-def test_a_new_run_without_resume_discards_the_old_state(tmp_path, monkeypatch):
-    def interrupt(*args, **kwargs):
-        raise KeyboardInterrupt
+def test_a_job_that_fails_before_its_first_epoch_leaves_nothing(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise MemoryError("out of memory")
 
     settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=1, augment=False)
-    monkeypatch.setattr(finetune, "run_phase", interrupt)
+    monkeypatch.setattr(finetune, "run_phase", fail)
+    with pytest.raises(MemoryError):
+        _run(tmp_path, **settings)
+    monkeypatch.undo()
+    jobs = tmp_path / "store" / ".jobs"
+    assert list(jobs.iterdir()) == [], "no state, no decoded pixels, no lock file"
+    messages = []
+    config = build_config(
+        {}, {"data": str(tmp_path / "data"), "name": "job", "store": str(tmp_path / "store"),
+             **settings},
+    )  # fmt: skip
+    assert job.run_job(config, log=messages.append)["version"] == 1
+    assert not any("interrupted" in m for m in messages), messages
+
+
+def test_a_dataset_of_one_class_is_refused_before_decoding(tmp_path, monkeypatch):
+    data = make_colour_dataset(tmp_path / "data", per_class=3)
+    for colour in ("green", "blue"):
+        shutil.rmtree(data / colour)
+    monkeypatch.setattr(job.distributed, "prepared_shards", _never_called)
+    with pytest.raises(DataError, match="only class 'red'"):
+        _run(tmp_path, backbone="smallcnn", weights="none", image_size=16, epochs=1)
+    assert list((tmp_path / "store").glob(".jobs/*")) == []
+
+
+def _never_called(*args, **kwargs):
+    raise AssertionError("images were decoded")
+
+
+def test_an_interrupted_job_waits_for_resume_or_restart(tmp_path, monkeypatch):
+    real_write = JobState.write
+
+    def interrupt_after_epoch_one(self, name, data):
+        real_write(self, name, data)
+        if name == "epochs_scratch.json" and len(data) == 1:
+            raise KeyboardInterrupt
+
+    settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=3, patience=5)
+    monkeypatch.setattr(JobState, "write", interrupt_after_epoch_one)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, **settings)
     monkeypatch.undo()
+    with pytest.raises(
+        ConfigError, match=r"waiting \(phase scratch: 1 epochs\).*--resume.*--restart"
+    ):
+        _run(tmp_path, **settings)
+    assert (tmp_path / "store" / ".jobs" / "job" / "epochs_scratch.json").is_file(), "kept"
     messages = []
-    data = tmp_path / "data"
     config = build_config(
-        {}, {"data": str(data), "name": "job", "store": str(tmp_path / "store"), **settings}
-    )
+        {}, {"data": str(tmp_path / "data"), "name": "job", "store": str(tmp_path / "store"),
+             "restart": True, **settings},
+    )  # fmt: skip
     result = job.run_job(config, log=messages.append)
-    assert any("Discarding an interrupted job" in m for m in messages)
+    assert any("Discarding the interrupted job" in m for m in messages), messages
     assert result["version"] == 1
+    assert [p["epochs"] for p in result["training"]["phases"]] == [3], "started over"
 
 
 def test_the_same_seed_gives_the_same_model(tmp_path):
@@ -207,7 +253,16 @@ def test_a_phase_resumed_mid_way_keeps_the_history_of_its_first_epochs(tmp_path,
     assert [line.split(",")[:2] for line in history[1:]] == [
         ["scratch", str(e)] for e in (1, 2, 3, 4)
     ]
-    assert result["training"]["phases"] == [{"name": "scratch", "epochs": 4}]
+    assert [p["epochs"] for p in result["training"]["phases"]] == [4]
+    # The same epochs as a run that was never interrupted: same shuffles, same random
+    # augmentation and dropout, same optimizer state, same early-stopping memory.
+    shutil.copytree(tmp_path / "data", tmp_path / "whole" / "data")
+    whole = _run(tmp_path / "whole", **settings)
+    whole_history = (Path(whole["path"]) / "reports" / "history.csv").read_text()
+    assert "\n".join(history) + "\n" == whole_history
+    a, b = (load_bundle(r["path"]).model.get_weights() for r in (result, whole))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_the_decoded_image_cache_can_live_in_another_folder(tmp_path, monkeypatch):
@@ -224,6 +279,8 @@ def test_the_decoded_image_cache_can_live_in_another_folder(tmp_path, monkeypatc
     monkeypatch.undo()
     cached = np.load(cache / "job.pixels.npy", mmap_mode="r")
     assert cached.shape == (18, 16, 16, 3)
+    with pytest.raises(ConfigError, match=r"waiting \(images decoded, no epoch finished\)"):
+        _run(tmp_path, **settings)
     assert not (ModelStore(tmp_path / "store").job_dir("job") / "pixels.npy").exists()
     messages = []
     config = build_config(
