@@ -5,6 +5,7 @@ stderr; anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import signal
 import sys
@@ -16,6 +17,7 @@ from cli.commands import (
     explain,
     export,
     inspect,
+    list_models,
     predict,
     serve,
     train,
@@ -23,6 +25,7 @@ from cli.commands import (
 from cli.common import EXIT_USAGE
 
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool killed by SIGPIPE
 # A module a command needs, and the extra of ktl that installs it.
 EXTRA_OF = {
     "flask": "serve",
@@ -38,6 +41,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     backbones,
     train,
     predict,
+    list_models,
     serve,
     inspect,
     explain,
@@ -54,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 success, 2 usage or input error, 1 anything else. "
         "Run `ktl COMMAND --help` for each command's options.",
     )
+    parser.add_argument("--version", action="version", version=f"ktl {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub).set_defaults(run=command.run)
@@ -75,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader left (`ktl backbones --json | head`): stop quietly, as Unix tools do,
+        # and keep Python from complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").split(".")[0]
         if missing not in EXTRA_OF:
@@ -92,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ktl: error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("ktl")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "(not installed)"
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

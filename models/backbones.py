@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.errors import ConfigError
+from models.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:  # keras is imported where a model is built: listing stays instant
     import keras
@@ -279,5 +279,6 @@ def get_backbone(name: str) -> BackboneSpec:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownBackbone(
-            f"Unknown backbone {name!r}; choose one of: {', '.join(_REGISTRY)}"
+            f"Unknown backbone {name!r}{did_you_mean(name, _REGISTRY)}; choose one of: "
+            f"{', '.join(_REGISTRY)}"
         ) from None

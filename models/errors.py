@@ -14,7 +14,8 @@ This module imports nothing heavy: the command line reads it before TensorFlow.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 
 
 class KtlError(Exception):
@@ -71,3 +72,15 @@ class Unavailable(OperationalError):
 
     status = 503
     code = "unavailable"
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """ " (did you mean 'x'?)" for the closest of ``choices`` to a mistyped ``value``
+    (a case slip first, then spelling), or "" when nothing is close."""
+    options = list(choices)
+    folded = {option.lower(): option for option in options}
+    match = folded.get(value.lower())
+    if match is None:
+        close = difflib.get_close_matches(value.lower(), list(folded), n=1, cutoff=0.75)
+        match = folded[close[0]] if close else None
+    return f" (did you mean {match!r}?)" if match is not None and match != value else ""

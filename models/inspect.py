@@ -179,18 +179,22 @@ def inspect_model(model: keras.Model) -> dict:
     }
 
 
-def build_for_inspection(name: str, image_size: int | None = None) -> keras.Model:
-    """The registry's backbone ``name`` alone (no head), random weights."""
+def build_for_inspection(
+    name: str, image_size: int | None = None, weights: str | None = None
+) -> keras.Model:
+    """The registry's backbone ``name`` alone (no head), random weights by default."""
     from models.classifier import build_backbone
 
     spec = get_backbone(name)
     size = image_size or spec.default_size
-    return build_backbone(spec, (size, size), None)
+    return build_backbone(spec, (size, size), weights)
 
 
-def inspect_backbone(name: str, image_size: int | None = None) -> tuple[keras.Model, dict]:
+def inspect_backbone(
+    name: str, image_size: int | None = None, weights: str | None = None
+) -> tuple[keras.Model, dict]:
     """A backbone built for inspection, and its report."""
-    model = build_for_inspection(name, image_size)
+    model = build_for_inspection(name, image_size, weights)
     height, width = model.input_shape[1:3]
     return model, {"backbone": name, "image_size": [height, width], **inspect_model(model)}
 

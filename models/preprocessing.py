@@ -29,6 +29,29 @@ RESIZE_POLICY = {
 
 REDUCING_GAP = 3.0
 
+# Files with other suffixes are not images and are ignored (README.txt, .DS_Store ...).
+IMAGE_SUFFIXES = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .gif .bmp .dib .tif .tiff .webp .ppm .pgm .pbm .pnm".split()
+)
+
+
+def is_image_name(path: Path) -> bool:
+    """Whether a file's name says it is an image (hidden files are not)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """The files given, and the image files under each folder given (recursively,
+    sorted); files given by name are kept whatever their suffix."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p))
+        else:
+            found.append(path)
+    return found
+
+
 # Guard against decompression bombs: a 12-megapixel photo is fine, a
 # 50000x50000 PNG of zeros that inflates to 7.5 GB is not.
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -75,6 +98,22 @@ def load_image(
             opened.load()
             ImageOps.exif_transpose(opened, in_place=True)  # no copy when upright
             return _resized(_to_rgb(opened), width, height)
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise InvalidImage(f"{name}: the image data is truncated or corrupt ({exc})") from exc
+
+
+def load_for_display(source: bytes | str | Path, max_side: int = 1024) -> np.ndarray:
+    """The image as a person sees it: upright, RGB, its own aspect ratio, at most
+    ``max_side`` pixels on its longer side (explanations are drawn over this)."""
+    name = _name(source)
+    with _open(source, DEFAULT_MAX_PIXELS, name) as opened:
+        try:
+            _draft(opened, max_side, max_side)
+            opened.load()
+            ImageOps.exif_transpose(opened, in_place=True)
+            image = _to_rgb(opened)
+            image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise InvalidImage(f"{name}: the image data is truncated or corrupt ({exc})") from exc
 

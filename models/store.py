@@ -12,7 +12,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from models.errors import ModelNotFound, OperationalError
+from models.errors import ModelNotFound, OperationalError, did_you_mean
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
@@ -38,9 +38,11 @@ class PublishError(OperationalError):
 def validate_name(name: str) -> str:
     """``name`` if it is a valid model name; checked before any path is built from it."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        lower = str(name).lower()
+        hint = f" (did you mean {lower!r}?)" if NAME_PATTERN.fullmatch(lower) else ""
         raise InvalidName(
-            f"Invalid model name {str(name)[:80]!r}: use 1-64 characters, lower-case letters, "
-            "digits, '-' and '_', starting with a letter or digit"
+            f"Invalid model name {str(name)[:80]!r}{hint}: use 1-64 characters, lower-case "
+            "letters, digits, '-' and '_', starting with a letter or digit"
         )
     return name
 
@@ -76,16 +78,41 @@ class ModelStore:
         """The highest version of ``name``, its default."""
         versions = self.versions(name)
         if not versions:
-            raise ModelNotFound(f"No model named {name!r} in {self.root}")
+            raise ModelNotFound(self._no_model(name))
         return versions[-1]
 
     def resolve(self, name: str, version: int | None = None) -> tuple[int, Path]:
         """``(version, path)`` of a version, the latest when ``version`` is None."""
         if version is None:
             version = self.latest(name)
-        elif version not in self.versions(name):
-            raise ModelNotFound(f"Model {name!r} has no version {version} in {self.root}")
+        elif version not in (versions := self.versions(name)):
+            if not versions:
+                raise ModelNotFound(self._no_model(name))
+            raise ModelNotFound(
+                f"Model {name!r} has no version {version} in {self.root}; its versions are "
+                f"{', '.join(map(str, versions))}"
+            )
         return version, self.root / name / str(version)
+
+    def check_exists(self) -> None:
+        """``ModelNotFound`` saying which store was read and how to choose another,
+        when there is no store there."""
+        if not self.root.is_dir():
+            raise ModelNotFound(
+                f"No model store at {self.root.resolve()} (it does not exist): choose the store "
+                "with --store DIR or the KTL_MODEL_STORE variable (default ./model_store)"
+            )
+
+    def _no_model(self, name: str) -> str:
+        """Why ``name`` is not found, with what the store does hold."""
+        self.check_exists()
+        names = self.names()
+        if not names:
+            return f"No model named {name!r}: the store {self.root} holds no model yet"
+        return (
+            f"No model named {name!r}{did_you_mean(name, names)} in {self.root}; it holds: "
+            f"{', '.join(names)}"
+        )
 
     def _next_version(self, name: str) -> int:
         """One above every number in use, complete or not, so none is ever reused."""

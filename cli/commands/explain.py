@@ -19,7 +19,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("image", metavar="IMAGE")
     add_model(parser)
-    parser.add_argument("--out", required=True, metavar="OUT.png", help="where to write the PNG")
+    parser.add_argument(
+        "--out",
+        metavar="OUT.png",
+        help="where to write the PNG (default: IMAGE's name with .gradcam.png or "
+        ".deconvnet.png, in the current folder)",
+    )
     parser.add_argument(
         "--class", dest="class_", metavar="C", help="label or index (default: predicted)"
     )
@@ -33,27 +38,29 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from models import deconvnet, explain
-    from models.preprocessing import load_image
+    from models.preprocessing import load_for_display, load_image
 
     bundle = load_model(args)
     pixels = load_image(Path(args.image), bundle.image_size)
+    out = args.out or f"{Path(args.image).stem}.{args.method}.png"
     wanted = explain.resolve_class(bundle.labels, args.class_)
     if args.method == "deconvnet":
         projection = deconvnet.deconvnet(bundle.model, pixels, args.layer)
-        Path(args.out).write_bytes(deconvnet.projection_png(pixels, projection))
+        Path(out).write_bytes(deconvnet.projection_png(pixels, projection))
         print(
             f"{args.image}: strongest activation of {projection.layer} is filter "
             f"{projection.filter} at {projection.position} ({projection.activation:.3g}); "
-            f"its projection is in {args.out}"
+            f"its projection is in {out}"
         )
         return 0
     probabilities = explain.class_scores(bundle.model, pixels)
     index = int(np.argmax(probabilities)) if wanted is None else wanted
     heatmap = explain.gradcam(bundle.model, pixels, index, args.layer)
-    Path(args.out).write_bytes(explain.overlay_png(pixels, heatmap))
+    # Over the image as it is (its aspect ratio and resolution), not the model's input.
+    Path(out).write_bytes(explain.overlay_png(load_for_display(Path(args.image)), heatmap))
     print(
         f"{args.image}: Grad-CAM of {bundle.labels[index]!r} (probability "
         f"{probabilities[index]:.3f}) over {args.layer or explain.gradcam_layer(bundle.model)}; "
-        f"written to {args.out}"
+        f"written to {out}"
     )
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import add_json, add_model, add_store, load_model, print_json
+from cli.common import add_json, add_model, add_store, load_model, print_json, quiet_stdout
 from models.choices import EXPORT_FORMATS
 
 
@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_outside_store(args.out, args.store)
     bundle = load_model(args)
-    path = export_bundle(bundle, args.format, args.out)
+    with quiet_stdout():
+        path = export_bundle(bundle, args.format, args.out)
     if args.json:
         print_json(
             {"name": bundle.name, "version": bundle.version, "format": args.format,

@@ -28,6 +28,16 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
+def _cached_imagenet(backbone: str) -> str | None:
+    """ "imagenet" when the backbone's ImageNet file is already in Keras' cache (nothing
+    is downloaded just to draw filters), else None."""
+    from models.backbones import get_backbone
+    from models.classifier import keras_cache_path
+
+    spec = get_backbone(backbone)
+    return "imagenet" if spec.pretrained and keras_cache_path(spec).is_file() else None
+
+
 def run(args: argparse.Namespace) -> int:
     from models.inspect import inspect_backbone, inspect_bundle, render_text
 
@@ -37,12 +47,20 @@ def run(args: argparse.Namespace) -> int:
         bundle = load_model(args)
         model, report = bundle.model, inspect_bundle(bundle)
     else:
-        model, report = inspect_backbone(args.backbone, args.image_size)
+        weights = _cached_imagenet(args.backbone) if args.filters else None
+        model, report = inspect_backbone(args.backbone, args.image_size, weights)
     if args.filters:
         from models.explain import filter_grid_png, first_conv_kernel
 
         layer, kernel = first_conv_kernel(model)
         Path(args.filters).write_bytes(filter_grid_png(kernel))
         note(f"Wrote {min(kernel.shape[-1], 64)} filters of {layer} to {args.filters}")
+        if args.name is None and weights is None:
+            note(
+                f"These filters are RANDOM: {args.backbone} was built without learnt weights "
+                "(none exist, or its ImageNet file is not in Keras' cache), so they show noise, "
+                "not features. `ktl inspect --name MODEL --filters OUT.png` draws a trained "
+                "model's filters."
+            )
     print_json(report) if args.json else print(render_text(report))
     return 0

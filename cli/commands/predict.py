@@ -1,58 +1,111 @@
-"""``ktl predict``: classify local images with a published model."""
+"""``ktl predict``: classify local images (files or whole folders) with a published
+model, as the HTTP service would."""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli.common import EXIT_USAGE, add_json, add_model, add_store, load_model, print_json
 from models.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+CHUNK = 64  # images decoded and classified at a time, so a big folder fits in memory
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "predict",
         help="classify local images with a published model",
-        description="Classify images with a published model (same preprocessing and "
-        "response as the HTTP service).",
+        description="Classify image files, or every image under a folder (recursively), "
+        "with a published model: the same preprocessing and answer as the HTTP service.",
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
     add_model(parser)
     parser.add_argument("--top-k", type=int, default=5, help="labels to show per image (default 5)")
+    parser.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="also write one row per image: path, version, label, probability, and every "
+        "label's probability",
+    )
     add_store(parser)
     add_json(parser, "print the HTTP native predict body")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from models.predictions import predict_response
-    from models.preprocessing import ImageError, load_image
+    from models.predictions import Prediction, PredictResponse, predict_response
+    from models.preprocessing import image_files
 
     if args.top_k < 1:
         raise ConfigError("--top-k must be at least 1")
+    files = image_files([Path(image) for image in args.images])
+    if not files:
+        raise ConfigError(f"no images found in {', '.join(args.images)}")
     bundle = load_model(args)
-    pixels, names, failed = [], [], 0
-    for image in args.images:
-        try:
-            pixels.append(load_image(Path(image), bundle.image_size))
-            names.append(Path(image).name)
-        except (ImageError, OSError) as exc:
-            failed += 1
-            print(f"ktl: skipped {image}: {exc}", file=sys.stderr)
-    rows = (
-        bundle.classifier.predict(np.stack(pixels)) if pixels else np.zeros((0, len(bundle.labels)))
-    )
-    response = predict_response(bundle, rows, names, args.top_k)
+    predictions: list[Prediction] = []
+    paths: list[Path] = []
+    failed = 0
+    for chunk_paths, pixels, skipped in _decoded(files, bundle.image_size):
+        failed += skipped
+        if chunk_paths:
+            rows = bundle.classifier.predict(pixels)
+            names = [path.name for path in chunk_paths]
+            predictions += predict_response(bundle, rows, names, args.top_k).predictions
+            paths += chunk_paths
+    response = PredictResponse(model=bundle.name, version=bundle.version, predictions=predictions)
+    if args.csv:
+        _write_csv(Path(args.csv), bundle, paths, predictions)
     if args.json:
         print_json(response.model_dump(mode="json"))
     else:
-        for prediction in response.predictions:
+        print(f"{bundle.name} version {bundle.version}:")
+        for path, prediction in zip(paths, predictions, strict=True):
             top = ", ".join(f"{t.label} {t.probability:.3f}" for t in prediction.top)
-            print(f"{prediction.filename}: {top}")
+            print(f"{path}: {top}")
     if failed:
-        print(f"ktl: {failed} of {len(args.images)} files could not be classified", file=sys.stderr)
+        print(f"ktl: {failed} of {len(files)} files could not be classified", file=sys.stderr)
         return EXIT_USAGE
     return 0
+
+
+def _decoded(
+    files: list[Path], size: tuple[int, int]
+) -> Iterator[tuple[list[Path], np.ndarray, int]]:
+    """``(paths, pixels, skipped)`` per chunk of files; a file that is no image is
+    named on stderr and skipped."""
+    import numpy as np
+
+    from models.preprocessing import ImageError, load_image
+
+    for start in range(0, len(files), CHUNK):
+        paths, arrays, skipped = [], [], 0
+        for path in files[start : start + CHUNK]:
+            try:
+                arrays.append(load_image(path, size))
+                paths.append(path)
+            except (ImageError, OSError) as exc:
+                skipped += 1
+                print(f"ktl: skipped {exc}", file=sys.stderr)
+        yield paths, (np.stack(arrays) if arrays else np.zeros((0, *size, 3), np.uint8)), skipped
+
+
+def _write_csv(target: Path, bundle, paths: list[Path], predictions: list) -> None:
+    labels = bundle.labels
+    with open(target, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "model", "version", "label", "probability", *labels])
+        for path, prediction in zip(paths, predictions, strict=True):
+            best = prediction.top[0]
+            writer.writerow(
+                [path, bundle.name, bundle.version, best.label, f"{best.probability:.6f}"]
+                + [f"{prediction.probabilities[label]:.6f}" for label in labels]
+            )
+    print(f"Wrote {len(paths)} rows to {target}", file=sys.stderr)

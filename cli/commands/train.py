@@ -120,6 +120,12 @@ def _add_run_options(group: argparse._ArgumentGroup) -> None:
         help="continue this name's interrupted job from its last checkpoint",
     )
     group.add_argument(
+        "--restart",
+        action="store_const",
+        const=True,
+        help="discard this name's interrupted job and start over",
+    )
+    group.add_argument(
         "--strategy",
         choices=STRATEGIES,
         help="devices and machines: mirrored (every local GPU), multiworker (the workers "
@@ -153,10 +159,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _phase_line(phase: dict[str, Any]) -> str:
+    """ "scratch 23 of 40 epochs, stopped early, kept epoch 13"."""
+    line = f"{phase['name']} {phase['epochs']}"
+    if "max_epochs" in phase:
+        line += f" of {phase['max_epochs']}"
+    line += " epochs"
+    if phase.get("stopped_early"):
+        line += ", stopped early (no better validation loss)"
+    if phase.get("kept_epoch") and phase["kept_epoch"] != phase["epochs"]:
+        line += f", kept epoch {phase['kept_epoch']}'s weights"
+    return line
+
+
 def print_summary(result: dict[str, Any]) -> None:
     """What a person reads after ``ktl train``: where the model went, its figures."""
     metrics, dataset, training = result["metrics"], result["dataset"], result["training"]
-    phases = ", ".join(f"{p['name']} {p['epochs']} epochs" for p in training["phases"])
+    phases = "; ".join(_phase_line(p) for p in training["phases"])
     worker = result.get("worker")
     if worker and worker["index"]:
         print(
@@ -179,6 +198,14 @@ def print_summary(result: dict[str, Any]) -> None:
         f"{metrics['top_k_accuracy']:.3f}, loss {metrics['loss']:.3f}, "
         f"macro F1 {metrics['macro_f1']:.3f}"
     )
+    base = metrics.get("baseline")
+    if base:
+        print(
+            f"  baseline    always {base['majority_class']!r}: {base['majority_accuracy']:.3f}; "
+            f"chance: {base['chance']:.3f}"
+        )
+    for warning in result.get("warnings", []):
+        print(f"  WARNING     {warning}")
     width = max(len(label) for label in metrics["per_class"]) + 2
     print(f"  {'class':<{width}}precision  recall     f1  support")
     for label, c in metrics["per_class"].items():

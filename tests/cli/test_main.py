@@ -91,3 +91,28 @@ def test_the_store_default_follows_the_environment(monkeypatch, tmp_path):
     assert store_default() == str(tmp_path)
     args = build_parser().parse_args(["predict", "a.png", "--name", "m"])
     assert args.store == str(tmp_path)
+
+
+def test_the_summary_says_how_training_ended_and_what_it_must_beat(capsys):
+    per_class = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 6}
+    train.print_summary(
+        {
+            "name": "bees", "version": 2, "path": "model_store/bees/2", "seconds": 12.3,
+            "dataset": {"train_images": 20, "val_images": 12, "classes": {"a": {}, "b": {}},
+                        "skipped": 0, "ignored_files": 0,
+                        "warnings": ["only 12 validation images"]},
+            "training": {"recipe": "scratch", "phases": [
+                {"name": "scratch", "epochs": 15, "max_epochs": 40, "stopped_early": True,
+                 "kept_epoch": 5}]},
+            "metrics": {"accuracy": 0.5, "top_k": 1, "top_k_accuracy": 0.5, "loss": 0.7,
+                        "macro_f1": 0.5, "per_class": {"a": per_class, "b": per_class},
+                        "baseline": {"majority_class": "a", "majority_accuracy": 0.5,
+                                     "chance": 0.5}},
+            "warnings": ["accuracy 0.500 is no better than always answering 'a' (0.500)"],
+        }
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "scratch 15 of 40 epochs, stopped early" in out and "kept epoch 5's weights" in out
+    assert "always 'a': 0.500; chance: 0.500" in out
+    assert "WARNING     accuracy 0.500 is no better" in out
+    assert "note        only 12 validation images" in out
