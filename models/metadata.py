@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from models.errors import UserError
 from models.store import METADATA_FILE
 
-FORMAT_VERSION = 1
+# 1: ktl 0.1. 2: metrics name their split; evaluation (validation and test),
+# calibration and decision (the confidence threshold) are recorded.
+FORMAT_VERSION = 2
 
 
 class BundleError(UserError):
@@ -62,11 +64,12 @@ class Baseline(_Frozen):
     chance: float
 
 
-class Metrics(_Frozen):
-    """The figures ``ktl train`` prints; empty for a bundle that was never evaluated."""
+class Figures(_Frozen):
+    """A model's figures on one split of labelled images."""
 
-    val_images: int | None = None
+    images: int | None = None
     accuracy: float | None = None
+    accuracy_interval: tuple[float, float] | None = None  # Wilson, 95 %
     top_k: int | None = None
     top_k_accuracy: float | None = None
     loss: float | None = None
@@ -74,6 +77,52 @@ class Metrics(_Frozen):
     per_class: dict[str, ClassFigures] | None = None
     confusion_matrix: ConfusionMatrix | None = None
     baseline: Baseline | None = None
+
+
+class Metrics(Figures):
+    """The figures ``ktl train`` prints: those of the test split when there is one
+    (``split`` names it); empty for a bundle that was never evaluated."""
+
+    split: str | None = None  # "test" or "validation"; None in format 1 (validation)
+    val_images: int | None = None  # format 1
+
+
+class SplitFigures(Figures):
+    fingerprint: str | None = None  # the test split: its images' content, sha256
+
+
+class Evaluation(_Frozen):
+    validation: SplitFigures | None = None
+    test: SplitFigures | None = None
+
+
+class CalibrationFigures(_Frozen):
+    ece: float
+    nll: float
+    brier: float
+
+
+class Calibration(_Frozen):
+    """Temperature scaling, folded into the model's last layer; figures before and
+    after it, on the test split (validation when there is none)."""
+
+    temperature: float
+    split: str
+    before: CalibrationFigures
+    after: CalibrationFigures
+    validation_nll: dict[str, float] | None = None  # where T was fitted: before, after
+
+
+class Decision(_Frozen):
+    """Below ``threshold``, the model's top probability means "not sure"."""
+
+    threshold: float
+    rule: str
+    note: str | None = None
+    split: str | None = None  # where coverage and selective accuracy were measured
+    coverage: float | None = None
+    selective_accuracy: float | None = None
+    ood: dict[str, Any] | None = None  # images of none of the classes, when given
 
 
 class BundleMetadata(_Frozen):
@@ -90,6 +139,9 @@ class BundleMetadata(_Frozen):
     resize: dict[str, Any] | None = None
     created_at: str | None = None
     metrics: Metrics = Metrics()
+    evaluation: Evaluation | None = None
+    calibration: Calibration | None = None
+    decision: Decision | None = None
     training: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)
     activation_layers: tuple[str, ...] | None = None

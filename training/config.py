@@ -40,11 +40,16 @@ class TrainConfig:
     lr: float = 1e-3
     fine_tune_lr: float = 1e-5
     val_split: float = 0.2
+    test_split: float | None = None  # None: held out when every class is big enough
     seed: int = 42
     augment: bool = True
     dropout: float = 0.2
     pooling: str = "avg"
     patience: int | None = None  # None: the recipe's (RECIPE_DEFAULTS)
+    calibrate: bool = True  # temperature scaling fitted on validation, folded into the model
+    min_confidence: float | str = "auto"  # the decision threshold, or "auto" (training.decision)
+    target_accuracy: float | None = None  # for "auto": the accuracy the answered images reach
+    ood: str | None = None  # images of none of the classes, to measure "none of these"
     resume: bool = False
     restart: bool = False  # discard an interrupted job of this name and start over
     mixed_precision: bool = False  # float16 compute: for GPUs with tensor cores
@@ -92,9 +97,23 @@ class TrainConfig:
             (self.fine_tune_epochs >= 0, "--fine-tune-epochs must be 0 or more"),
             (self.lr > 0 and self.fine_tune_lr > 0, "learning rates must be positive"),
             (0.0 < self.val_split < 1.0, "--val-split must be between 0 and 1, e.g. 0.2"),
+            (
+                self.test_split is None or 0.0 <= self.test_split < 1 - self.val_split,
+                "--test-split must be 0 or more, and leave room for training with --val-split",
+            ),
             (0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)"),
             (self.patience >= 1, "--patience must be at least 1"),
             (not (self.resume and self.restart), "--resume and --restart exclude each other"),
+            (self.seed >= 0, "--seed must be 0 or more"),
+            (
+                self.min_confidence == "auto"
+                or (not isinstance(self.min_confidence, str) and 0 <= self.min_confidence < 1),
+                "--min-confidence must be auto or a number from 0 (never abstain) up to 1",
+            ),
+            (
+                self.target_accuracy is None or 0 < self.target_accuracy <= 1,
+                "--target-accuracy must be more than 0, at most 1 (e.g. 0.95)",
+            ),
             (self.pooling in POOLING, f"--pooling must be one of {', '.join(POOLING)}"),
             (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
         ]
@@ -138,6 +157,14 @@ def build_config(file_settings: dict, flag_settings: dict) -> TrainConfig:
     missing = [key for key in ("data", "name") if not merged.get(key)]
     if missing:
         raise ConfigError(f"missing {' and '.join(missing)} (give DATA and --name, or set them)")
+    for key in _FLOAT_OR_AUTO:  # a flag gives text: "0.7" is a number, "auto" a word
+        if isinstance(merged.get(key), str) and merged[key] != "auto":
+            try:
+                merged[key] = float(merged[key])
+            except ValueError:
+                raise ConfigError(
+                    f"--{key.replace('_', '-')} {merged[key]!r}: auto or a number"
+                ) from None
     try:
         config = TrainConfig(**merged)
     except TypeError as exc:
@@ -153,14 +180,18 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "bool": bool,
     "str": str,
 }
+_FLOAT_OR_AUTO = ("min_confidence",)  # flags that take a number or the word auto
 
 
 def _check_type(field: dataclasses.Field, value: object) -> None:
-    """``ConfigError`` unless ``value`` has the field's type. A bool is an int to Python,
-    but ``epochs = true`` in a job file is a mistake, not one epoch."""
-    kind = str(field.type).split(" |")[0]
-    expected = _TYPES.get(kind)
-    if value is None or expected is None:
+    """``ConfigError`` unless ``value`` has one of the field's types. A bool is an int
+    to Python, but ``epochs = true`` in a job file is a mistake, not one epoch."""
+    kinds = [kind.strip() for kind in str(field.type).split("|")]
+    if value is None:
         return
-    if isinstance(value, bool) != (kind == "bool") or not isinstance(value, expected):
+    if isinstance(value, bool):
+        ok = "bool" in kinds
+    else:
+        ok = any(isinstance(value, _TYPES[kind]) for kind in kinds if kind in _TYPES)
+    if not ok:
         raise ConfigError(f"{field.name} = {value!r}: expected {field.type}")

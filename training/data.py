@@ -7,7 +7,7 @@ import csv
 import hashlib
 import os
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,9 +17,8 @@ import numpy as np
 
 from models.errors import UserError
 from models.preprocessing import IMAGE_SUFFIXES, ImageError, is_image_name, load_image
-
-IMBALANCE_RATIO = 1.5  # largest / smallest class above this: class weights are used
-STRONG_IMBALANCE_RATIO = 3.0  # ... and above this it is reported as strong
+from training.health import health_report
+from training.splits import SPLITS, assign
 
 
 class DataError(UserError, ValueError):
@@ -32,14 +31,21 @@ class DataError(UserError, ValueError):
 class Sample:
     path: Path
     label: str
-    subset: str | None = None  # "train" / "val" when the layout fixes it
+    subset: str | None = None  # "train", "val" or "test" when the layout fixes it
 
 
 @dataclass
 class Listing:
-    layout: str  # "folders", "train_val" or "csv"
+    layout: str  # "folders", "train_val" (train/ with val/ and/or test/) or "csv"
     samples: list[Sample]
     ignored: list[str] = field(default_factory=list)  # files that are not images
+
+    @property
+    def fixed_splits(self) -> frozenset[str]:
+        """The splits the layout fixes for every image (its folders)."""
+        if self.layout != "train_val":
+            return frozenset()
+        return frozenset(s.subset for s in self.samples if s.subset)
 
 
 @dataclass
@@ -47,11 +53,12 @@ class Prepared:
     """Decoded pixels and the split, everything the recipe needs."""
 
     labels: list[str]
-    pixels: np.ndarray  # (n, h, w, 3) uint8, possibly a memory map
+    pixels: np.ndarray  # (n, h, w, 3) uint8, possibly a memory map; test rows not decoded
     targets: np.ndarray  # (n,) int32 label index
     train: np.ndarray  # indices into pixels
     val: np.ndarray
     report: dict
+    test: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # not decoded
 
     def class_weights(self) -> dict[int, float] | None:
         weights = self.report.get("class_weights")
@@ -70,10 +77,14 @@ def list_samples(data: str | Path) -> Listing:
                 "val/, or a CSV file with columns path,label"
             )
         return _list_csv(path)
-    if (path / "train").is_dir() and (path / "val").is_dir():
-        train = _list_class_folders(path / "train", "train")
-        val = _list_class_folders(path / "val", "val")
-        listing = Listing("train_val", train.samples + val.samples, train.ignored + val.ignored)
+    present = [s for s in SPLITS if (path / s).is_dir()]
+    if "train" in present and len(present) > 1:  # train/ with val/, test/ or both
+        parts = [_list_class_folders(path / split, split) for split in present]
+        listing = Listing(
+            "train_val",
+            [sample for part in parts for sample in part.samples],
+            [file for part in parts for file in part.ignored],
+        )
     else:
         listing = _list_class_folders(path, None)
         listing.layout = "folders"
@@ -117,12 +128,18 @@ def _list_csv(path: Path) -> Listing:
                 raise DataError(f"{path}: the CSV needs a header row with columns path,label")
             for line, row in enumerate(reader, start=2):
                 file, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
+                split = (row.get("split") or "").strip().lower() or None
                 if not file or not label:
                     raise DataError(f"{path}, line {line}: empty path or label")
+                if split is not None and split not in SPLITS:
+                    raise DataError(
+                        f"{path}, line {line}: split {split!r} is not one of train, val, test "
+                        "(or empty: drawn by the image's hash)"
+                    )
                 image = (path.parent / file).resolve()
                 if not image.is_file():
                     raise DataError(f"{path}, line {line}: {file} does not exist")
-                samples.append(Sample(image, label))
+                samples.append(Sample(image, label, split))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read the CSV: {exc}") from exc
     return Listing("csv", samples)
@@ -140,33 +157,55 @@ def fingerprint(listing: Listing, image_size: tuple[int, int]) -> str:
     return digest.hexdigest()
 
 
+def content_hashes(
+    samples: list[Sample], progress: Callable[[int, int], None] | None = None
+) -> tuple[list[str | None], list[dict]]:
+    """sha256 of every file's bytes (read, not decoded: its split depends on it);
+    None, and the reason, for files that cannot be read."""
+
+    def digest(index: int) -> tuple[int, str | None, str | None]:
+        try:
+            return index, hashlib.sha256(samples[index].path.read_bytes()).hexdigest(), None
+        except OSError as exc:
+            return index, None, f"{samples[index].path}: cannot read the file ({exc.strerror})"
+
+    hashes: list[str | None] = [None] * len(samples)
+    unreadable: list[dict] = []
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        for done, (index, value, error) in enumerate(pool.map(digest, range(len(samples))), 1):
+            hashes[index] = value
+            if error:
+                unreadable.append({"path": str(samples[index].path), "reason": error})
+            if progress:
+                progress(done, len(samples))
+    return hashes, unreadable
+
+
 def decode_all(
     samples: list[Sample],
+    indices: list[int],
     image_size: tuple[int, int],
     out: np.ndarray,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[str | None], list[dict]]:
-    """Decode every sample into ``out[i]``; returns content hashes (None where a file
-    failed) and the skipped files with the reason."""
+) -> list[dict]:
+    """Decode the samples at ``indices`` into ``out[i]``; returns the files that could
+    not be decoded, with the reason."""
 
-    def decode(index: int) -> tuple[int, str | None, str | None]:
+    def decode(index: int) -> tuple[int, str | None]:
         try:
-            data = samples[index].path.read_bytes()
-            out[index] = load_image(data, image_size, name=str(samples[index].path))
-            return index, hashlib.sha256(data).hexdigest(), None
+            out[index] = load_image(samples[index].path, image_size)
+            return index, None
         except (ImageError, OSError) as exc:
-            return index, None, str(exc)
+            return index, str(exc)
 
-    hashes: list[str | None] = [None] * len(samples)
     skipped: list[dict] = []
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        for done, (index, digest, error) in enumerate(pool.map(decode, range(len(samples))), 1):
-            hashes[index] = digest
+        for done, (index, error) in enumerate(pool.map(decode, indices), 1):
             if error:
-                skipped.append({"path": str(samples[index].path), "reason": error})
+                skipped.append({"path": str(samples[index].path), "reason": error, "index": index})
             if progress:
-                progress(done, len(samples))
-    return hashes, skipped
+                progress(done, len(indices))
+    return skipped
 
 
 def prepare(
@@ -175,47 +214,74 @@ def prepare(
     *,
     val_split: float,
     seed: int,
+    test_split: float | None = 0.0,
     pixels_file: Path | None = None,
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
 ) -> Prepared:
-    """Decode, health-check and split a listing (``DataError`` if it cannot be trained on)."""
+    """Split a listing by content (``training.splits``), decode its training and
+    validation images, check its health (``DataError`` if it cannot be trained on).
+    The test images are not decoded: nothing reads them before the final evaluation.
+    ``test_split`` None holds out a test split when the classes are big enough."""
     samples = listing.samples
-    shape = (len(samples), *image_size, 3)
-    pixels: np.ndarray = (
-        np.lib.format.open_memmap(pixels_file, mode="w+", dtype=np.uint8, shape=shape)
-        if pixels_file is not None
-        else np.empty(shape, np.uint8)
-    )
-    log(f"Decoding {len(samples):,} images at {image_size[0]}x{image_size[1]} ...")
-    step = max(1, len(samples) // 10)
+    hashes, skipped = content_hashes(samples)
+    check_classes(Counter(s.label for s, h in zip(samples, hashes, strict=True) if h), "images")
+    assignment = assign(
+        [s.label for s in samples], [s.subset for s in samples], hashes,
+        val_split=val_split, test_split=test_split, seed=seed,
+        layout_splits=listing.fixed_splits,
+    )  # fmt: skip
+    splits = assignment.splits
+    pixels = _pixel_cache(pixels_file, (len(samples), *image_size, 3))
+    learn = [i for i, split in enumerate(splits) if split in ("train", "val")]
+    size = f"{image_size[0]}x{image_size[1]}"
+    log(f"Decoding {len(learn):,} training and validation images at {size} ...")
+    undecodable = decode_all(samples, learn, image_size, pixels, _progress(log))
+    for item in undecodable:
+        splits[item.pop("index")] = None
+    skipped += undecodable
+    for item in skipped:
+        log(f"  skipped {item['reason']}")
+    return _split(listing, hashes, assignment, pixels, skipped, log)
 
+
+def _pixel_cache(pixels_file: Path | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The decoded-image cache: a memory map on disk, or an array. Rows never written
+    (the test images) take no room in either."""
+    if pixels_file is not None:
+        return np.lib.format.open_memmap(pixels_file, mode="w+", dtype=np.uint8, shape=shape)
+    return np.zeros(shape, np.uint8)
+
+
+def _progress(log: Callable[[str], None]) -> Callable[[int, int], None]:
     def progress(done: int, total: int) -> None:
+        step = max(1, total // 10)
         if done == total or (total >= 100 and done % step == 0):
             log(f"  decoded {done:,}/{total:,}")
 
-    hashes, skipped = decode_all(samples, image_size, pixels, progress)
-    for item in skipped:
-        log(f"  skipped {item['reason']}")
-    good = [i for i, digest in enumerate(hashes) if digest is not None]
-    labels = _check_classes(listing, good)
+    return progress
+
+
+def _split(listing, hashes, assignment, pixels, skipped, log) -> Prepared:
+    samples, splits = listing.samples, assignment.splits
+    good = [i for i, split in enumerate(splits) if split is not None]
+    labels = _check_classes(listing, [i for i in good if splits[i] != "test"])
     index_of = {label: i for i, label in enumerate(labels)}
     targets = np.array([index_of.get(s.label, -1) for s in samples], np.int32)
-
-    if listing.layout == "train_val":
-        train = [i for i in good if samples[i].subset == "train"]
-        val = [i for i in good if samples[i].subset == "val"]
-    else:
-        train, val = _stratified_split(good, samples, hashes, val_split, seed)
-    train_hashes = {hashes[i] for i in train}
-    leaked = [i for i in val if hashes[i] in train_hashes]
-    val = [i for i in val if hashes[i] not in train_hashes]
-    if not val:
+    parts = {name: [i for i in good if splits[i] == name] for name in SPLITS}
+    train_hashes = {hashes[i] for i in parts["train"]}
+    leaked = [i for i in parts["val"] + parts["test"] if hashes[i] in train_hashes]
+    for name in ("val", "test"):
+        parts[name] = [i for i in parts[name] if hashes[i] not in train_hashes]
+    if not parts["val"]:
         raise DataError("no validation images are left after removing copies of training images")
-
-    report = _health_report(listing, samples, labels, hashes, good, train, val, leaked, skipped)
+    report = health_report(listing, labels, hashes, good, parts, leaked, skipped)
+    report.update(test_split=assignment.test_split, test_note=assignment.note)
+    if assignment.note:
+        report["warnings"].append(assignment.note)
     for line in report["warnings"]:
         log(f"  note: {line}")
-    return Prepared(labels, pixels, targets, np.array(train), np.array(val), report)
+    train, val, test = (np.array(parts[name], np.int64) for name in SPLITS)
+    return Prepared(labels, pixels, targets, train, val, report, test)
 
 
 def check_classes(counts: Counter, what: str) -> None:
@@ -239,160 +305,3 @@ def _check_classes(listing: Listing, good: list[int]) -> list[str]:
         if val_only:
             raise DataError(f"classes with images in val/ but none in train/: {val_only}")
     return sorted(counts)
-
-
-def _stratified_split(
-    good: list[int], samples: list[Sample], hashes: list[str | None], val_split: float, seed: int
-) -> tuple[list[int], list[int]]:
-    """Per class, whole groups of identical files go to one side, so copies never
-    straddle the split; at least one group per class on each side."""
-    rng = np.random.default_rng(seed)
-    by_class: dict[str, dict[str | None, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for i in good:
-        by_class[samples[i].label][hashes[i]].append(i)
-    train: list[int] = []
-    val: list[int] = []
-    for label in sorted(by_class):
-        groups = list(by_class[label].values())
-        if len(groups) < 2:
-            raise DataError(
-                f"class {label!r} has only one distinct image (the others are copies of it); "
-                "it cannot be split into training and validation"
-            )
-        order = rng.permutation(len(groups))
-        n_val = min(len(groups) - 1, max(1, round(len(groups) * val_split)))
-        for rank, g in enumerate(order):
-            (val if rank < n_val else train).extend(groups[g])
-    return sorted(train), sorted(val)
-
-
-def _health_report(listing, samples, labels, hashes, good, train, val, leaked, skipped) -> dict:
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i in good:
-        groups[hashes[i]].append(i)
-    train_counts = Counter(samples[i].label for i in train)
-    val_counts = Counter(samples[i].label for i in val)
-    return finish_report(
-        {
-            "layout": listing.layout,
-            "classes": {
-                label: {"train": train_counts[label], "val": val_counts[label]} for label in labels
-            },
-            "train_images": len(train),
-            "val_images": len(val),
-            "skipped": skipped,
-            "ignored_files": len(listing.ignored),
-            "duplicates": [
-                {
-                    "files": [str(samples[i].path) for i in members],
-                    "labels": sorted({samples[i].label for i in members}),
-                }
-                for members in groups.values()
-                if len(members) > 1
-            ],
-            "removed_from_val": [str(samples[i].path) for i in leaked],
-            "content_hash": hashlib.sha256(
-                "".join(sorted(f"{hashes[i]}:{samples[i].label}" for i in good)).encode()
-            ).hexdigest(),
-        }
-    )
-
-
-def finish_report(report: dict) -> dict:
-    """Add the imbalance ratio, class weights and warnings that follow from a
-    report's counts and lists."""
-    warnings: list[str] = []
-    duplicates = report["duplicates"]
-    if duplicates:
-        extra = sum(len(d["files"]) - 1 for d in duplicates)
-        warnings.append(f"{len(duplicates)} groups of identical images ({extra} extra copies)")
-    conflicting = [d for d in duplicates if len(d["labels"]) > 1]
-    if conflicting:
-        warnings.append(f"{len(conflicting)} identical images carry different labels")
-    if report["removed_from_val"]:
-        warnings.append(
-            f"{len(report['removed_from_val'])} validation images are copies of training images "
-            "and were left out of validation"
-        )
-    labels = list(report["classes"])
-    train_counts = [report["classes"][label]["train"] for label in labels]
-    ratio = max(train_counts) / min(train_counts)
-    class_weights = None
-    if ratio > IMBALANCE_RATIO:
-        total = sum(train_counts)
-        class_weights = {
-            str(k): round(total / (len(labels) * count), 6) for k, count in enumerate(train_counts)
-        }
-        strength = "strong " if ratio > STRONG_IMBALANCE_RATIO else ""
-        warnings.append(
-            f"{strength}class imbalance (largest/smallest = {ratio:.1f}); training uses class "
-            "weights"
-        )
-    if report["skipped"]:
-        warnings.append(f"{len(report['skipped'])} files could not be decoded and were skipped")
-    warnings += split_size_warnings(report)
-    return {
-        **report,
-        "imbalance_ratio": round(ratio, 3),
-        "class_weights": class_weights,
-        "warnings": warnings,
-    }
-
-
-# Below these a split is too small for its job: to learn a class from, or to
-# measure a model on (one image then moves accuracy by more than 3 points).
-MIN_TRAIN_PER_CLASS = 5
-MIN_VAL_IMAGES = 30
-
-
-def split_size_warnings(report: dict) -> list[str]:
-    """Plain words when the split leaves too little to train on or to measure with."""
-    warnings = []
-    train, val = report["train_images"], report["val_images"]
-    few = sorted(
-        label for label, n in report["classes"].items() if n["train"] < MIN_TRAIN_PER_CLASS
-    )
-    if few:
-        warnings.append(
-            f"too few training images to learn from in {', '.join(few)} (under "
-            f"{MIN_TRAIN_PER_CLASS} each): add images or lower --val-split"
-        )
-    if train < val:
-        warnings.append(
-            f"the training split ({train} images) is smaller than validation ({val}): "
-            "lower --val-split (0.2 is usual)"
-        )
-    if val < MIN_VAL_IMAGES:
-        warnings.append(
-            f"only {val} validation images: one image moves accuracy by {100 / val:.1f} points, "
-            "so the figures are rough"
-        )
-    return warnings
-
-
-def merge_reports(reports: list[dict]) -> dict:
-    """One report for a dataset whose shards were prepared apart (one per worker).
-    Copies are only found within a shard."""
-    first = reports[0]
-    return finish_report(
-        {
-            "layout": first["layout"],
-            "classes": {
-                label: {
-                    side: sum(r["classes"][label][side] for r in reports)
-                    for side in ("train", "val")
-                }
-                for label in first["classes"]
-            },
-            "train_images": sum(r["train_images"] for r in reports),
-            "val_images": sum(r["val_images"] for r in reports),
-            "skipped": [item for r in reports for item in r["skipped"]],
-            "ignored_files": first["ignored_files"],
-            "duplicates": [item for r in reports for item in r["duplicates"]],
-            "removed_from_val": [item for r in reports for item in r["removed_from_val"]],
-            "content_hash": hashlib.sha256(
-                "".join(r["content_hash"] for r in reports).encode()
-            ).hexdigest(),
-            "shards": len(reports),
-        }
-    )

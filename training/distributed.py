@@ -31,8 +31,8 @@ from training.data import (
     Prepared,
     check_classes,
     list_samples,
-    merge_reports,
 )
+from training.health import merge_reports
 from training.state import JobState, Log, prepared_data
 
 # Settings that may differ between workers: where each one reads and writes.

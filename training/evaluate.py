@@ -31,9 +31,11 @@ def evaluate(probabilities: np.ndarray, targets: np.ndarray, labels: list[str]) 
             "f1": round(f1, 6),
             "support": actual_i,
         }
+    right = int((predicted == targets).sum())
     return {
-        "val_images": int(len(targets)),
-        "accuracy": round(float((predicted == targets).mean()), 6),
+        "images": int(len(targets)),
+        "accuracy": round(right / len(targets), 6),
+        "accuracy_interval": [round(bound, 6) for bound in wilson(right, len(targets))],
         "top_k": k,
         "top_k_accuracy": round(float((top_k == targets[:, None]).any(axis=1).mean()), 6),
         "loss": round(log_loss(probabilities, targets), 6) + 0.0,  # not -0.0
@@ -41,6 +43,17 @@ def evaluate(probabilities: np.ndarray, targets: np.ndarray, labels: list[str]) 
         "per_class": per_class,
         "confusion_matrix": {"labels": labels, "matrix": confusion.tolist()},
     }
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95 % for z = 1.96): sound even for
+    small samples and proportions near 0 or 1, unlike the normal approximation."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
 def baseline(train_counts: dict[str, int], targets: np.ndarray, labels: list[str]) -> dict:

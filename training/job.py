@@ -16,15 +16,13 @@ from models.bundle import save_bundle
 from models.classifier import build_backbone, build_classifier, resolve_weights
 from models.errors import ConfigError
 from models.store import ModelStore
-from training import distributed, finetune, recipe
+from training import distributed, final, recipe
 from training.cluster import Cluster, connect, plan
 from training.config import TrainConfig
 from training.data import Prepared
-from training.distributed import Validation
-from training.evaluate import baseline, evaluate, quality_warnings
 from training.phases import plan_phases
 from training.publish import bundle_metadata, report_files
-from training.state import JobState, Log, job_dir, open_job
+from training.state import Log, job_dir, open_job
 
 
 def _stderr(message: str) -> None:
@@ -66,19 +64,14 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
         history, details = recipe.train(
             config, phases, model, backbone, prepared, state, cluster, log
         )
-        validation = _validate(cluster, model, prepared, listing, config)
-        metrics = evaluate(validation.probabilities, validation.targets, prepared.labels)
-        train_counts = {k: v["train"] for k, v in prepared.report["classes"].items()}
-        metrics["baseline"] = baseline(train_counts, validation.targets, prepared.labels)
-        warnings = quality_warnings(metrics)
-        for warning in warnings:
-            log(f"Warning: {warning}")
+        outcome = final.finish(config, model, prepared, listing, cluster, log)
+        for line in final.describe(outcome) + [f"Warning: {w}" for w in outcome.warnings]:
+            log(line)
 
         def save() -> tuple[int, Any]:
-            metadata = bundle_metadata(
-                config, spec, model, prepared, metrics, details, _fingerprint(state)
-            )
-            reports = report_files(history, details["phases"], metrics, prepared.labels, validation)
+            print_ = state.read("data.json")["fingerprint"]
+            metadata = bundle_metadata(config, spec, model, prepared, outcome, details, print_)
+            reports = report_files(history, details["phases"], outcome, prepared.labels)
             return save_bundle(store, model, metadata, reports)
 
         version, path = distributed.publish_on_chief(cluster, save)
@@ -87,10 +80,13 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
         "name": config.name,
         "version": version,
         "path": str(path),
-        "metrics": metrics,
+        "metrics": outcome.metrics,
+        "evaluation": outcome.evaluation,
+        "calibration": outcome.calibration,
+        "decision": outcome.decision,
         "dataset": _dataset_summary(prepared),
         "training": details,
-        "warnings": warnings,
+        "warnings": outcome.warnings,
         **(
             {"worker": {"index": cluster.index, "workers": cluster.workers}}
             if cluster.workers > 1
@@ -122,33 +118,14 @@ def _backbone(
         return build_backbone(spec, config.resolved_image_size(), weights)
 
 
-def _validate(
-    cluster: Cluster, model: keras.Model, prepared: Prepared, listing, config: TrainConfig
-) -> Validation:
-    """Predictions of the trained model for the validation images of every worker."""
-    batches = finetune.batches(
-        prepared.pixels, prepared.targets, prepared.val, config.batch_size, shuffle=False, seed=0
-    )
-    local = Validation(
-        finetune.predict_probabilities(model, batches),
-        prepared.targets[prepared.val],
-        [str(listing.samples[i].path) for i in prepared.val],
-        prepared.pixels,
-        prepared.val,
-    )
-    return distributed.gather_validation(cluster, local, config.resolved_image_size())
-
-
-def _fingerprint(state: JobState) -> str:
-    return state.read("data.json")["fingerprint"]
-
-
 def _dataset_summary(prepared: Prepared) -> dict[str, Any]:
     report = prepared.report
     return {
         "classes": report["classes"],
         "train_images": report["train_images"],
         "val_images": report["val_images"],
+        "test_images": report.get("test_images", 0),
+        "test_note": report.get("test_note"),
         "skipped": len(report["skipped"]),
         "skipped_files": report["skipped"],
         "ignored_files": report["ignored_files"],

@@ -10,13 +10,20 @@ import keras
 
 from models.backbones import BackboneSpec
 from models.explain import activation_layers
-from models.metadata import BundleMetadata, InputSpec, Metrics
+from models.metadata import (
+    BundleMetadata,
+    Calibration,
+    Decision,
+    Evaluation,
+    InputSpec,
+    Metrics,
+)
 from models.preprocessing import RESIZE_POLICY
 from training import report
 from training.config import TrainConfig
 from training.data import Prepared
-from training.distributed import Validation
 from training.evaluate import history_csv
+from training.final import Outcome
 
 
 def utc_now() -> str:
@@ -29,7 +36,7 @@ def bundle_metadata(
     spec: BackboneSpec,
     model: keras.Model,
     prepared: Prepared,
-    metrics: dict[str, Any],
+    outcome: Outcome,
     details: dict[str, Any],
     fingerprint: str,
 ) -> BundleMetadata:
@@ -44,7 +51,12 @@ def bundle_metadata(
         input=InputSpec(shape=(*size, 3)),
         resize=RESIZE_POLICY,
         created_at=utc_now(),
-        metrics=Metrics.model_validate(metrics),
+        metrics=Metrics.model_validate(outcome.metrics),
+        evaluation=Evaluation.model_validate(outcome.evaluation),
+        calibration=(
+            Calibration.model_validate(outcome.calibration) if outcome.calibration else None
+        ),
+        decision=Decision.model_validate(outcome.decision),
         training={**config.to_dict(), **details},
         dataset={**dataset, "fingerprint": fingerprint},
         activation_layers=tuple(activation_layers(model)),
@@ -52,21 +64,27 @@ def bundle_metadata(
 
 
 def report_files(
-    history: list[dict],
-    phases: list[dict[str, Any]],
-    metrics: dict[str, Any],
-    labels: list[str],
-    validation: Validation,
+    history: list[dict], phases: list[dict[str, Any]], outcome: Outcome, labels: list[str]
 ) -> dict[str, bytes]:
     """``reports/``: figures, history (each phase's kept epoch marked), curves,
-    confusion matrix, the worst images."""
+    confusion matrix, reliability diagram, risk-coverage curve, the worst images."""
     kept = {(phase["name"], phase["kept_epoch"]) for phase in phases}
     history = [{**row, "kept": int((row["phase"], row["epoch"]) in kept)} for row in history]
+    metrics, validation = outcome.metrics, outcome.shown
+    split = metrics["split"]
     return {
         "metrics.json": json.dumps(metrics, indent=2).encode(),
         "history.csv": history_csv(history).encode(),
         "curves.png": report.curves_png(history),
-        "confusion_matrix.png": report.confusion_png(labels, metrics["confusion_matrix"]["matrix"]),
+        "confusion_matrix.png": report.confusion_png(
+            labels, metrics["confusion_matrix"]["matrix"], split
+        ),
+        "reliability.png": report.reliability_png(
+            validation.probabilities, validation.targets, outcome.calibration
+        ),
+        "risk_coverage.png": report.risk_coverage_png(
+            validation.probabilities, validation.targets, outcome.decision
+        ),
         **report.worst_predictions(
             validation.pixels,
             validation.rows,

@@ -67,7 +67,7 @@ def curves_png(history: list[dict]) -> bytes:
     return _png(figure)
 
 
-def confusion_png(labels: list[str], matrix: list[list[int]]) -> bytes:
+def confusion_png(labels: list[str], matrix: list[list[int]], split: str = "validation") -> bytes:
     """Rows: true class; columns: predicted class; each cell shows its count."""
     counts = np.array(matrix)
     side = max(3.0, 0.6 * len(labels) + 1.5)
@@ -87,7 +87,62 @@ def confusion_png(labels: list[str], matrix: list[list[int]]) -> bytes:
             va="center",
             color="white" if count > threshold else "black",
         )
-    axis.set_title("confusion matrix (validation)")
+    axis.set_title(f"confusion matrix ({split})")
+    return _png(figure)
+
+
+def reliability_png(
+    probabilities: np.ndarray, targets: np.ndarray, calibration: dict | None
+) -> bytes:
+    """Confidence against accuracy in 15 bins: on the diagonal, the probabilities mean
+    what they say. With calibration, the uncalibrated model's curve too."""
+    from training.calibration import ECE_BINS, scale
+
+    figure, axis = plt.subplots(figsize=(4.6, 4.2))
+    axis.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    curves = [("calibrated" if calibration else "model", probabilities)]
+    if calibration:
+        curves.insert(
+            0, ("before calibration", scale(probabilities, 1 / calibration["temperature"]))
+        )
+    for name, p in curves:
+        confidence, correct = p.max(axis=1), p.argmax(axis=1) == targets
+        which = np.clip((confidence * ECE_BINS).astype(int), 0, ECE_BINS - 1)
+        points = [
+            (confidence[which == b].mean(), correct[which == b].mean())
+            for b in range(ECE_BINS)
+            if (which == b).any()
+        ]
+        axis.plot(*zip(*points, strict=True), "o-", markersize=4, label=name)
+    axis.set_xlabel("confidence (top probability)")
+    axis.set_ylabel("accuracy")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.02)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="upper left")
+    axis.set_title("reliability")
+    return _png(figure)
+
+
+def risk_coverage_png(probabilities: np.ndarray, targets: np.ndarray, decision: dict) -> bytes:
+    """Accuracy of the answered images against the share answered, as the threshold
+    rises; the chosen threshold marked."""
+    from training.decision import risk_coverage
+
+    figure, axis = plt.subplots(figsize=(4.6, 4.2))
+    coverage, accuracy = zip(*risk_coverage(probabilities, targets), strict=True)
+    axis.plot(coverage, accuracy, "-", label="every threshold")
+    if decision.get("selective_accuracy") is not None:
+        axis.plot(
+            [decision["coverage"]], [decision["selective_accuracy"]], "*", color="black",
+            markersize=12, label=f"threshold {decision['threshold']:.2f}",
+        )  # fmt: skip
+    axis.set_xlabel("share of images answered (coverage)")
+    axis.set_ylabel("accuracy of the answered")
+    axis.set_xlim(0, 1.02)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower left")
+    axis.set_title(f"risk and coverage ({decision.get('split', 'validation')})")
     return _png(figure)
 
 
@@ -99,11 +154,12 @@ def worst_predictions(
     labels: list[str],
     files: list[str],
 ) -> dict[str, bytes]:
-    """``worst.json`` and ``worst/NN.png``: the validation images with the lowest
-    probability on their true class. Row ``i`` of ``probabilities`` belongs to
-    ``pixels[indices[i]]`` (only the few shown are read from the cache)."""
+    """``worst.json`` and ``worst/NN.png``: the misclassified images with the lowest
+    probability on their true class (none when every image is right). Row ``i`` of
+    ``probabilities`` belongs to ``pixels[indices[i]]`` (only the few shown are read)."""
     true_probability = probabilities[np.arange(len(targets)), targets]
-    order = np.argsort(true_probability, kind="stable")[:WORST_COUNT]
+    wrong = np.nonzero(probabilities.argmax(axis=1) != targets)[0]
+    order = wrong[np.argsort(true_probability[wrong], kind="stable")][:WORST_COUNT]
     entries, reports = [], {}
     for rank, i in enumerate(order):
         thumbnail = Image.fromarray(np.asarray(pixels[indices[i]]))

@@ -24,7 +24,8 @@ Log = Callable[[str], None]
 # Settings that change what a job computes: a resumed job must match them.
 RESUME_KEYS = (
     "data", "backbone", "weights", "image_size", "batch_size", "epochs", "fine_tune_epochs",
-    "unfreeze_from", "lr", "fine_tune_lr", "val_split", "seed", "augment", "dropout", "pooling",
+    "unfreeze_from", "lr", "fine_tune_lr", "val_split", "test_split", "seed", "augment",
+    "dropout", "pooling",
 )  # fmt: skip
 # What a job keeps of the decoded data when its phases are started over.
 _DATA_FILES = ("config.json", "data.json", "pixels.npy")
@@ -174,6 +175,7 @@ def prepared_data(
         listing,
         size,
         val_split=config.val_split,
+        test_split=config.test_split,
         seed=config.seed,
         pixels_file=state.pixels_file,
         log=log,
@@ -188,6 +190,7 @@ def prepared_data(
             "targets": prepared.targets.tolist(),
             "train": prepared.train.tolist(),
             "val": prepared.val.tolist(),
+            "test": prepared.test.tolist(),
             "report": prepared.report,
         },
     )
@@ -202,4 +205,5 @@ def _saved_prepared(saved: dict, pixels: np.ndarray) -> Prepared:
         np.array(saved["train"], np.int64),
         np.array(saved["val"], np.int64),
         saved["report"],
+        np.array(saved.get("test", []), np.int64),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cli import summary
 from cli.common import add_json, add_store, print_json, store_default
 from models.choices import POOLING
 from training.config import STRATEGIES
@@ -35,6 +36,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     _add_model_options(parser.add_argument_group("model"))
     recipe = parser.add_argument_group("recipe")
     _add_recipe_options(recipe)
+    _add_trust_options(parser.add_argument_group("figures you can trust"))
     _add_run_options(recipe)
     add_store(parser, default=None)
     add_json(parser, "print one JSON object (name, version, path, metrics, dataset, seconds)")
@@ -94,6 +96,42 @@ def _add_recipe_options(group: argparse._ArgumentGroup) -> None:
         action="store_const",
         const=False,
         help="no flip/rotation/zoom/contrast augmentation",
+    )
+
+
+def _add_trust_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--test-split",
+        type=float,
+        help="share of each class held out as a test split that nothing in training sees "
+        "(default: 0.15 when every class has 40 images, else none); 0 turns it off",
+    )
+    group.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_const",
+        const=False,
+        help="keep the raw softmax probabilities (default: temperature scaling fitted on "
+        "validation, inside the saved model)",
+    )
+    group.add_argument(
+        "--min-confidence",
+        metavar="auto|P",
+        help="below this top probability a prediction's decision is 'not sure': auto "
+        "(default: answers 95%% of validation images) or a number, 0 = always answer",
+    )
+    group.add_argument(
+        "--target-accuracy",
+        type=float,
+        metavar="A",
+        help="with --min-confidence auto: the lowest threshold whose answers are A right "
+        "on validation (e.g. 0.95)",
+    )
+    group.add_argument(
+        "--ood",
+        metavar="DIR",
+        help="images of none of the classes: measures how well the model tells them apart "
+        "(AUROC, share the threshold rejects)",
     )
 
 
@@ -175,7 +213,6 @@ def _phase_line(phase: dict[str, Any]) -> str:
 def print_summary(result: dict[str, Any]) -> None:
     """What a person reads after ``ktl train``: where the model went, its figures."""
     metrics, dataset, training = result["metrics"], result["dataset"], result["training"]
-    phases = "; ".join(_phase_line(p) for p in training["phases"])
     worker = result.get("worker")
     if worker and worker["index"]:
         print(
@@ -184,33 +221,24 @@ def print_summary(result: dict[str, Any]) -> None:
         )
     else:
         print(f"Published {result['name']} version {result['version']}: {result['path']}")
+    test = f" / {dataset['test_images']} test" if dataset.get("test_images") else ""
     print(
         f"  data        {dataset['train_images']} train / {dataset['val_images']} "
-        "validation images, "
-        f"{len(dataset['classes'])} classes; {dataset['skipped']} skipped, "
-        f"{dataset['ignored_files']} non-image files ignored"
+        f"validation{test} images, {len(dataset['classes'])} classes; {dataset['skipped']} "
+        f"skipped, {dataset['ignored_files']} non-image files ignored"
     )
-    for warning in dataset["warnings"]:
-        print(f"  note        {warning}")
-    print(f"  training    {training['recipe']}: {phases}")
-    print(
-        f"  validation  accuracy {metrics['accuracy']:.3f}, top-{metrics['top_k']} "
-        f"{metrics['top_k_accuracy']:.3f}, loss {metrics['loss']:.3f}, "
-        f"macro F1 {metrics['macro_f1']:.3f}"
-    )
-    base = metrics.get("baseline")
-    if base:
-        print(
-            f"  baseline    always {base['majority_class']!r}: {base['majority_accuracy']:.3f}; "
-            f"chance: {base['chance']:.3f}"
-        )
-    for warning in result.get("warnings", []):
-        print(f"  WARNING     {warning}")
-    width = max(len(label) for label in metrics["per_class"]) + 2
-    print(f"  {'class':<{width}}precision  recall     f1  support")
-    for label, c in metrics["per_class"].items():
-        print(
-            f"  {label:<{width}}{c['precision']:>9.3f}{c['recall']:>8.3f}{c['f1']:>7.3f}"
-            f"{c['support']:>9}"
-        )
-    print(f"  took        {result['seconds']:.1f} s")
+    lines = [f"  note        {warning}" for warning in dataset["warnings"]]
+    lines.append(f"  training    {training['recipe']}: ")
+    lines[-1] += "; ".join(_phase_line(p) for p in training["phases"])
+    lines.append(summary.figures_line(metrics.get("split", "validation"), metrics))
+    validation = (result.get("evaluation") or {}).get("validation")
+    if metrics.get("split") == "test" and validation:
+        lines.append(summary.figures_line("validation", validation) + " (chose the epoch)")
+    lines += summary.baseline_line(metrics)
+    if "decision" in result:
+        lines += summary.calibration_line(result.get("calibration"))
+        lines += summary.decision_lines(result["decision"])
+    lines += [f"  WARNING     {warning}" for warning in result.get("warnings", [])]
+    lines += summary.class_table(metrics)
+    lines.append(f"  took        {result['seconds']:.1f} s")
+    print("\n".join(lines))

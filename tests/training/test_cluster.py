@@ -21,7 +21,8 @@ from training.cluster import (
     shard,
 )  # fmt: skip
 from training.config import ConfigError, build_config
-from training.data import list_samples, merge_reports, prepare
+from training.data import list_samples, prepare
+from training.health import merge_reports
 
 
 def _tf_config(cluster: dict, kind: str = "worker", index: int = 0) -> str:

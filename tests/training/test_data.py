@@ -21,13 +21,14 @@ def _prepare(data, **kwargs):
     return prepare(list_samples(data), SIZE, log=lambda message: None, **kwargs)
 
 
-def test_class_folders_are_split_stratified_and_repeatably(colour_dataset):
+def test_class_folders_are_split_by_content_and_repeatably(colour_dataset):
     first = _prepare(colour_dataset)
     second = _prepare(colour_dataset)
     assert first.labels == ["blue", "green", "red"]
     assert first.report["layout"] == "folders"
-    assert {c["val"] for c in first.report["classes"].values()} == {3}  # 25 % of 12 per class
-    assert {c["train"] for c in first.report["classes"].values()} == {9}
+    for counts in first.report["classes"].values():
+        assert counts["train"] >= 1 and counts["val"] >= 1 and counts["test"] == 0
+    assert 4 <= first.report["val_images"] <= 15, "about 25 % of 36 (drawn by hash)"
     np.testing.assert_array_equal(first.train, second.train)
     np.testing.assert_array_equal(first.val, second.val)
     assert not set(first.train) & set(first.val)
@@ -191,7 +192,7 @@ def test_images_lying_directly_in_data_are_told_to_go_into_class_folders(tmp_pat
     ("val_split", "expected"),
     [
         (0.9, ["too few training images", "smaller than validation"]),
-        (0.2, ["only 6 validation images"]),
+        (0.2, ["validation images: one image moves accuracy by"]),
     ],
 )
 def test_a_split_too_small_to_train_or_measure_is_said_plainly(tmp_path, val_split, expected):

@@ -1,0 +1,217 @@
+"""After training: calibration and the decision threshold, chosen on the validation
+split; then the test split, decoded and scored once, last. Nothing before this step
+decodes a test image (their bytes were only hashed, to place them in their split)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from models.preprocessing import ImageError, image_files, load_image
+from training import calibration, decision, finetune
+from training.cluster import Cluster
+from training.config import TrainConfig
+from training.data import Listing, Prepared
+from training.distributed import Validation, gather_validation
+from training.evaluate import baseline, evaluate, quality_warnings
+from training.splits import fingerprint
+from training.state import Log
+
+Forward = Callable[[Any], Any]
+
+
+@dataclass
+class Outcome:
+    """What the final steps found, for the summary, the metadata and the report."""
+
+    metrics: dict[str, Any]  # the figures the summary shows: test's, else validation's
+    evaluation: dict[str, Any]
+    calibration: dict[str, Any] | None
+    decision: dict[str, Any]
+    shown: Validation  # the split the metrics come from, calibrated (for the report)
+    warnings: list[str] = field(default_factory=list)
+
+
+def finish(
+    config: TrainConfig,
+    model: keras.Model,
+    prepared: Prepared,
+    listing: Listing,
+    cluster: Cluster,
+    log: Log,
+) -> Outcome:
+    """Calibrate and choose the threshold on validation, then score the test split."""
+    forward = finetune.inference(model)
+    files = [str(listing.samples[i].path) for i in prepared.val]
+    val = _scored(cluster, forward, prepared.pixels, prepared.targets, prepared.val, files, config)
+    temperature, fitted = 1.0, None
+    if config.calibrate:
+        temperature = calibration.fit_temperature(val.probabilities, val.targets)
+        fitted = calibration.nll(val.probabilities, val.targets)
+        calibration.fold_into(model, temperature)  # the traced forward pass sees it too
+        log(f"Calibrated the probabilities: temperature {temperature:.3f}, fitted on validation")
+        # What the published model answers, to the last bit (the threshold is compared
+        # with exactly these float32 numbers when it serves).
+        val = _scored(
+            cluster, forward, prepared.pixels, prepared.targets, prepared.val, files, config
+        )
+    assert config.min_confidence is not None
+    threshold = decision.choose_threshold(
+        val.probabilities, val.targets, config.min_confidence, config.target_accuracy
+    )
+    train_counts = {k: v["train"] for k, v in prepared.report["classes"].items()}
+    evaluation = {"validation": _figures(val, prepared.labels, train_counts)}
+    shown, split = val, "validation"
+    if prepared.report.get("test_images"):  # the same on every worker: all take part
+        log("Scoring the test split: its images are read now, for the first time")
+        test, digests = _test(cluster, forward, prepared, listing, config, log)
+        evaluation["test"] = {
+            **_figures(test, prepared.labels, train_counts),
+            "fingerprint": fingerprint(digests),
+        }
+        shown, split = test, "test"
+    metrics = {k: v for k, v in evaluation[split].items() if k != "fingerprint"}
+    outcome = Outcome(
+        metrics={**metrics, "split": split},
+        evaluation=evaluation,
+        calibration=(
+            _calibration(shown, temperature, split, fitted, val) if fitted is not None else None
+        ),
+        decision={
+            **threshold,
+            "split": split,
+            **decision.selective(shown.probabilities, shown.targets, threshold["threshold"]),
+        },
+        shown=shown,
+        warnings=quality_warnings(metrics),
+    )
+    if config.ood and cluster.is_chief:
+        outcome.decision["ood"] = _out_of_scope(
+            Path(config.ood), forward, config, shown, threshold["threshold"], log
+        )
+    return outcome
+
+
+def _scored(
+    cluster: Cluster,
+    forward: Forward,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    rows: np.ndarray,
+    files: list[str],
+    config: TrainConfig,
+) -> Validation:
+    """Probabilities of ``inputs[rows]`` on every worker, gathered."""
+    batches = finetune.batches(inputs, targets, rows, config.batch_size, shuffle=False, seed=0)
+    local = Validation(
+        finetune.predict_probabilities(forward, batches), targets[rows], files, inputs, rows
+    )
+    return gather_validation(cluster, local, config.resolved_image_size())
+
+
+def _test(
+    cluster: Cluster,
+    forward: Forward,
+    prepared: Prepared,
+    listing: Listing,
+    config: TrainConfig,
+    log: Log,
+) -> tuple[Validation, list[str]]:
+    """The test images decoded now, scored; and their content hashes (every worker's)."""
+    pixels, kept, digests = [], [], []
+    size = config.resolved_image_size()
+    for row in prepared.test:
+        path = listing.samples[row].path
+        try:
+            data = path.read_bytes()
+            pixels.append(load_image(data, size, name=str(path)))
+        except (ImageError, OSError) as exc:
+            log(f"  skipped test image {exc}")
+            continue
+        kept.append(int(row))
+        digests.append(hashlib.sha256(data).hexdigest())
+    inputs = np.stack(pixels) if pixels else np.zeros((0, *size, 3), np.uint8)
+    targets = prepared.targets[np.array(kept, np.int64)]
+    files = [str(listing.samples[row].path) for row in kept]
+    scored = _scored(cluster, forward, inputs, targets, np.arange(len(kept)), files, config)
+    if cluster.workers > 1:
+        digests = [d for part in cluster.allgather_json(digests) for d in part]
+    return scored, digests
+
+
+def _figures(scored: Validation, labels: list[str], train_counts: dict[str, int]) -> dict:
+    figures = evaluate(scored.probabilities, scored.targets, labels)
+    figures["baseline"] = baseline(train_counts, scored.targets, labels)
+    return figures
+
+
+def _calibration(
+    shown: Validation, temperature: float, split: str, fitted_nll: float, val: Validation
+) -> dict[str, Any]:
+    """Temperature scaling's figures on the split shown: the calibrated probabilities,
+    and what the model gave before (the scaling undone); and the validation NLL it
+    was fitted on, before and after."""
+    before = calibration.scale(shown.probabilities, 1 / temperature)
+    return {
+        "temperature": round(temperature, 6),
+        "split": split,
+        "before": calibration.figures(before, shown.targets),
+        "after": calibration.figures(shown.probabilities, shown.targets),
+        "validation_nll": {
+            "before": round(fitted_nll, 6),
+            "after": round(calibration.nll(val.probabilities, val.targets), 6),
+        },
+    }
+
+
+def _out_of_scope(
+    folder: Path,
+    forward: Forward,
+    config: TrainConfig,
+    shown: Validation,
+    threshold: float,
+    log: Log,
+) -> dict[str, Any]:
+    """How the model's confidence tells images of none of its classes (``--ood``) from
+    its own: AUROC, and the share of them the threshold turns away."""
+    size = config.resolved_image_size()
+    pixels = []
+    for path in image_files([folder]):
+        try:
+            pixels.append(load_image(path, size))
+        except (ImageError, OSError) as exc:
+            log(f"  skipped out-of-scope image {exc}")
+    if not pixels:
+        return {"images": 0, "note": f"no readable image in {folder}"}
+    inputs = np.stack(pixels)
+    batches = finetune.batches(
+        inputs, np.zeros(len(inputs), np.int32), np.arange(len(inputs)), config.batch_size,
+        shuffle=False, seed=0,
+    )  # fmt: skip
+    outside = finetune.predict_probabilities(forward, batches).max(axis=1)
+    inside = shown.probabilities.max(axis=1)
+    return {
+        "images": len(inputs),
+        "auroc": round(decision.auroc(inside, outside), 6),
+        "rejected": round(float((outside < threshold).mean()), 6),
+        "in_scope_rejected": round(float((inside < threshold).mean()), 6),
+    }
+
+
+def describe(outcome: Outcome) -> list[str]:
+    """Lines for the log: where the threshold sits and what it gives."""
+    d = outcome.decision
+    lines = [
+        f"Decision threshold {d['threshold']:.3f} ({d['rule']}): answers "
+        f"{d['coverage']:.1%} of the {d['split']} images"
+        + (f", {d['selective_accuracy']:.1%} of them right" if d["selective_accuracy"] else "")
+    ]
+    if d.get("note"):
+        lines.append(f"  note: {d['note']}")
+    return lines

@@ -1,0 +1,148 @@
+"""A dataset's health report: counts per class and split, copies, skipped files,
+class imbalance and the class weights training uses, and warnings in plain words."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING
+
+from training.splits import SPLITS
+
+if TYPE_CHECKING:
+    from training.data import Listing
+
+IMBALANCE_RATIO = 1.5  # largest / smallest class above this: class weights are used
+STRONG_IMBALANCE_RATIO = 3.0  # ... and above this it is reported as strong
+
+
+def health_report(listing: Listing, labels, hashes, good, parts, leaked, skipped) -> dict:
+    """The report of a split, decoded dataset (``training.data.prepare``)."""
+    samples = listing.samples
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i in good:
+        groups[hashes[i]].append(i)
+    counts = {name: Counter(samples[i].label for i in parts[name]) for name in SPLITS}
+    return finish_report(
+        {
+            "layout": listing.layout,
+            "classes": {label: {name: counts[name][label] for name in SPLITS} for label in labels},
+            "train_images": len(parts["train"]),
+            "val_images": len(parts["val"]),
+            "test_images": len(parts["test"]),
+            "skipped": skipped,
+            "ignored_files": len(listing.ignored),
+            "duplicates": [
+                {
+                    "files": [str(samples[i].path) for i in members],
+                    "labels": sorted({samples[i].label for i in members}),
+                }
+                for members in groups.values()
+                if len(members) > 1
+            ],
+            "removed_from_val": [str(samples[i].path) for i in leaked],
+            "content_hash": hashlib.sha256(
+                "".join(sorted(f"{hashes[i]}:{samples[i].label}" for i in good)).encode()
+            ).hexdigest(),
+        }
+    )
+
+
+def finish_report(report: dict) -> dict:
+    """Add the imbalance ratio, class weights and warnings that follow from a
+    report's counts and lists."""
+    warnings: list[str] = []
+    duplicates = report["duplicates"]
+    if duplicates:
+        extra = sum(len(d["files"]) - 1 for d in duplicates)
+        warnings.append(f"{len(duplicates)} groups of identical images ({extra} extra copies)")
+    conflicting = [d for d in duplicates if len(d["labels"]) > 1]
+    if conflicting:
+        warnings.append(f"{len(conflicting)} identical images carry different labels")
+    if report["removed_from_val"]:
+        warnings.append(
+            f"{len(report['removed_from_val'])} validation images are copies of training images "
+            "and were left out of validation"
+        )
+    labels = list(report["classes"])
+    train_counts = [report["classes"][label]["train"] for label in labels]
+    ratio = max(train_counts) / min(train_counts)
+    class_weights = None
+    if ratio > IMBALANCE_RATIO:
+        total = sum(train_counts)
+        class_weights = {
+            str(k): round(total / (len(labels) * count), 6) for k, count in enumerate(train_counts)
+        }
+        strength = "strong " if ratio > STRONG_IMBALANCE_RATIO else ""
+        warnings.append(
+            f"{strength}class imbalance (largest/smallest = {ratio:.1f}); training uses class "
+            "weights"
+        )
+    if report["skipped"]:
+        warnings.append(f"{len(report['skipped'])} files could not be decoded and were skipped")
+    warnings += split_size_warnings(report)
+    return {
+        **report,
+        "imbalance_ratio": round(ratio, 3),
+        "class_weights": class_weights,
+        "warnings": warnings,
+    }
+
+
+# Below these a split is too small for its job: to learn a class from, or to
+# measure a model on (one image then moves accuracy by more than 3 points).
+MIN_TRAIN_PER_CLASS = 5
+MIN_VAL_IMAGES = 30
+
+
+def split_size_warnings(report: dict) -> list[str]:
+    """Plain words when the split leaves too little to train on or to measure with."""
+    warnings = []
+    train, val = report["train_images"], report["val_images"]
+    few = sorted(
+        label for label, n in report["classes"].items() if n["train"] < MIN_TRAIN_PER_CLASS
+    )
+    if few:
+        warnings.append(
+            f"too few training images to learn from in {', '.join(few)} (under "
+            f"{MIN_TRAIN_PER_CLASS} each): add images or lower --val-split"
+        )
+    if train < val:
+        warnings.append(
+            f"the training split ({train} images) is smaller than validation ({val}): "
+            "lower --val-split (0.2 is usual)"
+        )
+    if val < MIN_VAL_IMAGES:
+        warnings.append(
+            f"only {val} validation images: one image moves accuracy by {100 / val:.1f} points, "
+            "so the figures are rough"
+        )
+    return warnings
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report for a dataset whose shards were prepared apart (one per worker).
+    Copies are only found within a shard."""
+    first = reports[0]
+    return finish_report(
+        {
+            "layout": first["layout"],
+            "classes": {
+                label: {side: sum(r["classes"][label][side] for r in reports) for side in SPLITS}
+                for label in first["classes"]
+            },
+            "train_images": sum(r["train_images"] for r in reports),
+            "val_images": sum(r["val_images"] for r in reports),
+            "test_images": sum(r.get("test_images", 0) for r in reports),
+            "test_split": first.get("test_split", 0.0),
+            "test_note": first.get("test_note"),
+            "skipped": [item for r in reports for item in r["skipped"]],
+            "ignored_files": first["ignored_files"],
+            "duplicates": [item for r in reports for item in r["duplicates"]],
+            "removed_from_val": [item for r in reports for item in r["removed_from_val"]],
+            "content_hash": hashlib.sha256(
+                "".join(r["content_hash"] for r in reports).encode()
+            ).hexdigest(),
+            "shards": len(reports),
+        }
+    )
