@@ -14,6 +14,7 @@ from types import ModuleType
 from cli.commands import (
     backbones,
     demo,
+    evaluate,
     explain,
     export,
     inspect,
@@ -40,6 +41,7 @@ EXTRA_OF = {
 COMMANDS: tuple[ModuleType, ...] = (
     backbones,
     train,
+    evaluate,
     predict,
     list_models,
     serve,

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from models.preprocessing import load_image
-from tests.support.data import make_colour_dataset
+from tests.support.data import COLOURS, colour_image, make_colour_dataset
 from training import finetune
 from training.data import DataError, list_samples, prepare
 
@@ -201,3 +201,29 @@ def test_a_split_too_small_to_train_or_measure_is_said_plainly(tmp_path, val_spl
     warnings = " | ".join(prepared.report["warnings"])
     for words in expected:
         assert words in warnings, warnings
+
+
+def test_adding_images_leaves_every_old_image_in_its_split(tmp_path):
+    data = make_colour_dataset(tmp_path / "data", per_class=45, size=8)
+    kwargs = {"val_split": 0.2, "test_split": 0.15, "seed": 3}
+
+    def splits() -> dict[str, str]:
+        listing = list_samples(data)
+        prepared = prepare(listing, (8, 8), log=lambda message: None, **kwargs)
+        names = ("train", "val", "test")
+        rows = (prepared.train, prepared.val, prepared.test)
+        return {
+            str(listing.samples[i].path): name
+            for name, part in zip(names, rows, strict=True)
+            for i in part
+        }
+
+    before = splits()
+    assert set(before.values()) == {"train", "val", "test"}
+    rng = np.random.default_rng(99)
+    for label, colour in COLOURS.items():  # 20 new images per class beside the old ones
+        for i in range(20):
+            colour_image(colour, 8, rng).save(data / label / f"new_{i:03d}.png")
+    after = splits()
+    assert len(after) == len(before) + 60
+    assert {path: after[path] for path in before} == before

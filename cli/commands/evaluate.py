@@ -1,0 +1,81 @@
+"""``ktl evaluate NAME[:VERSION] DATA``: a published version's figures on labelled
+data, with intervals, without training; what compares versions."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cli import summary
+from cli.common import add_json, add_store, print_json
+from models.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "evaluate",
+        help="score a published version on labelled data",
+        description="Score a published version on labelled DATA (the layouts ktl train reads) "
+        "without training: accuracy with its 95 %% interval, per-class figures, calibration "
+        "(ECE, NLL, Brier) and what its decision threshold answers. By default on DATA's test "
+        "split as the version's own settings draw it, so versions are compared on images "
+        "none of them trained on.",
+    )
+    parser.add_argument("model", metavar="NAME[:VERSION]", help="a model (default: its latest)")
+    parser.add_argument("data", metavar="DATA", help="class folders, train/ val/ test/, or a CSV")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "val", "train", "all"),
+        help="which images of DATA to score (default test)",
+    )
+    add_store(parser)
+    add_json(parser, "print the figures as one JSON object")
+    return parser
+
+
+def parse_reference(reference: str) -> tuple[str, int | None]:
+    """``NAME`` or ``NAME:VERSION``."""
+    name, _, version = reference.partition(":")
+    if not version:
+        return name, None
+    if not version.isdigit() or int(version) < 1:
+        raise ConfigError(f"{reference!r}: write NAME or NAME:VERSION, a version being 1, 2, ...")
+    return name, int(version)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cli.common import note
+    from models.bundle import load_bundle
+    from models.store import ModelStore, validate_name
+    from training.scoring import score_version
+
+    name, version = parse_reference(args.model)
+    _, path = ModelStore(args.store).resolve(validate_name(name), version)
+    result = score_version(load_bundle(path), args.data, args.split, log=note)
+    print_json(result) if args.json else print_scores(result)
+    return 0
+
+
+def print_scores(result: dict[str, Any]) -> None:
+    figures = result["figures"]
+    lines = [
+        f"{result['name']} version {result['version']} on {result['data']} "
+        f"({result['split']} split, content {result['fingerprint'][:12]})",
+        summary.figures_line(result["split"], figures),
+    ]
+    c = result["calibration"]
+    lines.append(f"  calibration ECE {c['ece']:.3f}, NLL {c['nll']:.3f}, Brier {c['brier']:.3f}")
+    d = result["decision"]
+    right = (
+        f", {d['selective_accuracy']:.1%} of them right"
+        if d.get("selective_accuracy") is not None
+        else ""
+    )
+    lines.append(
+        f"  decision    threshold {d['threshold']:.3f}: answers {d['coverage']:.1%}{right}"
+    )
+    if result["skipped"]:
+        lines.append(f"  note        {len(result['skipped'])} files could not be read")
+    lines += summary.class_table(figures)
+    print("\n".join(lines))

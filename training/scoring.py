@@ -1,0 +1,89 @@
+"""Scoring a published version on labelled data without training (``ktl evaluate``):
+the figures ``ktl train`` gives, with intervals, for any version on any dataset.
+
+By default the images scored are DATA's test split as the version's own settings
+draw it (the same seed and shares, from each image's content), so two versions
+trained on the same or a grown dataset are compared on images neither trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.bundle import Bundle
+from models.errors import ConfigError
+from models.preprocessing import ImageError, load_image
+from training import calibration, decision
+from training.data import DataError, list_samples
+from training.data import content_hashes as file_hashes
+from training.evaluate import evaluate
+from training.splits import SPLITS, assign, fingerprint
+
+CHOICES = (*SPLITS, "all")
+
+
+def score_version(
+    bundle: Bundle, data: str | Path, split: str = "test", log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """The version's figures on DATA's ``split`` (train, val, test or all)."""
+    if split not in CHOICES:
+        raise ConfigError(f"--split must be one of {', '.join(CHOICES)}; got {split!r}")
+    listing = list_samples(data)
+    hashes, skipped = file_hashes(listing.samples)
+    rows = _rows(bundle, listing, hashes, split)
+    known = [i for i in rows if listing.samples[i].label in bundle.labels]
+    unknown = sorted({listing.samples[i].label for i in rows} - set(bundle.labels))
+    if unknown:
+        log(f"Left out: classes this version does not know: {', '.join(unknown)}")
+    pixels, kept, digests = [], [], []
+    for i in known:
+        try:
+            pixels.append(load_image(listing.samples[i].path, bundle.image_size))
+        except (ImageError, OSError) as exc:
+            skipped.append({"path": str(listing.samples[i].path), "reason": str(exc)})
+            continue
+        kept.append(i)
+        digests.append(str(hashes[i]))
+    if not kept:
+        raise DataError(f"{data}: no image of this version's classes in its {split} split")
+    probabilities = bundle.classifier.predict(np.stack(pixels))
+    targets = np.array([bundle.labels.index(listing.samples[i].label) for i in kept])
+    threshold = bundle.metadata.decision.threshold if bundle.metadata.decision else 0.0
+    return {
+        "name": bundle.name,
+        "version": bundle.version,
+        "data": str(data),
+        "split": split,
+        "figures": evaluate(probabilities, targets, bundle.labels),
+        "calibration": calibration.figures(probabilities, targets),
+        "decision": {
+            "threshold": threshold,
+            **decision.selective(probabilities, targets, threshold),
+        },
+        "fingerprint": fingerprint(digests),
+        "skipped": skipped,
+        "unknown_classes": unknown,
+    }
+
+
+def _rows(bundle: Bundle, listing, hashes: list[str | None], split: str) -> list[int]:
+    """The images of ``split``, drawn with the version's own settings."""
+    if split == "all":
+        return [i for i, digest in enumerate(hashes) if digest is not None]
+    training, dataset = bundle.metadata.training, bundle.metadata.dataset
+    test_share = dataset.get("test_split", 0.0)
+    if split == "test" and not test_share and "test" not in listing.fixed_splits:
+        raise ConfigError(
+            f"{bundle.name} version {bundle.version} was trained without a test split, so "
+            "DATA has none under its settings: pass --split all (or val) to score it"
+        )
+    assignment = assign(
+        [s.label for s in listing.samples], [s.subset for s in listing.samples], hashes,
+        val_split=training.get("val_split", 0.2), test_split=test_share,
+        seed=training.get("seed", 42), layout_splits=listing.fixed_splits,
+    )  # fmt: skip
+    return [i for i, s in enumerate(assignment.splits) if s == split]
