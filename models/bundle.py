@@ -60,11 +60,15 @@ class Bundle:
         return Classifier(self)
 
     def predict(
-        self, images: Sequence[str | Path | np.ndarray] | np.ndarray, top_k: int = 5
+        self,
+        images: Sequence[str | Path | np.ndarray] | np.ndarray,
+        top_k: int = 5,
+        min_confidence: float | None = None,
     ) -> PredictResponse:
         """Classify image files or RGB arrays: the body ``ktl predict --json`` prints
-        and the HTTP native predict route returns (same preprocessing, same model)."""
-        return predict_images(self, images, top_k)
+        and the HTTP native predict route returns (same preprocessing, same model).
+        Each prediction's decision uses the version's threshold, or ``min_confidence``."""
+        return predict_images(self, images, top_k, min_confidence)
 
 
 def sha256_file(path: Path) -> str:

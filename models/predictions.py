@@ -26,12 +26,24 @@ class TopClass(_Body):
     probability: float = Field(ge=0, le=1)
 
 
+class Decision(_Body):
+    """The model's answer: the top label when its probability reaches the threshold,
+    else null ("not sure / none of these")."""
+
+    label: str | None = Field(description="The answer, or null: not sure / none of these")
+    confidence: float = Field(ge=0, le=1, description="The top label's probability")
+    threshold: float = Field(
+        ge=0, le=1, description="The version's threshold, or the request's min_confidence"
+    )
+
+
 class Prediction(_Body):
     filename: str | None = Field(description="The uploaded file's name, when it had one")
     top: list[TopClass] = Field(description="The top_k classes, most probable first")
     probabilities: dict[str, float] = Field(
         description="Every label's probability, in label order; they sum to 1"
     )
+    decision: Decision
 
 
 class PredictResponse(_Body):
@@ -41,10 +53,17 @@ class PredictResponse(_Body):
 
 
 def format_prediction(
-    labels: Sequence[str], probabilities: np.ndarray, top_k: int, filename: str | None
+    labels: Sequence[str],
+    probabilities: np.ndarray,
+    top_k: int,
+    filename: str | None,
+    threshold: float = 0.0,
 ) -> Prediction:
-    """One entry of a native predict response; ``top_k`` classes in ``top``."""
+    """One entry of a native predict response; ``top_k`` classes in ``top``, and the
+    decision at ``threshold``."""
     order = np.argsort(-probabilities, kind="stable")[:top_k]
+    best = int(order[0])
+    confidence = float(probabilities[best])
     return Prediction(
         filename=filename,
         top=[
@@ -52,26 +71,49 @@ def format_prediction(
             for i in order
         ],
         probabilities={label: float(p) for label, p in zip(labels, probabilities, strict=True)},
+        decision=Decision(
+            label=labels[best] if confidence >= threshold else None,
+            confidence=confidence,
+            threshold=threshold,
+        ),
     )
 
 
+def threshold_of(bundle: Bundle, min_confidence: float | None = None) -> float:
+    """``min_confidence`` when given, else the version's own threshold (0 for versions
+    published before thresholds existed: they always answer)."""
+    if min_confidence is not None:
+        return min_confidence
+    decision = bundle.metadata.decision
+    return decision.threshold if decision is not None else 0.0
+
+
 def predict_response(
-    bundle: Bundle, rows: np.ndarray, filenames: Sequence[str | None], top_k: int
+    bundle: Bundle,
+    rows: np.ndarray,
+    filenames: Sequence[str | None],
+    top_k: int,
+    min_confidence: float | None = None,
 ) -> PredictResponse:
-    """The whole native predict body for a batch of probability rows."""
+    """The whole native predict body for a batch of probability rows; each entry's
+    decision at the version's threshold, or at ``min_confidence``."""
     top_k = min(top_k, len(bundle.labels))
+    threshold = threshold_of(bundle, min_confidence)
     return PredictResponse(
         model=bundle.name,
         version=bundle.version,
         predictions=[
-            format_prediction(bundle.labels, row, top_k, filename)
+            format_prediction(bundle.labels, row, top_k, filename, threshold)
             for row, filename in zip(rows, filenames, strict=True)
         ],
     )
 
 
 def predict_images(
-    bundle: Bundle, images: Sequence[str | Path | np.ndarray] | np.ndarray, top_k: int = 5
+    bundle: Bundle,
+    images: Sequence[str | Path | np.ndarray] | np.ndarray,
+    top_k: int = 5,
+    min_confidence: float | None = None,
 ) -> PredictResponse:
     """Classify files (by path) or RGB arrays ``(h, w, 3)`` of any size with ``bundle``.
 
@@ -93,4 +135,4 @@ def predict_images(
         rows = np.zeros((0, len(bundle.labels)), np.float32)
     else:
         rows = bundle.classifier.predict(np.stack(pixels))
-    return predict_response(bundle, rows, names, top_k)
+    return predict_response(bundle, rows, names, top_k, min_confidence)

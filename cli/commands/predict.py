@@ -30,6 +30,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_model(parser)
     parser.add_argument("--top-k", type=int, default=5, help="labels to show per image (default 5)")
     parser.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="answer 'not sure' below this top probability (default: the version's own "
+        "threshold; 0 always answers)",
+    )
+    parser.add_argument(
         "--csv",
         metavar="FILE",
         help="also write one row per image: path, version, label, probability, and every "
@@ -46,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise ConfigError("--top-k must be at least 1")
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+        raise ConfigError("--min-confidence must be from 0 to 1")
     files = image_files([Path(image) for image in args.images])
     if not files:
         raise ConfigError(f"no images found in {', '.join(args.images)}")
@@ -58,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
         if chunk_paths:
             rows = bundle.classifier.predict(pixels)
             names = [path.name for path in chunk_paths]
-            predictions += predict_response(bundle, rows, names, args.top_k).predictions
+            predictions += predict_response(
+                bundle, rows, names, args.top_k, args.min_confidence
+            ).predictions
             paths += chunk_paths
     response = PredictResponse(model=bundle.name, version=bundle.version, predictions=predictions)
     if args.csv:
@@ -69,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{bundle.name} version {bundle.version}:")
         for path, prediction in zip(paths, predictions, strict=True):
             top = ", ".join(f"{t.label} {t.probability:.3f}" for t in prediction.top)
-            print(f"{path}: {top}")
+            print(f"{path}: {_answer(prediction.decision)}  ({top})")
     if failed:
         print(f"ktl: {failed} of {len(files)} files could not be classified", file=sys.stderr)
         return EXIT_USAGE
@@ -97,15 +108,23 @@ def _decoded(
         yield paths, (np.stack(arrays) if arrays else np.zeros((0, *size, 3), np.uint8)), skipped
 
 
+def _answer(decision) -> str:
+    if decision.label is not None:
+        return decision.label
+    return f"not sure (top probability {decision.confidence:.3f} < {decision.threshold:.3f})"
+
+
 def _write_csv(target: Path, bundle, paths: list[Path], predictions: list) -> None:
     labels = bundle.labels
     with open(target, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "model", "version", "label", "probability", *labels])
+        header = ["path", "model", "version", "decision", "label", "probability", *labels]
+        writer.writerow(header)
         for path, prediction in zip(paths, predictions, strict=True):
             best = prediction.top[0]
             writer.writerow(
-                [path, bundle.name, bundle.version, best.label, f"{best.probability:.6f}"]
+                [path, bundle.name, bundle.version, prediction.decision.label or "",
+                 best.label, f"{best.probability:.6f}"]
                 + [f"{prediction.probabilities[label]:.6f}" for label in labels]
-            )
+            )  # fmt: skip
     print(f"Wrote {len(paths)} rows to {target}", file=sys.stderr)

@@ -42,16 +42,25 @@ def test_predict_reads_folders_recursively_and_writes_csv(images, tmp_path, caps
     assert "broken.png" in err and "1 of 3 files" in err and "notes.txt" not in err
     lines = out.splitlines()
     assert lines[0] == "legacy version 1:", "plain output names the version that answered"
-    assert lines[1].startswith(f"{images / 'deeper' / 'blue.png'}: blue ")
-    assert lines[2].startswith(f"{images / 'red.png'}: red ")
+    assert lines[1].startswith(f"{images / 'deeper' / 'blue.png'}: blue  (blue ")
+    assert lines[2].startswith(f"{images / 'red.png'}: red  (red ")
     with table.open() as f:
         rows = list(csv.DictReader(f))
     assert [Path(r["path"]).name for r in rows] == ["blue.png", "red.png"]
     expected = json.loads((FIXTURES / "store_v1_predictions.json").read_text())["predictions"]
     red = next(r for r in rows if r["path"].endswith("red.png"))
     assert (red["model"], red["version"], red["label"]) == ("legacy", "1", "red")
+    assert red["decision"] == "red", "a version of ktl 0.1 has no threshold: it answers"
     for label, probability in expected[0]["probabilities"].items():
         assert float(red[label]) == pytest.approx(probability, abs=1e-6)
+
+
+def test_a_prediction_below_the_threshold_is_not_sure(capsys):
+    red = str(FIXTURES / "red.png")
+    assert (
+        main(["predict", red, "--name", "legacy", "--store", STORE, "--min-confidence", "0.9"]) == 0
+    )
+    assert "red.png: not sure (top probability 0.565 < 0.900)" in capsys.readouterr().out
 
 
 def test_models_lists_versions_accuracy_and_date(capsys):

@@ -69,7 +69,8 @@ def test_predict_response_has_exactly_the_documented_shape(tiny_bundle):
     assert response["version"] == 1 and isinstance(response["version"], int)
     assert [p["filename"] for p in response["predictions"]] == ["rose.jpg", None]
     for prediction, row in zip(response["predictions"], rows, strict=True):
-        assert set(prediction) == {"filename", "top", "probabilities"}
+        assert set(prediction) == {"filename", "top", "probabilities", "decision"}
+        assert prediction["decision"]["label"] == prediction["top"][0]["label"]
         assert len(prediction["top"]) == 2
         for item in prediction["top"]:
             assert set(item) == {"label", "index", "probability"}
@@ -105,3 +106,18 @@ def test_bundle_predict_takes_files_and_arrays_alike(tiny_bundle, tmp_path):
     assert from_file["predictions"][0]["probabilities"] == pytest.approx(
         dict(zip(LABELS, expected[0].tolist(), strict=True)), abs=1e-6
     )
+
+
+@pytest.mark.parametrize(("threshold", "label"), [(0.0, "rose"), (0.6, "rose"), (0.61, None)])
+def test_the_decision_is_the_top_label_only_at_or_above_the_threshold(threshold, label):
+    entry = format_prediction(FOUR, PROBABILITIES, 2, None, threshold)
+    assert entry.decision.label == label
+    assert entry.decision.confidence == pytest.approx(0.6)
+    assert entry.decision.threshold == threshold
+
+
+def test_a_request_threshold_overrides_the_versions(tiny_bundle):
+    rows = np.array([[0.2, 0.5, 0.3]])
+    assert predict_response(tiny_bundle, rows, [None], 1).predictions[0].decision.label == "rose"
+    quiet = predict_response(tiny_bundle, rows, [None], 1, min_confidence=0.9)
+    assert quiet.predictions[0].decision.label is None
