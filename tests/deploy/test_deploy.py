@@ -282,3 +282,14 @@ def test_multiworker_pods_share_the_store_and_image_of_the_single_job(multiworke
     assert "--cache-dir" in container["args"][-1] and "/cache" in mounts
     claim = manifests[f"PersistentVolumeClaim/{STORE_CLAIM}"]
     assert "ReadWriteMany" in claim["spec"]["accessModes"]  # pods on several nodes
+
+
+def test_every_way_of_running_the_service_binds_all_interfaces_explicitly(dockerfile, compose):
+    """ktl serve binds 127.0.0.1 by default; in a container that is unreachable, and
+    the image's health check (which probes 127.0.0.1) would stay green regardless."""
+    assert dockerfile["host"] == "0.0.0.0"
+    assert compose["services"]["service"]["environment"]["KTL_HOST"] == "0.0.0.0"
+    for path in ("deployment.yaml", "kserve-inferenceservice.yaml"):
+        text = (ROOT / "deploy" / path).read_text()
+        env = re.search(r"- name: KTL_HOST[^\n]*\n\s+value: \"([^\"]+)\"", text)
+        assert env is not None and env.group(1) == "0.0.0.0", path
