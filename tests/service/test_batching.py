@@ -128,12 +128,19 @@ def test_many_concurrent_callers_each_get_their_own_rows():
 
 def test_a_request_alone_does_not_wait_for_the_batch_delay():
     forward = RecordingForward()
-    batcher = MicroBatcher(forward, max_batch_size=16, max_delay_s=5.0, queue_size=8)
-    start = time.monotonic()
+    batcher = MicroBatcher(forward, max_batch_size=16, max_delay_s=30.0, queue_size=8)
+    waits: list[float | None] = []
+    wait = batcher._cond.wait
+
+    def recording_wait(timeout: float | None = None) -> bool:
+        waits.append(timeout)
+        return wait(timeout)
+
+    batcher._cond.wait = recording_wait  # every wait of the batcher goes through here
     with batcher.decoding():
         rows = batcher.predict(images(7))
-    assert time.monotonic() - start < 1.0, "nobody else was coming: no reason to wait"
-    assert rows.tolist() == [[7.0]]
+    assert waits == [], "nobody else was coming: the leader had no reason to wait"
+    assert forward.batches == [[7]] and rows.tolist() == [[7.0]]
 
 
 def test_a_leader_waits_for_a_request_still_being_decoded():
