@@ -38,12 +38,18 @@ def gradcam(name: str, version: str | None = None):
         raise BadRequest(f"format must be png or json; got {output[:20]!r}")
     pixels = _one_image(predictor)
     try:
-        index = explain.resolve_class(bundle.labels, request.args.get("class"))
-        if index is None:
-            index = int(np.argmax(predictor.infer(pixels[None])[0]))
-        heatmap = explain.gradcam(bundle.model, pixels, index)
+        chosen = explain.resolve_class(bundle.labels, request.args.get("class"))
     except explain.ExplainError as exc:
         raise BadRequest(str(exc)) from exc
+
+    def explain_class() -> tuple[int, np.ndarray]:
+        # Runs in the model's queue, so the forward pass here goes to the model directly.
+        index = chosen
+        if index is None:
+            index = int(np.argmax(predictor.classifier.predict(pixels[None])[0]))
+        return index, explain.gradcam(bundle.model, pixels, index)
+
+    index, heatmap = predictor.run_alone(explain_class)
     if output == "json":
         return {
             "model": bundle.name,
@@ -67,7 +73,7 @@ def activations(name: str, version: str | None = None):
         )
     pixels = _one_image(predictor)
     try:
-        maps = explain.activations(model, pixels, layer)
+        maps = predictor.run_alone(lambda: explain.activations(model, pixels, layer))
     except explain.ExplainError as exc:
         raise BadRequest(str(exc)) from exc
     return _png(explain.activation_grid_png(maps))
