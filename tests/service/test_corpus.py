@@ -99,3 +99,30 @@ def test_a_chunked_multipart_upload_over_the_limit_is_413(corpus_client):
         headers=CHUNKED, environ_overrides=TERMINATED,
     )  # fmt: skip
     assert response.status_code == 413, response.get_data(as_text=True)
+
+
+def test_every_route_that_takes_a_body_bounds_a_chunked_one(corpus_client):
+    app = corpus_client.application
+    routes = sorted(
+        rule.rule.replace("<segment:name>", "tiny").replace("<segment:version>", "1")
+        for rule in app.url_map.iter_rules()
+        if "POST" in (rule.methods or ())
+    )
+    assert len(routes) == 10
+    for route in routes:
+        response = corpus_client.post(
+            f"{route}?layer=block1_pool",  # (the one query parameter a route requires)
+            input_stream=io.BytesIO(b"\0" * (corpus.LIMIT_BYTES + 1)),
+            content_type="application/octet-stream", headers=CHUNKED,
+            environ_overrides=TERMINATED,
+        )  # fmt: skip
+        assert response.status_code == 413, route
+        assert response.json["code"] == "payload_too_large", route
+
+
+def test_the_body_bound_is_one_hook_for_the_whole_app(corpus_client):
+    from service.request_limits import bound_unsized_body
+
+    hooks = corpus_client.application.before_request_funcs
+    assert hooks[None].count(bound_unsized_body) == 1
+    assert all(bound_unsized_body not in funcs for name, funcs in hooks.items() if name)
