@@ -87,8 +87,8 @@ def build_document(
         versioned = "version" in rule.arguments and rule.endpoint in unversioned
         operation_id = record.versioned_id if versioned else record.operation_id
         paths.setdefault(openapi_path(rule.rule), {})[method.lower()] = _operation(
-            rule, record, schemas, examples or {}
-        ) | {"operationId": operation_id}
+            rule, record, operation_id, schemas, examples or {}
+        )
     document = {
         "openapi": "3.1.0",
         "info": {
@@ -122,9 +122,13 @@ def _models(records: Iterator[Operation]) -> list[tuple[type[BaseModel], Mode]]:
 
 
 def _operation(
-    rule: Rule, record: Operation, schemas: SchemaRefs, examples: Mapping[str, Any]
+    rule: Rule,
+    record: Operation,
+    operation_id: str,
+    schemas: SchemaRefs,
+    examples: Mapping[str, Any],
 ) -> dict[str, Any]:
-    described: dict[str, Any] = {"summary": record.summary, "operationId": record.operation_id}
+    described: dict[str, Any] = {"summary": record.summary, "operationId": operation_id}
     parameters = [*_path_parameters(rule, examples), *_query_parameters(record)]
     if parameters:
         described["parameters"] = parameters
