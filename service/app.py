@@ -10,14 +10,29 @@ from pathlib import Path
 from typing import IO, Any
 
 from flask import Flask, Request
+from flask.json.provider import DefaultJSONProvider
 from PIL import Image
 
 from models.bundle import load_bundle
 from models.store import ModelStore
-from service import api, explain, health, kserve, metrics, openapi, security, tfserving, web
+from service import (
+    api,
+    auth,
+    explain,
+    health,
+    kserve,
+    metrics,
+    openapi,
+    request_limits,
+    security,
+    tfserving,
+    validation,
+    web,
+)
 from service.config import ServiceConfig
 from service.errors import register_error_handlers
 from service.metrics import Metrics
+from service.paths import SegmentConverter
 from service.predictor import BatchSettings, Predictor
 from service.registry import ModelRegistry
 from service.state import EXTENSION, ServiceState
@@ -39,6 +54,12 @@ class InMemoryRequest(Request):
         return io.BytesIO()
 
 
+class OrderedJSON(DefaultJSONProvider):
+    """Keys keep their order: probabilities are listed in label order."""
+
+    sort_keys = False
+
+
 def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask:
     """Build the app and load every model of the store.
 
@@ -52,14 +73,36 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
 
     app = Flask(__name__, static_folder=None)
     app.request_class = InMemoryRequest
-    app.url_map.converters["segment"] = api.SegmentConverter
+    app.json = OrderedJSON(app)
+    app.url_map.converters["segment"] = SegmentConverter
     # "/v1/models//x" is no route; merging slashes would redirect it somewhere else.
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes
-    # Probabilities are listed in label order, so keys keep their order.
-    app.json.sort_keys = False
 
     service_metrics = Metrics()
+    registry = _registry(config, service_metrics)
+    app.extensions[EXTENSION] = ServiceState(config, registry, service_metrics)
+
+    register_error_handlers(app)
+    service_metrics.init_app(app)
+
+    @app.before_request
+    def _start_polling() -> None:
+        # First request, not here: under gunicorn a thread must start after the fork.
+        registry.start_polling()
+
+    # In this order: who may ask, then what the query says, then the body.
+    auth.init_app(app)
+    validation.init_app(app)
+    request_limits.init_app(app)
+    for module in (health, api, explain, tfserving, kserve, openapi, metrics, web):
+        app.register_blueprint(module.bp)
+    security.init_app(app)
+    return app
+
+
+def _registry(config: ServiceConfig, service_metrics: Metrics) -> ModelRegistry:
+    """The model registry of the store, loaded."""
     batching = BatchSettings(
         max_batch_size=config.max_batch_size,
         max_delay_s=config.max_batch_delay_ms / 1000,
@@ -79,20 +122,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
             config.model_store.resolve(),
         )
     registry.reload()
-    app.extensions[EXTENSION] = ServiceState(config, registry, service_metrics)
-
-    register_error_handlers(app)
-    service_metrics.init_app(app)
-
-    @app.before_request
-    def _start_polling() -> None:
-        # First request, not here: under gunicorn a thread must start after the fork.
-        registry.start_polling()
-
-    for module in (health, api, explain, tfserving, kserve, openapi, metrics, web):
-        app.register_blueprint(module.bp)
-    security.init_app(app)
-    return app
+    return registry
 
 
 def _load_predictor(path: Path, *, batching: BatchSettings, max_pixels: int) -> Predictor:

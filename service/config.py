@@ -111,13 +111,13 @@ class ServiceConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceConfig:
         """Defaults, overridden by every ``KTL_*`` variable that is set."""
         environ = os.environ if environ is None else environ
-        return cls(
-            **{
-                spec.name: environ[spec.metadata["env"]]
-                for spec in fields(cls)
-                if spec.metadata["env"] in environ
-            }
-        )
+        # Strings here; __post_init__ parses every field, from text or from Python.
+        values: dict[str, Any] = {
+            spec.name: environ[spec.metadata["env"]]
+            for spec in fields(cls)
+            if spec.metadata["env"] in environ
+        }
+        return cls(**values)
 
     def replace(self, overrides: Mapping[str, Any]) -> ServiceConfig:
         unknown = set(overrides) - {spec.name for spec in fields(self)}

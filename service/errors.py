@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable, Mapping
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -14,9 +15,10 @@ from models.errors import KtlError, ModelNotFound, Unavailable, UserError
 from models.preprocessing import ImageTooLarge, InvalidImage
 
 __all__ = [
-    "BadRequest", "ImageTooLarge", "InvalidImage", "KtlError", "ModelNotFound",
-    "ModelUnavailable", "NotReady", "Overloaded", "PayloadTooLarge", "Unauthorized",
-    "Unavailable", "UnsupportedMediaType", "register_error_handlers",
+    "BadRequest", "ImageTooLarge", "InvalidBinaryData", "InvalidImage", "KtlError",
+    "ModelNotFound", "ModelUnavailable", "NotReady", "Overloaded", "PayloadTooLarge",
+    "ShapeMismatch", "Unauthorized", "Unavailable", "UnknownClass", "UnknownLayer",
+    "UnsupportedMediaType", "register_error_handlers",
 ]  # fmt: skip
 
 log = logging.getLogger("ktl.service")
@@ -24,6 +26,35 @@ log = logging.getLogger("ktl.service")
 
 class BadRequest(UserError):
     """A request the service cannot use; the message names the field."""
+
+
+# The next four are rules the OpenAPI document can state only in words (they depend
+# on the model, or on byte counts), so each has a code of its own that clients and
+# the contract tests can tell apart from a body the document itself rules out.
+
+
+class UnknownClass(UserError):
+    """A class that is none of the model's labels or label indexes."""
+
+    code = "unknown_class"
+
+
+class UnknownLayer(UserError):
+    """A layer name the model does not have (or one without feature maps)."""
+
+    code = "unknown_layer"
+
+
+class ShapeMismatch(UserError):
+    """A tensor whose data does not fill its shape, or whose shape the model does not take."""
+
+    code = "shape_mismatch"
+
+
+class InvalidBinaryData(UserError):
+    """A body of the binary data extension whose parts do not add up."""
+
+    code = "invalid_binary_data"
 
 
 class Unauthorized(UserError):
@@ -59,7 +90,9 @@ class Overloaded(Unavailable):
         super().__init__(message, headers={"Retry-After": str(self.retry_after_s)})
 
 
-def error_response(status: int, code: str, message: str, headers=None) -> Response:
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | Iterable | None = None
+) -> Response:
     response = jsonify(error=message, code=code)
     response.status_code = status
     response.headers.extend(headers or {})

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint
 
+from service.bodies import Health, Readiness, json_body
 from service.errors import NotReady
+from service.operation import Reply, operation
+from service.replies import error
 from service.state import service_state
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-def healthz() -> dict:
-    return {"status": "ok"}
+@operation(
+    "healthz",
+    summary="Liveness; never touches a model",
+    public=True,
+    responses={200: Reply("Alive", Health)},
+)
+def healthz() -> dict[str, Any]:
+    return json_body(Health(status="ok"))
 
 
 @bp.get("/readyz")
-def readyz() -> dict:
+@operation(
+    "readyz",
+    summary="Readiness: 200 once at least one model is servable",
+    public=True,
+    responses={200: Reply("Ready", Readiness), 503: error("No model is servable yet")},
+)
+def readyz() -> dict[str, Any]:
     snapshot = service_state().registry.snapshot
     if not snapshot.ready:
         raise NotReady(
@@ -24,4 +41,4 @@ def readyz() -> dict:
             "GET /v1/models shows why, and the server log has details"
         )
     servable = sum(state.default_version is not None for state in snapshot.models.values())
-    return {"status": "ready", "models": servable}
+    return json_body(Readiness(status="ready", models=servable))

@@ -15,8 +15,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from service.auth import require_api_key
-from service.openapi import openapi_path
+from service.operation import Reply, operation
+from service.paths import openapi_path
 from service.registry import Snapshot
 from service.state import service_state
 
@@ -106,10 +106,19 @@ class _ModelsCollector(Collector):
 
 
 bp = Blueprint("metrics", __name__)
-bp.before_request(require_api_key)
 
 
 @bp.get("/metrics")
+@operation(
+    "metrics",
+    summary="Prometheus metrics of this worker process",
+    responses={
+        200: Reply(
+            "Prometheus text exposition format",
+            content={"text/plain": {"schema": {"type": "string"}}},
+        )
+    },
+)
 def metrics() -> Response:
     body = generate_latest(service_state().metrics.registry)
     return Response(body, status=200, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -14,6 +15,8 @@ from models.inference import Classifier
 from models.predictions import PredictResponse, predict_response
 from models.preprocessing import ImageTooLarge
 from service.batching import MicroBatcher
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,11 @@ class Predictor:
     def infer(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities in label order, one row per image."""
         return self._batcher.predict(pixels)
+
+    def run_alone(self, work: Callable[[], T]) -> T:
+        """Run ``work`` on this model when its turn in the queue comes, by itself: for
+        computations that cannot share a batch (Grad-CAM, feature maps)."""
+        return self._batcher.run_alone(work)
 
     def predict(self, images: Sequence[ImageUpload]) -> np.ndarray:
         with self._batcher.decoding():  # a leader gathering a batch waits for these

@@ -189,20 +189,20 @@ class ModelRegistry:
                 f"Model {name!r} has no version {version}; its versions are {list(state.versions)}"
             )
         with self._lock:
-            state = self._snapshot.models.get(name)
-            if state is None:  # removed from the store by a reload meanwhile
+            current = self._snapshot.models.get(name)
+            if current is None:  # removed from the store by a reload meanwhile
                 raise ModelNotFound(f"No model named {name!r}; GET /v1/models lists the models")
-            if version not in state.loaded and version not in state.failures:
+            if version not in current.loaded and version not in current.failures:
                 result = self._load(name, version)
                 if isinstance(result, LoadFailure):
-                    state = replace(state, failures={**state.failures, version: result})
+                    current = replace(current, failures={**current.failures, version: result})
                 else:
-                    state = replace(
-                        state,
-                        versions=tuple(sorted({*state.versions, version})),
-                        loaded={**state.loaded, version: result},
+                    current = replace(
+                        current,
+                        versions=tuple(sorted({*current.versions, version})),
+                        loaded={**current.loaded, version: result},
                     )
-                self._swap(Snapshot({**self._snapshot.models, name: state}))
+                self._swap(Snapshot({**self._snapshot.models, name: current}))
         return self.get(name, version)
 
     def _load(self, name: str, version: int) -> Predictor | LoadFailure:

@@ -1,5 +1,6 @@
 """The web pages: try a model (``/``) and read its training report. The pages are
-static shells; their data comes from the JSON API with the same API key rules."""
+static shells, open to anyone; their data comes from the JSON API, which asks
+for the API key as it does of any client."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from pathlib import Path
 from flask import Blueprint, Response, send_from_directory
 
 from models.store import validate_name
-from service.api import parse_version
-from service.auth import require_api_key
 from service.errors import ModelNotFound
+from service.operation import Reply, operation
+from service.paths import parse_version
+from service.replies import HTML, error, model_errors
 from service.state import service_state
 
 STATIC = Path(__file__).parent / "static"
 
-bp = Blueprint("web", __name__, static_folder=str(STATIC), static_url_path="/static")
+bp = Blueprint("web", __name__)
 
 # The pages load only their own scripts and styles and show images they fetched
 # (blob: URLs); nothing inline, nothing from elsewhere, never inside a frame.
@@ -41,11 +43,34 @@ def _page(name: str) -> Response:
 
 
 @bp.get("/")
+@operation(
+    "page",
+    summary="Web page: try a model with an image (HTML; data via this API)",
+    public=True,
+    responses={200: Reply("The page", content=HTML)},
+)
 def index() -> Response:
     return _page("index.html")
 
 
+@bp.get("/static/<path:filename>")
+@operation(
+    "static",
+    summary="The web pages' scripts and style sheet",
+    public=True,
+    responses={200: Reply("The file, with its media type"), 404: error("No such file")},
+)
+def static(filename: str) -> Response:
+    return send_from_directory(STATIC, filename)
+
+
 @bp.get("/models/<segment:name>/versions/<segment:version>/report")
+@operation(
+    "reportPage",
+    summary="Web page: the training report of one version (HTML; data via this API)",
+    public=True,
+    responses={200: Reply("The page", content=HTML), 404: error("Not a model name or version")},
+)
 def report_page(name: str, version: str) -> Response:
     """404 for what can never be a model or version; the page asks the API for the rest."""
     validate_name(name)
@@ -54,9 +79,18 @@ def report_page(name: str, version: str) -> Response:
 
 
 @bp.get("/v1/models/<segment:name>/versions/<segment:version>/reports/<path:file>")
+@operation(
+    "reportFile",
+    summary="A file of the version's reports/ (curves.png, confusion_matrix.png, "
+    "metrics.json, history.csv, worst.json, worst/NN.png)",
+    responses={
+        200: Reply("The file, with its media type"),
+        **model_errors(),
+        404: error("Unknown model, version or report file"),
+    },
+)
 def report_file(name: str, version: str, file: str) -> Response:
     """A file of the bundle's ``reports/``; only files its metadata lists (and checksums)."""
-    require_api_key()
     bundle = service_state().registry.get(name, parse_version(version)).bundle
     relative = f"reports/{file}"
     if relative not in bundle.metadata.files:

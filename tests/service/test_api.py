@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 
@@ -314,3 +315,9 @@ def test_arbitrary_bytes_never_cause_a_server_error(client, body, mimetype):
     response = client.post(PREDICT, data=body, content_type=mimetype)
     assert response.status_code in (200, 400)
     assert response.is_json
+
+
+def test_model_metadata_is_exactly_the_bundles_metadata_json(client, tiny_store):
+    written = json.loads((tiny_store / "tiny" / "1" / "metadata.json").read_text())
+    assert client.get("/v1/models/tiny").json == written
+    assert client.get("/v1/models/tiny/versions/1").json == written

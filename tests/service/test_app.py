@@ -73,3 +73,20 @@ def test_polling_starts_with_the_first_request_and_only_once(make_app):
     thread = registry._poller
     registry.close()
     assert not thread.is_alive()
+
+
+def test_the_service_imports_neither_training_nor_the_command_line():
+    import ast
+    from pathlib import Path
+
+    import service
+
+    imported = set()
+    for path in Path(service.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {(path.name, alias.name.split(".")[0]) for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add((path.name, node.module.split(".")[0]))
+    assert not {(name, top) for name, top in imported if top in ("training", "cli")}
+    assert ("app.py", "models") in imported  # the walk sees the imports

@@ -128,12 +128,19 @@ def test_many_concurrent_callers_each_get_their_own_rows():
 
 def test_a_request_alone_does_not_wait_for_the_batch_delay():
     forward = RecordingForward()
-    batcher = MicroBatcher(forward, max_batch_size=16, max_delay_s=5.0, queue_size=8)
-    start = time.monotonic()
+    batcher = MicroBatcher(forward, max_batch_size=16, max_delay_s=30.0, queue_size=8)
+    waits: list[float | None] = []
+    wait = batcher._cond.wait
+
+    def recording_wait(timeout: float | None = None) -> bool:
+        waits.append(timeout)
+        return wait(timeout)
+
+    batcher._cond.wait = recording_wait  # every wait of the batcher goes through here
     with batcher.decoding():
         rows = batcher.predict(images(7))
-    assert time.monotonic() - start < 1.0, "nobody else was coming: no reason to wait"
-    assert rows.tolist() == [[7.0]]
+    assert waits == [], "nobody else was coming: the leader had no reason to wait"
+    assert forward.batches == [[7]] and rows.tolist() == [[7.0]]
 
 
 def test_a_leader_waits_for_a_request_still_being_decoded():
@@ -156,3 +163,62 @@ def test_a_leader_waits_for_a_request_still_being_decoded():
         decoded.set()
         assert first.result(10).tolist() == [[1.0]] and second.result(10).tolist() == [[2.0]]
     assert len(forward.batches) == 1 and sorted(forward.batches[0]) == [1, 2]
+
+
+# --- work that cannot share a batch --------------------------------------------------
+
+
+def test_work_run_alone_returns_its_result_and_its_error_and_the_batcher_recovers():
+    batcher = MicroBatcher(RecordingForward(), max_batch_size=4, max_delay_s=0, queue_size=4)
+    assert batcher.run_alone(lambda: "heatmap") == "heatmap"
+
+    def broken():
+        raise ValueError("no such layer")
+
+    with pytest.raises(ValueError, match="no such layer"):
+        batcher.run_alone(broken)
+    assert batcher.predict(images(5)).tolist() == [[5.0]]
+
+
+def test_work_waits_its_turn_in_the_queue_and_runs_by_itself():
+    gate = threading.Event()
+    forward = RecordingForward(gate)
+    batcher = MicroBatcher(forward, max_batch_size=8, max_delay_s=0, queue_size=8)
+    ran: list[object] = []
+
+    def work():
+        ran.append(("work", list(forward.batches)))  # what had run before it
+        return "done"
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(batcher.predict, images(1))
+        assert forward.started.wait(5)  # the model is busy with the first request
+        before = pool.submit(batcher.predict, images(2))
+        wait_until(lambda: len(batcher._waiting) == 1)
+        alone = pool.submit(batcher.run_alone, work)
+        wait_until(lambda: len(batcher._waiting) == 2)
+        after = pool.submit(batcher.predict, images(3))
+        wait_until(lambda: len(batcher._waiting) == 3)
+        gate.set()
+        assert [f.result(5).tolist() for f in (first, before, after)] == [[[1]], [[2]], [[3]]]
+        assert alone.result(5) == "done"
+    # Without the work between them, 2 and 3 would have shared one forward pass.
+    assert forward.batches == [[1], [2], [3]]
+    assert ran == [("work", [[1], [2]])]
+
+
+def test_work_counts_against_the_queue_limit_like_predictions():
+    gate = threading.Event()
+    forward = RecordingForward(gate)
+    batcher = MicroBatcher(forward, max_batch_size=1, max_delay_s=0, queue_size=1)
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(batcher.predict, images(1))
+        assert forward.started.wait(5)
+        queued = pool.submit(batcher.run_alone, lambda: "queued")
+        wait_until(lambda: len(batcher._waiting) == 1)
+        with pytest.raises(Overloaded):
+            batcher.run_alone(lambda: "refused")
+        with pytest.raises(Overloaded):
+            batcher.predict(images(3))
+        gate.set()
+        assert running.result(5).tolist() == [[1]] and queued.result(5) == "queued"

@@ -30,11 +30,16 @@ def corpus_client(tiny_store):
     app.extensions["ktl"].registry.close()
 
 
-def test_the_corpus_is_big_and_covers_every_status():
-    assert len(corpus.image_files()) >= 40 or len(CASES) >= 40
-    assert {case.status for case in CASES} == {200, 400, 404, 405, 413, 415}
+def send(client, case: corpus.HttpCase):
+    return client.open(case.path, method=case.method, data=case.body, headers=list(case.headers))
+
+
+def test_the_corpus_is_big_and_the_app_answers_it_with_every_status(corpus_client):
+    assert len(CASES) >= 40
     assert sum(file.valid for file in corpus.image_files()) >= 20
     assert sum(not file.valid for file in corpus.image_files()) >= 10
+    observed = {send(corpus_client, case).status_code for case in CASES}
+    assert observed == {200, 400, 404, 405, 413, 415}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -42,9 +47,7 @@ def test_each_case_gets_its_status_and_a_json_body(corpus_client, case):
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = int(corpus.CONFIG.get("max_image_pixels", 64_000_000))
     try:
-        response = corpus_client.open(
-            case.path, method=case.method, data=case.body, headers=list(case.headers)
-        )
+        response = send(corpus_client, case)
     finally:
         Image.MAX_IMAGE_PIXELS = saved
     corpus.check_response(
@@ -54,9 +57,7 @@ def test_each_case_gets_its_status_and_a_json_body(corpus_client, case):
 
 def test_the_service_still_serves_after_the_whole_corpus(corpus_client):
     for case in CASES:
-        corpus_client.open(
-            case.path, method=case.method, data=case.body, headers=list(case.headers)
-        )
+        send(corpus_client, case)
     assert corpus_client.get("/healthz").json == {"status": "ok"}
     assert corpus_client.get("/readyz").status_code == 200
     png = corpus.image_files()[0].data
@@ -98,3 +99,30 @@ def test_a_chunked_multipart_upload_over_the_limit_is_413(corpus_client):
         headers=CHUNKED, environ_overrides=TERMINATED,
     )  # fmt: skip
     assert response.status_code == 413, response.get_data(as_text=True)
+
+
+def test_every_route_that_takes_a_body_bounds_a_chunked_one(corpus_client):
+    app = corpus_client.application
+    routes = sorted(
+        rule.rule.replace("<segment:name>", "tiny").replace("<segment:version>", "1")
+        for rule in app.url_map.iter_rules()
+        if "POST" in (rule.methods or ())
+    )
+    assert len(routes) == 10
+    for route in routes:
+        response = corpus_client.post(
+            f"{route}?layer=block1_pool",  # (the one query parameter a route requires)
+            input_stream=io.BytesIO(b"\0" * (corpus.LIMIT_BYTES + 1)),
+            content_type="application/octet-stream", headers=CHUNKED,
+            environ_overrides=TERMINATED,
+        )  # fmt: skip
+        assert response.status_code == 413, route
+        assert response.json["code"] == "payload_too_large", route
+
+
+def test_the_body_bound_is_one_hook_for_the_whole_app(corpus_client):
+    from service.request_limits import bound_unsized_body
+
+    hooks = corpus_client.application.before_request_funcs
+    assert hooks[None].count(bound_unsized_body) == 1
+    assert all(bound_unsized_body not in funcs for name, funcs in hooks.items() if name)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 
 from PIL import Image
 
@@ -91,3 +93,46 @@ def test_explain_needs_the_api_key_like_predict(make_app, image_bytes):
         headers={"Authorization": "Bearer secret"},
     )
     assert ok.status_code == 200
+
+
+def test_explain_and_activations_wait_in_the_models_queue_and_a_full_queue_is_503(
+    make_app, image_bytes
+):
+    app = make_app(queue_size=1, max_batch_size=1, max_batch_delay_ms=0)
+    batcher = app.extensions["ktl"].registry.get("tiny")._batcher
+    gate, started = threading.Event(), threading.Event()
+    forward = batcher._forward
+
+    def slow_forward(pixels):
+        started.set()
+        assert gate.wait(10)
+        return forward(pixels)
+
+    batcher._forward = slow_forward
+    png = {"data": image_bytes(), "content_type": "image/png"}
+    statuses: dict[str, int] = {}
+
+    def post(route: str) -> None:
+        statuses[route] = app.test_client().post(route, **png).status_code
+
+    busy = threading.Thread(target=post, args=("/v1/models/tiny/predict",))
+    busy.start()
+    assert started.wait(10)  # the model is running a forward pass
+    queued = threading.Thread(target=post, args=("/v1/models/tiny/explain",))
+    queued.start()
+    deadline = time.monotonic() + 10
+    while len(batcher._waiting) < 1:  # the explanation waits its turn
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    # (with a class given, explain needs no prediction: only the queue can refuse it)
+    for route in (
+        "/v1/models/tiny/explain?class=dog",
+        "/v1/models/tiny/activations?layer=block1_pool",
+    ):
+        response = app.test_client().post(route, **png)
+        assert response.status_code == 503, route
+        assert response.json["code"] == "overloaded" and response.headers["Retry-After"] == "1"
+    gate.set()
+    for thread in (busy, queued):
+        thread.join(10)
+    assert statuses == {"/v1/models/tiny/predict": 200, "/v1/models/tiny/explain": 200}

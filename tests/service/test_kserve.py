@@ -275,3 +275,57 @@ def test_api_keys_guard_models_and_infer_but_not_health(make_app):
     assert client.post(INFER, json=_json_input()).status_code == 401
     response = client.post(INFER, json=_json_input(), headers={"Authorization": "Bearer s3cret"})
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "needle"),
+    [
+        (_json_input(shape=[2]), "shape_mismatch", "holds 1"),
+        (
+            {"inputs": [{"name": "p", "shape": [1, 8, 8, 3], "datatype": "UINT8", "data": [0]}]},
+            "shape_mismatch",
+            "[n, 32, 32, 3]",
+        ),
+        (_json_input(parameters={"binary_data_size": 5}), "invalid_binary_data", "5 but 0 bytes"),
+        (_json_input(shape=[0]), "bad_request", "inputs[0].shape[0]"),
+        (_json_input(shape=[True]), "bad_request", "whole number"),
+        (_json_input(data=None), "bad_request", "inputs[0].data: null"),
+        ({**_json_input(), "id": 7}, "bad_request", "id: "),
+    ],
+)  # fmt: skip
+def test_refusals_carry_a_code_of_their_own_where_the_document_cannot_state_the_rule(
+    client, payload, code, needle
+):
+    response = client.post(INFER, json=payload)
+    assert response.status_code == 400
+    assert response.json["code"] == code
+    assert needle in response.json["error"]
+
+
+def test_json_integers_may_be_written_with_a_point_zero_as_json_schema_allows(app, client):
+    pixels = np.random.default_rng(8).integers(0, 256, (1, *IMAGE_SIZE, 3), dtype=np.uint8)
+    tensor = {
+        "name": "pixels",
+        "shape": [1.0, *IMAGE_SIZE, 3],
+        "datatype": "UINT8",
+        "data": pixels.astype(float).tolist(),  # nested, and 17.0 for 17
+    }
+    response = client.post(INFER, json={"inputs": [tensor], "outputs": [{"name": "labels"}]})
+    assert response.status_code == 200, response.json
+    expected = app.extensions["ktl"].registry.get("tiny").classifier.predict(pixels).argmax(axis=1)
+    assert response.json["outputs"][0]["data"] == [LABELS[i] for i in expected]
+    tensor["data"] = [True] + [0] * (pixels.size - 1)
+    refused = client.post(INFER, json={"inputs": [tensor]})
+    assert refused.status_code == 400
+    assert "element 0 (row-major) is True" in refused.json["error"]
+
+
+def test_a_binary_body_that_is_not_a_json_request_is_invalid_binary_data(client):
+    for body, headers in (
+        (b"\x89PNG\r\n", {"Content-Type": "application/octet-stream"}),
+        (b"0", {"Content-Type": "application/octet-stream"}),
+        (b"{}", {"Inference-Header-Content-Length": "x"}),
+    ):
+        response = client.post(INFER, data=body, headers=headers)
+        assert response.status_code == 400
+        assert response.json["code"] == "invalid_binary_data", body

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from service.openapi import openapi_path
+from service.openapi import UndocumentedRoute, build_document
+from service.paths import openapi_path
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
@@ -64,3 +67,137 @@ def test_the_document_is_openapi_3_and_its_references_resolve(client):
 )
 def test_openapi_path(rule, path):
     assert openapi_path(rule) == path
+
+
+# --- generated from the routes ----------------------------------------------------------
+
+OPERATION_IDS = {
+    "healthz", "readyz", "listModels", "getModel", "getModelVersion", "predict",
+    "predictVersion", "tfServingPredict", "tfServingPredictVersion", "explain",
+    "explainVersion", "activations", "activationsVersion", "kserveServerMetadata",
+    "kserveLive", "kserveReady", "kserveModel", "kserveModelVersion", "kserveModelReady",
+    "kserveModelVersionReady", "kserveInfer", "kserveInferVersion", "page", "static",
+    "reportPage", "reportFile", "openapi", "metrics",
+}  # fmt: skip
+
+
+def operations(document):
+    return {
+        (path, method): operation
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+    }
+
+
+def test_the_operation_ids_are_the_published_ones(client):
+    document = client.get("/openapi.json").json
+    assert {op["operationId"] for op in operations(document).values()} == OPERATION_IDS
+
+
+def test_a_route_without_an_operation_stops_the_document(make_app):
+    app = make_app()
+
+    @app.get("/undocumented")
+    def undocumented():
+        return {}
+
+    with pytest.raises(UndocumentedRoute, match="GET /undocumented"):
+        build_document(app, app.extensions["ktl"].config)
+    assert app.test_client().get("/openapi.json").status_code == 500
+
+
+def test_public_routes_have_no_security_and_the_others_need_the_bearer_key(client):
+    document = client.get("/openapi.json").json
+    public = {
+        ("/healthz", "get"), ("/readyz", "get"), ("/openapi.json", "get"), ("/v2", "get"),
+        ("/v2/health/live", "get"), ("/v2/health/ready", "get"), ("/", "get"),
+        ("/static/{filename}", "get"), ("/models/{name}/versions/{version}/report", "get"),
+    }  # fmt: skip
+    for key, operation in operations(document).items():
+        if key in public:
+            assert "security" not in operation and "401" not in operation["responses"], key
+        else:
+            assert operation["security"] == [{"bearer": []}, {}], key
+            assert "401" in operation["responses"], key
+    assert set(document["components"]["securitySchemes"]) == {"bearer"}
+
+
+def test_limits_come_from_the_configuration(make_app):
+    document = make_app(max_images_per_request=7).test_client().get("/openapi.json").json
+    predict = document["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]
+    image = predict["content"]["multipart/form-data"]["schema"]["properties"]["image"]
+    assert (image["minItems"], image["maxItems"]) == (1, 7)
+    schemas = document["components"]["schemas"]
+    assert schemas["TFServingRequest"]["properties"]["instances"]["maxItems"] == 7
+    assert schemas["PixelInput"]["properties"]["shape"]["prefixItems"][0]["maximum"] == 7
+    assert "x-ktl-limit" not in json.dumps(document)
+
+
+def test_queries_say_what_the_server_checks(client):
+    document = client.get("/openapi.json").json
+
+    def query(path):
+        parameters = document["paths"][path]["post"]["parameters"]
+        return {p["name"]: p for p in parameters if p["in"] == "query"}
+
+    top_k = query("/v1/models/{name}/predict")["top_k"]
+    assert top_k["required"] is False and top_k["schema"] == {"minimum": 1, "type": "integer"}
+    explain = query("/v1/models/{name}/explain")
+    assert explain["class"]["schema"] == {"minLength": 1, "type": "string"}
+    assert explain["format"]["schema"]["enum"] == ["png", "json"]
+    layer = query("/v1/models/{name}/activations")["layer"]
+    assert layer["required"] is True and layer["schema"]["minLength"] == 1
+
+
+def test_json_bodies_are_their_models_and_the_name_example_is_a_served_model(client):
+    document = client.get("/openapi.json").json
+    infer = document["paths"]["/v2/models/{name}/infer"]["post"]
+    content = infer["requestBody"]["content"]
+    assert content["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/InferenceRequest"
+    }
+    assert (
+        "Inference-Header-Content-Length"
+        in content["application/octet-stream"]["schema"]["description"]
+    )
+    assert all(p["in"] != "header" for p in infer["parameters"])
+    [name] = [p for p in infer["parameters"] if p["name"] == "name"]
+    assert name["example"] == "tiny"
+    tfs = document["paths"]["/v1/models/{name}:predict"]["post"]["requestBody"]["content"]
+    assert tfs == {
+        "application/json": {"schema": {"$ref": "#/components/schemas/TFServingRequest"}}
+    }
+
+
+# Keywords a schema of the document may use (JSON Schema 2020-12 and OpenAPI 3.1's own).
+SCHEMA_KEYWORDS = {
+    "$ref", "type", "properties", "required", "items", "prefixItems", "minItems", "maxItems",
+    "additionalProperties", "anyOf", "oneOf", "allOf", "enum", "const", "minimum", "maximum",
+    "minLength", "maxLength", "pattern", "format", "contentEncoding", "description", "title",
+    "default", "examples", "discriminator",
+}  # fmt: skip
+
+
+def test_every_schema_uses_only_json_schema_keywords(client):
+    """Pydantic writes constraints it cannot place (e.g. ``ge`` on a union) verbatim."""
+    document = client.get("/openapi.json").json
+    found = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if "type" in node or "$ref" in node or "anyOf" in node:
+                found.extend(f"{where}: {key}" for key in set(node) - SCHEMA_KEYWORDS)
+            for key, value in node.items():
+                if key != "properties":
+                    walk(value, f"{where}.{key}")
+                else:
+                    for name, schema in value.items():
+                        walk(schema, f"{where}.properties.{name}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{where}[{index}]")
+
+    walk(document["components"]["schemas"], "schemas")
+    for (path, method), operation in operations(document).items():
+        walk(operation, f"{method} {path}")
+    assert found == []

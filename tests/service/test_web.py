@@ -1,0 +1,57 @@
+"""The web pages: open shells with their own content policy; the report files they
+show come from the API, behind the key like any route that reads a model."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.bundle import save_bundle
+from models.store import ModelStore
+from service.web import PAGE_POLICY
+from tests.service.conftest import tiny_metadata
+
+
+@pytest.mark.parametrize(
+    ("path", "mimetype"),
+    [
+        ("/", "text/html"),
+        ("/models/tiny/versions/1/report", "text/html"),
+        ("/static/app.js", "text/javascript"),
+        ("/static/style.css", "text/css"),
+    ],
+)
+def test_pages_and_their_files_are_served_with_the_page_policy(client, path, mimetype):
+    with client.get(path) as response:
+        assert response.status_code == 200
+        assert response.mimetype == mimetype
+        assert response.headers["Content-Security-Policy"] == PAGE_POLICY
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/static/nothing.js", "/static/../app.py", "/models/tiny/versions/one/report",
+     "/models/UPPER/versions/1/report"],
+)  # fmt: skip
+def test_what_is_not_there_is_a_json_404(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert set(response.json) == {"error", "code"}
+
+
+def test_report_files_are_those_the_metadata_lists_behind_the_key(
+    make_app, tmp_path, tiny_model, image_bytes
+):
+    reports = {"metrics.json": b'{"accuracy": 1.0}', "curves.png": image_bytes()}
+    save_bundle(ModelStore(tmp_path / "store"), tiny_model, tiny_metadata(), reports)
+    client = make_app(model_store=tmp_path / "store", api_keys=("k",)).test_client()
+    key = {"Authorization": "Bearer k"}
+    for name, mimetype in (("metrics.json", "application/json"), ("curves.png", "image/png")):
+        path = f"/v1/models/tiny/versions/1/reports/{name}"
+        assert client.get(path).status_code == 401
+        response = client.get(path, headers=key)
+        assert (response.status_code, response.mimetype) == (200, mimetype)
+        assert response.data == reports[name]
+    missing = client.get("/v1/models/tiny/versions/1/reports/nothing.json", headers=key)
+    assert missing.status_code == 404 and "no report file" in missing.json["error"]
+    outside = client.get("/v1/models/tiny/versions/1/reports/../metadata.json", headers=key)
+    assert outside.status_code == 404
