@@ -33,6 +33,11 @@ class PredictQuery(RequestModel):
         default=None,
         description="Classes in `top`: default KTL_TOP_K, at most the number of labels",
     )
+    min_confidence: Maybe[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default=None,
+        description="The decision's threshold for this request instead of the version's "
+        "own: below it, decision.label is null (not sure); 0 always answers",
+    )
 
 
 def _summary(state: ModelState) -> ModelSummary:
@@ -92,5 +97,7 @@ def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
 def predict(name: str, version: str | None = None) -> dict[str, Any]:
     state = service_state()
     predictor = state.registry.get(name, parse_version(version))
-    top_k = query(PredictQuery).top_k or state.config.top_k
-    return json_body(predictor.predict_native(read_images(request), top_k))
+    asked = query(PredictQuery)
+    top_k = asked.top_k or state.config.top_k
+    response = predictor.predict_native(read_images(request), top_k, asked.min_confidence)
+    return json_body(response)

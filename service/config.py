@@ -91,7 +91,9 @@ class ServiceConfig:
     reload_interval: float = _setting(
         "KTL_RELOAD_INTERVAL", _non_negative_float, 10.0, "seconds between store scans; 0: off"
     )
-    host: str = _setting("KTL_HOST", _text, "0.0.0.0", "address gunicorn binds")
+    host: str = _setting(
+        "KTL_HOST", _text, "127.0.0.1", "address gunicorn binds (0.0.0.0: every interface)"
+    )
     port: int = _setting("KTL_PORT", _port, 8000, "port gunicorn binds")
     workers: int = _setting("KTL_WORKERS", _positive_int, 1, "gunicorn worker processes")
     threads: int = _setting("KTL_THREADS", _positive_int, 16, "request threads per worker")

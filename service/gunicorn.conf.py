@@ -42,6 +42,21 @@ logger_class = "service.gunicorn_logger.JsonLogger"
 control_socket_disable = True
 
 
+def when_ready(server) -> None:
+    """Say where the service is: the page to open, and the store it serves."""
+    everywhere = _config.host in ("0.0.0.0", "::")
+    shown = "127.0.0.1" if everywhere else _config.host
+    where = f"every interface, port {_config.port}" if everywhere else "this address"
+    server.log.info(
+        "ktl serves the models of %s on %s: open http://%s:%d/ in a browser "
+        "(the API is under /v1 and /v2; /openapi.json describes it)",
+        Path(_config.model_store).resolve(),
+        where,
+        shown,
+        _config.port,
+    )
+
+
 def post_fork(server, worker) -> None:
     """Share the CPUs among workers, so N workers do not each start one thread per core.
 

@@ -5,8 +5,10 @@ Inputs (exactly one per request, told apart by datatype, any name):
 - ``BYTES`` ``[n]``: encoded images, one element per image (decoded by ``load_image``);
 - ``UINT8`` ``[n, height, width, 3]``: RGB pixels at the bundle's size.
 
-Outputs: ``probabilities`` (``FP32 [n, classes]``, label order) and ``labels``
-(``BYTES [n]``, the top label per image); ``outputs`` in the request picks them.
+Outputs: ``probabilities`` (``FP32 [n, classes]``, label order), ``labels``
+(``BYTES [n]``, the top label per image) and ``decision`` (``BYTES [n]``, the top
+label where its probability reaches the version's threshold, else the empty string:
+"not sure / none of these"); ``outputs`` in the request picks them.
 
 Both the JSON form and the binary data extension (what ``tritonclient`` sends by
 default) are read (``service.kserve_tensors``); output labels in JSON are plain
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, request
 
+from models.predictions import threshold_of
 from service.bodies import json_body
 from service.errors import Unavailable
 from service.kserve_bodies import (
@@ -131,6 +134,7 @@ def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
         outputs=[
             TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, classes]),
             TensorMetadata(name="labels", datatype="BYTES", shape=[-1]),
+            TensorMetadata(name="decision", datatype="BYTES", shape=[-1]),
         ],
         parameters=ModelParameters(
             labels=predictor.bundle.labels, version=predictor.bundle.version
@@ -177,8 +181,10 @@ _BINARY_FORM = (
     error_body=KServeError,
     responses={
         200: Reply(
-            "probabilities (FP32 [n, classes]) and labels (BYTES [n]); outputs asked for as "
-            f"binary data come after the JSON, whose length is in the {HEADER_LENGTH} header",
+            "probabilities (FP32 [n, classes]), labels (BYTES [n]) and decision (BYTES [n]: "
+            "the label, or an empty string where the top probability is under the version's "
+            "threshold: not sure); outputs asked for as binary data come after the JSON, "
+            f"whose length is in the {HEADER_LENGTH} header",
             InferenceResponse,
             content={"application/octet-stream": {"schema": BINARY}},
             headers={HEADER_LENGTH: {"schema": {"type": "integer", "minimum": 0}}},
@@ -200,11 +206,17 @@ def infer(name: str, version: str | None = None) -> Response:
     predictor = service_state().registry.get(name, parse_version(version))
     inference, binary = read_request(request)
     probabilities = _probabilities(predictor, inference, binary)
-    labels = [predictor.bundle.labels[i] for i in np.argmax(probabilities, axis=1)]
+    bundle = predictor.bundle
+    labels = [bundle.labels[i] for i in np.argmax(probabilities, axis=1)]
+    threshold = threshold_of(bundle)
+    decided = [
+        label if row.max() >= threshold else ""
+        for label, row in zip(labels, probabilities, strict=True)
+    ]
     outputs = [
         probabilities_output(probabilities, as_binary)
         if output == "probabilities"
-        else labels_output(labels, as_binary)
+        else labels_output(labels if output == "labels" else decided, as_binary, output)
         for output, as_binary in _requested_outputs(inference)
     ]
     body = InferenceResponse(

@@ -148,13 +148,14 @@ def probabilities_output(values: np.ndarray, as_binary: bool) -> Output:
     return Output(OutputTensor(name="probabilities", datatype="FP32", shape=shape, data=data), None)
 
 
-def labels_output(labels: list[str], as_binary: bool) -> Output:
+def labels_output(labels: list[str], as_binary: bool, name: str = "labels") -> Output:
+    """A BYTES output of one UTF-8 string per image: ``labels``, or ``decision``."""
     shape = [len(labels)]
     if as_binary:
         encoded = [label.encode("utf-8") for label in labels]
         blob = b"".join(struct.pack("<I", len(e)) + e for e in encoded)
         sized = {"binary_data_size": len(blob)}
         return Output(
-            OutputTensor(name="labels", datatype="BYTES", shape=shape, parameters=sized), blob
+            OutputTensor(name=name, datatype="BYTES", shape=shape, parameters=sized), blob
         )
-    return Output(OutputTensor(name="labels", datatype="BYTES", shape=shape, data=labels), None)
+    return Output(OutputTensor(name=name, datatype="BYTES", shape=shape, data=labels), None)

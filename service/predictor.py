@@ -80,7 +80,11 @@ class Predictor:
         with self._batcher.decoding():  # a leader gathering a batch waits for these
             return self.infer(self.preprocess(images))
 
-    def predict_native(self, images: Sequence[ImageUpload], top_k: int) -> PredictResponse:
-        """The native predict body, ``top_k`` clipped to the number of labels."""
+    def predict_native(
+        self, images: Sequence[ImageUpload], top_k: int, min_confidence: float | None = None
+    ) -> PredictResponse:
+        """The native predict body, ``top_k`` clipped to the number of labels, each
+        decision at the version's threshold or ``min_confidence``."""
         rows = self.predict(images)
-        return predict_response(self.bundle, rows, [image.filename for image in images], top_k)
+        filenames = [image.filename for image in images]
+        return predict_response(self.bundle, rows, filenames, top_k, min_confidence)

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Request, request
 
+from models.predictions import threshold_of
 from service.bodies import json_body
 from service.errors import UnsupportedMediaType
 from service.operation import Body, Reply, operation
@@ -61,4 +62,6 @@ def read_instances(req: Request) -> list[ImageUpload]:
 def predict(name: str, version: str | None = None) -> dict[str, Any]:
     predictor = service_state().registry.get(name, parse_version(version))
     rows = predictor.predict(read_instances(request))
-    return json_body(TFServingResponse(predictions=rows.tolist()))
+    threshold, labels = threshold_of(predictor.bundle), predictor.bundle.labels
+    decisions = [labels[int(row.argmax())] if row.max() >= threshold else None for row in rows]
+    return json_body(TFServingResponse(predictions=rows.tolist(), decisions=decisions))

@@ -67,9 +67,14 @@ class TFServingRequest(RequestModel):
 
 
 class TFServingResponse(ResponseModel):
-    """Probabilities in label order, one row per instance."""
+    """Probabilities in label order, one row per instance; and ktl's decision per
+    instance beside them (TF Serving clients read ``predictions`` and pass over it)."""
 
     predictions: list[list[Annotated[float, Field(ge=0, le=1)]]]
+    decisions: list[str | None] = Field(
+        description="Per instance: the top label where its probability reaches the "
+        "version's threshold, else null (not sure / none of these)"
+    )
 
 
 class TFServingError(ResponseModel):

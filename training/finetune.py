@@ -161,13 +161,7 @@ def run_phase(
         if on_epoch is not None:
             on_epoch(rows)
 
-    fit_model.compile(
-        optimizer=keras.optimizers.Adam(phase.lr),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=jit,
-    )
-    fit_model.optimizer.build(fit_model.trainable_variables)  # now, not inside a replica's step
+    _compile(fit_model, phase.lr, jit)
     best_file = backup_dir.with_name(f"best_{phase.name}.weights.h5") if backup_dir else None
     callbacks = [
         *(first_callbacks or []),
@@ -188,6 +182,16 @@ def run_phase(
             verbose=progress_verbosity(),
         )
     return rows
+
+
+def _compile(fit_model: keras.Model, lr: float, jit: bool) -> None:
+    fit_model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=jit,
+    )
+    fit_model.optimizer.build(fit_model.trainable_variables)  # now, not inside a replica's step
 
 
 def recalibrate_batchnorm(model: keras.Model, backbone: keras.Model, data: tf.data.Dataset) -> bool:

@@ -16,7 +16,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Run the HTTP classification service under gunicorn "
         "(KTL_* variables configure it).",
     )
-    parser.add_argument("--host", help="address to bind (default $KTL_HOST or 0.0.0.0)")
+    parser.add_argument(
+        "--host",
+        help="address to bind (default $KTL_HOST or 127.0.0.1, this machine only; 0.0.0.0 "
+        "listens on every interface: put a proxy in front, see docs/security.md)",
+    )
     parser.add_argument("--port", type=int, help="port (default $KTL_PORT or 8000)")
     parser.add_argument(
         "--workers", type=int, help="gunicorn worker processes (default $KTL_WORKERS or 1)"

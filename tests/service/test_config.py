@@ -21,7 +21,7 @@ def test_defaults_are_the_documented_ones():
         queue_size=64,
         max_images_per_request=64,
         reload_interval=10,
-        host="0.0.0.0",
+        host="127.0.0.1",  # like gunicorn and Flask: this machine only, until told
         port=8000,
         workers=1,
         threads=16,

@@ -30,11 +30,28 @@ def test_settings_come_from_the_environment(clean_env):
     clean_env.setenv("KTL_WORKERS", "3")
     clean_env.setenv("KTL_THREADS", "5")
     settings = runpy.run_path(str(CONF))
-    assert settings["bind"] == ["0.0.0.0:9123"]
+    assert settings["bind"] == ["127.0.0.1:9123"]
     assert (settings["workers"], settings["threads"]) == (3, 5)
     assert settings["worker_class"] == "gthread"
     assert settings["preload_app"] is False
     assert settings["logger_class"] == "service.gunicorn_logger.JsonLogger"
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [("127.0.0.1", "http://127.0.0.1:9123/"), ("0.0.0.0", "http://127.0.0.1:9123/")],
+)
+def test_the_start_up_log_names_the_page_and_the_store(clean_env, host, address, caplog):
+    clean_env.setenv("KTL_HOST", host)
+    clean_env.setenv("KTL_PORT", "9123")
+    clean_env.setenv("KTL_MODEL_STORE", "/srv/models")
+    settings = runpy.run_path(str(CONF))
+    server = SimpleNamespace(log=logging.getLogger("ktl.test"))
+    with caplog.at_level(logging.INFO, "ktl.test"):
+        settings["when_ready"](server)
+    assert address in caplog.text and "/srv/models" in caplog.text
+    if host == "0.0.0.0":
+        assert "every interface" in caplog.text
 
 
 def test_a_bad_value_exits_with_a_message(clean_env, capsys):

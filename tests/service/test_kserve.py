@@ -52,6 +52,7 @@ def test_model_metadata_has_the_protocol_shape(client):
     assert body["outputs"] == [
         {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(LABELS)]},
         {"name": "labels", "datatype": "BYTES", "shape": [-1]},
+        {"name": "decision", "datatype": "BYTES", "shape": [-1]},
     ]
     assert client.get("/v2/models/tiny/versions/1").json["name"] == "tiny"
     assert client.get("/v2/models/tiny/ready").json["ready"] is True
@@ -92,6 +93,8 @@ def test_json_infer_with_base64_images(app, client, element):
     labels = _output(body, "labels")
     assert labels["datatype"] == "BYTES" and labels["shape"] == [2]
     assert labels["data"] == [LABELS[i] for i in expected.argmax(axis=1)]
+    # A version published without a threshold always answers: the decision is the label.
+    assert _output(body, "decision")["data"] == labels["data"]
 
 
 def test_json_infer_with_uint8_pixels_and_one_requested_output(app, client):
