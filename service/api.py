@@ -15,6 +15,7 @@ from service.bodies import (
     ModelSummary,
     RequestModel,
     UnavailableVersion,
+    VersionDetail,
     json_body,
 )
 from service.operation import Reply, operation
@@ -53,6 +54,17 @@ def _summary(state: ModelState) -> ModelSummary:
         unavailable_versions=[
             UnavailableVersion(version=version, reason=failure.reason)
             for version, failure in sorted(state.failures.items())
+        ],
+        version_details=[
+            VersionDetail(
+                version=version,
+                created_at=details.created_at,
+                accuracy=details.metrics.accuracy,
+                accuracy_split=details.metrics.split,
+                threshold=details.decision.threshold if details.decision else None,
+            )
+            for version, details in sorted(state.details.items(), reverse=True)
+            if version in state.versions
         ],
     )
 

@@ -173,6 +173,14 @@ class UnavailableVersion(ResponseModel):
     reason: str = Field(description="Why the version could not be loaded")
 
 
+class VersionDetail(ResponseModel):
+    version: int
+    created_at: str | None
+    accuracy: float | None
+    accuracy_split: str | None = Field(description="test, or validation (format 1: None)")
+    threshold: float | None = Field(description="Below it, a prediction is 'not sure'")
+
+
 class ModelSummary(ResponseModel):
     name: str
     versions: list[int] = Field(description="Versions in the store that load, ascending")
@@ -182,6 +190,10 @@ class ModelSummary(ResponseModel):
     image_size: list[int] | None = Field(description="[height, width] the model takes")
     status: Literal["available", "unavailable"]
     unavailable_versions: list[UnavailableVersion]
+    version_details: list[VersionDetail] = Field(
+        description="Each version's date, accuracy (on its test split when it has one) "
+        "and decision threshold, newest first"
+    )
 
 
 class ModelList(ResponseModel):

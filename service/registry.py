@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from models.bundle import BundleError
+from models.metadata import BundleError, BundleMetadata, read_metadata_text
 from models.store import METADATA_FILE, ModelStore, validate_name
 from service.errors import ModelNotFound, ModelUnavailable
 from service.predictor import Predictor
@@ -43,6 +43,7 @@ class ModelState:
     default_version: int | None  # the highest version that loaded
     loaded: Mapping[int, Predictor] = field(default_factory=dict)
     failures: Mapping[int, LoadFailure] = field(default_factory=dict)
+    details: Mapping[int, BundleMetadata] = field(default_factory=dict)  # every version's
 
     @property
     def default(self) -> Predictor | None:
@@ -180,7 +181,27 @@ class ModelRegistry:
             default,
             loaded,
             failures,
+            self._details(name, versions, previous.details),
         )
+
+    def _details(
+        self, name: str, versions: list[int], known: Mapping[int, BundleMetadata]
+    ) -> dict[int, BundleMetadata]:
+        """Every version's metadata (read once: versions never change), loaded or not,
+        for listings; a version whose metadata does not read is left out."""
+        details = {}
+        for version in versions:
+            if version in known:
+                details[version] = known[version]
+                continue
+            path = self._path(name, version)
+            try:
+                details[version] = read_metadata_text(
+                    (path / METADATA_FILE).read_text(encoding="utf-8"), str(path)
+                )
+            except (OSError, BundleError):
+                continue
+        return details
 
     def _load_on_demand(self, state: ModelState, version: int) -> Predictor:
         name = state.name

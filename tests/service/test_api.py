@@ -48,6 +48,15 @@ def test_models_lists_each_model_with_its_versions(client, labels):
                 "image_size": [32, 32],
                 "status": "available",
                 "unavailable_versions": [],
+                "version_details": [
+                    {
+                        "version": 1,
+                        "created_at": "2024-01-01T00:00:00Z",
+                        "accuracy": None,
+                        "accuracy_split": None,
+                        "threshold": None,
+                    }
+                ],
             }
         ]
     }
