@@ -125,6 +125,15 @@ class Decision(_Frozen):
     ood: dict[str, Any] | None = None  # images of none of the classes, when given
 
 
+class Lineage(_Frozen):
+    """Where a version comes from when it started from another one."""
+
+    kind: str  # "warm_start" or "quantized"
+    name: str
+    version: int
+    model_sha256: str
+
+
 class BundleMetadata(_Frozen):
     """``metadata.json``. ``version`` and ``files`` are filled in when the bundle is
     published (``models.bundle.save_bundle``); a published bundle always has both."""
@@ -142,6 +151,7 @@ class BundleMetadata(_Frozen):
     evaluation: Evaluation | None = None
     calibration: Calibration | None = None
     decision: Decision | None = None
+    lineage: Lineage | None = None
     training: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)
     activation_layers: tuple[str, ...] | None = None
