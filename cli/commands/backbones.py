@@ -6,7 +6,6 @@ import argparse
 
 from cli.common import add_json, print_json
 
-
 # How a backbone without ImageNet weights trains: any --weights but imagenet.
 _WITHOUT = "no (from scratch, a weights file or model:NAME)"
 
