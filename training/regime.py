@@ -58,8 +58,10 @@ def soften(
     kind = choices[int(rng.integers(len(choices)))]
     partner = rng.permutation(len(inputs))
     if kind == "mixup" or inputs.ndim != 4:  # features (the head phase) can only be mixed
-        share = float(rng.beta(regime.mixup or regime.cutmix, regime.mixup or regime.cutmix))
-        mixed = share * inputs.astype(np.float32) + (1 - share) * inputs[partner]
+        alpha = regime.mixup or regime.cutmix
+        share = np.float32(rng.beta(alpha, alpha))
+        images = inputs.astype(np.float32)
+        mixed = share * images + (1 - share) * images[partner]
         return mixed, share * one_hot + (1 - share) * one_hot[partner]
     return _cutmix(inputs, one_hot, partner, float(rng.beta(regime.cutmix, regime.cutmix)), rng)
 
@@ -122,7 +124,8 @@ def layer_factors(layers: list[keras.layers.Layer], decay: float) -> dict[int, f
     trained = [layer for layer in layers if layer.trainable_weights]
     for depth, layer in enumerate(reversed(trained)):
         for variable in layer.trainable_weights:
-            factors[id(variable)] = decay**depth
+            # The optimizer meets the backend's variable under each Keras variable.
+            factors[id(getattr(variable, "value", variable))] = decay**depth
     return factors
 
 
