@@ -111,6 +111,7 @@ class Calibration(_Frozen):
     before: CalibrationFigures
     after: CalibrationFigures
     validation_nll: dict[str, float] | None = None  # where T was fitted: before, after
+    how: str | None = None  # how T was chosen (1 when fitting it did not carry over)
 
 
 class Decision(_Frozen):
