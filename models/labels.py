@@ -28,7 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models.errors import NotFound, OperationalError, UserError
+from models.errors import NotFound, OperationalError
 
 LABELS_FILE = "labels.json"
 LOCK_FILE = ".labels.lock"
@@ -40,16 +40,15 @@ FORMAT_VERSION = 1
 Action = Literal["set", "remove", "promote", "rollback", "delete"]
 
 
-class InvalidLabel(UserError):
-    """A label that does not match ``[a-z][a-z0-9_-]{0,63}``."""
-
-    code = "invalid_label"
-
-
 class LabelNotFound(NotFound):
     """No version of the model carries the label."""
 
     code = "label_not_found"
+
+
+class InvalidLabel(LabelNotFound):
+    """A label that does not match ``[a-z][a-z0-9_-]{0,63}``: no version can carry it
+    (over HTTP a 404, like any label no version carries)."""
 
 
 class LabelFileError(OperationalError):
@@ -144,6 +143,21 @@ def default_version(versions: Sequence[int], labels: VersionLabels) -> int | Non
     if stable is not None and stable in versions:
         return stable
     return max(versions) if versions else None
+
+
+def default_candidates(
+    versions: list[int], labels: VersionLabels, previous: int | None
+) -> list[int]:
+    """The versions to try as the default, in order. With a stable label: it, then the
+    version served before (a stable that does not load keeps the last good one), then
+    older versions, then newer ones (never promoted: last). Without: highest first."""
+    stable = labels.version_of(STABLE)
+    if stable not in versions:
+        return sorted(versions, reverse=True)
+    first = [stable] + ([previous] if previous in versions and previous != stable else [])
+    older = [v for v in reversed(versions) if v < stable and v not in first]
+    newer = [v for v in reversed(versions) if v > stable and v not in first]
+    return first + older + newer
 
 
 def read_labels(model_dir: Path) -> VersionLabels:

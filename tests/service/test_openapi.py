@@ -77,7 +77,8 @@ OPERATION_IDS = {
     "explainVersion", "activations", "activationsVersion", "kserveServerMetadata",
     "kserveLive", "kserveReady", "kserveModel", "kserveModelVersion", "kserveModelReady",
     "kserveModelVersionReady", "kserveInfer", "kserveInferVersion", "page", "static",
-    "reportPage", "reportFile", "openapi", "metrics",
+    "reportPage", "reportFile", "openapi", "metrics", "getModelLabel", "predictLabel",
+    "tfServingPredictLabel", "explainLabel", "activationsLabel",
 }  # fmt: skip
 
 
