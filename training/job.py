@@ -16,7 +16,7 @@ from models.bundle import save_bundle
 from models.classifier import build_backbone, build_classifier, resolve_weights
 from models.errors import ConfigError
 from models.store import ModelStore
-from training import distributed, final, recipe, warm_start
+from training import distributed, final, recipe, release, warm_start
 from training.callbacks import tensorboard_images
 from training.cluster import Cluster, connect, plan
 from training.config import TrainConfig
@@ -85,6 +85,7 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
 
         version, path = distributed.publish_on_chief(cluster, save)
         state.remove()
+    released = release.release(config, version, log) if cluster.is_chief else None
     return {
         "name": config.name,
         "version": version,
@@ -96,6 +97,7 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
         "dataset": _dataset_summary(prepared),
         "training": details,
         "warnings": outcome.warnings,
+        **({"release": released} if released else {}),
         **(
             {"worker": {"index": cluster.index, "workers": cluster.workers}}
             if cluster.workers > 1
