@@ -50,8 +50,8 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
         "--weights",
         help="imagenet (Keras' download and cache, $KERAS_HOME; the default where the "
         "backbone has it), none (random initialisation, the whole network trains; the "
-        "default otherwise), the path of a weights file, or model:NAME[:VERSION] to start "
-        "from a published version of the store",
+        "default otherwise), the path of a weights file, or model:NAME[:VERSION|:LABEL] to "
+        "start from a published version of the store (model:flowers:stable)",
     )
     group.add_argument(
         "--image-size", type=int, help="square input size in pixels (default: the backbone's)"

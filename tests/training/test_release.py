@@ -124,3 +124,18 @@ def test_promote_and_promote_if_better_exclude_each_other(tmp_path):
         build_config({}, {**flags, "promote": True, "promote_if_better": True})
     with pytest.raises(ConfigError, match="--keep"):
         build_config({}, {**flags, "keep": 0})
+
+
+@pytest.mark.slow
+def test_a_warm_start_can_name_the_parent_by_its_label(job, models):
+    from models.errors import ConfigError
+    from training.warm_start import load_parent
+
+    job(models["red"], promote=True)
+    job(models["blue"])
+    parent = load_parent("model:colours:stable", job.store, "smallcnn")
+    assert parent.lineage["version"] == 1
+    with pytest.raises(ConfigError, match="no version labelled canary"):
+        load_parent("model:colours:canary", job.store, "smallcnn")
+    with pytest.raises(ConfigError, match="model:NAME:LABEL"):
+        load_parent("model:colours:Stable!", job.store, "smallcnn")
