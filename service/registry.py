@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -99,6 +100,7 @@ class ModelRegistry:
         self._poll_lock = threading.Lock()
         self._poller: threading.Thread | None = None
         self._poller_pid: int | None = None
+        self._reloaded_at = float("-inf")  # time.monotonic() of the last scan
         self._stop = threading.Event()
         self._closed = False
         self._label_errors: dict[str, str] = {}  # logged once per model until they change
@@ -171,6 +173,7 @@ class ModelRegistry:
                     if name in old.models:
                         models[name] = old.models[name]
             self._swap(Snapshot(models))
+            self._reloaded_at = time.monotonic()
             return self._snapshot
 
     def start_polling(self) -> bool:
@@ -187,7 +190,11 @@ class ModelRegistry:
             self._poller = threading.Thread(target=self._poll, name="ktl-model-reload", daemon=True)
             self._poller.start()
             self._poller_pid = os.getpid()
-            return True
+        # A gunicorn worker that had no request for a while polled nothing meanwhile:
+        # its first request must not be answered by labels or versions that have moved.
+        if time.monotonic() - self._reloaded_at > self.reload_interval:
+            self.reload()
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the reload thread for good (it finishes a load in progress first)."""

@@ -164,6 +164,24 @@ def test_polling_picks_up_a_new_version_and_stops(store, publish, loader):
     assert not registry.start_polling()  # closed means closed
 
 
+def test_the_first_request_of_an_idle_process_sees_what_moved_since_its_start(
+    store, publish, loader
+):
+    """A gunicorn worker polls from its first request on; labels moved before it must
+    not answer that request."""
+    registry = ModelRegistry(ModelStore(store), loader, reload_interval=0.05)
+    registry.reload()
+    publish(store)
+    set_label(ModelStore(store), "tiny", "stable", 2)
+    time.sleep(0.1)
+    try:
+        assert registry.snapshot.models["tiny"].default_version == 1  # nothing polled yet
+        assert registry.start_polling()
+        assert registry.snapshot.models["tiny"].default_version == 2
+    finally:
+        registry.close()
+
+
 def test_polling_is_off_with_a_zero_interval(registry):
     assert not registry.start_polling()
     assert registry._poller is None
