@@ -37,6 +37,14 @@ class KeySet:
 
 
 PREDICT_KEYS = KeySet("predict", "KTL_API_KEYS", "bearer", lambda config: config.api_keys)
+# Training images (the thumbnails of reports/worst/) are data, not figures: with
+# KTL_REPORT_KEYS set, only those keys see them; unset, the predict keys do.
+REPORT_KEYS = KeySet(
+    "reports",
+    "KTL_REPORT_KEYS (else KTL_API_KEYS)",
+    "reportBearer",
+    lambda config: config.report_keys or config.api_keys,
+)
 
 
 @dataclass(frozen=True)

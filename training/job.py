@@ -41,7 +41,9 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict[str, Any]:
         )
     cluster = connect(config.strategy, log=log)  # before any other TensorFlow work
     with cluster.failures():
-        return _run(config, cluster, log, started)
+        result = _run(config, cluster, log, started)
+    released = release.release(config, result["version"], log) if cluster.is_chief else None
+    return {**result, "release": released} if released else result
 
 
 def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dict[str, Any]:
@@ -85,7 +87,6 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
 
         version, path = distributed.publish_on_chief(cluster, save)
         state.remove()
-    released = release.release(config, version, log) if cluster.is_chief else None
     return {
         "name": config.name,
         "version": version,
@@ -97,7 +98,6 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
         "dataset": _dataset_summary(prepared),
         "training": details,
         "warnings": outcome.warnings,
-        **({"release": released} if released else {}),
         **(
             {"worker": {"index": cluster.index, "workers": cluster.workers}}
             if cluster.workers > 1
