@@ -57,6 +57,13 @@ def when_ready(server) -> None:
         shown,
         _config.port,
     )
+    if not _config.host.startswith("127.") and _config.host not in ("localhost", "::1"):
+        server.log.info(
+            "Clients of the network reach gunicorn directly unless a buffering proxy is in "
+            "front (compose's proxy, a Kubernetes Ingress): without one, clients that stall "
+            "halfway through a request tie up the request threads. Ship-ready nginx "
+            "settings: deploy/nginx/ktl.conf (docs/operations.md)"
+        )
 
 
 _METRICS = "PROMETHEUS_MULTIPROC_DIR"
