@@ -193,11 +193,11 @@ def _ancestors(store: ModelStore, name: str, versions: set[int]) -> set[int]:
     todo = list(versions)
     while todo:
         metadata = _metadata(store, name, todo.pop())
-        lineage = (metadata.model_extra or {}).get("lineage") if metadata else None
-        if not isinstance(lineage, dict) or lineage.get("name") != name:
+        lineage = metadata.lineage if metadata else None
+        if lineage is None or lineage.name != name:
             continue
-        parent = lineage.get("version")
-        if isinstance(parent, int) and parent not in found | versions:
+        parent = lineage.version
+        if parent not in found | versions:
             found.add(parent)
             todo.append(parent)
     return found

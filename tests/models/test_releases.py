@@ -155,7 +155,8 @@ def test_a_deleted_number_is_never_given_out_again(store, tmp_path):
 def test_retention_keeps_the_newest_labelled_rollback_targets_and_parents(tmp_path):
     store = ModelStore(tmp_path)
     for version in range(1, 9):
-        parent = {"lineage": {"kind": "warm_start", "name": "tiny", "version": 2}}
+        parent = {"lineage": {"kind": "warm_start", "name": "tiny", "version": 2,
+                              "model_sha256": "0" * 64}}  # fmt: skip
         publish_metadata_only(tmp_path, **(parent if version == 8 else {}))
     set_label(store, "tiny", "stable", 3)
     set_label(store, "tiny", "stable", 4)  # 3: a rollback target now
