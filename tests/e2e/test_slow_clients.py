@@ -51,3 +51,12 @@ def test_through_the_shipped_proxy_health_and_predictions_are_answered(server, t
             response = requests.get(f"{proxy.base}/v1/models", timeout=GENEROUS)
             assert response.status_code == 200
             assert response.json()["models"][0]["name"] == "tiny"
+        # A body over KTL_MAX_UPLOAD_MB (20): the proxy refuses it as ktl would.
+        large = requests.post(
+            f"{proxy.base}/v1/models/tiny/predict",
+            data=b"\0" * (21 * 1024 * 1024),
+            headers={"Content-Type": "image/png"},
+            timeout=GENEROUS,
+        )
+        assert large.status_code == 413 and large.json()["code"] == "payload_too_large"
+        assert "KTL_MAX_UPLOAD_MB" in large.json()["error"]
