@@ -1,6 +1,7 @@
-# Two images from one Dockerfile, each holding only what it runs:
+# Images from one Dockerfile, each holding only what it runs:
 #   docker build -t ktl:latest .                        the HTTP service (the default target)
 #   docker build --target train -t ktl-train:latest .   the fine-tune job
+#   docker build --target proxy -t ktl-proxy:latest .   nginx in front of the service
 #   docker run -p 8000:8000 -v "$PWD/model_store:/models:ro" ktl:latest
 #   docker run -v "$PWD/model_store:/models" -v "$PWD/photos:/data:ro" ktl-train:latest \
 #       ktl train /data --name bees
@@ -58,7 +59,21 @@ RUN --mount=type=bind,source=scripts/fetch_weights.py,target=/tmp/fetch_weights.
 VOLUME /models
 CMD ["ktl", "train", "--help"]
 
-# Stage 4, the default: the HTTP service (ktl[cpu,serve]: no training report tools).
+# Stage 4: the buffering proxy in front of the service (compose.yaml's proxy):
+# Debian's nginx with deploy/nginx/ktl.conf, which says why it is there.
+FROM python:3.11-slim AS proxy
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nginx \
+    && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/default \
+    && ln -sf /dev/stdout /var/log/nginx/access.log \
+    && ln -sf /dev/stderr /var/log/nginx/error.log
+COPY deploy/nginx/ktl.conf /etc/nginx/conf.d/ktl.conf
+EXPOSE 8080
+STOPSIGNAL SIGQUIT
+CMD ["nginx", "-g", "daemon off;"]
+
+# Stage 5, the default: the HTTP service (ktl[cpu,serve]: no training report tools).
 FROM runtime AS serve
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv "$VIRTUAL_ENV" \

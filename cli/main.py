@@ -13,15 +13,19 @@ from types import ModuleType
 
 from cli.commands import (
     backbones,
+    delete,
     demo,
     evaluate,
     explain,
     export,
     inspect,
+    label,
     list_models,
     predict,
+    rollback,
     serve,
     train,
+    versions,
 )
 from cli.common import EXIT_USAGE
 
@@ -44,6 +48,10 @@ COMMANDS: tuple[ModuleType, ...] = (
     evaluate,
     predict,
     list_models,
+    versions,
+    label,
+    rollback,
+    delete,
     serve,
     inspect,
     explain,

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from models.errors import ModelNotFound, OperationalError, did_you_mean
+from models.labels import LabelFileError, VersionLabels, default_version, read_labels
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
@@ -21,7 +22,9 @@ _STAGING = ".staging"
 _JOBS = ".jobs"
 
 
-__all__ = ["InvalidName", "ModelNotFound", "ModelStore", "PublishError", "validate_name"]
+__all__ = [
+    "DeleteError", "InvalidName", "ModelNotFound", "ModelStore", "PublishError", "validate_name",
+]  # fmt: skip
 
 
 class InvalidName(ModelNotFound):
@@ -33,6 +36,12 @@ class PublishError(OperationalError):
     """Publishing failed; the store is as it was before."""
 
     code = "publish_failed"
+
+
+class DeleteError(OperationalError):
+    """A version could not be taken out of the store; it is still there."""
+
+    code = "delete_failed"
 
 
 def validate_name(name: str) -> str:
@@ -75,16 +84,28 @@ class ModelStore:
         )
 
     def latest(self, name: str) -> int:
-        """The highest version of ``name``, its default."""
+        """The highest version of ``name``."""
         versions = self.versions(name)
         if not versions:
             raise ModelNotFound(self._no_model(name))
         return versions[-1]
 
-    def resolve(self, name: str, version: int | None = None) -> tuple[int, Path]:
-        """``(version, path)`` of a version, the latest when ``version`` is None."""
+    def labels(self, name: str) -> VersionLabels:
+        """The version labels of ``name`` and their history (``models.labels``)."""
+        return read_labels(self.root / validate_name(name))
+
+    def default(self, name: str) -> int:
+        """The version ``name`` serves by default: the one labelled stable, else the
+        highest."""
+        version = default_version(self.versions(name), self.labels(name))
         if version is None:
-            version = self.latest(name)
+            raise ModelNotFound(self._no_model(name))
+        return version
+
+    def resolve(self, name: str, version: int | None = None) -> tuple[int, Path]:
+        """``(version, path)`` of a version, the default when ``version`` is None."""
+        if version is None:
+            version = self.default(name)
         elif version not in (versions := self.versions(name)):
             if not versions:
                 raise ModelNotFound(self._no_model(name))
@@ -115,13 +136,33 @@ class ModelStore:
         )
 
     def _next_version(self, name: str) -> int:
-        """One above every number in use, complete or not, so none is ever reused."""
+        """One above every number in use, complete or not, or deleted, so none is ever
+        reused."""
         taken = [
             int(entry.name)
             for entry in (self.root / name).iterdir()
             if VERSION_PATTERN.fullmatch(entry.name)
         ]
-        return max(taken, default=0) + 1
+        # Read after the listing: a deletion is recorded before its folder goes, so a
+        # folder missing from the listing is in this record.
+        return max([*taken, *self.labels(name).deleted], default=0) + 1
+
+    def remove_version(self, name: str, version: int) -> None:
+        """Take a version folder out of the store in one step (a rename into the hidden
+        staging area), then free its space. Callers record the deletion first
+        (``models.releases.delete_version``), so its number is never reused."""
+        source = self.root / validate_name(name) / str(version)
+        trash = self.root / _STAGING / f"deleted-{name}-{version}-{uuid.uuid4().hex}"
+        try:
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(source, trash)
+            _fsync_dir(source.parent)
+        except OSError as exc:
+            raise DeleteError(
+                f"Could not delete {name!r} version {version} from {self.root}: "
+                f"{exc.strerror or exc}; check write permission"
+            ) from exc
+        shutil.rmtree(trash, ignore_errors=True)
 
     def staging_dir(self, name: str) -> Path:
         """A fresh hidden folder on the store's file system to write a bundle into."""
@@ -159,13 +200,14 @@ class ModelStore:
                     raise
                 _fsync_dir(target.parent)
                 return version
-        except OSError as exc:
+        except (OSError, LabelFileError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if created:
                 with contextlib.suppress(OSError):
                     model_dir.rmdir()
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise PublishError(
-                f"Could not publish {name!r} to {self.root}: {exc.strerror or exc}. "
+                f"Could not publish {name!r} to {self.root}: {reason}. "
                 "The store is unchanged; check free space and write permission."
             ) from exc
 

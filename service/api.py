@@ -19,9 +19,9 @@ from service.bodies import (
     json_body,
 )
 from service.operation import Reply, operation
-from service.paths import parse_version
 from service.registry import ModelState
 from service.replies import image_upload, model_errors, upload_errors
+from service.routing import VERSION_HEADER_DOC, resolve
 from service.state import service_state
 from service.uploads import read_images
 from service.validation import query
@@ -66,6 +66,9 @@ def _summary(state: ModelState) -> ModelSummary:
             for version, details in sorted(state.details.items(), reverse=True)
             if version in state.versions
         ],
+        version_labels=state.labels.labels,
+        canary_weight=state.canary_weight,
+        policy=state.policy,
     )
 
 
@@ -82,33 +85,47 @@ def list_models() -> dict[str, Any]:
 
 @bp.get("/v1/models/<segment:name>")
 @bp.get("/v1/models/<segment:name>/versions/<segment:version>")
+@bp.get("/v1/models/<segment:name>/labels/<segment:label>")
 @operation(
     "getModel",
-    summary="metadata.json of a version (default: the model's default version)",
+    summary="metadata.json of a version (default: the model's default version), or of "
+    "the version a label points at",
     responses={
-        200: Reply("The version's metadata.json, as published", BundleMetadata),
+        200: Reply(
+            "The version's metadata.json, as published",
+            BundleMetadata,
+            headers=VERSION_HEADER_DOC,
+        ),
         **model_errors(),
     },
 )
-def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
-    return service_state().registry.get(name, parse_version(version)).bundle.metadata.to_json()
+def model_metadata(
+    name: str, version: str | None = None, label: str | None = None
+) -> dict[str, Any]:
+    return resolve(name, version, label).bundle.metadata.to_json()
 
 
 @bp.post("/v1/models/<segment:name>/predict")
 @bp.post("/v1/models/<segment:name>/versions/<segment:version>/predict")
+@bp.post("/v1/models/<segment:name>/labels/<segment:label>/predict")
 @operation(
     "predict",
-    summary="Classify images (default version, or the one in the path)",
+    summary="Classify images: the default version (or the canary, for its share), the "
+    "version in the path, or the version a label points at",
     query=PredictQuery,
     body=image_upload(batch=True),
     responses={
-        200: Reply("Predictions, one per image, in upload order", PredictResponse),
+        200: Reply(
+            "Predictions, one per image, in upload order",
+            PredictResponse,
+            headers=VERSION_HEADER_DOC,
+        ),
         **upload_errors("Not an image, a corrupt image, a missing field, a bad top_k"),
     },
 )
-def predict(name: str, version: str | None = None) -> dict[str, Any]:
+def predict(name: str, version: str | None = None, label: str | None = None) -> dict[str, Any]:
     state = service_state()
-    predictor = state.registry.get(name, parse_version(version))
+    predictor = resolve(name, version, label, split=True)
     asked = query(PredictQuery)
     top_k = asked.top_k or state.config.top_k
     response = predictor.predict_native(read_images(request), top_k, asked.min_confidence)

@@ -24,6 +24,7 @@ from service import (
     metrics,
     openapi,
     request_limits,
+    routing,
     security,
     tfserving,
     validation,
@@ -84,6 +85,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
     app.extensions[EXTENSION] = ServiceState(config, registry, service_metrics)
 
     register_error_handlers(app)
+    routing.init_app(app)
     service_metrics.init_app(app)
 
     @app.before_request

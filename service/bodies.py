@@ -194,6 +194,18 @@ class ModelSummary(ResponseModel):
         description="Each version's date, accuracy (on its test split when it has one) "
         "and decision threshold, newest first"
     )
+    version_labels: dict[str, int] = Field(
+        description='Labels of the versions, e.g. {"stable": 3, "canary": 4} (ktl label)'
+    )
+    canary_weight: float = Field(
+        ge=0,
+        le=1,
+        description="The share of default traffic the canary version answers now (0: none)",
+    )
+    policy: Literal["stable", "latest"] = Field(
+        description="How the default version is chosen: the version labelled stable, or "
+        "the highest (a model without a stable label)"
+    )
 
 
 class ModelList(ResponseModel):

@@ -76,6 +76,13 @@ class ServiceConfig:
     api_keys: tuple[str, ...] = _setting(
         "KTL_API_KEYS", _api_keys, (), "comma-separated bearer keys; empty: no authentication"
     )
+    report_keys: tuple[str, ...] = _setting(
+        "KTL_REPORT_KEYS",
+        _api_keys,
+        (),
+        "comma-separated bearer keys that may see training images (reports/worst/); "
+        "empty: the KTL_API_KEYS",
+    )
     max_batch_size: int = _setting(
         "KTL_MAX_BATCH_SIZE", _positive_int, 16, "most images in one forward pass"
     )
@@ -102,10 +109,10 @@ class ServiceConfig:
         # Environment strings and Python overrides alike go through the same checks.
         for spec in fields(self):
             value = getattr(self, spec.name)
-            if spec.name == "api_keys":
+            if spec.name in ("api_keys", "report_keys"):
                 if isinstance(value, str):
                     value = _api_keys(value)
-                object.__setattr__(self, "api_keys", tuple(value))
+                object.__setattr__(self, spec.name, tuple(value))
             else:
                 object.__setattr__(self, spec.name, _parse(spec, str(value)))
 

@@ -13,10 +13,9 @@ from models import explain
 from service.bodies import ExplainedClass, Explanation, Maybe, RequestModel, json_body
 from service.errors import BadRequest, UnknownClass, UnknownLayer
 from service.operation import Reply, operation
-from service.paths import parse_version
 from service.predictor import Predictor
 from service.replies import PNG, image_upload, upload_errors
-from service.state import service_state
+from service.routing import VERSION_HEADER_DOC, resolve
 from service.uploads import read_images
 from service.validation import query
 
@@ -56,9 +55,11 @@ def _png(data: bytes) -> Response:
 
 @bp.post("/v1/models/<segment:name>/explain")
 @bp.post("/v1/models/<segment:name>/versions/<segment:version>/explain")
+@bp.post("/v1/models/<segment:name>/labels/<segment:label>/explain")
 @operation(
     "explain",
-    summary="Grad-CAM: where a version of the model looks for a class",
+    summary="Grad-CAM: where a version of the model (default, in the path, or labelled) "
+    "looks for a class",
     query=ExplainQuery,
     body=image_upload(batch=False),
     responses={
@@ -66,12 +67,15 @@ def _png(data: bytes) -> Response:
             "The Grad-CAM heatmap of the image, over it (PNG) or as numbers (JSON)",
             Explanation,
             content=PNG,
+            headers=VERSION_HEADER_DOC,
         ),
         **upload_errors("Not one image, not an image, or a class the model does not have"),
     },
 )
-def gradcam(name: str, version: str | None = None) -> Response | dict[str, Any]:
-    predictor = service_state().registry.get(name, parse_version(version))
+def gradcam(
+    name: str, version: str | None = None, label: str | None = None
+) -> Response | dict[str, Any]:
+    predictor = resolve(name, version, label)
     bundle = predictor.bundle
     asked = query(ExplainQuery)
     pixels = _one_image(predictor)
@@ -101,6 +105,7 @@ def gradcam(name: str, version: str | None = None) -> Response | dict[str, Any]:
 
 @bp.post("/v1/models/<segment:name>/activations")
 @bp.post("/v1/models/<segment:name>/versions/<segment:version>/activations")
+@bp.post("/v1/models/<segment:name>/labels/<segment:label>/activations")
 @operation(
     "activations",
     summary="The feature maps of one layer of a version of the model",
@@ -110,12 +115,13 @@ def gradcam(name: str, version: str | None = None) -> Response | dict[str, Any]:
         200: Reply(
             "One grey tile per feature map (at most 64), each scaled to its own range",
             content=PNG,
+            headers=VERSION_HEADER_DOC,
         ),
         **upload_errors("Not one image, not an image, or a layer the model does not have"),
     },
 )
-def activations(name: str, version: str | None = None) -> Response:
-    predictor = service_state().registry.get(name, parse_version(version))
+def activations(name: str, version: str | None = None, label: str | None = None) -> Response:
+    predictor = resolve(name, version, label)
     layer = query(ActivationsQuery).layer
     model = predictor.bundle.model
     valid = explain.activation_layers(model)

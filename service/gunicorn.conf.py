@@ -7,7 +7,9 @@ Runs from any working directory. Settings come from the ``KTL_*`` variables
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 # The folder holding the ``service`` package, so this file and the app (workers
@@ -55,6 +57,46 @@ def when_ready(server) -> None:
         shown,
         _config.port,
     )
+    if not _config.host.startswith("127.") and _config.host not in ("localhost", "::1"):
+        server.log.info(
+            "Clients of the network reach gunicorn directly unless a buffering proxy is in "
+            "front (compose's proxy, a Kubernetes Ingress): without one, clients that stall "
+            "halfway through a request tie up the request threads. Ship-ready nginx "
+            "settings: deploy/nginx/ktl.conf (docs/operations.md)"
+        )
+
+
+_METRICS = "PROMETHEUS_MULTIPROC_DIR"
+_created_metrics_dirs: list[str] = []
+
+
+def on_starting(server) -> None:
+    """Counters and histograms of every worker in each scrape: prometheus-client's
+    multiprocess mode. Its folder is set here, in the master before any worker forks
+    (and imports prometheus_client), and starts empty: the operator's
+    PROMETHEUS_MULTIPROC_DIR emptied of old figures, else a new temporary folder,
+    removed at exit."""
+    directory = os.environ.get(_METRICS)
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()
+        return
+    directory = tempfile.mkdtemp(prefix="ktl-metrics-")
+    _created_metrics_dirs.append(directory)
+    os.environ[_METRICS] = directory
+
+
+def child_exit(server, worker) -> None:
+    """What the library asks of a multiprocess server when a worker exits."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    for directory in _created_metrics_dirs:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def post_fork(server, worker) -> None:

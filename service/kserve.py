@@ -53,14 +53,21 @@ from service.kserve_tensors import (
     read_request,
 )
 from service.operation import Body, Reply, operation
-from service.paths import parse_version
 from service.predictor import Predictor
 from service.replies import BINARY, error, model_errors
+from service.routing import VERSION_HEADER_DOC, resolve_version_or_label
 from service.state import service_state
 
 bp = Blueprint("kserve", __name__)
 
 PLATFORM = "tensorflow_keras"
+# The protocol's model version is a string: here a number, or a label of the model.
+VERSION_OR_LABEL = {
+    "version": {
+        "description": "A version (1, 2, ...) or a label of the model (stable, canary, ...)",
+        "schema": {"type": "string", "pattern": "^(?:[1-9][0-9]{0,17}|[a-z][a-z0-9_-]{0,63})$"},
+    }
+}
 
 
 @bp.get("/v2")
@@ -110,7 +117,9 @@ def ready() -> dict[str, Any]:
 @bp.get("/v2/models/<segment:name>/versions/<segment:version>")
 @operation(
     "kserveModel",
-    summary="Open Inference Protocol metadata of a version (default: the default version)",
+    summary="Open Inference Protocol metadata of a version (default: the default version; "
+    "a number or a label)",
+    parameters=VERSION_OR_LABEL,
     error_body=KServeError,
     responses={
         200: Reply("The model's inputs and outputs", ModelMetadata),
@@ -118,7 +127,7 @@ def ready() -> dict[str, Any]:
     },
 )
 def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
-    predictor = service_state().registry.get(name, parse_version(version))
+    predictor = resolve_version_or_label(name, version)
     state = service_state().registry.snapshot.models.get(name)
     versions = state.versions if state is not None else (predictor.bundle.version,)
     height, width = predictor.bundle.image_size
@@ -148,7 +157,9 @@ def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
 @operation(
     "kserveModelReady",
     versioned_id="kserveModelVersionReady",
-    summary="Open Inference Protocol readiness of a version (default: the default version)",
+    summary="Open Inference Protocol readiness of a version (default: the default version; "
+    "a number or a label)",
+    parameters=VERSION_OR_LABEL,
     error_body=KServeError,
     responses={
         200: Reply("The version is loaded and ready", ModelReady),
@@ -156,7 +167,7 @@ def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
     },
 )
 def model_ready(name: str, version: str | None = None) -> dict[str, Any]:
-    predictor = service_state().registry.get(name, parse_version(version))
+    predictor = resolve_version_or_label(name, version)
     return json_body(ModelReady(name=name, version=str(predictor.bundle.version), ready=True))
 
 
@@ -173,7 +184,9 @@ _BINARY_FORM = (
 @bp.post("/v2/models/<segment:name>/versions/<segment:version>/infer")
 @operation(
     "kserveInfer",
-    summary="Open Inference Protocol infer (default version, or the one in the path)",
+    summary="Open Inference Protocol infer: the default version (or the canary, for its "
+    "share), or the version in the path, a number or a label (stable, canary, ...)",
+    parameters=VERSION_OR_LABEL,
     body=Body(
         InferenceRequest,
         content={"application/octet-stream": {"schema": {**BINARY, "description": _BINARY_FORM}}},
@@ -187,7 +200,10 @@ _BINARY_FORM = (
             f"whose length is in the {HEADER_LENGTH} header",
             InferenceResponse,
             content={"application/octet-stream": {"schema": BINARY}},
-            headers={HEADER_LENGTH: {"schema": {"type": "integer", "minimum": 0}}},
+            headers={
+                HEADER_LENGTH: {"schema": {"type": "integer", "minimum": 0}},
+                **VERSION_HEADER_DOC,
+            },
         ),
         400: error(
             "A bad tensor (name, datatype, shape, data, base64, binary sizes), not an image, "
@@ -203,7 +219,7 @@ _BINARY_FORM = (
     },
 )
 def infer(name: str, version: str | None = None) -> Response:
-    predictor = service_state().registry.get(name, parse_version(version))
+    predictor = resolve_version_or_label(name, version, split=True)
     inference, binary = read_request(request)
     probabilities = _probabilities(predictor, inference, binary)
     bundle = predictor.bundle

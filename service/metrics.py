@@ -1,11 +1,17 @@
 """Prometheus metrics, one ``CollectorRegistry`` per app.
 
-Under gunicorn every worker keeps its own figures (no multiprocess mode): with
-more than one worker (KTL_WORKERS) a scrape sees the worker that answered it.
+Under gunicorn, counters and histograms are prometheus-client's multiprocess
+kind: ``service/gunicorn.conf.py`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the
+workers fork, each worker writes its figures to files there, and a scrape,
+whichever worker answers it, adds up every worker's (those of workers that have
+exited included, so counters never go back). In one process (tests, ``create_app``
+called directly) the figures stay in memory. The model gauges are read from the
+answering worker's snapshot at scrape time; every worker polls the same store.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -13,43 +19,69 @@ from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from service.operation import Reply, operation
 from service.paths import openapi_path
 from service.registry import Snapshot
+from service.routing import served
 from service.state import service_state
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 # Any other method is counted as "other" so junk requests cannot grow the label set.
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        directory = os.environ.get(MULTIPROCESS_DIR)
+        if directory:
+            # The metrics below write to files; this registry reads every worker's.
+            MultiProcessCollector(self.registry, path=directory)
+        own = None if directory else self.registry
         self.requests = Counter(
             "ktl_http_requests",
             "HTTP requests by route (as in /openapi.json), method and status",
             ["route", "method", "status"],
-            registry=self.registry,
+            registry=own,
         )
         self.latency = Histogram(
             "ktl_http_request_duration_seconds",
             "Time from request to response, by route (as in /openapi.json) and method",
             ["route", "method"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=self.registry,
+            buckets=_LATENCY_BUCKETS,
+            registry=own,
+        )
+        self.version_requests = Counter(
+            "ktl_model_requests",
+            "Requests answered by each model version, by how the version was chosen: "
+            "default, canary (its share of default traffic), label or version (in the path)",
+            ["model", "version", "via"],
+            registry=own,
+        )
+        self.version_latency = Histogram(
+            "ktl_model_request_duration_seconds",
+            "Time from request to response of the requests each model version answered",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=own,
         )
         self.batch_size = Histogram(
             "ktl_inference_batch_size",
             "Images per forward pass (micro-batching gathers concurrent requests)",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-            registry=self.registry,
+            registry=own,
         )
         self.inference_seconds = Histogram(
             "ktl_inference_duration_seconds",
             "Time of one forward pass",
-            registry=self.registry,
+            registry=own,
         )
 
     def observe_batch(self, size: int, seconds: float) -> None:
@@ -69,8 +101,15 @@ class Metrics:
         method = request.method if request.method in _METHODS else "other"
         self.requests.labels(route, method, str(response.status_code)).inc()
         start = g.get("ktl_request_start")
-        if start is not None:
-            self.latency.labels(route, method).observe(time.perf_counter() - start)
+        seconds = None if start is None else time.perf_counter() - start
+        if seconds is not None:
+            self.latency.labels(route, method).observe(seconds)
+        answered = served()
+        if answered is not None:
+            version = str(answered.version)
+            self.version_requests.labels(answered.model, version, answered.via).inc()
+            if seconds is not None:
+                self.version_latency.labels(answered.model, version).observe(seconds)
         return response
 
 
@@ -97,12 +136,25 @@ class _ModelsCollector(Collector):
             "Versions in the store that failed to load, by model",
             labels=["model"],
         )
+        labelled = GaugeMetricFamily(
+            "ktl_model_version_label",
+            "The version each label of a model points at (ktl label)",
+            labels=["model", "label"],
+        )
+        canary = GaugeMetricFamily(
+            "ktl_model_canary_weight",
+            "The share of a model's default traffic its canary version answers",
+            labels=["model"],
+        )
         for state in models:
             loaded.add_metric([state.name], len(state.loaded))
             failed.add_metric([state.name], len(state.failures))
+            canary.add_metric([state.name], state.canary_weight)
             if state.default_version is not None:
                 default.add_metric([state.name], state.default_version)
-        yield from (loaded, default, failed)
+            for label, version in state.labels.labels.items():
+                labelled.add_metric([state.name, label], version)
+        yield from (loaded, default, failed, labelled, canary)
 
 
 bp = Blueprint("metrics", __name__)
@@ -111,7 +163,8 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 @operation(
     "metrics",
-    summary="Prometheus metrics of this worker process",
+    summary="Prometheus metrics: requests and inference of every worker process, the "
+    "models as the answering worker sees them",
     responses={
         200: Reply(
             "Prometheus text exposition format",

@@ -35,6 +35,11 @@ _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         "description": "Model version, a positive integer",
         "schema": {"type": "integer", "minimum": 1, "maximum": 10**18 - 1},
     },
+    "label": {
+        "description": "A label of the model's versions: stable, canary, or any other set "
+        "with `ktl label`",
+        "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$"},
+    },
 }
 
 
@@ -86,6 +91,8 @@ def build_document(
     for rule, method, record in routes:
         versioned = "version" in rule.arguments and rule.endpoint in unversioned
         operation_id = record.versioned_id if versioned else record.operation_id
+        if "label" in rule.arguments:
+            operation_id = record.labelled_id
         paths.setdefault(openapi_path(rule.rule), {})[method.lower()] = _operation(
             rule, record, operation_id, schemas, examples or {}
         )
@@ -129,7 +136,7 @@ def _operation(
     examples: Mapping[str, Any],
 ) -> dict[str, Any]:
     described: dict[str, Any] = {"summary": record.summary, "operationId": operation_id}
-    parameters = [*_path_parameters(rule, examples), *_query_parameters(record)]
+    parameters = [*_path_parameters(rule, record, examples), *_query_parameters(record)]
     if parameters:
         described["parameters"] = parameters
     if not record.public:
@@ -142,14 +149,17 @@ def _operation(
     return described
 
 
-def _path_parameters(rule: Rule, examples: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _path_parameters(
+    rule: Rule, record: Operation, examples: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     parameters = []
     for name in path_arguments(rule.rule):
+        documented = record.parameters.get(name) or _PATH_PARAMETERS.get(name)
         parameter = {
             "name": name,
             "in": "path",
             "required": True,
-            **_PATH_PARAMETERS.get(name, {"schema": {"type": "string"}}),
+            **(documented or {"schema": {"type": "string"}}),
         }
         if name in examples:
             parameter["example"] = examples[name]

@@ -37,6 +37,14 @@ class KeySet:
 
 
 PREDICT_KEYS = KeySet("predict", "KTL_API_KEYS", "bearer", lambda config: config.api_keys)
+# Training images (the thumbnails of reports/worst/) are data, not figures: with
+# KTL_REPORT_KEYS set, only those keys see them; unset, the predict keys do.
+REPORT_KEYS = KeySet(
+    "reports",
+    "KTL_REPORT_KEYS (else KTL_API_KEYS)",
+    "reportBearer",
+    lambda config: config.report_keys or config.api_keys,
+)
 
 
 @dataclass(frozen=True)
@@ -64,11 +72,13 @@ class Operation:
     summary: str
     responses: Mapping[int, Reply]
     versioned_id: str  # the operationId of the rule with a {version} in its path
+    labelled_id: str  # the operationId of the rule with a {label} in its path
     query: type[BaseModel] | None
     body: Body | None
     public: bool
     keys: KeySet
     error_body: type[BaseModel]  # the shape of this route's errors
+    parameters: Mapping[str, Mapping[str, Any]]  # path parameters documented otherwise
 
 
 def operation(
@@ -77,11 +87,13 @@ def operation(
     summary: str,
     responses: Mapping[int, Reply],
     versioned_id: str | None = None,
+    labelled_id: str | None = None,
     query: type[BaseModel] | None = None,
     body: Body | None = None,
     public: bool = False,
     keys: KeySet = PREDICT_KEYS,
     error_body: type[BaseModel] = ErrorBody,
+    parameters: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Callable[[V], V]:
     """Record a view's contract on it. ``public=True`` opens the route; otherwise it
     needs one of ``keys`` (when any are configured). 401, and 400 for a query, are
@@ -91,11 +103,13 @@ def operation(
         summary=summary,
         responses=responses,
         versioned_id=versioned_id or f"{operation_id}Version",
+        labelled_id=labelled_id or f"{operation_id}Label",
         query=query,
         body=body,
         public=public,
         keys=keys,
         error_body=error_body,
+        parameters=parameters or {},
     )
 
     def decorate(view: V) -> V:

@@ -1,11 +1,13 @@
 """The loaded-model registry: an immutable snapshot of every servable model,
 rebuilt from the store and swapped in one assignment.
 
-At start (and on every reload) each model's highest version is loaded; if it
-fails, the next lower one is tried, so a broken publication never takes a
-model down. Older versions load on their first request. A loaded version stays
-loaded while its folder exists; requests in flight keep the ``Predictor`` they
-resolved, so a swap never cuts one short.
+At start (and on every reload) each model's default version is loaded: the one
+labelled ``stable``, else the highest (``models.labels``). If it fails, the
+version served before keeps serving, else the next one down, so a broken
+publication never takes a model down. The canary (a version labelled ``canary``
+with a weight) loads eagerly too; other versions load on their first request.
+A loaded version stays loaded while its folder exists; requests in flight keep
+the ``Predictor`` they resolved, so a swap never cuts one short.
 """
 
 from __future__ import annotations
@@ -13,10 +15,21 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
+from models.labels import (
+    CANARY,
+    STABLE,
+    LabelFileError,
+    LabelNotFound,
+    VersionLabels,
+    default_candidates,
+    validate_label,
+)
 from models.metadata import BundleError, BundleMetadata, read_metadata_text
 from models.store import METADATA_FILE, ModelStore, validate_name
 from service.errors import ModelNotFound, ModelUnavailable
@@ -40,14 +53,26 @@ class LoadFailure:
 class ModelState:
     name: str
     versions: tuple[int, ...]  # in the store and not known to be broken, ascending
-    default_version: int | None  # the highest version that loaded
+    default_version: int | None  # stable (else the highest), or what serves in its place
     loaded: Mapping[int, Predictor] = field(default_factory=dict)
     failures: Mapping[int, LoadFailure] = field(default_factory=dict)
     details: Mapping[int, BundleMetadata] = field(default_factory=dict)  # every version's
+    labels: VersionLabels = VersionLabels()  # labels.json as last read
+    canary_version: int | None = None  # loaded, weighted, and not the default
 
     @property
     def default(self) -> Predictor | None:
         return None if self.default_version is None else self.loaded[self.default_version]
+
+    @property
+    def policy(self) -> Literal["stable", "latest"]:
+        """stable: the default is the stable label's; latest: the highest version's."""
+        return "stable" if self.labels.version_of(STABLE) in self.versions else "latest"
+
+    @property
+    def canary_weight(self) -> float:
+        """The share of default traffic the canary gets now (0 without a loaded canary)."""
+        return self.labels.canary_weight if self.canary_version is not None else 0.0
 
 
 @dataclass(frozen=True)
@@ -75,8 +100,10 @@ class ModelRegistry:
         self._poll_lock = threading.Lock()
         self._poller: threading.Thread | None = None
         self._poller_pid: int | None = None
+        self._reloaded_at = float("-inf")  # time.monotonic() of the last scan
         self._stop = threading.Event()
         self._closed = False
+        self._label_errors: dict[str, str] = {}  # logged once per model until they change
 
     @property
     def snapshot(self) -> Snapshot:
@@ -84,10 +111,7 @@ class ModelRegistry:
 
     def get(self, name: str, version: int | None = None) -> Predictor:
         """The predictor of ``name`` at ``version`` (default: the model's default)."""
-        validate_name(name)  # InvalidName: a 404, like any unknown model
-        state = self._snapshot.models.get(name)
-        if state is None:
-            raise ModelNotFound(f"No model named {name!r}; GET /v1/models lists the models")
+        state = self._state(name)  # InvalidName: a 404, like any unknown model
         if version is None:
             if state.default is None:
                 raise ModelUnavailable(
@@ -102,6 +126,34 @@ class ModelRegistry:
                 f"{state.failures[version].reason}"
             )
         return self._load_on_demand(state, version)
+
+    def get_label(self, name: str, label: str) -> Predictor:
+        """The predictor of the version of ``name`` labelled ``label``."""
+        validate_label(label)
+        state = self._state(name)
+        version = state.labels.version_of(label)
+        if version is None:
+            held = ", ".join(f"{k} ({v})" for k, v in state.labels.labels.items()) or "none"
+            raise LabelNotFound(
+                f"Model {name!r} has no version labelled {label!r}; its labels: {held}"
+            )
+        return self.get(name, version)
+
+    def route(self, name: str, draw: float) -> tuple[Predictor, str]:
+        """The default version of ``name``, or its canary when ``draw`` (uniform in
+        [0, 1)) falls in the canary's share; with "default" or "canary". One snapshot
+        answers both, so the pick matches the policy the request saw."""
+        state = self._state(name)
+        if state.canary_version is not None and draw < state.canary_weight:
+            return state.loaded[state.canary_version], CANARY
+        return self.get(name), "default"
+
+    def _state(self, name: str) -> ModelState:
+        validate_name(name)
+        state = self._snapshot.models.get(name)
+        if state is None:
+            raise ModelNotFound(f"No model named {name!r}; GET /v1/models lists the models")
+        return state
 
     def reload(self) -> Snapshot:
         """Scan the store, load new versions, and swap in the new snapshot."""
@@ -121,6 +173,7 @@ class ModelRegistry:
                     if name in old.models:
                         models[name] = old.models[name]
             self._swap(Snapshot(models))
+            self._reloaded_at = time.monotonic()
             return self._snapshot
 
     def start_polling(self) -> bool:
@@ -137,7 +190,11 @@ class ModelRegistry:
             self._poller = threading.Thread(target=self._poll, name="ktl-model-reload", daemon=True)
             self._poller.start()
             self._poller_pid = os.getpid()
-            return True
+        # A gunicorn worker that had no request for a while polled nothing meanwhile:
+        # its first request must not be answered by labels or versions that have moved.
+        if time.monotonic() - self._reloaded_at > self.reload_interval:
+            self.reload()
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the reload thread for good (it finishes a load in progress first)."""
@@ -157,14 +214,41 @@ class ModelRegistry:
     def _refresh(self, name: str, previous: ModelState | None) -> ModelState:
         versions = self.store.versions(name)
         previous = previous or ModelState(name, (), None)
+        labels = self._read_labels(name, previous.labels)
         loaded = {v: p for v, p in previous.loaded.items() if v in versions}
         failures = {
             v: f
             for v, f in previous.failures.items()
             if v in versions and f.fingerprint == _fingerprint(self._path(name, v))
         }
-        default = None
-        for version in reversed(versions):
+        candidates = default_candidates(versions, labels, previous.default_version)
+        default = self._first_loadable(name, candidates, loaded, failures)
+        canary = labels.version_of(CANARY)
+        if canary == default or canary not in versions or not labels.canary_weight:
+            canary = None
+        else:
+            canary = self._first_loadable(name, [canary], loaded, failures)
+        return ModelState(
+            name,
+            tuple(v for v in versions if v not in failures),
+            default,
+            loaded,
+            failures,
+            self._details(name, versions, previous.details),
+            labels,
+            canary,
+        )
+
+    def _first_loadable(
+        self,
+        name: str,
+        candidates: list[int],
+        loaded: dict[int, Predictor],
+        failures: dict[int, LoadFailure],
+    ) -> int | None:
+        """The first of ``candidates`` that is loaded or loads now (``loaded`` and
+        ``failures`` are updated on the way)."""
+        for version in candidates:
             if version in failures:
                 continue
             if version not in loaded:
@@ -173,16 +257,20 @@ class ModelRegistry:
                     failures[version] = result
                     continue
                 loaded[version] = result
-            default = version
-            break
-        return ModelState(
-            name,
-            tuple(v for v in versions if v not in failures),
-            default,
-            loaded,
-            failures,
-            self._details(name, versions, previous.details),
-        )
+            return version
+        return None
+
+    def _read_labels(self, name: str, known: VersionLabels) -> VersionLabels:
+        """The model's labels now; while labels.json is unreadable, the last ones read."""
+        try:
+            labels = self.store.labels(name)
+        except LabelFileError as exc:
+            if self._label_errors.get(name) != str(exc):
+                log.error("Keeping the labels of %r as they were: %s", name, exc)
+                self._label_errors[name] = str(exc)
+            return known
+        self._label_errors.pop(name, None)
+        return labels
 
     def _details(
         self, name: str, versions: list[int], known: Mapping[int, BundleMetadata]
@@ -263,6 +351,14 @@ class ModelRegistry:
                     name,
                     state.default_version,
                     previous_default,
+                )
+            canary = (state.canary_version, state.canary_weight)
+            if canary != ((before.canary_version, before.canary_weight) if before else (None, 0)):
+                log.info(
+                    "Model %r: canary version %s takes %.0f %% of the default traffic",
+                    name,
+                    state.canary_version,
+                    100 * state.canary_weight,
                 )
         for name in old.models.keys() - snapshot.models.keys():
             log.info("Model %r left the store; no longer served", name)

@@ -16,11 +16,10 @@ from models.predictions import threshold_of
 from service.bodies import json_body
 from service.errors import UnsupportedMediaType
 from service.operation import Body, Reply, operation
-from service.paths import parse_version
 from service.predictor import ImageUpload
 from service.replies import upload_errors
 from service.request_limits import check_image_count
-from service.state import service_state
+from service.routing import VERSION_HEADER_DOC, resolve
 from service.tfserving_bodies import TFServingError, TFServingRequest, TFServingResponse
 from service.validation import validate_json
 
@@ -47,20 +46,26 @@ def read_instances(req: Request) -> list[ImageUpload]:
 
 @bp.post("/v1/models/<segment:name>:predict")
 @bp.post("/v1/models/<segment:name>/versions/<segment:version>:predict")
+@bp.post("/v1/models/<segment:name>/labels/<segment:label>:predict")
 @operation(
     "tfServingPredict",
-    summary="TensorFlow Serving REST predict (default version, or the one in the path)",
+    summary="TensorFlow Serving REST predict: the default version (or the canary, for its "
+    "share), the version in the path, or the version a label points at",
     body=Body(TFServingRequest),
     error_body=TFServingError,
     responses={
-        200: Reply("Probabilities in label order, one row per instance", TFServingResponse),
+        200: Reply(
+            "Probabilities in label order, one row per instance",
+            TFServingResponse,
+            headers=VERSION_HEADER_DOC,
+        ),
         **upload_errors(
             "Bad JSON, base64 or instances, not an image or a corrupt one", TFServingError
         ),
     },
 )
-def predict(name: str, version: str | None = None) -> dict[str, Any]:
-    predictor = service_state().registry.get(name, parse_version(version))
+def predict(name: str, version: str | None = None, label: str | None = None) -> dict[str, Any]:
+    predictor = resolve(name, version, label, split=True)
     rows = predictor.predict(read_instances(request))
     threshold, labels = threshold_of(predictor.bundle), predictor.bundle.labels
     decisions = [labels[int(row.argmax())] if row.max() >= threshold else None for row in rows]

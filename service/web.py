@@ -11,7 +11,7 @@ from flask import Blueprint, Response, send_from_directory
 
 from models.store import validate_name
 from service.errors import ModelNotFound
-from service.operation import Reply, operation
+from service.operation import REPORT_KEYS, Reply, operation
 from service.paths import parse_version
 from service.replies import HTML, error, model_errors
 from service.state import service_state
@@ -91,6 +91,26 @@ def report_page(name: str, version: str) -> Response:
 )
 def report_file(name: str, version: str, file: str) -> Response:
     """A file of the bundle's ``reports/``; only files its metadata lists (and checksums)."""
+    return _report(name, version, file)
+
+
+@bp.get("/v1/models/<segment:name>/versions/<segment:version>/reports/worst/<path:file>")
+@operation(
+    "reportTrainingImage",
+    summary="A thumbnail of a held-out image the version got most wrong (reports/worst/NN.png): "
+    "training data, so it needs a key of KTL_REPORT_KEYS when that is set",
+    responses={
+        200: Reply("The image", content={"image/png": {"schema": {"type": "string"}}}),
+        **model_errors(),
+        404: error("Unknown model, version or image"),
+    },
+    keys=REPORT_KEYS,
+)
+def report_training_image(name: str, version: str, file: str) -> Response:
+    return _report(name, version, f"worst/{file}")
+
+
+def _report(name: str, version: str, file: str) -> Response:
     bundle = service_state().registry.get(name, parse_version(version)).bundle
     relative = f"reports/{file}"
     if relative not in bundle.metadata.files:

@@ -64,6 +64,9 @@ class TrainConfig:
     jit: bool = False  # XLA-compile the training step
     cache_dir: str | None = None  # where the decoded images are cached (default: the job's folder)
     strategy: str = "auto"  # tf.distribute: auto, mirrored or multiworker (TF_CONFIG)
+    promote: bool = False  # label the new version stable (training.release)
+    promote_if_better: bool = False  # ... only when it beats stable on the same images
+    keep: int | None = None  # then delete all but the newest N (never a protected one)
 
     @property
     def transfer(self) -> bool:
@@ -123,6 +126,11 @@ class TrainConfig:
             (self.patience >= 1, "--patience must be at least 1"),
             (not (self.resume and self.restart), "--resume and --restart exclude each other"),
             (self.seed >= 0, "--seed must be 0 or more"),
+            (
+                not (self.promote and self.promote_if_better),
+                "--promote and --promote-if-better exclude each other: choose one",
+            ),
+            (self.keep is None or self.keep >= 1, "--keep must be at least 1"),
             (
                 self.min_confidence == "auto"
                 or (not isinstance(self.min_confidence, str) and 0 <= self.min_confidence < 1),

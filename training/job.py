@@ -16,7 +16,7 @@ from models.bundle import save_bundle
 from models.classifier import build_backbone, build_classifier, resolve_weights
 from models.errors import ConfigError
 from models.store import ModelStore
-from training import distributed, final, recipe, warm_start
+from training import distributed, final, recipe, release, warm_start
 from training.callbacks import tensorboard_images
 from training.cluster import Cluster, connect, plan
 from training.config import TrainConfig
@@ -41,7 +41,9 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict[str, Any]:
         )
     cluster = connect(config.strategy, log=log)  # before any other TensorFlow work
     with cluster.failures():
-        return _run(config, cluster, log, started)
+        result = _run(config, cluster, log, started)
+    released = release.release(config, result["version"], log) if cluster.is_chief else None
+    return {**result, "release": released} if released else result
 
 
 def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dict[str, Any]:

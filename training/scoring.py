@@ -27,14 +27,20 @@ CHOICES = (*SPLITS, "all")
 
 
 def score_version(
-    bundle: Bundle, data: str | Path, split: str = "test", log: Callable[[str], None] = print
+    bundle: Bundle,
+    data: str | Path,
+    split: str = "test",
+    log: Callable[[str], None] = print,
+    drawn_by: Bundle | None = None,
 ) -> dict[str, Any]:
-    """The version's figures on DATA's ``split`` (train, val, test or all)."""
+    """The version's figures on DATA's ``split`` (train, val, test or all), the split
+    drawn with the settings of ``drawn_by`` (default: the version's own), so that two
+    versions can be scored on the same images."""
     if split not in CHOICES:
         raise ConfigError(f"--split must be one of {', '.join(CHOICES)}; got {split!r}")
     listing = list_samples(data)
     hashes, skipped = file_hashes(listing.samples)
-    rows = _rows(bundle, listing, hashes, split)
+    rows = _rows(drawn_by or bundle, listing, hashes, split)
     known = [i for i in rows if listing.samples[i].label in bundle.labels]
     unknown = sorted({listing.samples[i].label for i in rows} - set(bundle.labels))
     if unknown:

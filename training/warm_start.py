@@ -1,4 +1,4 @@
-"""Starting from a published version (``--weights model:NAME[:VERSION]``): the new
+"""Starting from a published version (``--weights model:NAME[:VERSION|:LABEL]``): the new
 model takes the version's backbone, and its head too when the classes are the
 same, then trains the usual phases. The new bundle records its parent (lineage).
 """
@@ -12,6 +12,7 @@ import keras
 
 from models.bundle import Bundle, load_bundle, sha256_file
 from models.errors import ConfigError
+from models.labels import LABEL_PATTERN
 from models.store import ModelStore, validate_name
 
 PREFIX = "model:"
@@ -21,14 +22,20 @@ def is_warm_start(weights: str | None) -> bool:
     return bool(weights) and str(weights).startswith(PREFIX)
 
 
-def parse(weights: str) -> tuple[str, int | None]:
-    """``model:NAME`` or ``model:NAME:VERSION``."""
+def parse(weights: str) -> tuple[str, int | str | None]:
+    """``model:NAME`` (its default version), ``model:NAME:VERSION`` or
+    ``model:NAME:LABEL`` (the version a label such as stable points at)."""
     name, _, version = weights.removeprefix(PREFIX).partition(":")
-    if version and not version.isdigit():
+    if not version:
+        return validate_name(name), None
+    if version.isdigit():
+        return validate_name(name), int(version)
+    if not LABEL_PATTERN.fullmatch(version):
         raise ConfigError(
-            f"--weights {weights!r}: write model:NAME or model:NAME:VERSION (a version is 1, 2 ...)"
+            f"--weights {weights!r}: write model:NAME, model:NAME:VERSION (a version is 1, "
+            "2 ...) or model:NAME:LABEL (a label such as stable)"
         )
-    return validate_name(name), int(version) if version else None
+    return validate_name(name), version
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,10 @@ class Parent:
 def load_parent(weights: str, store: ModelStore, backbone: str) -> Parent:
     """The version to start from, checked against the job's backbone."""
     name, version = parse(weights)
+    if isinstance(version, str):
+        label, version = version, store.labels(name).version_of(version)
+        if version is None:
+            raise ConfigError(f"--weights {weights}: {name} has no version labelled {label}")
     _, path = store.resolve(name, version)
     bundle = load_bundle(path)
     if bundle.metadata.backbone != backbone:

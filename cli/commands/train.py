@@ -39,6 +39,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     _add_regularisation_options(recipe)
     _add_trust_options(parser.add_argument_group("figures you can trust"))
     _add_run_options(recipe)
+    _add_release_options(parser.add_argument_group("what goes live"))
     add_store(parser, default=None)
     add_json(parser, "print one JSON object (name, version, path, metrics, dataset, seconds)")
 
@@ -49,8 +50,8 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
         "--weights",
         help="imagenet (Keras' download and cache, $KERAS_HOME; the default where the "
         "backbone has it), none (random initialisation, the whole network trains; the "
-        "default otherwise), the path of a weights file, or model:NAME[:VERSION] to start "
-        "from a published version of the store",
+        "default otherwise), the path of a weights file, or model:NAME[:VERSION|:LABEL] to "
+        "start from a published version of the store (model:flowers:stable)",
     )
     group.add_argument(
         "--image-size", type=int, help="square input size in pixels (default: the backbone's)"
@@ -181,6 +182,32 @@ def _add_trust_options(group: argparse._ArgumentGroup) -> None:
     )
 
 
+def _add_release_options(group: argparse._ArgumentGroup) -> None:
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--promote",
+        action="store_const",
+        const=True,
+        help="label the new version stable: it becomes the default version at once (without "
+        "a stable label the newest version is the default anyway)",
+    )
+    choice.add_argument(
+        "--promote-if-better",
+        action="store_const",
+        const=True,
+        help="label the new version stable only if its accuracy beats the default version's "
+        "on the same images (the new version's test split of DATA, else its validation "
+        "split); otherwise the default version keeps serving, labelled stable",
+    )
+    group.add_argument(
+        "--keep",
+        type=int,
+        metavar="N",
+        help="then delete all but the newest N versions; labelled versions, the default, "
+        "rollback targets and the parents of those kept always stay",
+    )
+
+
 def _add_run_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--mixed-precision",
@@ -278,6 +305,17 @@ def _regime_line(regime: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _release_lines(release: dict[str, Any] | None) -> list[str]:
+    """What --promote, --promote-if-better and --keep did."""
+    if not release:
+        return []
+    lines = [f"  release     {release['reason']}"] if "reason" in release else []
+    if release.get("deleted"):
+        lines.append(f"  deleted     versions {', '.join(map(str, release['deleted']))} (--keep)")
+    lines.append(f"  serving     version {release['default_version']} by default")
+    return lines
+
+
 def print_summary(result: dict[str, Any]) -> None:
     """What a person reads after ``ktl train``: where the model went, its figures."""
     metrics, dataset, training = result["metrics"], result["dataset"], result["training"]
@@ -310,6 +348,7 @@ def print_summary(result: dict[str, Any]) -> None:
         lines += summary.calibration_line(result.get("calibration"))
         lines += summary.decision_lines(result["decision"])
     lines += [f"  WARNING     {warning}" for warning in result.get("warnings", [])]
+    lines += _release_lines(result.get("release"))
     lines += summary.class_table(metrics)
     lines.append(f"  took        {result['seconds']:.1f} s")
     print("\n".join(lines))

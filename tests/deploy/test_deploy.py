@@ -203,10 +203,11 @@ def test_compose_service_and_training_job_share_the_store(compose, dockerfile):
     assert (service["image"], service["build"]["target"]) == (IMAGE, SERVE_TARGET)
     assert (train["image"], train["build"]["target"]) == (TRAIN_IMAGE, TRAIN_TARGET)
     # `docker compose up` starts only the services without a profile: the service.
-    assert [name for name, s in services.items() if not s.get("profiles")] == ["service"]
-    (published,) = service["ports"]
-    assert published.rsplit(":", 1)[1] == str(dockerfile["port"])
-    mounts = {name: {m["target"]: m for m in services[name]["volumes"]} for name in services}
+    assert [name for name, s in services.items() if not s.get("profiles")] == ["proxy", "service"]
+    assert services["service"]["expose"] == [str(dockerfile["port"])]
+    mounts = {
+        name: {m["target"]: m for m in services[name]["volumes"]} for name in ("service", "train")
+    }
     store = dockerfile["store"]
     assert mounts["service"][store]["read_only"] is True
     assert not mounts["train"][store].get("read_only", False)
@@ -214,6 +215,48 @@ def test_compose_service_and_training_job_share_the_store(compose, dockerfile):
     assert mounts["train"][store]["source"] in compose["volumes"]
     assert train["command"][:3] == ["ktl", "train", "/data"]
     assert "/data" in mounts["train"]
+
+
+def test_compose_publishes_only_the_buffering_proxy_in_front_of_the_service(compose, dockerfile):
+    """Stalled clients reach nginx, never the service's threads (tests/e2e/test_slow_clients
+    runs the same nginx file against them)."""
+    services = compose["services"]
+    proxy = services["proxy"]
+    assert [name for name, s in services.items() if s.get("ports")] == ["proxy"]
+    assert proxy["build"]["target"] == "proxy" and proxy["depends_on"] == ["service"]
+    (published,) = proxy["ports"]
+    config = (ROOT / "deploy" / "nginx" / "ktl.conf").read_text()
+    listen = re.search(r"listen (\d+);", config).group(1)
+    assert published.startswith("127.0.0.1:") and published.rsplit(":", 1)[1] == listen
+    assert re.search(r"server (\S+);", config).group(1) == f"service:{dockerfile['port']}"
+    assert "proxy_request_buffering on;" in config
+    stage = dict(_dockerfile_stages()["proxy"])
+    assert "deploy/nginx/ktl.conf /etc/nginx/conf.d/" in stage["COPY"]
+    assert stage["EXPOSE"] == listen
+    upload_limit = re.search(r'"KTL_MAX_UPLOAD_MB", _positive_float, ([\d.]+)',
+                             (ROOT / "service" / "config.py").read_text())  # fmt: skip
+    body_limit = int(re.search(r"client_max_body_size (\d+)m;", config).group(1))
+    # The proxy refuses what ktl would, with ktl's JSON (ktl's refusal of a body it
+    # has not read would reach the client as nginx's 502).
+    assert body_limit == float(upload_limit.group(1))
+    assert f"upload limit of {body_limit} MB" in config
+
+
+def test_the_ingress_buffers_requests_and_routes_to_the_service(manifests):
+    ingress, service = manifests["Ingress"], manifests["Service"]
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
+    upload_limit = re.search(r'"KTL_MAX_UPLOAD_MB", _positive_float, ([\d.]+)',
+                             (ROOT / "service" / "config.py").read_text())  # fmt: skip
+    body_size = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert float(body_size.removesuffix("m")) == float(upload_limit.group(1))
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    backend = path["backend"]["service"]
+    assert backend["name"] == service["metadata"]["name"]
+    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    # Nothing reaches the pods from outside but through the ingress.
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
 
 
 @pytest.fixture(scope="module")

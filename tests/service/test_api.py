@@ -57,6 +57,9 @@ def test_models_lists_each_model_with_its_versions(client, labels):
                         "threshold": None,
                     }
                 ],
+                "version_labels": {},
+                "canary_weight": 0.0,
+                "policy": "latest",
             }
         ]
     }

@@ -52,6 +52,7 @@ def test_the_start_up_log_names_the_page_and_the_store(clean_env, host, address,
     assert address in caplog.text and "/srv/models" in caplog.text
     if host == "0.0.0.0":
         assert "every interface" in caplog.text
+    assert ("deploy/nginx/ktl.conf" in caplog.text) == (host == "0.0.0.0")
 
 
 def test_a_bad_value_exits_with_a_message(clean_env, capsys):

@@ -77,7 +77,8 @@ OPERATION_IDS = {
     "explainVersion", "activations", "activationsVersion", "kserveServerMetadata",
     "kserveLive", "kserveReady", "kserveModel", "kserveModelVersion", "kserveModelReady",
     "kserveModelVersionReady", "kserveInfer", "kserveInferVersion", "page", "static",
-    "reportPage", "reportFile", "openapi", "metrics",
+    "reportPage", "reportFile", "reportTrainingImage", "openapi", "metrics", "getModelLabel",
+    "predictLabel", "tfServingPredictLabel", "explainLabel", "activationsLabel",
 }  # fmt: skip
 
 
@@ -106,20 +107,22 @@ def test_a_route_without_an_operation_stops_the_document(make_app):
     assert app.test_client().get("/openapi.json").status_code == 500
 
 
-def test_public_routes_have_no_security_and_the_others_need_the_bearer_key(client):
+def test_public_routes_have_no_security_and_the_others_need_a_bearer_key(client):
     document = client.get("/openapi.json").json
     public = {
         ("/healthz", "get"), ("/readyz", "get"), ("/openapi.json", "get"), ("/v2", "get"),
         ("/v2/health/live", "get"), ("/v2/health/ready", "get"), ("/", "get"),
         ("/static/{filename}", "get"), ("/models/{name}/versions/{version}/report", "get"),
     }  # fmt: skip
+    training_images = ("/v1/models/{name}/versions/{version}/reports/worst/{file}", "get")
     for key, operation in operations(document).items():
         if key in public:
             assert "security" not in operation and "401" not in operation["responses"], key
         else:
-            assert operation["security"] == [{"bearer": []}, {}], key
+            scheme = "reportBearer" if key == training_images else "bearer"
+            assert operation["security"] == [{scheme: []}, {}], key
             assert "401" in operation["responses"], key
-    assert set(document["components"]["securitySchemes"]) == {"bearer"}
+    assert set(document["components"]["securitySchemes"]) == {"bearer", "reportBearer"}
 
 
 def test_limits_come_from_the_configuration(make_app):

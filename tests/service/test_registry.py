@@ -10,6 +10,8 @@ import pytest
 
 from models.bundle import load_bundle
 from models.inference import Classifier
+from models.labels import LabelNotFound
+from models.releases import delete_version, remove_label, set_label
 from models.store import ModelStore
 from service.errors import ModelNotFound, ModelUnavailable
 from service.predictor import BatchSettings, Predictor
@@ -162,6 +164,102 @@ def test_polling_picks_up_a_new_version_and_stops(store, publish, loader):
     assert not registry.start_polling()  # closed means closed
 
 
+def test_the_first_request_of_an_idle_process_sees_what_moved_since_its_start(
+    store, publish, loader
+):
+    """A gunicorn worker polls from its first request on; labels moved before it must
+    not answer that request."""
+    registry = ModelRegistry(ModelStore(store), loader, reload_interval=0.05)
+    registry.reload()
+    publish(store)
+    set_label(ModelStore(store), "tiny", "stable", 2)
+    time.sleep(0.1)
+    try:
+        assert registry.snapshot.models["tiny"].default_version == 1  # nothing polled yet
+        assert registry.start_polling()
+        assert registry.snapshot.models["tiny"].default_version == 2
+    finally:
+        registry.close()
+
+
 def test_polling_is_off_with_a_zero_interval(registry):
     assert not registry.start_polling()
     assert registry._poller is None
+
+
+# --- labels --------------------------------------------------------------------------
+
+
+def test_the_stable_version_serves_and_a_new_version_does_not_take_its_place(
+    registry, store, publish
+):
+    publish(store)
+    set_label(ModelStore(store), "tiny", "stable", 1)
+    publish(store)
+    state = registry.reload().models["tiny"]
+    assert (state.default_version, state.policy, state.versions) == (1, "stable", (1, 2, 3))
+    assert sorted(state.loaded) == [1], "versions that are not served load on demand"
+    set_label(ModelStore(store), "tiny", "stable", 3)
+    assert registry.reload().models["tiny"].default_version == 3
+
+
+def test_a_stable_version_that_does_not_load_leaves_the_last_default_serving(
+    registry, store, publish
+):
+    publish(store)
+    set_label(ModelStore(store), "tiny", "stable", 1)
+    registry.reload()
+    broken = publish(store)
+    corrupt(store / "tiny" / str(broken))
+    set_label(ModelStore(store), "tiny", "stable", broken)
+    state = registry.reload().models["tiny"]
+    assert state.default_version == 1 and broken in state.failures
+    assert state.labels.version_of("stable") == broken, "the listing shows what was asked"
+
+
+def test_unreadable_labels_keep_the_labels_as_they_were_and_are_logged_once(
+    registry, store, publish, caplog
+):
+    publish(store)
+    set_label(ModelStore(store), "tiny", "stable", 1)
+    registry.reload()
+    (store / "tiny" / "labels.json").write_text("{half a file")
+    with caplog.at_level(logging.ERROR, logger="ktl.service"):
+        registry.reload()
+        registry.reload()
+    assert registry.snapshot.models["tiny"].default_version == 1
+    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
+    assert "labels.json" in caplog.records[0].getMessage()
+
+
+def test_the_canary_loads_with_the_default_and_takes_its_share(registry, store, publish):
+    publish(store)
+    set_label(ModelStore(store), "tiny", "stable", 1)
+    set_label(ModelStore(store), "tiny", "canary", 2, weight=0.3)
+    state = registry.reload().models["tiny"]
+    assert (state.canary_version, state.canary_weight, sorted(state.loaded)) == (2, 0.3, [1, 2])
+    assert registry.route("tiny", 0.29)[1] == "canary"
+    assert registry.route("tiny", 0.3) == (registry.get("tiny"), "default")
+    assert registry.get_label("tiny", "canary").bundle.version == 2
+    remove_label(ModelStore(store), "tiny", "canary")
+    state = registry.reload().models["tiny"]
+    assert (state.canary_version, state.canary_weight) == (None, 0)
+    assert registry.route("tiny", 0.0)[1] == "default"
+    with pytest.raises(LabelNotFound, match="no version labelled 'canary'; its labels: stable"):
+        registry.get_label("tiny", "canary")
+
+
+def test_a_deleted_version_goes_on_the_next_poll_and_requests_on_it_finish(
+    registry, store, publish
+):
+    publish(store)
+    set_label(ModelStore(store), "tiny", "stable", 1)
+    set_label(ModelStore(store), "tiny", "canary", 2, weight=0.5)
+    registry.reload()
+    in_flight = registry.get_label("tiny", "canary")
+    delete_version(ModelStore(store), "tiny", 2, force=True)
+    state = registry.reload().models["tiny"]
+    assert (state.versions, sorted(state.loaded), state.canary_version) == ((1,), [1], None)
+    assert in_flight.infer(blank()).shape == (1, 3)
+    with pytest.raises(ModelNotFound):
+        registry.get("tiny", 2)

@@ -55,3 +55,27 @@ def test_report_files_are_those_the_metadata_lists_behind_the_key(
     assert missing.status_code == 404 and "no report file" in missing.json["error"]
     outside = client.get("/v1/models/tiny/versions/1/reports/../metadata.json", headers=key)
     assert outside.status_code == 404
+
+
+def test_training_images_need_a_report_key_when_report_keys_are_set(
+    make_app, tmp_path, tiny_model, image_bytes
+):
+    reports = {"metrics.json": b"{}", "worst/01.png": image_bytes()}
+    save_bundle(ModelStore(tmp_path / "store"), tiny_model, tiny_metadata(), reports)
+    base = "/v1/models/tiny/versions/1/reports"
+    image, figures = f"{base}/worst/01.png", f"{base}/metrics.json"
+    predict, report = {"Authorization": "Bearer p"}, {"Authorization": "Bearer r"}
+
+    separate = make_app(model_store=tmp_path / "store", api_keys=("p",), report_keys=("r",))
+    client = separate.test_client()
+    assert client.get(image, headers=predict).status_code == 401
+    response = client.get(image, headers=report)
+    assert (response.status_code, response.mimetype) == (200, "image/png")
+    assert response.data == reports["worst/01.png"]
+    assert client.get(figures, headers=predict).status_code == 200
+    assert client.get(f"{base}/worst/02.png", headers=report).status_code == 404
+
+    # Without KTL_REPORT_KEYS the predict keys see them, like every report file.
+    same = make_app(model_store=tmp_path / "store", api_keys=("p",)).test_client()
+    assert same.get(image).status_code == 401
+    assert same.get(image, headers=predict).status_code == 200

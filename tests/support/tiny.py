@@ -70,3 +70,21 @@ def make_tiny_store(root: Path, name: str = "tiny", seed: int = 0) -> Path:
     """A store holding ``name`` version 1: smallcnn at 32x32, 3 labels (untrained)."""
     publish_tiny(root, name, seed=seed)
     return root
+
+
+def publish_metadata_only(
+    root: Path,
+    name: str = "tiny",
+    *,
+    labels: list[str] | None = None,
+    size: tuple[int, int] = SIZE,
+    **extra: object,
+) -> int:
+    """Publish the next version of ``name`` holding only its ``metadata.json`` (with
+    ``extra`` keys): enough for listings, labels and deletion, without TensorFlow; it
+    does not load. Returns its number."""
+    from models.store import ModelStore
+
+    store = ModelStore(root)
+    metadata = {**tiny_metadata(name, labels, size).to_json(), "files": {}, **extra}
+    return store.publish(store.staging_dir(name), name, metadata)
