@@ -20,6 +20,7 @@ from cli.commands import (
     inspect,
     list_models,
     predict,
+    quantize,
     serve,
     train,
 )
@@ -35,6 +36,7 @@ EXTRA_OF = {
     "matplotlib": "train",
     "tf2onnx": "export",
     "onnx": "export",
+    "onnxruntime": "serve",
     "tensorflow": "cpu",  # or gpu
 }
 # In the order `ktl --help` lists them.
@@ -48,6 +50,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     inspect,
     explain,
     export,
+    quantize,
     demo,
 )
 

@@ -64,6 +64,7 @@ class TrainConfig:
     jit: bool = False  # XLA-compile the training step
     cache_dir: str | None = None  # where the decoded images are cached (default: the job's folder)
     strategy: str = "auto"  # tf.distribute: auto, mirrored or multiworker (TF_CONFIG)
+    int8: bool = False  # also publish an INT8 engine, checked for agreement (models.int8)
 
     @property
     def transfer(self) -> bool:
