@@ -2,8 +2,11 @@
 activations, run by ONNX Runtime, checked for agreement with the float model.
 
 Made by post-training static quantization (ONNX Runtime's ``quantize_static``,
-QDQ format, weights int8 per output channel, activations uint8 with ranges
-measured on calibration images of the job's own training split). The artifact
+QDQ format, weights int8 per output channel in a 7-bit range, activations uint8
+with ranges measured on calibration images of the job's own training split). The
+7-bit range avoids the saturation of ``vpmaddubsw`` on CPUs without VNNI (most
+AVX2 machines): measured on the demo model, top-1 agreement 95.9 % with the full
+range, 98.8 % with it (docs/int8.md). The artifact
 lives in the bundle (``int8/model.onnx``, covered by its checksums) and the
 metadata records, under ``engines.int8``, how far its answers are from the float
 model's on the validation and test images. The service serves it only when that
@@ -93,13 +96,14 @@ def quantize(
             per_channel=True,
             weight_type=QuantType.QInt8,
             activation_type=QuantType.QUInt8,
+            reduce_range=True,  # 7-bit weights: AVX2 without VNNI saturates u8 x s8 pairs
             nodes_to_exclude=head_nodes(prepared),
         )
     return {
         "file": INT8_FILE,
         "runtime": RUNTIME,
-        "method": "onnxruntime quantize_static, QDQ, int8 weights per channel, "
-        "uint8 activations (min-max), head in float",
+        "method": "onnxruntime quantize_static, QDQ, int8 weights per channel (7-bit "
+        "range), uint8 activations (min-max), head in float",
         "calibration_images": int(len(calibration)),
         "seconds": round(time.monotonic() - started, 1),
     }
