@@ -20,7 +20,7 @@ COPY models/ models/
 COPY training/ training/
 COPY service/ service/
 COPY cli/ cli/
-RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".[cpu,serve,train]"
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".[cpu,serve,train,export]"
 
 # Stage 2: what both images share: the user, the store and Keras' cache.
 FROM python:3.11-slim AS runtime
@@ -42,14 +42,15 @@ RUN groupadd --system --gid 10001 ktl \
     && mkdir -p /models /opt/keras \
     && chown ktl:ktl /models /opt/keras
 
-# Stage 3: the fine-tune job (ktl[cpu,train]: no web framework).
+# Stage 3: the fine-tune job (ktl[cpu,train,export]: no web framework; export brings
+# the INT8 quantization tooling of ktl train --int8).
 FROM runtime AS train
 # The wheels are bind-mounted from stage 1, so they never become a layer of this image.
 # The bytecode pip compiles stays (~140 MB): without it every start of the service or
 # of a job recompiles TensorFlow's modules, ~20 s more per import measured here.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv "$VIRTUAL_ENV" \
-    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu,train]"
+    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu,train,export]"
 USER 10001:10001
 WORKDIR /home/ktl
 # Space-separated backbone names of `ktl backbones`; empty (the default) downloads nothing.
@@ -73,7 +74,8 @@ EXPOSE 8080
 STOPSIGNAL SIGQUIT
 CMD ["nginx", "-g", "daemon off;"]
 
-# Stage 5, the default: the HTTP service (ktl[cpu,serve]: no training report tools).
+# Stage 5, the default: the HTTP service (ktl[cpu,serve]: no training report tools;
+# serve brings ONNX Runtime, which runs the INT8 engine).
 FROM runtime AS serve
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv "$VIRTUAL_ENV" \

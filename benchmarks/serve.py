@@ -69,22 +69,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_bundle(store: Path, backbone: str) -> Path:
+def make_bundle(store, backbone: str, name: str | None = None) -> Path:
+    """A 10-class bundle of ``backbone`` at 224 with random weights (speed only)."""
     from models.backbones import get_backbone
     from models.bundle import save_bundle
     from models.classifier import build_backbone, build_classifier
+    from models.metadata import BundleMetadata
     from models.preprocessing import RESIZE_POLICY
 
     spec = get_backbone(backbone)
     model = build_classifier(spec, build_backbone(spec, (224, 224), None), 10)
-    labels = [f"class{i}" for i in range(10)]
-    metadata = {
-        "labels": labels,
-        "image_size": [224, 224],
-        "backbone": backbone,
-        "resize": RESIZE_POLICY,
-    }
-    return save_bundle(store, backbone, model, metadata)[1]
+    metadata = BundleMetadata(
+        name=name or backbone,
+        labels=tuple(f"class{i}" for i in range(10)),
+        image_size=(224, 224),
+        backbone=backbone,
+        resize=RESIZE_POLICY,
+    )
+    return save_bundle(store, model, metadata)[1]
 
 
 def photo_jpeg(seed: int) -> bytes:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import sys
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,23 +48,6 @@ def load_model(args: argparse.Namespace) -> Bundle:
 
     _, path = ModelStore(args.store).resolve(validate_name(args.name), args.version)
     return load_bundle(path)
-
-
-@contextlib.contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """Silence a library's chatter on stdout, which is for results: TensorFlow's
-    converters print their internals there, from Python and from C++. Failures still
-    raise with their reason."""
-    sys.stdout.flush()
-    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
 
 
 def note(message: str) -> None:

@@ -22,6 +22,7 @@ from cli.commands import (
     label,
     list_models,
     predict,
+    quantize,
     rollback,
     serve,
     train,
@@ -39,6 +40,7 @@ EXTRA_OF = {
     "matplotlib": "train",
     "tf2onnx": "export",
     "onnx": "export",
+    "onnxruntime": "serve",
     "tensorflow": "cpu",  # or gpu
 }
 # In the order `ktl --help` lists them.
@@ -56,6 +58,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     inspect,
     explain,
     export,
+    quantize,
     demo,
 )
 

@@ -99,6 +99,10 @@ def _resnet_url(name: str) -> str:
     return f"{_KERAS_APPS}resnet/{name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
+def _mobilenet_v3_url(size: str) -> str:
+    return f"{_KERAS_APPS}mobilenet_v3/weights_mobilenet_v3_{size}_224_1.0_float_no_top_v2.h5"
+
+
 _REGISTRY: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
@@ -211,6 +215,50 @@ _REGISTRY: dict[str, BackboneSpec] = {
             f"{_KERAS_APPS_NEW}efficientnetb0_notop.h5",
             constructor="EfficientNetB0",
             description="EfficientNet-B0 (Tan & Le 2019); normalises inside itself",
+        ),
+        BackboneSpec(
+            "efficientnetv2b0",
+            "efficientnet_v2",
+            "raw",
+            224,
+            "block6a_expand_conv",
+            5_919_312,
+            f"{_KERAS_APPS}efficientnet_v2/efficientnetv2-b0_notop.h5",
+            constructor="EfficientNetV2B0",
+            description="EfficientNetV2-B0 (Tan & Le 2021); normalises inside itself",
+        ),
+        BackboneSpec(
+            "mobilenetv3small",
+            "mobilenet_v3",
+            "raw",
+            224,
+            "expanded_conv_8_expand",
+            939_120,
+            _mobilenet_v3_url("small"),
+            constructor="MobileNetV3Small",
+            description="MobileNetV3-Small (Howard et al. 2019), for phones and small CPUs",
+        ),
+        BackboneSpec(
+            "mobilenetv3large",
+            "mobilenet_v3",
+            "raw",
+            224,
+            "expanded_conv_12_expand",
+            2_996_352,
+            _mobilenet_v3_url("large"),
+            constructor="MobileNetV3Large",
+            description="MobileNetV3-Large (Howard et al. 2019)",
+        ),
+        BackboneSpec(
+            "convnext_tiny",
+            "convnext",
+            "raw",
+            224,
+            "convnext_tiny_downsampling_block_2",
+            27_820_128,
+            f"{_KERAS_APPS}convnext/convnext_tiny_notop.h5",
+            constructor="ConvNeXtTiny",
+            description="ConvNeXt-Tiny (Liu et al. 2022): LayerNorm, no BatchNorm",
         ),
         BackboneSpec(
             "inceptionv3",

@@ -12,13 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
 from models import layers as _layers  # noqa: F401  (registers BackbonePreprocessing)
 from models.inference import Classifier
+
+if TYPE_CHECKING:
+    from models.int8 import Int8Classifier
+
+    ServingEngine = Classifier | Int8Classifier
 from models.metadata import BundleError, BundleMetadata, read_metadata_text
 from models.predictions import PredictResponse, predict_images
 from models.store import METADATA_FILE, ModelStore, PublishError
@@ -58,6 +63,24 @@ class Bundle:
     def classifier(self) -> Classifier:
         """The traced forward pass of this bundle, built (and warmed up) on first use."""
         return Classifier(self)
+
+    def engine(self, choice: str = "keras", gate: float | None = None) -> ServingEngine:
+        """The forward pass that serves this version under ``choice`` (``auto``,
+        ``keras`` or ``int8``, see :func:`models.int8.choose_engine`), warmed up.
+        ``int8`` on a version without an INT8 artifact is an error that says how to
+        make one."""
+        from models import int8
+
+        if choice == "int8" and int8.int8_agreement(self.metadata) is None:
+            raise int8.QuantizationError(
+                f"{self.name} version {self.version} has no INT8 engine; make one with "
+                f"`ktl quantize {self.name}:{self.version} --calibration DATA` "
+                "(or train with --int8)"
+            )
+        gate = int8.DEFAULT_GATE if gate is None else gate
+        if int8.choose_engine(self.metadata, choice, gate) == "int8":
+            return int8.Int8Classifier(self)
+        return self.classifier
 
     def predict(
         self,
@@ -144,10 +167,12 @@ def save_bundle(
     model: keras.Model,
     metadata: BundleMetadata,
     reports: dict[str, bytes] | None = None,
+    artifacts: dict[str, Path] | None = None,
 ) -> tuple[int, Path]:
     """Write ``model`` (and report files) as the next version of ``metadata.name``;
-    returns ``(version, path)``. ``files`` and ``framework`` are filled in here, the
-    version by the store."""
+    returns ``(version, path)``. ``artifacts`` are files copied in at the relative
+    path given (an engine's model file). ``files`` and ``framework`` are filled in
+    here, the version by the store."""
     name = metadata.name
     try:
         staging = store.staging_dir(name)
@@ -159,6 +184,10 @@ def save_bundle(
             target = staging / REPORTS_DIR / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
+        for relative, source in (artifacts or {}).items():
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError):

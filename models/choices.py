@@ -6,3 +6,5 @@ from __future__ import annotations
 POOLING = ("avg", "max")  # global pooling between the backbone and the head
 EXPORT_FORMATS = ("savedmodel", "onnx", "tflite")  # ktl export --format
 EXPLAIN_METHODS = ("gradcam", "deconvnet")  # ktl explain --method
+# ktl predict --engine, KTL_ENGINE: auto serves INT8 where its agreement passed the gate
+ENGINES = ("auto", "keras", "int8")

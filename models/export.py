@@ -19,9 +19,14 @@ ONNX and TFLite take the uint8 pixel tensor ``[None, height, width, 3]``
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -73,7 +78,11 @@ def export_bundle(bundle: Bundle, fmt: str, out: str | Path = DEFAULT_OUT) -> Pa
     target = export_dir(out, bundle)
     try:
         target.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
+        # quiet: the converters print their internals on stdout, which is for results
+        with (
+            quiet_stdout(),
+            tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp,
+        ):
             work = Path(tmp)
             if fmt == "savedmodel":
                 written = _save_savedmodel(bundle, work / "savedmodel")
@@ -163,14 +172,18 @@ def _save_tflite(bundle: Bundle, path: Path, work: Path) -> Path:
 
 
 def _save_onnx(bundle: Bundle, path: Path) -> Path:
+    return save_onnx(bundle.model, bundle.image_size, path)
+
+
+def save_onnx(model: keras.Model, image_size: tuple[int, int], path: Path) -> Path:
+    """``model`` as an ONNX graph: uint8 ``pixels`` in, ``probabilities`` out."""
     try:
         import tf2onnx
     except ImportError as exc:
         raise ExportError(
             "ONNX export needs the tf2onnx package: pip install tf2onnx onnx"
         ) from exc
-    model = bundle.model
-    spec = _pixel_spec(bundle)
+    spec = tf.TensorSpec([None, *image_size, 3], tf.uint8, name="pixels")
 
     @tf.function(input_signature=[spec])
     def classify(pixels):
@@ -180,6 +193,23 @@ def _save_onnx(bundle: Bundle, path: Path) -> Path:
         classify, input_signature=[spec], opset=ONNX_OPSET, output_path=str(path)
     )
     return path
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Silence a library's chatter on stdout, which is for results: TensorFlow's
+    converters print their internals there, from Python and from C++. Failures still
+    raise with their reason."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 # --- decoding and resizing in the graph, as load_image does with Pillow ---------------

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import tensorflow as tf
 
 if TYPE_CHECKING:
     from models.bundle import Bundle
+
+
+class _Engine(Protocol):
+    bundle: Bundle
+    labels: list[str]
+
+    def predict(self, pixels: np.ndarray) -> np.ndarray: ...
+
+
+def warm_up(engine: _Engine) -> None:
+    """Run one inference on a blank image; raises if the model cannot run."""
+    height, width = engine.bundle.image_size
+    probabilities = engine.predict(np.zeros((1, height, width, 3), np.uint8))
+    if probabilities.shape != (1, len(engine.labels)) or not np.all(np.isfinite(probabilities)):
+        raise ValueError("warm-up inference returned no valid probabilities")
 
 
 class Classifier:
@@ -18,6 +33,8 @@ class Classifier:
     function with a fixed signature is traced once, at construction (the
     warm-up), and is then safe to call from many threads at once.
     """
+
+    engine = "keras"
 
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
@@ -34,11 +51,7 @@ class Classifier:
         self.warm_up()
 
     def warm_up(self) -> None:
-        """Run one inference on a blank image; raises if the model cannot run."""
-        height, width = self.bundle.image_size
-        probabilities = self.predict(np.zeros((1, height, width, 3), np.uint8))
-        if probabilities.shape != (1, len(self.labels)) or not np.all(np.isfinite(probabilities)):
-            raise ValueError("warm-up inference returned no valid probabilities")
+        warm_up(self)
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """``(n, h, w, 3)`` uint8 in, ``(n, classes)`` float probabilities out."""

@@ -135,6 +135,30 @@ class Lineage(_Frozen):
     model_sha256: str
 
 
+class EngineAgreement(_Frozen):
+    """How far another engine's answers are from the float Keras model's, on one split."""
+
+    images: int
+    top1_agreement: float
+    mean_abs_diff: float
+    max_abs_diff: float
+    decision_agreement: float | None = None  # same label, or 'not sure' by both
+    accuracy_float: float | None = None
+    accuracy_int8: float | None = None
+
+
+class Engine(_Frozen):
+    """Another way to run the model (``engines.int8``): its file in the bundle, the
+    runtime that runs it, how it was made, and its agreement by split."""
+
+    file: str
+    runtime: str
+    method: str | None = None
+    calibration_images: int | None = None
+    seconds: float | None = None
+    agreement: dict[str, EngineAgreement] = Field(default_factory=dict)
+
+
 class BundleMetadata(_Frozen):
     """``metadata.json``. ``version`` and ``files`` are filled in when the bundle is
     published (``models.bundle.save_bundle``); a published bundle always has both."""
@@ -156,6 +180,7 @@ class BundleMetadata(_Frozen):
     training: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)
     activation_layers: tuple[str, ...] | None = None
+    engines: dict[str, Engine] | None = None  # beside the Keras model (models.int8)
     files: dict[str, str] = Field(default_factory=dict)
     framework: dict[str, str] = Field(default_factory=dict)
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from flask import Blueprint, request
 from pydantic import Field
 
+from models.int8 import choose_engine, int8_agreement
 from models.metadata import BundleMetadata
 from models.predictions import PredictResponse
 from service.bodies import (
@@ -62,6 +63,8 @@ def _summary(state: ModelState) -> ModelSummary:
                 accuracy=details.metrics.accuracy,
                 accuracy_split=details.metrics.split,
                 threshold=details.decision.threshold if details.decision else None,
+                engine=_engine(state, version, details),
+                int8_agreement=int8_agreement(details),
             )
             for version, details in sorted(state.details.items(), reverse=True)
             if version in state.versions
@@ -70,6 +73,14 @@ def _summary(state: ModelState) -> ModelSummary:
         canary_weight=state.canary_weight,
         policy=state.policy,
     )
+
+
+def _engine(state: ModelState, version: int, details: BundleMetadata) -> str:
+    """The engine of a loaded version; else the one it will load on."""
+    if version in state.loaded:
+        return state.loaded[version].classifier.engine
+    config = service_state().config
+    return choose_engine(details, config.engine, config.int8_min_agreement)
 
 
 @bp.get("/v1/models")

@@ -113,7 +113,7 @@ def _registry(config: ServiceConfig, service_metrics: Metrics) -> ModelRegistry:
     )
     registry = ModelRegistry(
         ModelStore(config.model_store),
-        partial(_load_predictor, batching=batching, max_pixels=config.max_image_pixels),
+        partial(_load_predictor, batching=batching, config=config),
         config.reload_interval,
     )
     service_metrics.watch_models(lambda: registry.snapshot)
@@ -127,6 +127,8 @@ def _registry(config: ServiceConfig, service_metrics: Metrics) -> ModelRegistry:
     return registry
 
 
-def _load_predictor(path: Path, *, batching: BatchSettings, max_pixels: int) -> Predictor:
-    """Load (safe mode, checksums), warm up and wrap one version of a bundle."""
-    return Predictor(load_bundle(path).classifier, batching, max_pixels)
+def _load_predictor(path: Path, *, batching: BatchSettings, config: ServiceConfig) -> Predictor:
+    """Load (safe mode, checksums), warm up and wrap one version of a bundle, on the
+    engine ``KTL_ENGINE`` chooses for it."""
+    engine = load_bundle(path).engine(config.engine, config.int8_min_agreement)
+    return Predictor(engine, batching, config.max_image_pixels)

@@ -179,6 +179,14 @@ class VersionDetail(ResponseModel):
     accuracy: float | None
     accuracy_split: str | None = Field(description="test, or validation (format 1: None)")
     threshold: float | None = Field(description="Below it, a prediction is 'not sure'")
+    engine: str = Field(
+        description="What runs this version here (KTL_ENGINE): the Keras model, or its "
+        "INT8 artifact"
+    )
+    int8_agreement: float | None = Field(
+        description="The INT8 artifact's lowest top-1 agreement with the float model over "
+        "the splits checked; null: the version has none"
+    )
 
 
 class ModelSummary(ResponseModel):

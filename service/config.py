@@ -9,7 +9,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from models.choices import ENGINES
 from models.errors import ConfigError
+from models.int8 import DEFAULT_GATE
 from models.preprocessing import DEFAULT_MAX_PIXELS
 
 __all__ = ["ConfigError", "ServiceConfig"]
@@ -55,6 +57,19 @@ def _text(value: str) -> str:
 
 def _path(value: str) -> Path:
     return Path(_text(value))
+
+
+def _engine(value: str) -> str:
+    if value not in ENGINES:
+        raise ValueError(f"must be one of {', '.join(ENGINES)}")
+    return value
+
+
+def _share(value: str) -> float:
+    share = float(value)
+    if not 0 <= share <= 1:
+        raise ValueError("must be from 0 to 1")
+    return share
 
 
 def _setting(env: str, parse: Callable[[str], Any], default: Any, doc: str) -> Any:
@@ -104,6 +119,12 @@ class ServiceConfig:
     port: int = _setting("KTL_PORT", _port, 8000, "port gunicorn binds")
     workers: int = _setting("KTL_WORKERS", _positive_int, 1, "gunicorn worker processes")
     threads: int = _setting("KTL_THREADS", _positive_int, 16, "request threads per worker")
+    engine: str = _setting(
+        "KTL_ENGINE", _engine, "auto", "auto (INT8 where it agrees), keras or int8"
+    )
+    int8_min_agreement: float = _setting(
+        "KTL_INT8_MIN_AGREEMENT", _share, DEFAULT_GATE, "top-1 agreement INT8 needs for auto"
+    )
 
     def __post_init__(self) -> None:
         # Environment strings and Python overrides alike go through the same checks.

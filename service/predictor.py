@@ -12,6 +12,7 @@ import numpy as np
 from models import preprocessing
 from models.bundle import Bundle
 from models.inference import Classifier
+from models.int8 import Int8Classifier
 from models.predictions import PredictResponse, predict_response
 from models.preprocessing import ImageTooLarge
 from service.batching import MicroBatcher
@@ -37,7 +38,9 @@ class ImageUpload:
 class Predictor:
     """A loaded, warmed-up model version behind a micro-batcher."""
 
-    def __init__(self, classifier: Classifier, batching: BatchSettings, max_pixels: int):
+    def __init__(
+        self, classifier: Classifier | Int8Classifier, batching: BatchSettings, max_pixels: int
+    ):
         self.classifier = classifier
         self.max_pixels = max_pixels
         self._batcher = MicroBatcher(

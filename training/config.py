@@ -67,6 +67,7 @@ class TrainConfig:
     promote: bool = False  # label the new version stable (training.release)
     promote_if_better: bool = False  # ... only when it beats stable on the same images
     keep: int | None = None  # then delete all but the newest N (never a protected one)
+    int8: bool = False  # also publish an INT8 engine, checked for agreement (models.int8)
 
     @property
     def transfer(self) -> bool:

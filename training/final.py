@@ -35,6 +35,7 @@ class Outcome:
     calibration: dict[str, Any] | None
     decision: dict[str, Any]
     shown: Validation  # the split the metrics come from, calibrated (for the report)
+    checked: dict[str, Validation]  # every split scored, by name (validation, test)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -68,6 +69,7 @@ def finish(
     train_counts = {k: v["train"] for k, v in prepared.report["classes"].items()}
     evaluation = {"validation": _figures(val, prepared.labels, train_counts)}
     shown, split = val, "validation"
+    checked = {"validation": val}
     if prepared.report.get("test_images"):  # the same on every worker: all take part
         log("Scoring the test split: its images are read now, for the first time")
         test, digests = _test(cluster, forward, prepared, listing, config, log)
@@ -76,6 +78,7 @@ def finish(
             "fingerprint": fingerprint(digests),
         }
         shown, split = test, "test"
+        checked["test"] = test
     metrics = {k: v for k, v in evaluation[split].items() if k != "fingerprint"}
     outcome = Outcome(
         metrics={**metrics, "split": split},
@@ -91,6 +94,7 @@ def finish(
             **decision.selective(shown.probabilities, shown.targets, threshold["threshold"]),
         },
         shown=shown,
+        checked=checked,
         warnings=quality_warnings(metrics),
     )
     if config.ood and cluster.is_chief:

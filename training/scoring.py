@@ -9,6 +9,7 @@ trained on the same or a grown dataset are compared on images neither trained on
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +27,27 @@ from training.splits import SPLITS, assign, fingerprint
 CHOICES = (*SPLITS, "all")
 
 
-def score_version(
+@dataclass
+class Decoded:
+    """The images of one split of DATA that a version knows, decoded at its size."""
+
+    pixels: np.ndarray
+    targets: np.ndarray
+    digests: list[str]
+    skipped: list[dict[str, str]]
+    unknown: list[str]  # classes of DATA the version does not know
+
+
+def decoded_split(
     bundle: Bundle,
     data: str | Path,
-    split: str = "test",
+    split: str,
     log: Callable[[str], None] = print,
     drawn_by: Bundle | None = None,
-) -> dict[str, Any]:
-    """The version's figures on DATA's ``split`` (train, val, test or all), the split
-    drawn with the settings of ``drawn_by`` (default: the version's own), so that two
-    versions can be scored on the same images."""
+) -> Decoded:
+    """DATA's ``split`` (train, val, test or all) as the settings of ``drawn_by``
+    (default: the version's own) draw it, decoded; images of classes the version
+    does not know are left out."""
     if split not in CHOICES:
         raise ConfigError(f"--split must be one of {', '.join(CHOICES)}; got {split!r}")
     listing = list_samples(data)
@@ -56,8 +68,23 @@ def score_version(
         digests.append(str(hashes[i]))
     if not kept:
         raise DataError(f"{data}: no image of this version's classes in its {split} split")
-    probabilities = bundle.classifier.predict(np.stack(pixels))
     targets = np.array([bundle.labels.index(listing.samples[i].label) for i in kept])
+    return Decoded(np.stack(pixels), targets, digests, skipped, unknown)
+
+
+def score_version(
+    bundle: Bundle,
+    data: str | Path,
+    split: str = "test",
+    log: Callable[[str], None] = print,
+    drawn_by: Bundle | None = None,
+) -> dict[str, Any]:
+    """The version's figures on DATA's ``split`` (train, val, test or all), the split
+    drawn with the settings of ``drawn_by`` (default: the version's own), so that two
+    versions can be scored on the same images."""
+    decoded = decoded_split(bundle, data, split, log, drawn_by)
+    probabilities = bundle.classifier.predict(decoded.pixels)
+    targets = decoded.targets
     threshold = bundle.metadata.decision.threshold if bundle.metadata.decision else 0.0
     return {
         "name": bundle.name,
@@ -70,9 +97,9 @@ def score_version(
             "threshold": threshold,
             **decision.selective(probabilities, targets, threshold),
         },
-        "fingerprint": fingerprint(digests),
-        "skipped": skipped,
-        "unknown_classes": unknown,
+        "fingerprint": fingerprint(decoded.digests),
+        "skipped": decoded.skipped,
+        "unknown_classes": decoded.unknown,
     }
 
 

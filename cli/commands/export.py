@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import add_json, add_model, add_store, load_model, print_json, quiet_stdout
+from cli.common import add_json, add_model, add_store, load_model, print_json
 from models.choices import EXPORT_FORMATS
 
 
@@ -30,8 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_outside_store(args.out, args.store)
     bundle = load_model(args)
-    with quiet_stdout():
-        path = export_bundle(bundle, args.format, args.out)
+    path = export_bundle(bundle, args.format, args.out)
     if args.json:
         print_json(
             {"name": bundle.name, "version": bundle.version, "format": args.format,

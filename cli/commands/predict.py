@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cli.common import EXIT_USAGE, add_json, add_model, add_store, load_model, print_json
+from models.choices import ENGINES
 from models.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -42,6 +43,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="also write one row per image: path, version, label, probability, and every "
         "label's probability",
     )
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="auto (default, as the service: the INT8 engine where the version has one "
+        "whose agreement passed KTL_INT8_MIN_AGREEMENT), keras, or int8",
+    )
     add_store(parser)
     add_json(parser, "print the HTTP native predict body")
     return parser
@@ -59,13 +67,14 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise ConfigError(f"no images found in {', '.join(args.images)}")
     bundle = load_model(args)
+    engine = bundle.engine(args.engine, _gate())
     predictions: list[Prediction] = []
     paths: list[Path] = []
     failed = 0
     for chunk_paths, pixels, skipped in _decoded(files, bundle.image_size):
         failed += skipped
         if chunk_paths:
-            rows = bundle.classifier.predict(pixels)
+            rows = engine.predict(pixels)
             names = [path.name for path in chunk_paths]
             predictions += predict_response(
                 bundle, rows, names, args.top_k, args.min_confidence
@@ -77,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(response.model_dump(mode="json"))
     else:
-        print(f"{bundle.name} version {bundle.version}:")
+        print(f"{bundle.name} version {bundle.version} ({engine.engine} engine):")
         for path, prediction in zip(paths, predictions, strict=True):
             top = ", ".join(f"{t.label} {t.probability:.3f}" for t in prediction.top)
             print(f"{path}: {_answer(prediction.decision)}  ({top})")
@@ -106,6 +115,13 @@ def _decoded(
                 skipped += 1
                 print(f"ktl: skipped {exc}", file=sys.stderr)
         yield paths, (np.stack(arrays) if arrays else np.zeros((0, *size, 3), np.uint8)), skipped
+
+
+def _gate() -> float:
+    """KTL_INT8_MIN_AGREEMENT, read and checked as the service reads it."""
+    from service.config import ServiceConfig
+
+    return ServiceConfig.from_env().int8_min_agreement
 
 
 def _answer(decision) -> str:

@@ -210,6 +210,14 @@ def _add_release_options(group: argparse._ArgumentGroup) -> None:
 
 def _add_run_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
+        "--int8",
+        action="store_const",
+        const=True,
+        help="also quantize the model to INT8 (calibrated on training images) and record "
+        "its agreement with the float model on validation and test; the service serves "
+        "it where the agreement passes KTL_INT8_MIN_AGREEMENT",
+    )
+    group.add_argument(
         "--mixed-precision",
         action="store_const",
         const=True,

@@ -74,7 +74,10 @@ def dockerfile() -> dict:
 def test_the_default_image_is_the_service_and_the_job_has_its_own():
     stages = _dockerfile_stages()
     assert stages[""] is stages[SERVE_TARGET]
-    for target, extras in ((SERVE_TARGET, "ktl[cpu,serve]"), (TRAIN_TARGET, "ktl[cpu,train]")):
+    for target, extras in (
+        (SERVE_TARGET, "ktl[cpu,serve]"),
+        (TRAIN_TARGET, "ktl[cpu,train,export]"),
+    ):
         installs = " ".join(_instruction("RUN", target))
         assert extras in installs, target
         assert _instruction("USER", target) == _instruction("USER", SERVE_TARGET)

@@ -47,7 +47,14 @@ def _model_weights(model: keras.Model) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param("resnet50", marks=pytest.mark.slow), "vgg16", "smallcnn"]
+    "name",
+    [
+        pytest.param("resnet50", marks=pytest.mark.slow),
+        "vgg16",
+        "mobilenetv3small",
+        "efficientnetv2b0",
+        "smallcnn",
+    ],
 )
 def test_weights_file_loads_every_weight_exactly(tmp_path, name):
     path = tmp_path / f"{name}_notop.h5"

@@ -1,0 +1,117 @@
+"""The INT8 engine end to end: `ktl train --int8`, `ktl quantize`, `ktl predict
+--engine`, and a real gunicorn choosing the engine per version (KTL_ENGINE)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from models.bundle import load_bundle, read_metadata
+from models.int8 import INT8_FILE, int8_agreement
+from tests.support.cli import ktl
+from tests.support.data import make_colour_dataset
+from tests.support.server import Gunicorn
+
+pytestmark = pytest.mark.slow
+
+TRAIN = ["--backbone", "smallcnn", "--image-size", "16", "--epochs", "3", "--patience", "3"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> tuple[Path, Path]:
+    """``colours`` v1 trained with --int8, v2 without, v3 = v2 quantized."""
+    work = tmp_path_factory.mktemp("int8")
+    data = make_colour_dataset(work / "data", per_class=45, size=20)
+    store = work / "store"
+    for extra in (["--int8"], []):
+        done = ktl("train", str(data), "--name", "colours", "--store", str(store), *TRAIN, *extra)
+        assert done.returncode == 0, done.stderr
+    done = ktl("quantize", "colours:2", "--calibration", str(data), "--store", str(store), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["version"] == 3
+    return store, data
+
+
+def test_train_int8_records_the_artifact_and_its_agreement_on_each_split(store):
+    root, _ = store
+    metadata = read_metadata(root / "colours" / "1")
+    engine = metadata.engines["int8"]
+    assert engine.file == INT8_FILE and INT8_FILE in metadata.files  # under the checksums
+    assert set(engine.agreement) == {"validation", "test"}
+    for split, figures in engine.agreement.items():
+        scored = getattr(metadata.evaluation, split)
+        assert figures.images == scored.images > 0
+        assert figures.accuracy_float == pytest.approx(scored.accuracy)  # the same images
+        assert 0 <= figures.top1_agreement <= 1 and figures.max_abs_diff < 0.05
+        assert figures.decision_agreement is not None
+    assert metadata.lineage is None
+
+
+def test_quantize_publishes_a_new_version_that_names_its_original(store):
+    root, _ = store
+    original, quantized = (read_metadata(root / "colours" / v) for v in ("2", "3"))
+    assert original.engines is None  # published versions never change
+    assert quantized.lineage.kind == "quantized" and quantized.lineage.version == 2
+    assert quantized.lineage.model_sha256 == original.files["model.keras"]
+    assert quantized.evaluation == original.evaluation  # the same float model
+    assert set(quantized.engines["int8"].agreement) == {"validation", "test"}
+    again = ktl("quantize", "colours:3", "--calibration", str(store[1]), "--store", str(root))
+    assert again.returncode == 2 and "already has an INT8 engine" in again.stderr
+
+
+def test_predict_with_the_int8_engine_agrees_with_keras(store):
+    root, data = store
+    images = [str(data / "red"), str(data / "blue")]
+    answers = {}
+    for engine in ("keras", "int8"):
+        done = ktl("predict", *images, "--name", "colours", "--version", "1", "--store",
+                   str(root), "--engine", engine, "--json")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        answers[engine] = [p["probabilities"] for p in json.loads(done.stdout)["predictions"]]
+    keras_rows = np.array([[row[k] for k in sorted(row)] for row in answers["keras"]])
+    int8_rows = np.array([[row[k] for k in sorted(row)] for row in answers["int8"]])
+    assert np.abs(keras_rows - int8_rows).max() < 0.05
+    assert np.mean(keras_rows.argmax(1) == int8_rows.argmax(1)) >= 0.95
+
+
+def test_asking_int8_of_a_version_without_one_says_how_to_make_it(store):
+    root, data = store
+    done = ktl("predict", str(data / "red"), "--name", "colours", "--version", "2",
+               "--store", str(root), "--engine", "int8")  # fmt: skip
+    assert done.returncode == 2
+    assert "no INT8 engine" in done.stderr and "ktl quantize colours:2" in done.stderr
+
+
+def _engines(server: Gunicorn) -> dict[int, tuple[str, float | None]]:
+    (model,) = requests.get(f"{server.base}/v1/models", timeout=30).json()["models"]
+    return {d["version"]: (d["engine"], d["int8_agreement"]) for d in model["version_details"]}
+
+
+def test_the_service_serves_each_version_on_the_engine_its_agreement_allows(store, tmp_path):
+    root, data = store
+    image = (data / "green" / "green_000.png").read_bytes()
+    agreed = {v: int8_agreement(read_metadata(root / "colours" / str(v))) for v in (1, 2, 3)}
+    with Gunicorn(root, env={"KTL_INT8_MIN_AGREEMENT": "0"}, log_path=tmp_path / "a.log") as s:
+        assert _engines(s) == {1: ("int8", agreed[1]), 2: ("keras", None), 3: ("int8", agreed[3])}
+        served = requests.post(f"{s.base}/v1/models/colours/versions/1/predict",
+                               files={"image": ("g.png", image)}, timeout=60)  # fmt: skip
+        assert served.status_code == 200, served.text
+        expected = load_bundle(root / "colours" / "1").engine("int8")
+        row = served.json()["predictions"][0]["probabilities"]
+        from models.preprocessing import load_image
+
+        direct = expected.predict(load_image(image, (16, 16))[None])[0]
+        assert [row[label] for label in expected.labels] == pytest.approx(direct.tolist(), abs=1e-6)
+    with Gunicorn(root, env={"KTL_ENGINE": "keras"}, log_path=tmp_path / "b.log") as s:
+        assert {v: engine for v, (engine, _) in _engines(s).items()} == {
+            1: "keras",
+            2: "keras",
+            3: "keras",
+        }
+    with Gunicorn(root, log_path=tmp_path / "c.log") as s:  # auto at the default gate 0.99
+        for engine, agreement in _engines(s).values():
+            assert engine == ("int8" if agreement is not None and agreement >= 0.99 else "keras")
