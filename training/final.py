@@ -53,10 +53,7 @@ def finish(
     val = _scored(cluster, forward, prepared.pixels, prepared.targets, prepared.val, files, config)
     temperature, fitted, how = 1.0, None, ""
     if config.calibrate:
-        temperature, how = calibration.checked_temperature(val.probabilities, val.targets)
-        fitted = calibration.nll(val.probabilities, val.targets)
-        calibration.fold_into(model, temperature)  # the traced forward pass sees it too
-        log(f"Calibration: temperature {temperature:.3f} ({how})")
+        temperature, fitted, how = _calibrate(model, val, log)
         # What the published model answers, to the last bit (the threshold is compared
         # with exactly these float32 numbers when it serves).
         val = _scored(
@@ -83,11 +80,7 @@ def finish(
     outcome = Outcome(
         metrics={**metrics, "split": split},
         evaluation=evaluation,
-        calibration=(
-            {**_calibration(shown, temperature, split, fitted, val), "how": how}
-            if fitted is not None
-            else None
-        ),
+        calibration=_calibration(shown, temperature, split, fitted, val, how),
         decision={
             **threshold,
             "split": split,
@@ -102,6 +95,16 @@ def finish(
             Path(config.ood), forward, config, shown, threshold["threshold"], log
         )
     return outcome
+
+
+def _calibrate(model: keras.Model, val: Validation, log: Log) -> tuple[float, float, str]:
+    """Fit the temperature on validation and fold it into ``model``: ``(T, the NLL
+    before, how T was chosen)``."""
+    temperature, how = calibration.checked_temperature(val.probabilities, val.targets)
+    fitted = calibration.nll(val.probabilities, val.targets)
+    calibration.fold_into(model, temperature)  # the traced forward pass sees it too
+    log(f"Calibration: temperature {temperature:.3f} ({how})")
+    return temperature, fitted, how
 
 
 def _scored(
@@ -158,11 +161,18 @@ def _figures(scored: Validation, labels: list[str], train_counts: dict[str, int]
 
 
 def _calibration(
-    shown: Validation, temperature: float, split: str, fitted_nll: float, val: Validation
-) -> dict[str, Any]:
+    shown: Validation,
+    temperature: float,
+    split: str,
+    fitted_nll: float | None,
+    val: Validation,
+    how: str,
+) -> dict[str, Any] | None:
     """Temperature scaling's figures on the split shown: the calibrated probabilities,
-    and what the model gave before (the scaling undone); and the validation NLL it
-    was fitted on, before and after."""
+    and what the model gave before (the scaling undone); the validation NLL it was
+    fitted on, before and after; and how T was chosen. None: not calibrated."""
+    if fitted_nll is None:
+        return None
     before = calibration.scale(shown.probabilities, 1 / temperature)
     return {
         "temperature": round(temperature, 6),
@@ -173,6 +183,7 @@ def _calibration(
             "before": round(fitted_nll, 6),
             "after": round(calibration.nll(val.probabilities, val.targets), 6),
         },
+        "how": how,
     }
 
 

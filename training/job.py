@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import keras
 
 from models.backbones import BackboneSpec, get_backbone
-from models.bundle import save_bundle
 from models.classifier import build_backbone, build_classifier, resolve_weights
 from models.errors import ConfigError
 from models.store import ModelStore
@@ -25,7 +22,7 @@ from training.config import TrainConfig
 from training.data import Prepared
 from training.phases import plan_phases
 from training.publish import bundle_metadata, report_files
-from training.quantize import int8_engine
+from training.quantize import save_published
 from training.state import Log, job_dir, open_job
 
 _BOARD_IMAGES = ("confusion_matrix.png", "reliability.png", "curves.png")
@@ -86,15 +83,7 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
             reports = report_files(history, details, outcome, prepared.labels)
             if config.tensorboard:
                 tensorboard_images(config, {k: reports[k] for k in _BOARD_IMAGES})
-            with tempfile.TemporaryDirectory(prefix="ktl-int8-") as tmp:
-                artifacts: dict[str, Path] = {}
-                if config.int8:
-                    artifacts, engine = int8_engine(
-                        model, size, prepared.pixels, prepared.train, outcome.checked,
-                        outcome.decision["threshold"], Path(tmp), log,
-                    )  # fmt: skip
-                    metadata = metadata.replace(engines={"int8": engine.model_dump()})
-                return save_bundle(store, model, metadata, reports, artifacts)
+            return save_published(store, model, metadata, reports, config, prepared, outcome, log)
 
         version, path = distributed.publish_on_chief(cluster, save)
         state.remove()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -21,6 +21,12 @@ from training.distributed import Validation
 from training.publish import utc_now
 from training.scoring import decoded_split
 from training.state import Log
+
+if TYPE_CHECKING:
+    from models.metadata import BundleMetadata
+    from training.config import TrainConfig
+    from training.data import Prepared
+    from training.final import Outcome
 
 _CHUNK = 64  # images run through the INT8 session at a time
 
@@ -58,6 +64,28 @@ def int8_engine(
         )
     engine: dict[str, Any] = {**made, "agreement": agreement}
     return {int8.INT8_FILE: path}, Engine.model_validate(engine)
+
+
+def save_published(
+    store: ModelStore,
+    model: keras.Model,
+    metadata: BundleMetadata,
+    reports: dict[str, bytes],
+    config: TrainConfig,
+    prepared: Prepared,
+    outcome: Outcome,
+    log: Log,
+) -> tuple[int, Path]:
+    """``save_bundle`` of a job, with an INT8 engine when ``--int8`` asks for one."""
+    if not config.int8:
+        return save_bundle(store, model, metadata, reports)
+    with tempfile.TemporaryDirectory(prefix="ktl-int8-") as tmp:
+        artifacts, engine = int8_engine(
+            model, config.resolved_image_size(), prepared.pixels, prepared.train,
+            outcome.checked, outcome.decision["threshold"], Path(tmp), log,
+        )  # fmt: skip
+        metadata = metadata.replace(engines={"int8": engine.model_dump()})
+        return save_bundle(store, model, metadata, reports, artifacts)
 
 
 def predict_rows(runner: int8.Int8Runner, validation: Validation) -> np.ndarray:

@@ -41,7 +41,7 @@ def test_predict_reads_folders_recursively_and_writes_csv(images, tmp_path, caps
     assert code == 2, "one file could not be classified"
     assert "broken.png" in err and "1 of 3 files" in err and "notes.txt" not in err
     lines = out.splitlines()
-    assert lines[0] == "legacy version 1:", "plain output names the version that answered"
+    assert lines[0] == "legacy version 1 (keras engine):", "names the version and engine"
     assert lines[1].startswith(f"{images / 'deeper' / 'blue.png'}: blue  (blue ")
     assert lines[2].startswith(f"{images / 'red.png'}: red  (red ")
     with table.open() as f:

@@ -55,6 +55,8 @@ def test_models_lists_each_model_with_its_versions(client, labels):
                         "accuracy": None,
                         "accuracy_split": None,
                         "threshold": None,
+                        "engine": "keras",  # no INT8 artifact
+                        "int8_agreement": None,
                     }
                 ],
                 "version_labels": {},
