@@ -9,7 +9,7 @@ EXTRAS ?= cpu,dev
 CONSTRAINTS := constraints.txt
 PORT ?= 8000
 
-.PHONY: install test test-fast lint format run clean browser lock container-check
+.PHONY: install test test-fast lint format run clean system-tools lock container-check
 
 install: $(VENV)/.installed
 
@@ -20,20 +20,24 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 # pytest's exit status reaches make as is: a failure, and exit 5 (no tests ran), fail it.
-test: install browser
+test: install system-tools
 	$(PY) -m pytest
 
 # The suite without the tests marked slow (trained models, live servers): minutes, not a quarter hour.
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
-# The browser tests drive Debian's chromium; install it where this machine can.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian packages some tests drive: chromium (the browser tests) and nginx (the
+# buffering proxy in front of the service); installed where this machine can.
+SYSTEM_TOOLS := chromium nginx
+system-tools:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do \
+	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	      || echo "could not install chromium: the browser tests will skip"; \
-	  else echo "chromium is not installed (apt-get install chromium): the browser tests will skip"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "could not install$$missing: the tests that need them will skip"; \
+	  else echo "not installed:$$missing (apt-get install$$missing): the tests that need them will skip"; fi; fi
 
 lint: install
 	$(VENV)/bin/ruff check .
