@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from models.bundle import Bundle
@@ -42,6 +43,7 @@ DEFAULT_OUT = Path("exports")
 ONNX_OPSET = 17
 ONNX_FILE = "model.onnx"
 TFLITE_FILE = "model.tflite"
+TFLITE_INT8_FILE = "model_int8.tflite"
 LABELS_FILE = "labels.txt"
 
 # Pillow's fixed-point precision for 8-bit resampling (Resample.c: 32 - 8 - 2).
@@ -67,14 +69,22 @@ def check_outside_store(out: str | Path, store_root: str | Path) -> None:
         )
 
 
-def export_bundle(bundle: Bundle, fmt: str, out: str | Path = DEFAULT_OUT) -> Path:
+def export_bundle(
+    bundle: Bundle,
+    fmt: str,
+    out: str | Path = DEFAULT_OUT,
+    calibration: np.ndarray | None = None,
+) -> Path:
     """Write ``bundle`` in ``fmt`` under ``OUT/<name>/<version>/``; returns the path written
     (the version folder for a SavedModel, the file otherwise). A previous export of the
-    same format there is replaced."""
+    same format there is replaced. ``calibration`` (uint8 pixels, tflite only): an INT8
+    TFLite model whose activation ranges are measured on those images."""
     if fmt not in EXPORT_FORMATS:
         raise ExportError(
             f"Unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}"
         )
+    if calibration is not None and fmt != "tflite":
+        raise ExportError(f"--int8 applies to --format tflite, not {fmt}")
     target = export_dir(out, bundle)
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -89,7 +99,8 @@ def export_bundle(bundle: Bundle, fmt: str, out: str | Path = DEFAULT_OUT) -> Pa
             elif fmt == "onnx":
                 written = _save_onnx(bundle, work / ONNX_FILE)
             else:
-                written = _save_tflite(bundle, work / TFLITE_FILE, work / "savedmodel")
+                name = TFLITE_FILE if calibration is None else TFLITE_INT8_FILE
+                written = _save_tflite(bundle, work / name, calibration)
             for entry in [written] if written.is_file() else sorted(written.iterdir()):
                 _replace(entry, target / entry.name)
         (target / METADATA_FILE).write_text(
@@ -163,12 +174,32 @@ def _pixels_model(bundle: Bundle) -> keras.Model:
     return keras.Model(pixels, {"probabilities": probabilities}, name=f"{bundle.name}_pixels")
 
 
-def _save_tflite(bundle: Bundle, path: Path, work: Path) -> Path:
+def _save_tflite(bundle: Bundle, path: Path, calibration: np.ndarray | None) -> Path:
     # TF 2.21's converter gives NaNs for a tf.function over a Keras 3 model (its
     # variables are not frozen); from_keras_model freezes them and keeps a signature.
     converter = tf.lite.TFLiteConverter.from_keras_model(_pixels_model(bundle))
+    if calibration is not None:  # int8 weights and activations; uint8 in, float out
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [calibration[i : i + 1]] for i in range(len(calibration))
+        )
     path.write_bytes(converter.convert())
     return path
+
+
+def tflite_runner(path: Path):
+    """The exported TFLite file run by LiteRT: a callable, uint8 pixels in,
+    probabilities out."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:
+        raise ExportError(
+            "Checking a TFLite export needs LiteRT: pip install ai-edge-litert"
+        ) from exc
+    runner = Interpreter(model_path=str(path)).get_signature_runner()
+    return lambda pixels: np.concatenate(
+        [runner(pixels=pixels[i : i + 1])["probabilities"] for i in range(len(pixels))]
+    )
 
 
 def _save_onnx(bundle: Bundle, path: Path) -> Path:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from cli.common import add_json, add_model, add_store, load_model, print_json
+from cli.common import add_json, add_model, add_store, load_model, note, print_json
 from models.choices import EXPORT_FORMATS
+from models.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -20,6 +22,18 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_model(parser)
     parser.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="format")
     parser.add_argument("--out", default="exports", help="export folder (default ./exports)")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="tflite only: INT8 weights and activations, ranges measured on --calibration "
+        "images, checked by LiteRT against the Keras model on DATA's validation split",
+    )
+    parser.add_argument(
+        "--calibration",
+        metavar="DATA",
+        help="with --int8: labelled images in a layout ktl train reads (its train split "
+        "calibrates, its validation split checks)",
+    )
     add_store(parser)
     add_json(parser, "print the written path as JSON")
     return parser
@@ -28,14 +42,46 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from models.export import check_outside_store, export_bundle
 
+    if args.int8 != bool(args.calibration):
+        raise ConfigError("--int8 and --calibration DATA go together (tflite only)")
     check_outside_store(args.out, args.store)
     bundle = load_model(args)
-    path = export_bundle(bundle, args.format, args.out)
+    calibration, checked = _calibration(bundle, args.calibration) if args.int8 else (None, None)
+    path = export_bundle(bundle, args.format, args.out, calibration)
+    result: dict[str, Any] = {"name": bundle.name, "version": bundle.version,
+                              "format": args.format, "path": str(path)}  # fmt: skip
+    if checked is not None:
+        result["int8_agreement"] = _agreement(bundle, path, checked)
     if args.json:
-        print_json(
-            {"name": bundle.name, "version": bundle.version, "format": args.format,
-             "path": str(path)}
-        )  # fmt: skip
-    else:
-        print(f"Exported {bundle.name} version {bundle.version} as {args.format}: {path}")
+        print_json(result)
+        return 0
+    print(f"Exported {bundle.name} version {bundle.version} as {args.format}: {path}")
+    if checked is not None:
+        figures = result["int8_agreement"]
+        print(f"  LiteRT INT8 vs the Keras model on {figures['images']} validation images: "
+              f"top-1 agreement {figures['top1_agreement']:.1%}, same decision "
+              f"{figures['decision_agreement']:.1%}, max probability difference "
+              f"{figures['max_abs_diff']:.4f}")  # fmt: skip
     return 0
+
+
+def _calibration(bundle, data: str):
+    """DATA's train split (the representative images) and its validation split (the
+    check), drawn with the version's own settings."""
+    from models.int8 import calibration_rows
+    from training.scoring import decoded_split
+
+    train = decoded_split(bundle, data, "train", note)
+    return train.pixels[calibration_rows(len(train.pixels))], decoded_split(
+        bundle, data, "val", note
+    )
+
+
+def _agreement(bundle, path, checked) -> dict[str, Any]:
+    from models.export import tflite_runner
+    from models.int8 import agreement
+    from models.predictions import threshold_of
+
+    reference = bundle.classifier.predict(checked.pixels)
+    exported = tflite_runner(path)(checked.pixels)
+    return agreement(reference, exported, checked.targets, threshold_of(bundle))

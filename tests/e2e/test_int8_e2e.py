@@ -115,3 +115,23 @@ def test_the_service_serves_each_version_on_the_engine_its_agreement_allows(stor
     with Gunicorn(root, log_path=tmp_path / "c.log") as s:  # auto at the default gate 0.99
         for engine, agreement in _engines(s).values():
             assert engine == ("int8" if agreement is not None and agreement >= 0.99 else "keras")
+
+
+def test_an_int8_tflite_export_is_checked_by_litert(store, tmp_path):
+    root, data = store
+    base = ["export", "--name", "colours", "--version", "2", "--store", str(root),
+            "--format", "tflite", "--out", str(tmp_path), "--json"]  # fmt: skip
+    plain = ktl(*base)
+    assert plain.returncode == 0, plain.stderr
+    done = ktl(*base, "--int8", "--calibration", str(data))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert Path(result["path"]).name == "model_int8.tflite"
+    assert (
+        Path(result["path"]).stat().st_size
+        < 0.5 * Path(json.loads(plain.stdout)["path"]).stat().st_size
+    )
+    figures = result["int8_agreement"]
+    assert figures["images"] > 0 and figures["top1_agreement"] >= 0.9, figures
+    alone = ktl(*base, "--int8")
+    assert alone.returncode == 2 and "--int8 and --calibration DATA go together" in alone.stderr
