@@ -19,6 +19,7 @@ from cli.commands import (
     export,
     inspect,
     list_models,
+    lr_find,
     predict,
     serve,
     train,
@@ -41,6 +42,7 @@ EXTRA_OF = {
 COMMANDS: tuple[ModuleType, ...] = (
     backbones,
     train,
+    lr_find,
     evaluate,
     predict,
     list_models,
