@@ -120,6 +120,6 @@ def predict(name: str, version: str | None = None) -> dict[str, Any]:
     asked = query(PredictQuery)
     top_k = asked.top_k or state.config.top_k
     response = predictor.predict_native(
-        read_images(request), top_k, asked.min_confidence, tta=bool(asked.tta)
+        read_images(request), top_k, asked.min_confidence, bool(asked.tta)
     )
     return json_body(response)
