@@ -21,6 +21,7 @@ from cli.commands import (
     inspect,
     label,
     list_models,
+    lr_find,
     predict,
     quantize,
     rollback,
@@ -47,6 +48,7 @@ EXTRA_OF = {
 COMMANDS: tuple[ModuleType, ...] = (
     backbones,
     train,
+    lr_find,
     evaluate,
     predict,
     list_models,

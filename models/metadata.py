@@ -159,6 +159,27 @@ class Engine(_Frozen):
     agreement: dict[str, EngineAgreement] = Field(default_factory=dict)
 
 
+class TTAFigures(_Frozen):
+    """One split's figures without and with test-time augmentation."""
+
+    accuracy: float
+    accuracy_tta: float
+    gain: float  # accuracy_tta - accuracy
+    loss: float
+    loss_tta: float
+
+
+class TestTimeAugmentation(_Frozen):
+    """``ktl train --tta``: the views averaged (``models.tta``), and whether that
+    helped on validation (``gain``: its accuracy with TTA minus without)."""
+
+    views: tuple[str, ...]
+    helped: bool
+    gain: float
+    validation: TTAFigures
+    test: TTAFigures | None = None
+
+
 class BundleMetadata(_Frozen):
     """``metadata.json``. ``version`` and ``files`` are filled in when the bundle is
     published (``models.bundle.save_bundle``); a published bundle always has both."""
@@ -177,6 +198,7 @@ class BundleMetadata(_Frozen):
     calibration: Calibration | None = None
     decision: Decision | None = None
     lineage: Lineage | None = None
+    tta: TestTimeAugmentation | None = None  # optional: format 2 bundles without it load
     training: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)
     activation_layers: tuple[str, ...] | None = None

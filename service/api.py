@@ -40,6 +40,14 @@ class PredictQuery(RequestModel):
         description="The decision's threshold for this request instead of the version's "
         "own: below it, decision.label is null (not sure); 0 always answers",
     )
+    tta: Maybe[bool] = Field(
+        default=None,
+        description="Test-time augmentation: the probabilities averaged over 6 views of "
+        "each image (itself, its mirror, four corner crops of 87.5 % resized back). Costs "
+        "6 forward passes per image. Averaged probabilities are flatter, so the version's "
+        "threshold may answer fewer images; metadata `tta` says whether it helped on "
+        "validation",
+    )
 
 
 def _summary(state: ModelState) -> ModelSummary:
@@ -139,5 +147,7 @@ def predict(name: str, version: str | None = None, label: str | None = None) -> 
     predictor = resolve(name, version, label, split=True)
     asked = query(PredictQuery)
     top_k = asked.top_k or state.config.top_k
-    response = predictor.predict_native(read_images(request), top_k, asked.min_confidence)
+    response = predictor.predict_native(
+        read_images(request), top_k, asked.min_confidence, bool(asked.tta)
+    )
     return json_body(response)

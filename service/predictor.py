@@ -10,6 +10,7 @@ from typing import TypeVar
 import numpy as np
 
 from models import preprocessing
+from models import tta as test_time
 from models.bundle import Bundle
 from models.inference import Classifier
 from models.int8 import Int8Classifier
@@ -79,15 +80,24 @@ class Predictor:
         computations that cannot share a batch (Grad-CAM, feature maps)."""
         return self._batcher.run_alone(work)
 
-    def predict(self, images: Sequence[ImageUpload]) -> np.ndarray:
+    def predict(self, images: Sequence[ImageUpload], tta: bool = False) -> np.ndarray:
+        """Probabilities of each image; with ``tta``, averaged over ``models.tta``'s views
+        (one batch of all of them: len(VIEWS) passes per image)."""
         with self._batcher.decoding():  # a leader gathering a batch waits for these
-            return self.infer(self.preprocess(images))
+            pixels = self.preprocess(images)
+            if not tta:
+                return self.infer(pixels)
+            return test_time.averaged(self.infer(test_time.views(pixels).numpy()), len(pixels))
 
     def predict_native(
-        self, images: Sequence[ImageUpload], top_k: int, min_confidence: float | None = None
+        self,
+        images: Sequence[ImageUpload],
+        top_k: int,
+        min_confidence: float | None = None,
+        tta: bool = False,
     ) -> PredictResponse:
         """The native predict body, ``top_k`` clipped to the number of labels, each
         decision at the version's threshold or ``min_confidence``."""
-        rows = self.predict(images)
+        rows = self.predict(images, tta)
         filenames = [image.filename for image in images]
         return predict_response(self.bundle, rows, filenames, top_k, min_confidence)

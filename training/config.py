@@ -37,6 +37,7 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int | None = None  # None: the recipe's (RECIPE_DEFAULTS)
     fine_tune_epochs: int = 5
+    min_steps: int = 150  # the head phase's least optimizer steps (training.phases.sized_phases)
     unfreeze_from: str | None = None  # None: the backbone's default
     lr: float | str = 1e-3  # or "auto": a learning-rate range test chooses it
     fine_tune_lr: float | str = 1e-5  # or "auto"
@@ -46,6 +47,7 @@ class TrainConfig:
     mixup: float = 0.0  # MixUp's Beta alpha; 0: off
     cutmix: float = 0.0  # CutMix's Beta alpha; 0: off
     randaugment: bool = False
+    tta: bool = False  # evaluate with test-time augmentation too (models.tta)
     tensorboard: str | None = None  # a folder for TensorBoard logs of both phases
     val_split: float = 0.2
     test_split: float | None = None  # None: held out when every class is big enough
@@ -107,6 +109,7 @@ class TrainConfig:
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.fine_tune_epochs >= 0, "--fine-tune-epochs must be 0 or more"),
+            (self.min_steps >= 0, "--min-steps must be 0 or more (0: --epochs alone)"),
             (
                 all(
                     rate == "auto" or (isinstance(rate, int | float) and rate > 0)

@@ -13,6 +13,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from models import tta
 from models.preprocessing import ImageError, image_files, load_image
 from training import calibration, decision, finetune
 from training.cluster import Cluster
@@ -37,6 +38,7 @@ class Outcome:
     shown: Validation  # the split the metrics come from, calibrated (for the report)
     checked: dict[str, Validation]  # every split scored, by name (validation, test)
     warnings: list[str] = field(default_factory=list)
+    tta: dict[str, Any] | None = None  # --tta: the figures with and without it
 
 
 def finish(
@@ -50,15 +52,13 @@ def finish(
     """Calibrate and choose the threshold on validation, then score the test split."""
     forward = finetune.inference(model)
     files = [str(listing.samples[i].path) for i in prepared.val]
-    val = _scored(cluster, forward, prepared.pixels, prepared.targets, prepared.val, files, config)
-    temperature, fitted, how = 1.0, None, ""
-    if config.calibrate:
-        temperature, fitted, how = _calibrate(model, val, log)
-        # What the published model answers, to the last bit (the threshold is compared
-        # with exactly these float32 numbers when it serves).
-        val = _scored(
-            cluster, forward, prepared.pixels, prepared.targets, prepared.val, files, config
-        )
+
+    def score_val(forward: Forward) -> Validation:
+        inputs, targets = prepared.pixels, prepared.targets
+        return _scored(cluster, forward, inputs, targets, prepared.val, files, config)
+
+    scorers: dict[str, Callable[[Forward], Validation]] = {"validation": score_val}
+    val, temperature, fitted, how = _calibrated(config, model, score_val, forward, log)
     assert config.min_confidence is not None
     threshold = decision.choose_threshold(
         val.probabilities, val.targets, config.min_confidence, config.target_accuracy
@@ -69,7 +69,7 @@ def finish(
     checked = {"validation": val}
     if prepared.report.get("test_images"):  # the same on every worker: all take part
         log("Scoring the test split: its images are read now, for the first time")
-        test, digests = _test(cluster, forward, prepared, listing, config, log)
+        test, digests, scorers["test"] = _test(cluster, forward, prepared, listing, config, log)
         evaluation["test"] = {
             **_figures(test, prepared.labels, train_counts),
             "fingerprint": fingerprint(digests),
@@ -90,6 +90,8 @@ def finish(
         checked=checked,
         warnings=quality_warnings(metrics),
     )
+    if config.tta:
+        outcome.tta = _tta(forward, scorers, {"validation": val, "test": shown}, log)
     if config.ood and cluster.is_chief:
         outcome.decision["ood"] = _out_of_scope(
             Path(config.ood), forward, config, shown, threshold["threshold"], log
@@ -97,14 +99,25 @@ def finish(
     return outcome
 
 
-def _calibrate(model: keras.Model, val: Validation, log: Log) -> tuple[float, float, str]:
-    """Fit the temperature on validation and fold it into ``model``: ``(T, the NLL
-    before, how T was chosen)``."""
+def _calibrated(
+    config: TrainConfig,
+    model: keras.Model,
+    score_val: Callable[[Forward], Validation],
+    forward: Forward,
+    log: Log,
+) -> tuple[Validation, float, float | None, str]:
+    """Temperature scaling fitted on validation and folded into ``model``: validation
+    scored with it, the temperature, the NLL it was fitted on, and how it was chosen."""
+    val = score_val(forward)
+    if not config.calibrate:
+        return val, 1.0, None, ""
     temperature, how = calibration.checked_temperature(val.probabilities, val.targets)
     fitted = calibration.nll(val.probabilities, val.targets)
     calibration.fold_into(model, temperature)  # the traced forward pass sees it too
     log(f"Calibration: temperature {temperature:.3f} ({how})")
-    return temperature, fitted, how
+    # What the published model answers, to the last bit (the threshold is compared
+    # with exactly these float32 numbers when it serves).
+    return score_val(forward), temperature, fitted, how
 
 
 def _scored(
@@ -131,8 +144,9 @@ def _test(
     listing: Listing,
     config: TrainConfig,
     log: Log,
-) -> tuple[Validation, list[str]]:
-    """The test images decoded now, scored; and their content hashes (every worker's)."""
+) -> tuple[Validation, list[str], Callable[[Forward], Validation]]:
+    """The test images decoded now, scored; their content hashes (every worker's); and
+    how to score them with another forward pass."""
     pixels, kept, digests = [], [], []
     size = config.resolved_image_size()
     for row in prepared.test:
@@ -148,10 +162,43 @@ def _test(
     inputs = np.stack(pixels) if pixels else np.zeros((0, *size, 3), np.uint8)
     targets = prepared.targets[np.array(kept, np.int64)]
     files = [str(listing.samples[row].path) for row in kept]
-    scored = _scored(cluster, forward, inputs, targets, np.arange(len(kept)), files, config)
+
+    def score(forward: Forward) -> Validation:
+        return _scored(cluster, forward, inputs, targets, np.arange(len(kept)), files, config)
+
     if cluster.workers > 1:
         digests = [d for part in cluster.allgather_json(digests) for d in part]
-    return scored, digests
+    return score(forward), digests, score
+
+
+def _tta(
+    forward: Forward,
+    scorers: dict[str, Callable[[Forward], Validation]],
+    plain: dict[str, Validation],
+    log: Log,
+) -> dict[str, Any]:
+    """``--tta``: each split scored again with the views of ``models.tta`` averaged;
+    accuracy and loss with and without, and whether it helped on validation."""
+    averaged = tta.with_tta(forward)
+    figures = {}
+    for split, score in scorers.items():
+        scored = score(averaged)
+        without, with_ = plain[split], scored
+        figures[split] = {
+            "accuracy": _accuracy(without),
+            "accuracy_tta": _accuracy(with_),
+            "gain": round(_accuracy(with_) - _accuracy(without), 6),
+            "loss": round(calibration.nll(without.probabilities, without.targets), 6),
+            "loss_tta": round(calibration.nll(with_.probabilities, with_.targets), 6),
+        }
+    gain = figures["validation"]["gain"]
+    log(f"Test-time augmentation ({len(tta.VIEWS)} views): validation accuracy "
+        f"{gain * 100:+.1f} points")  # fmt: skip
+    return {"views": list(tta.VIEWS), "helped": gain > 0, "gain": gain, **figures}
+
+
+def _accuracy(scored: Validation) -> float:
+    return round(float((scored.probabilities.argmax(axis=1) == scored.targets).mean()), 6)
 
 
 def _figures(scored: Validation, labels: list[str], train_counts: dict[str, int]) -> dict:

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -20,10 +24,10 @@ from training.callbacks import tensorboard_images
 from training.cluster import Cluster, connect, plan
 from training.config import TrainConfig
 from training.data import Prepared
-from training.phases import plan_phases
+from training.phases import Phase, plan_phases
 from training.publish import bundle_metadata, report_files
 from training.quantize import save_published
-from training.state import Log, job_dir, open_job
+from training.state import JobState, Log, job_dir, open_job
 
 _BOARD_IMAGES = ("confusion_matrix.png", "reliability.png", "curves.png")
 
@@ -46,15 +50,37 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict[str, Any]:
     return {**result, "release": released} if released else result
 
 
-def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dict[str, Any]:
+@dataclass
+class _Prepared:
+    """A job made ready to train: its state, data, model and phases."""
+
+    state: JobState
+    spec: BackboneSpec
+    listing: Any
+    phases: list[Phase]
+    prepared: Prepared
+    model: keras.Model
+    backbone: keras.Model
+    parent: warm_start.Parent | None
+
+    def run(self, config: TrainConfig, cluster: Cluster, log: Log) -> recipe.Run:
+        return recipe.Run(
+            config, self.model, self.backbone, self.prepared, self.state, cluster, log
+        )
+
+
+@contextlib.contextmanager
+def _prepared(
+    config: TrainConfig, cluster: Cluster, log: Log, store: ModelStore, root: Path
+) -> Iterator[_Prepared]:
+    """List and decode the data, build the model (from a parent version for a warm
+    start), with the job's state in ``root``."""
     listing = distributed.list_dataset(cluster, config, log)
     spec = get_backbone(config.backbone)
-    store = ModelStore(config.store)
     weights, parent = _weights(config, spec, store)
     phases = plan_phases(config, spec)
     _describe_cluster(cluster, config, log)
     size = config.resolved_image_size()
-    root = job_dir(store, config.name, cluster.index)
     with open_job(root, config, log, resumable=cluster.workers == 1) as state:
         # The backbone first: missing ImageNet weights stop the job before any decoding.
         backbone = _backbone(config, spec, weights, cluster)
@@ -68,16 +94,34 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
         if parent is not None:
             log(f"Starting from {parent.lineage['name']} version {parent.lineage['version']}: "
                 + warm_start.take_weights(parent, model, backbone, prepared.labels))  # fmt: skip
-        history, details = recipe.train(
-            config, phases, model, backbone, prepared, state, cluster, log
-        )
-        outcome = final.finish(config, model, prepared, listing, cluster, log)
+        yield _Prepared(state, spec, listing, phases, prepared, model, backbone, parent)
+
+
+def find_rates(config: TrainConfig, log: Log = _stderr) -> dict[str, dict]:
+    """``ktl lr-find``: the range test of every phase, as ``--lr auto`` runs it, without
+    publishing; the job's state lives in a temporary folder and goes with it."""
+    cluster = Cluster()  # the range test needs one device
+    with (
+        cluster.failures(),
+        tempfile.TemporaryDirectory(prefix="ktl-lr-find-") as folder,
+        _prepared(config, cluster, log, ModelStore(config.store), Path(folder) / "job") as job,
+    ):
+        return recipe.find_rates(job.run(config, cluster, log), job.phases)
+
+
+def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dict[str, Any]:
+    store = ModelStore(config.store)
+    root = job_dir(store, config.name, cluster.index)
+    with _prepared(config, cluster, log, store, root) as job:
+        model, prepared, state, parent = job.model, job.prepared, job.state, job.parent
+        history, details = recipe.train(job.run(config, cluster, log), job.phases)
+        outcome = final.finish(config, model, prepared, job.listing, cluster, log)
         for line in final.describe(outcome) + [f"Warning: {w}" for w in outcome.warnings]:
             log(line)
 
         def save() -> tuple[int, Any]:
             print_ = state.read("data.json")["fingerprint"]
-            metadata = bundle_metadata(config, spec, model, prepared, outcome, details, print_)
+            metadata = bundle_metadata(config, job.spec, model, prepared, outcome, details, print_)
             if parent is not None:
                 metadata = metadata.replace(lineage=parent.lineage)
             reports = report_files(history, details, outcome, prepared.labels)
@@ -95,6 +139,7 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
         "evaluation": outcome.evaluation,
         "calibration": outcome.calibration,
         "decision": outcome.decision,
+        **({"tta": outcome.tta} if outcome.tta else {}),
         "dataset": _dataset_summary(prepared),
         "training": details,
         "warnings": outcome.warnings,

@@ -5,7 +5,7 @@ trains the whole network."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from models.backbones import BackboneSpec
 from models.errors import ConfigError
@@ -18,6 +18,8 @@ class Phase:
     epochs: int
     lr: float | str  # "auto": chosen by a range test when the phase starts
     unfreeze_from: str | None = None  # fine_tune: the first backbone layer that trains
+    steps_per_epoch: int | None = None  # head: known once the data is split (sized_phases)
+    raised_from: int | None = None  # head: the epochs asked for, when --min-steps raised them
 
 
 def plan_phases(config: TrainConfig, spec: BackboneSpec) -> list[Phase]:
@@ -44,3 +46,19 @@ def plan_phases(config: TrainConfig, spec: BackboneSpec) -> list[Phase]:
 def unfreeze_point(phases: list[Phase]) -> str | None:
     """Where phase 2 unfreezes the backbone, None without a fine-tuning phase."""
     return next((p.unfreeze_from for p in phases if p.name == "fine_tune"), None)
+
+
+def sized_phases(phases: list[Phase], config: TrainConfig, train_images: int) -> list[Phase]:
+    """The head phase runs at least ``config.min_steps`` optimizer steps: with few
+    images an epoch is one or two steps, and a fixed count of epochs leaves the head
+    under-trained. Its epochs rise to ``ceil(min_steps / steps per epoch)``; early
+    stopping still ends it once the validation loss stops falling."""
+    steps = max(1, -(-train_images // config.batch_size))
+    sized = []
+    for phase in phases:
+        if phase.name == "head":
+            epochs = max(phase.epochs, -(-config.min_steps // steps))
+            raised = phase.epochs if epochs > phase.epochs else None
+            phase = replace(phase, epochs=epochs, steps_per_epoch=steps, raised_from=raised)
+        sized.append(phase)
+    return sized

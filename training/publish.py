@@ -17,6 +17,7 @@ from models.metadata import (
     Evaluation,
     InputSpec,
     Metrics,
+    TestTimeAugmentation,
 )
 from models.preprocessing import RESIZE_POLICY
 from training import report
@@ -57,6 +58,7 @@ def bundle_metadata(
             Calibration.model_validate(outcome.calibration) if outcome.calibration else None
         ),
         decision=Decision.model_validate(outcome.decision),
+        tta=TestTimeAugmentation.model_validate(outcome.tta) if outcome.tta else None,
         training={**config.to_dict(), **details},
         dataset={**dataset, "fingerprint": fingerprint},
         activation_layers=tuple(activation_layers(model)),

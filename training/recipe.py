@@ -17,7 +17,7 @@ from training.callbacks import EpochSeeds, SettledValidation, tensorboard
 from training.cluster import Cluster
 from training.config import TrainConfig
 from training.data import Prepared
-from training.phases import Phase, unfreeze_point
+from training.phases import Phase, sized_phases, unfreeze_point
 from training.regime import Regime, layer_factors
 from training.state import JobState, Log
 
@@ -29,7 +29,7 @@ def uses_cached_features(config: TrainConfig) -> bool:
 
 
 @dataclass
-class _Run:
+class Run:
     """One job's training: what every phase needs, and what the phases did."""
 
     config: TrainConfig
@@ -125,18 +125,12 @@ class _Epochs:
     first: int
 
 
-def train(
-    config: TrainConfig,
-    phases: list[Phase],
-    model: keras.Model,
-    backbone: keras.Model,
-    prepared: Prepared,
-    state: JobState,
-    cluster: Cluster,
-    log: Log,
-) -> tuple[list[dict], dict[str, Any]]:
+def train(run: Run, phases: list[Phase]) -> tuple[list[dict], dict[str, Any]]:
     """Run the phases not yet finished; returns the history rows and what was done."""
-    run = _Run(config, model, backbone, prepared, state, cluster, log)
+    config, model, prepared, state, cluster, log = (
+        run.config, run.model, run.prepared, run.state, run.cluster, run.log
+    )  # fmt: skip
+    phases = sized_phases(phases, config, prepared.report["train_images"])
     run.details.update(_describe(config, cluster, phases))
     with cluster.fit_scope():
         fit_model = finetune.training_model(
@@ -177,13 +171,18 @@ def phase_summary(phase: Phase, rows: list[dict]) -> dict[str, Any]:
     """How a phase ended: epochs run of its maximum, whether early stopping ended it,
     and the epoch whose weights were kept (the lowest validation loss)."""
     losses = [row.get("val_loss", np.inf) for row in rows]
-    return {
+    summary = {
         "name": phase.name,
         "epochs": len(rows),
         "max_epochs": phase.epochs,
         "stopped_early": len(rows) < phase.epochs,
         "kept_epoch": int(np.argmin(losses)) + 1 if rows else None,
     }
+    if phase.steps_per_epoch is not None:
+        summary["steps_per_epoch"] = phase.steps_per_epoch
+    if phase.raised_from is not None:
+        summary["epochs_asked"] = phase.raised_from
+    return summary
 
 
 def _describe(config: TrainConfig, cluster: Cluster, phases: list[Phase]) -> dict[str, Any]:
@@ -226,17 +225,13 @@ def _without(progress: dict, phase: str) -> dict:
     }
 
 
-def _run_phase(run: _Run, fit_model: keras.Model, phase: Phase, index: int) -> list[dict]:
+def _run_phase(run: Run, fit_model: keras.Model, phase: Phase, index: int) -> list[dict]:
     """Train one phase (with its layers frozen as it needs); its history rows."""
     state, single = run.state, run.cluster.workers == 1
     earlier = state.read(f"epochs_{phase.name}.json") or []
     if earlier:
         run.log(f"Phase {phase.name} resumes at epoch {len(earlier) + 1} of {phase.epochs}")
-    epochs = _Epochs(index, len(earlier))
-    phase_model = _phase_model(run, fit_model, phase)
-    regime = _regime(run, phase)
-    data = run.feature_data if phase_model is not fit_model else run.pixel_data
-    train, val = data(epochs, regime)
+    phase_model, regime, train, val = _set_up_phase(run, fit_model, phase, index, len(earlier))
     phase = _with_learning_rate(run, phase, phase_model, train, regime)
     first: list[keras.callbacks.Callback] = [EpochSeeds(phase_model, index)] if single else []
     if phase.name == "scratch" and single:  # Keras' own validation would judge stale statistics
@@ -262,7 +257,37 @@ def _run_phase(run: _Run, fit_model: keras.Model, phase: Phase, index: int) -> l
         )
 
 
-def _phase_model(run: _Run, fit_model: keras.Model, phase: Phase) -> keras.Model:
+def _set_up_phase(
+    run: Run, fit_model: keras.Model, phase: Phase, index: int, done: int
+) -> tuple[keras.Model, Regime, tuple, tuple]:
+    """The model a phase trains, its regime, and its training and validation data."""
+    phase_model = _phase_model(run, fit_model, phase)
+    regime = _regime(run, phase)
+    data = run.feature_data if phase_model is not fit_model else run.pixel_data
+    train, val = data(_Epochs(index, done), regime)
+    return phase_model, regime, train, val
+
+
+def find_rates(run: Run, phases: list[Phase]) -> dict[str, dict]:
+    """Each phase's range test, as ``--lr auto`` runs it: ``{phase: {suggestion,
+    curve}}``. A phase before the last trains first (at its suggested rate), so the
+    next phase's test starts from the model a job would have there."""
+    config = run.config
+    fit_model = finetune.training_model(
+        run.model, config.augment, config.seed, run.cluster.model_class, config.randaugment
+    )
+    sized = sized_phases(phases, config, run.prepared.report["train_images"])
+    phases = [replace(phase, lr="auto") for phase in sized]
+    for index, phase in enumerate(phases):
+        if index < len(phases) - 1:
+            _run_phase(run, fit_model, phase, index)
+            continue
+        phase_model, regime, train, _ = _set_up_phase(run, fit_model, phase, index, 0)
+        _with_learning_rate(run, phase, phase_model, train, regime)
+    return run.details["lr_find"]
+
+
+def _phase_model(run: Run, fit_model: keras.Model, phase: Phase) -> keras.Model:
     """The model a phase trains, its layers frozen or unfrozen as the phase needs."""
     if phase.name == "head":
         finetune.freeze_for_head(run.backbone)
@@ -276,7 +301,7 @@ def _phase_model(run: _Run, fit_model: keras.Model, phase: Phase) -> keras.Model
     return fit_model
 
 
-def _regime(run: _Run, phase: Phase) -> Regime:
+def _regime(run: Run, phase: Phase) -> Regime:
     config = run.config
     factors = {}
     if phase.name == "fine_tune" and config.layer_decay < 1:
@@ -294,7 +319,7 @@ def _regime(run: _Run, phase: Phase) -> Regime:
 
 
 def _with_learning_rate(
-    run: _Run, phase: Phase, phase_model: keras.Model, train: tuple, regime: Regime
+    run: Run, phase: Phase, phase_model: keras.Model, train: tuple, regime: Regime
 ) -> Phase:
     """The phase with its rate: given, or chosen by a range test (kept for a resume)."""
     if phase.lr != "auto":
@@ -311,7 +336,7 @@ def _with_learning_rate(
     return replace(phase, lr=saved["suggestion"])
 
 
-def _recalibrate_batchnorm(run: _Run) -> None:
+def _recalibrate_batchnorm(run: Run) -> None:
     """After training from scratch: BatchNorm statistics measured on the training
     images, in batches of the size each replica trained on."""
     cluster = run.cluster

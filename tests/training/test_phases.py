@@ -6,7 +6,7 @@ import pytest
 
 from models.backbones import get_backbone
 from training.config import ConfigError, build_config
-from training.phases import Phase, plan_phases, unfreeze_point
+from training.phases import Phase, plan_phases, sized_phases, unfreeze_point
 
 
 def _config(**settings):
@@ -43,3 +43,20 @@ def test_fine_tuning_a_backbone_without_a_default_layer_is_refused():
     config = _config(backbone="smallcnn", weights="some.weights.h5", fine_tune_epochs=2)
     with pytest.raises(ConfigError, match="no default --unfreeze-from"):
         plan_phases(config, get_backbone("smallcnn"))
+
+
+def test_with_few_images_the_head_runs_at_least_min_steps_steps():
+    config = _config(epochs=10, batch_size=32, min_steps=150)
+    head, fine_tune = sized_phases(plan_phases(config, get_backbone("resnet50")), config, 40)
+    assert (head.steps_per_epoch, head.epochs, head.raised_from) == (2, 75, 10)
+    assert fine_tune.epochs == config.fine_tune_epochs, "only the head is sized by steps"
+
+
+def test_enough_images_or_min_steps_0_keep_the_epochs_asked_for():
+    config = _config(epochs=10, batch_size=32, min_steps=150)
+    (head,) = sized_phases([Phase("head", 10, 1e-3)], config, 32 * 20)
+    assert (head.epochs, head.raised_from, head.steps_per_epoch) == (10, None, 20)
+    off = _config(epochs=10, min_steps=0)
+    assert sized_phases([Phase("head", 10, 1e-3)], off, 40)[0].epochs == 10
+    with pytest.raises(ConfigError, match="--min-steps"):
+        _config(min_steps=-1)
