@@ -14,6 +14,7 @@ from types import ModuleType
 from cli.commands import (
     backbones,
     demo,
+    doctor,
     evaluate,
     explain,
     export,
@@ -42,6 +43,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     backbones,
     train,
     evaluate,
+    doctor,
     predict,
     list_models,
     serve,
