@@ -56,6 +56,8 @@ class TrainConfig:
     jit: bool = False  # XLA-compile the training step
     cache_dir: str | None = None  # where the decoded images are cached (default: the job's folder)
     strategy: str = "auto"  # tf.distribute: auto, mirrored or multiworker (TF_CONFIG)
+    exclude: str | None = None  # a ktl doctor CSV: leave out its rows with action exclude
+    relabel: str | None = None  # a ktl doctor CSV: apply its rows with action relabel
 
     @property
     def transfer(self) -> bool:

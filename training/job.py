@@ -16,7 +16,7 @@ from models.bundle import save_bundle
 from models.classifier import build_backbone, build_classifier, resolve_weights
 from models.errors import ConfigError
 from models.store import ModelStore
-from training import distributed, final, recipe
+from training import corrections, distributed, final, recipe
 from training.cluster import Cluster, connect, plan
 from training.config import TrainConfig
 from training.data import Prepared
@@ -43,6 +43,8 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict[str, Any]:
 
 def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dict[str, Any]:
     listing = distributed.list_dataset(cluster, config, log)
+    for line in corrections.describe(listing.corrections):
+        log(line)
     spec = get_backbone(config.backbone)
     assert config.weights is not None, "a validated config (build_config) has its weights"
     weights = resolve_weights(spec, config.weights)
@@ -130,4 +132,5 @@ def _dataset_summary(prepared: Prepared) -> dict[str, Any]:
         "skipped_files": report["skipped"],
         "ignored_files": report["ignored_files"],
         "warnings": report["warnings"],
+        **({"corrections": report["corrections"]} if "corrections" in report else {}),
     }
