@@ -68,8 +68,14 @@ def build_backbone(
         return spec.build((*image_size, 3), weights)
     except Exception as exc:
         if isinstance(weights, str) and weights != "imagenet":
+            hint = (
+                " (a bundle's model.keras is a whole model, not backbone weights: to start "
+                "from a published version, pass --weights model:NAME[:VERSION])"
+                if weights.endswith(".keras")
+                else ""
+            )
             raise WeightsError(
-                f"--weights {weights}: cannot be loaded into {spec.name}: {exc}"
+                f"--weights {weights}: cannot be loaded into {spec.name}{hint}: {exc}"
             ) from exc
         cache = keras_cache_path(spec)
         if weights is None or cache.is_file():

@@ -111,6 +111,7 @@ class Calibration(_Frozen):
     before: CalibrationFigures
     after: CalibrationFigures
     validation_nll: dict[str, float] | None = None  # where T was fitted: before, after
+    how: str | None = None  # how T was chosen (1 when fitting it did not carry over)
 
 
 class Decision(_Frozen):
@@ -123,6 +124,15 @@ class Decision(_Frozen):
     coverage: float | None = None
     selective_accuracy: float | None = None
     ood: dict[str, Any] | None = None  # images of none of the classes, when given
+
+
+class Lineage(_Frozen):
+    """Where a version comes from when it started from another one."""
+
+    kind: str  # "warm_start" or "quantized"
+    name: str
+    version: int
+    model_sha256: str
 
 
 class BundleMetadata(_Frozen):
@@ -142,6 +152,7 @@ class BundleMetadata(_Frozen):
     evaluation: Evaluation | None = None
     calibration: Calibration | None = None
     decision: Decision | None = None
+    lineage: Lineage | None = None
     training: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)
     activation_layers: tuple[str, ...] | None = None

@@ -107,3 +107,31 @@ class SettledValidation(keras.callbacks.Callback):
             file=sys.stderr,
             flush=True,
         )
+
+
+class _LearningRate(keras.callbacks.Callback):
+    """Put the optimizer's current rate into each epoch's logs (and so TensorBoard's)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is not None:
+            rate = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+
+
+def tensorboard(config: Any, phase: str) -> list[keras.callbacks.Callback]:
+    """TensorBoard logs of one phase, under ``--tensorboard DIR/<name>/<phase>``:
+    losses, accuracies and the learning rate per epoch (the rate put into the logs
+    first, so the second callback writes it)."""
+    log_dir = Path(config.tensorboard) / config.name / phase
+    return [_LearningRate(), keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)]
+
+
+def tensorboard_images(config: Any, images: dict[str, bytes]) -> None:
+    """The report's pictures (confusion matrix, reliability) as TensorBoard images."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(Path(config.tensorboard) / config.name / "report"))
+    with writer.as_default():
+        for name, png in images.items():
+            tf.summary.image(name, tf.image.decode_png(png)[None], step=0)
+    writer.flush()

@@ -16,6 +16,7 @@ from models.errors import ConfigError, did_you_mean
 __all__ = ["STRATEGIES", "ConfigError", "TrainConfig", "build_config", "read_toml"]
 
 STRATEGIES = ("auto", "mirrored", "multiworker")  # how training uses devices and machines
+SCHEDULES = ("constant", "cosine", "onecycle")  # learning-rate schedules (training.regime)
 # Epochs and early-stopping patience by recipe. A new head on frozen features
 # settles in a few epochs; a network trained from random weights needs many more,
 # and its validation loss is noisy early on, so it gets more patience.
@@ -37,8 +38,15 @@ class TrainConfig:
     epochs: int | None = None  # None: the recipe's (RECIPE_DEFAULTS)
     fine_tune_epochs: int = 5
     unfreeze_from: str | None = None  # None: the backbone's default
-    lr: float = 1e-3
-    fine_tune_lr: float = 1e-5
+    lr: float | str = 1e-3  # or "auto": a learning-rate range test chooses it
+    fine_tune_lr: float | str = 1e-5  # or "auto"
+    schedule: str = "constant"  # constant, cosine or onecycle (training.regime)
+    layer_decay: float = 1.0  # fine-tuning: each block below the top learns at this factor
+    label_smoothing: float = 0.0
+    mixup: float = 0.0  # MixUp's Beta alpha; 0: off
+    cutmix: float = 0.0  # CutMix's Beta alpha; 0: off
+    randaugment: bool = False
+    tensorboard: str | None = None  # a folder for TensorBoard logs of both phases
     val_split: float = 0.2
     test_split: float | None = None  # None: held out when every class is big enough
     seed: int = 42
@@ -97,7 +105,17 @@ class TrainConfig:
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.fine_tune_epochs >= 0, "--fine-tune-epochs must be 0 or more"),
-            (self.lr > 0 and self.fine_tune_lr > 0, "learning rates must be positive"),
+            (
+                all(
+                    rate == "auto" or (isinstance(rate, int | float) and rate > 0)
+                    for rate in (self.lr, self.fine_tune_lr)
+                ),
+                "learning rates (--lr, --fine-tune-lr) must be positive numbers or auto",
+            ),  # fmt: skip
+            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+            (0 < self.layer_decay <= 1, "--layer-decay must be more than 0, at most 1"),
+            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix take an alpha >= 0"),
             (0.0 < self.val_split < 1.0, "--val-split must be between 0 and 1, e.g. 0.2"),
             (
                 self.test_split is None or 0.0 <= self.test_split < 1 - self.val_split,
@@ -182,7 +200,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "bool": bool,
     "str": str,
 }
-_FLOAT_OR_AUTO = ("min_confidence",)  # flags that take a number or the word auto
+_FLOAT_OR_AUTO = ("min_confidence", "lr", "fine_tune_lr")  # a number or the word auto
 
 
 def _check_type(field: dataclasses.Field, value: object) -> None:

@@ -50,12 +50,12 @@ def finish(
     forward = finetune.inference(model)
     files = [str(listing.samples[i].path) for i in prepared.val]
     val = _scored(cluster, forward, prepared.pixels, prepared.targets, prepared.val, files, config)
-    temperature, fitted = 1.0, None
+    temperature, fitted, how = 1.0, None, ""
     if config.calibrate:
-        temperature = calibration.fit_temperature(val.probabilities, val.targets)
+        temperature, how = calibration.checked_temperature(val.probabilities, val.targets)
         fitted = calibration.nll(val.probabilities, val.targets)
         calibration.fold_into(model, temperature)  # the traced forward pass sees it too
-        log(f"Calibrated the probabilities: temperature {temperature:.3f}, fitted on validation")
+        log(f"Calibration: temperature {temperature:.3f} ({how})")
         # What the published model answers, to the last bit (the threshold is compared
         # with exactly these float32 numbers when it serves).
         val = _scored(
@@ -81,7 +81,9 @@ def finish(
         metrics={**metrics, "split": split},
         evaluation=evaluation,
         calibration=(
-            _calibration(shown, temperature, split, fitted, val) if fitted is not None else None
+            {**_calibration(shown, temperature, split, fitted, val), "how": how}
+            if fitted is not None
+            else None
         ),
         decision={
             **threshold,

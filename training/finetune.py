@@ -17,6 +17,7 @@ import tensorflow as tf
 from models.errors import ConfigError
 from training.callbacks import ResumableEarlyStopping
 from training.phases import Phase
+from training.regime import Regime, loss_and_metric, optimizer, soften
 
 _BATCHNORM = keras.layers.BatchNormalization
 
@@ -36,13 +37,21 @@ def augmentation(seed: int) -> keras.Sequential:
 
 
 def training_model(
-    model: keras.Model, augment: bool, seed: int, build: Callable = keras.Model
+    model: keras.Model,
+    augment: bool,
+    seed: int,
+    build: Callable = keras.Model,
+    randaugment: bool = False,
 ) -> keras.Model:
     """The model ``fit`` trains: ``model``, with augmentation in front of it when
-    ``augment``; shares its weights. ``build(inputs, outputs, name=...)`` makes it."""
+    ``augment`` (and Keras' RandAugment, two random operations per image, with
+    ``randaugment``); shares its weights. Augmentation acts in training only and is
+    never saved. ``build(inputs, outputs, name=...)`` makes it."""
     inputs = keras.Input(model.input_shape[1:], name="image")
-    outputs = model(augmentation(seed)(inputs) if augment else inputs)
-    return build(inputs, outputs, name="training")
+    x = augmentation(seed)(inputs) if augment else inputs
+    if randaugment:
+        x = keras.layers.RandAugment(value_range=(0, 255), seed=seed + 4, name="randaugment")(x)
+    return build(inputs, model(x), name="training")
 
 
 def batches(
@@ -56,6 +65,7 @@ def batches(
     class_weight: dict[int, float] | None = None,
     pad_to: int | None = None,
     first_epoch: int = 0,
+    soft: tuple[int, Regime] | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, label index)`` drawn by index from a cache: the decoded
     uint8 pixels, or the backbone's pooled features.
@@ -67,6 +77,9 @@ def batches(
     shards of different sizes run the same number of steps. With ``class_weight``
     or ``pad_to``, each batch carries a third element, the items' weights: their
     class weight (or 1), and 0 for the padding, which so counts in no loss or metric.
+    ``soft`` = ``(classes, regime)`` gives targets as distributions: one-hot, and when
+    shuffled (training) smoothed and mixed as the regime says (``training.regime``),
+    from the epoch's own random stream.
     """
     seeds = (seed,) if isinstance(seed, int) else tuple(seed)
     epochs = itertools.count(first_epoch)
@@ -80,24 +93,40 @@ def batches(
         epoch = next(epochs)
         order = np.random.default_rng([*seeds, epoch]).permutation(indices) if shuffle else indices
         order = np.resize(order, length)  # repeats from the start when padding
+        mixing = np.random.default_rng([*seeds, epoch, 1])  # a stream of its own
         for start in range(0, length, batch_size):
             chunk = order[start : start + batch_size]
+            x, y = inputs[chunk], targets[chunk]
+            if soft is not None:
+                x, y = soften(x, y, soft[0], soft[1], mixing, training=shuffle)
+                x = x.astype(dtype)
             if not weighted:
-                yield inputs[chunk], targets[chunk]
+                yield x, y
                 continue
             weights = per_class[targets[chunk]] if class_weight is not None else 1.0
             real = np.arange(start, start + len(chunk)) < len(indices)
-            yield inputs[chunk], targets[chunk], (weights * real).astype(np.float32)
+            yield x, y, (weights * real).astype(np.float32)
 
-    signature: tuple[tf.TensorSpec, ...] = (
-        tf.TensorSpec((None, *inputs.shape[1:]), tf.as_dtype(inputs.dtype)),
-        tf.TensorSpec((None,), tf.int32),
-    )
-    if weighted:
-        signature += (tf.TensorSpec((None,), tf.float32),)
+    mixes = soft is not None and shuffle and (soft[1].mixup or soft[1].cutmix)
+    dtype = np.dtype(np.float32) if mixes else inputs.dtype  # mixed pixels are not whole
+    signature = _signature(inputs.shape[1:], dtype, soft[0] if soft else None, weighted)
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     steps = -(-length // batch_size)
     return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
+
+
+def _signature(
+    shape: tuple[int, ...], dtype: np.dtype, classes: int | None, weighted: bool
+) -> tuple[tf.TensorSpec, ...]:
+    """What ``batches`` yields: inputs, targets (indices, or distributions over
+    ``classes``) and, when ``weighted``, each item's weight."""
+    targets = (
+        tf.TensorSpec((None, classes), tf.float32)
+        if classes is not None
+        else tf.TensorSpec((None,), tf.int32)
+    )
+    signature = (tf.TensorSpec((None, *shape), tf.as_dtype(dtype)), targets)
+    return signature + ((tf.TensorSpec((None,), tf.float32),) if weighted else ())
 
 
 def freeze_for_head(backbone: keras.Model) -> None:
@@ -140,6 +169,7 @@ def run_phase(
     on_epoch: Callable[[list[dict]], None] | None = None,
     jit: bool = False,
     first_callbacks: list[keras.callbacks.Callback] | None = None,
+    regime: Regime | None = None,
 ) -> list[dict]:
     """Fit one phase with early stopping (best weights restored) and a per-epoch
     backup that ``--resume`` continues from (none when ``backup_dir`` is None).
@@ -152,16 +182,12 @@ def run_phase(
     before an interruption, and ``on_epoch`` gets the rows after every epoch so
     they can be kept for a resume."""
     rows = list(earlier or [])
+    record = _recorder(phase, rows, on_epoch)
 
-    def record(epoch: int, logs: dict) -> None:
-        rows[:] = [r for r in rows if r["epoch"] < epoch + 1]
-        rows.append(
-            {"phase": phase.name, "epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
-        )
-        if on_epoch is not None:
-            on_epoch(rows)
-
-    _compile(fit_model, phase.lr, jit)
+    regime = regime or Regime()
+    steps = train_steps or int(train.cardinality())
+    assert not isinstance(phase.lr, str), "a rate of auto is chosen before the phase runs"
+    _compile(fit_model, phase.lr, regime, phase.epochs * max(1, steps), jit)
     best_file = backup_dir.with_name(f"best_{phase.name}.weights.h5") if backup_dir else None
     callbacks = [
         *(first_callbacks or []),
@@ -169,7 +195,10 @@ def run_phase(
         *([keras.callbacks.BackupAndRestore(str(backup_dir))] if backup_dir else []),
         keras.callbacks.LambdaCallback(on_epoch_end=record),  # after the backup it describes
     ]
-    print(f"Phase {phase.name}: up to {phase.epochs} epochs at lr {phase.lr:g}", file=sys.stderr)
+    print(
+        f"Phase {phase.name}: up to {phase.epochs} epochs at lr {phase.lr:g} ({regime.schedule})",
+        file=sys.stderr,
+    )
     with contextlib.redirect_stdout(sys.stderr):
         fit_model.fit(
             train,
@@ -184,11 +213,30 @@ def run_phase(
     return rows
 
 
-def _compile(fit_model: keras.Model, lr: float, jit: bool) -> None:
+def _recorder(
+    phase: Phase, rows: list[dict], on_epoch: Callable[[list[dict]], None] | None
+) -> Callable[[int, dict], None]:
+    """An epoch-end hook that keeps one history row per epoch in ``rows``."""
+
+    def record(epoch: int, logs: dict) -> None:
+        rows[:] = [r for r in rows if r["epoch"] < epoch + 1]
+        rows.append(
+            {"phase": phase.name, "epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+        )
+        if on_epoch is not None:
+            on_epoch(rows)
+
+    return record
+
+
+def _compile(
+    fit_model: keras.Model, lr: float, regime: Regime, total_steps: int, jit: bool
+) -> None:
+    loss, metric = loss_and_metric(regime)
     fit_model.compile(
-        optimizer=keras.optimizers.Adam(lr),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        optimizer=optimizer(regime, lr, total_steps),
+        loss=loss,
+        metrics=[metric],
         jit_compile=jit,
     )
     fit_model.optimizer.build(fit_model.trainable_variables)  # now, not inside a replica's step

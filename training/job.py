@@ -16,13 +16,16 @@ from models.bundle import save_bundle
 from models.classifier import build_backbone, build_classifier, resolve_weights
 from models.errors import ConfigError
 from models.store import ModelStore
-from training import corrections, distributed, final, recipe
+from training import corrections, distributed, final, recipe, warm_start
+from training.callbacks import tensorboard_images
 from training.cluster import Cluster, connect, plan
 from training.config import TrainConfig
 from training.data import Prepared
 from training.phases import plan_phases
 from training.publish import bundle_metadata, report_files
 from training.state import Log, job_dir, open_job
+
+_BOARD_IMAGES = ("confusion_matrix.png", "reliability.png", "curves.png")
 
 
 def _stderr(message: str) -> None:
@@ -46,10 +49,9 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
     for line in corrections.describe(listing.corrections):
         log(line)
     spec = get_backbone(config.backbone)
-    assert config.weights is not None, "a validated config (build_config) has its weights"
-    weights = resolve_weights(spec, config.weights)
-    phases = plan_phases(config, spec)
     store = ModelStore(config.store)
+    weights, parent = _weights(config, spec, store)
+    phases = plan_phases(config, spec)
     _describe_cluster(cluster, config, log)
     size = config.resolved_image_size()
     root = job_dir(store, config.name, cluster.index)
@@ -63,6 +65,9 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
             model = build_classifier(
                 spec, backbone, len(prepared.labels), dropout=config.dropout, pooling=config.pooling
             )
+        if parent is not None:
+            log(f"Starting from {parent.lineage['name']} version {parent.lineage['version']}: "
+                + warm_start.take_weights(parent, model, backbone, prepared.labels))  # fmt: skip
         history, details = recipe.train(
             config, phases, model, backbone, prepared, state, cluster, log
         )
@@ -73,7 +78,11 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
         def save() -> tuple[int, Any]:
             print_ = state.read("data.json")["fingerprint"]
             metadata = bundle_metadata(config, spec, model, prepared, outcome, details, print_)
-            reports = report_files(history, details["phases"], outcome, prepared.labels)
+            if parent is not None:
+                metadata = metadata.replace(lineage=parent.lineage)
+            reports = report_files(history, details, outcome, prepared.labels)
+            if config.tensorboard:
+                tensorboard_images(config, {k: reports[k] for k in _BOARD_IMAGES})
             return save_bundle(store, model, metadata, reports)
 
         version, path = distributed.publish_on_chief(cluster, save)
@@ -96,6 +105,20 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
         ),
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def _weights(
+    config: TrainConfig, spec: BackboneSpec, store: ModelStore
+) -> tuple[str | None, warm_start.Parent | None]:
+    """What the backbone is built with, and the published version it starts from
+    (``--weights model:NAME``: built without weights, then given the version's)."""
+    assert config.weights is not None, "a validated config (build_config) has its weights"
+    if not warm_start.is_warm_start(config.weights):
+        return resolve_weights(spec, config.weights), None
+    parent = warm_start.load_parent(config.weights, store, spec.name)
+    if config.image_size is None:  # the parent's size, unless asked otherwise
+        config.image_size = parent.bundle.image_size[0]
+    return None, parent
 
 
 def _describe_cluster(cluster: Cluster, config: TrainConfig, log: Log) -> None:

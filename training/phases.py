@@ -16,7 +16,7 @@ from training.config import TrainConfig
 class Phase:
     name: str  # "head", "fine_tune" or "scratch"
     epochs: int
-    lr: float
+    lr: float | str  # "auto": chosen by a range test when the phase starts
     unfreeze_from: str | None = None  # fine_tune: the first backbone layer that trains
 
 
@@ -30,7 +30,11 @@ def plan_phases(config: TrainConfig, spec: BackboneSpec) -> list[Phase]:
     if config.fine_tune_epochs:
         unfreeze_from = config.unfreeze_from or spec.unfreeze_from
         if unfreeze_from is None:
-            raise ConfigError(f"{spec.name} has no default --unfreeze-from; name a layer")
+            raise ConfigError(
+                f"{spec.name} has no default --unfreeze-from: name the first layer to fine-tune "
+                f"(`ktl inspect {spec.name}` lists them), or train the head alone with "
+                "--fine-tune-epochs 0"
+            )
         phases.append(
             Phase("fine_tune", config.fine_tune_epochs, config.fine_tune_lr, unfreeze_from)
         )

@@ -64,14 +64,15 @@ def bundle_metadata(
 
 
 def report_files(
-    history: list[dict], phases: list[dict[str, Any]], outcome: Outcome, labels: list[str]
+    history: list[dict], training: dict[str, Any], outcome: Outcome, labels: list[str]
 ) -> dict[str, bytes]:
     """``reports/``: figures, history (each phase's kept epoch marked), curves,
     confusion matrix, reliability diagram, risk-coverage curve, the worst images."""
-    kept = {(phase["name"], phase["kept_epoch"]) for phase in phases}
+    kept = {(phase["name"], phase["kept_epoch"]) for phase in training["phases"]}
     history = [{**row, "kept": int((row["phase"], row["epoch"]) in kept)} for row in history]
     metrics, validation = outcome.metrics, outcome.shown
     split = metrics["split"]
+    lr_found = training.get("lr_find", {})
     return {
         "metrics.json": json.dumps(metrics, indent=2).encode(),
         "history.csv": history_csv(history).encode(),
@@ -85,6 +86,10 @@ def report_files(
         "risk_coverage.png": report.risk_coverage_png(
             validation.probabilities, validation.targets, outcome.decision
         ),
+        **{
+            f"lr_find_{phase}.png": report.lr_find_png(phase, found)
+            for phase, found in lr_found.items()
+        },
         **report.worst_predictions(
             validation.pixels,
             validation.rows,

@@ -5,25 +5,27 @@ training from scratch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import keras
 import numpy as np
 
-from training import finetune
-from training.callbacks import EpochSeeds, SettledValidation
+from models.errors import ConfigError
+from training import finetune, lr_find
+from training.callbacks import EpochSeeds, SettledValidation, tensorboard
 from training.cluster import Cluster
 from training.config import TrainConfig
 from training.data import Prepared
 from training.phases import Phase, unfreeze_point
+from training.regime import Regime, layer_factors
 from training.state import JobState, Log
 
 
 def uses_cached_features(config: TrainConfig) -> bool:
-    """Frozen backbone, no augmentation: its features are the same every epoch, so
-    phase 1 computes them once and trains the head alone on them."""
-    return config.transfer and not config.augment
+    """Frozen backbone, nothing that changes images: its features are the same every
+    epoch, so phase 1 computes them once and trains the head alone on them."""
+    return config.transfer and not (config.augment or config.randaugment or config.cutmix)
 
 
 @dataclass
@@ -50,29 +52,38 @@ class _Run:
             seed=self.config.seed,
         )
 
-    def fit_data(self, inputs: np.ndarray, targets: np.ndarray, indices, epochs: _Epochs | None):
+    def fit_data(
+        self,
+        inputs: np.ndarray,
+        targets: np.ndarray,
+        indices,
+        epochs: _Epochs | None,
+        regime: Regime,
+    ):
         """``(batches, steps)`` for ``fit``, split over the replicas. Training batches
-        (``epochs`` given) are shuffled by epoch and carry the class weights."""
+        (``epochs`` given) are shuffled by epoch and carry the class weights; targets
+        are distributions when the regime smooths or mixes them."""
         weights = self.prepared.class_weights() if epochs else None
         seed = (self.config.seed, epochs.phase) if epochs else self.config.seed
         first = epochs.first if epochs else 0
+        soft = (len(self.prepared.labels), regime) if regime.soft_targets else None
         return self.cluster.distribute(
             lambda batch, pad_to: finetune.batches(
                 inputs, targets, indices, batch, shuffle=epochs is not None, seed=seed,
-                class_weight=weights, pad_to=pad_to, first_epoch=first,
+                class_weight=weights, pad_to=pad_to, first_epoch=first, soft=soft,
             ),
             len(indices),
             self.config.batch_size,
         )  # fmt: skip
 
-    def pixel_data(self, epochs: _Epochs) -> tuple[tuple, tuple]:
+    def pixel_data(self, epochs: _Epochs, regime: Regime) -> tuple[tuple, tuple]:
         prepared = self.prepared
         return (
-            self.fit_data(prepared.pixels, prepared.targets, prepared.train, epochs),
-            self.fit_data(prepared.pixels, prepared.targets, prepared.val, None),
+            self.fit_data(prepared.pixels, prepared.targets, prepared.train, epochs, regime),
+            self.fit_data(prepared.pixels, prepared.targets, prepared.val, None, regime),
         )
 
-    def feature_data(self, epochs: _Epochs) -> tuple[tuple, tuple]:
+    def feature_data(self, epochs: _Epochs, regime: Regime) -> tuple[tuple, tuple]:
         """The frozen backbone's pooled features of both splits, computed once."""
         self.log("Computing the frozen backbone's features once; the head trains on them")
         prepared = self.prepared
@@ -82,6 +93,7 @@ class _Run:
                 prepared.targets[indices],
                 np.arange(len(indices)),
                 phase_epochs,
+                regime,
             )
             for indices, phase_epochs in ((prepared.train, epochs), (prepared.val, None))
         )
@@ -127,7 +139,9 @@ def train(
     run = _Run(config, model, backbone, prepared, state, cluster, log)
     run.details.update(_describe(config, cluster, phases))
     with cluster.fit_scope():
-        fit_model = finetune.training_model(model, config.augment, config.seed, cluster.model_class)
+        fit_model = finetune.training_model(
+            model, config.augment, config.seed, cluster.model_class, config.randaugment
+        )
     if not config.transfer:
         log(
             "Training from random weights: nothing to transfer, so the whole network trains "
@@ -145,8 +159,12 @@ def train(
         state.write("progress.json", progress)
     if not config.transfer:
         _recalibrate_batchnorm(run)
+    found = run.details.get("lr_find", {})
     run.details["phases"] = [
-        phase_summary(phase, [r for r in progress["history"] if r["phase"] == phase.name])
+        {
+            **phase_summary(phase, [r for r in progress["history"] if r["phase"] == phase.name]),
+            "lr": found[phase.name]["suggestion"] if phase.name in found else phase.lr,
+        }
         for phase in phases
         if phase.name in progress["done"]
     ]
@@ -179,6 +197,14 @@ def _describe(config: TrainConfig, cluster: Cluster, phases: list[Phase]) -> dic
         }
     if config.transfer:
         details["unfreeze_from"] = unfreeze_point(phases)
+    details["regime"] = {
+        "schedule": config.schedule,
+        "label_smoothing": config.label_smoothing,
+        "mixup": config.mixup,
+        "cutmix": config.cutmix,
+        "randaugment": config.randaugment,
+        "layer_decay": config.layer_decay,
+    }
     return details
 
 
@@ -207,23 +233,17 @@ def _run_phase(run: _Run, fit_model: keras.Model, phase: Phase, index: int) -> l
     if earlier:
         run.log(f"Phase {phase.name} resumes at epoch {len(earlier) + 1} of {phase.epochs}")
     epochs = _Epochs(index, len(earlier))
-    phase_model = fit_model
-    if phase.name == "head":
-        finetune.freeze_for_head(run.backbone)
-        if uses_cached_features(run.config):
-            with run.cluster.fit_scope():
-                phase_model = finetune.head_model(run.model, run.cluster.model_class)
-    elif phase.name == "fine_tune":
-        assert phase.unfreeze_from is not None
-        count = finetune.unfreeze_top(run.backbone, phase.unfreeze_from)
-        run.log(f"Unfroze {count} layers from {phase.unfreeze_from} (BatchNorm stays frozen)")
+    phase_model = _phase_model(run, fit_model, phase)
+    regime = _regime(run, phase)
+    data = run.feature_data if phase_model is not fit_model else run.pixel_data
+    train, val = data(epochs, regime)
+    phase = _with_learning_rate(run, phase, phase_model, train, regime)
     first: list[keras.callbacks.Callback] = [EpochSeeds(phase_model, index)] if single else []
-    train, val = (
-        run.feature_data(epochs) if phase_model is not fit_model else run.pixel_data(epochs)
-    )
     if phase.name == "scratch" and single:  # Keras' own validation would judge stale statistics
         first.append(run.settled_validation())
         val = (None, None)
+    if run.config.tensorboard:
+        first += tensorboard(run.config, phase.name)
     assert run.config.patience is not None
     with run.cluster.scope():
         return finetune.run_phase(
@@ -238,7 +258,57 @@ def _run_phase(run: _Run, fit_model: keras.Model, phase: Phase, index: int) -> l
             on_epoch=lambda rows: state.write(f"epochs_{phase.name}.json", rows),
             jit=run.config.jit,
             first_callbacks=first,
+            regime=regime,
         )
+
+
+def _phase_model(run: _Run, fit_model: keras.Model, phase: Phase) -> keras.Model:
+    """The model a phase trains, its layers frozen or unfrozen as the phase needs."""
+    if phase.name == "head":
+        finetune.freeze_for_head(run.backbone)
+        if uses_cached_features(run.config):
+            with run.cluster.fit_scope():
+                return finetune.head_model(run.model, run.cluster.model_class)
+    elif phase.name == "fine_tune":
+        assert phase.unfreeze_from is not None
+        count = finetune.unfreeze_top(run.backbone, phase.unfreeze_from)
+        run.log(f"Unfroze {count} layers from {phase.unfreeze_from} (BatchNorm stays frozen)")
+    return fit_model
+
+
+def _regime(run: _Run, phase: Phase) -> Regime:
+    config = run.config
+    factors = {}
+    if phase.name == "fine_tune" and config.layer_decay < 1:
+        above = run.model.layers[run.model.layers.index(run.backbone) + 1 :]
+        layers = [*run.backbone.layers, *above]
+        factors = layer_factors(layers, config.layer_decay)
+    return Regime(
+        schedule=config.schedule,
+        label_smoothing=config.label_smoothing,
+        mixup=config.mixup,
+        cutmix=config.cutmix,
+        layer_decay=config.layer_decay,
+        factors=factors,
+    )
+
+
+def _with_learning_rate(
+    run: _Run, phase: Phase, phase_model: keras.Model, train: tuple, regime: Regime
+) -> Phase:
+    """The phase with its rate: given, or chosen by a range test (kept for a resume)."""
+    if phase.lr != "auto":
+        return phase
+    if run.cluster.strategy is not None:
+        raise ConfigError("--lr auto and --fine-tune-lr auto need one device: give the rates")
+    saved = run.state.read(f"lr_{phase.name}.json")
+    if saved is None:
+        test = lr_find.range_test(phase_model, train[0], regime)
+        lr_find.report(phase.name, test)
+        saved = {"suggestion": test.suggestion, "curve": test.curve()}
+        run.state.write(f"lr_{phase.name}.json", saved)
+    run.details.setdefault("lr_find", {})[phase.name] = saved
+    return replace(phase, lr=saved["suggestion"])
 
 
 def _recalibrate_batchnorm(run: _Run) -> None:

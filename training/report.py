@@ -181,3 +181,19 @@ def worst_predictions(
         )
     reports["worst.json"] = json.dumps(entries, indent=2).encode()
     return reports
+
+
+def lr_find_png(phase: str, found: dict) -> bytes:
+    """The range test's smoothed loss against the rate (log scale), the choice marked."""
+    rates, losses = zip(*found["curve"], strict=True)
+    figure, axis = plt.subplots(figsize=(5.2, 3.6))
+    axis.plot(rates, losses)
+    axis.axvline(found["suggestion"], color="black", linestyle="--",
+                 label=f"chosen {found['suggestion']:.2g}")  # fmt: skip
+    axis.set_xscale("log")
+    axis.set_xlabel("learning rate")
+    axis.set_ylabel("smoothed training loss")
+    axis.set_title(f"learning-rate range test ({phase})")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return _png(figure)

@@ -6,6 +6,9 @@ import argparse
 
 from cli.common import add_json, print_json
 
+# How a backbone without ImageNet weights trains: any --weights but imagenet.
+_WITHOUT = "no (from scratch, a weights file or model:NAME)"
+
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
@@ -41,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{r['name']:<15}{r['family']:<13}{r['default_size']:>5}{r['params']:>13,}  "
             f"{r['preprocessing']:<14}"
-            f"{'yes' if r['imagenet_weights'] else 'no (train with --weights none)'}"
+            f"{'yes' if r['imagenet_weights'] else _WITHOUT}"
         )
     return 0

@@ -8,7 +8,7 @@ from typing import Any
 from cli import summary
 from cli.common import add_json, add_store, print_json, store_default
 from models.choices import POOLING
-from training.config import STRATEGIES
+from training.config import SCHEDULES, STRATEGIES
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,6 +36,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     _add_model_options(parser.add_argument_group("model"))
     recipe = parser.add_argument_group("recipe")
     _add_recipe_options(recipe)
+    _add_regularisation_options(recipe)
     _add_trust_options(parser.add_argument_group("figures you can trust"))
     _add_run_options(recipe)
     _add_doctor_options(parser.add_argument_group("corrections from ktl doctor"))
@@ -47,8 +48,10 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--backbone", help="backbone from `ktl backbones` (default resnet50)")
     group.add_argument(
         "--weights",
-        help="imagenet (default: Keras' download and cache, $KERAS_HOME), none (random "
-        "initialisation, the whole network trains), or the path of a weights file",
+        help="imagenet (Keras' download and cache, $KERAS_HOME; the default where the "
+        "backbone has it), none (random initialisation, the whole network trains; the "
+        "default otherwise), the path of a weights file, or model:NAME[:VERSION] to start "
+        "from a published version of the store",
     )
     group.add_argument(
         "--image-size", type=int, help="square input size in pixels (default: the backbone's)"
@@ -59,11 +62,12 @@ def _add_model_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--dropout", type=float, help="dropout before the softmax (default 0.2)")
 
 
-def _add_recipe_options(group: argparse._ArgumentGroup) -> None:
+def _add_rate_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--epochs",
         type=int,
-        help="epochs of the head phase (or of training from scratch; default 10)",
+        help="epochs of the head phase, or of training from scratch (default 10 with pretrained "
+        "weights, 40 from scratch)",
     )
     group.add_argument(
         "--fine-tune-epochs",
@@ -75,15 +79,39 @@ def _add_recipe_options(group: argparse._ArgumentGroup) -> None:
         metavar="LAYER",
         help="first backbone layer trained in phase 2 (default: the backbone's)",
     )
-    group.add_argument("--lr", type=float, help="learning rate of the head phase (default 1e-3)")
     group.add_argument(
-        "--fine-tune-lr", type=float, help="learning rate of the fine-tuning phase (default 1e-5)"
+        "--lr",
+        metavar="RATE|auto",
+        help="learning rate of the head phase (default 1e-3); auto: a range test chooses it",
     )
+    group.add_argument(
+        "--fine-tune-lr",
+        metavar="RATE|auto",
+        help="learning rate of the fine-tuning phase (default 1e-5); auto: a range test",
+    )
+    group.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help="the rate over each phase: constant (default), cosine (warm-up, then cosine "
+        "down) or onecycle (fastai's one-cycle)",
+    )
+    group.add_argument(
+        "--layer-decay",
+        type=float,
+        metavar="F",
+        help="fine-tuning: each layer below the top learns at F times the rate of the one "
+        "above (default 1: all alike)",
+    )
+
+
+def _add_recipe_options(group: argparse._ArgumentGroup) -> None:
+    _add_rate_options(group)
     group.add_argument("--batch-size", type=int, help="images per step (default 32)")
     group.add_argument(
         "--patience",
         type=int,
-        help="epochs without val_loss improvement before stopping (default 3)",
+        help="epochs without a better validation loss before stopping (default 3 with "
+        "pretrained weights, 10 from scratch)",
     )
     group.add_argument(
         "--val-split", type=float, help="share of each class held out for validation (default 0.2)"
@@ -97,6 +125,24 @@ def _add_recipe_options(group: argparse._ArgumentGroup) -> None:
         action="store_const",
         const=False,
         help="no flip/rotation/zoom/contrast augmentation",
+    )
+
+
+def _add_regularisation_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--label-smoothing", type=float, metavar="E", help="smooth training targets by E (0.1)"
+    )
+    group.add_argument(
+        "--mixup", type=float, metavar="ALPHA", help="MixUp training batches (alpha, e.g. 0.2)"
+    )
+    group.add_argument(
+        "--cutmix", type=float, metavar="ALPHA", help="CutMix training batches (alpha, e.g. 1.0)"
+    )
+    group.add_argument(
+        "--randaugment",
+        action="store_const",
+        const=True,
+        help="Keras' RandAugment: two random image operations per training image",
     )
 
 
@@ -145,6 +191,11 @@ def _add_run_options(group: argparse._ArgumentGroup) -> None:
     )
     group.add_argument(
         "--jit", action="store_const", const=True, help="compile the training step with XLA"
+    )
+    group.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="write TensorBoard logs of both phases under DIR/NAME (losses, accuracy, rate)",
     )
     group.add_argument(
         "--cache-dir",
@@ -218,11 +269,28 @@ def _phase_line(phase: dict[str, Any]) -> str:
     if "max_epochs" in phase:
         line += f" of {phase['max_epochs']}"
     line += " epochs"
+    if isinstance(phase.get("lr"), int | float):
+        line += f" at lr {phase['lr']:.2g}"
     if phase.get("stopped_early"):
         line += ", stopped early (no better validation loss)"
     if phase.get("kept_epoch") and phase["kept_epoch"] != phase["epochs"]:
         line += f", kept epoch {phase['kept_epoch']}'s weights"
     return line
+
+
+def _regime_line(regime: dict[str, Any]) -> str:
+    """The settings that changed how the phases learnt, when any differ from plain."""
+    parts = [] if regime.get("schedule", "constant") == "constant" else [regime["schedule"]]
+    parts += [
+        f"{name.replace('_', ' ')} {regime[name]:g}"
+        for name in ("label_smoothing", "mixup", "cutmix")
+        if regime.get(name)
+    ]
+    if regime.get("randaugment"):
+        parts.append("RandAugment")
+    if regime.get("layer_decay", 1) < 1:
+        parts.append(f"layer decay {regime['layer_decay']:g}")
+    return ", ".join(parts)
 
 
 def print_summary(result: dict[str, Any]) -> None:
@@ -245,6 +313,9 @@ def print_summary(result: dict[str, Any]) -> None:
     lines = [f"  note        {warning}" for warning in dataset["warnings"]]
     lines.append(f"  training    {training['recipe']}: ")
     lines[-1] += "; ".join(_phase_line(p) for p in training["phases"])
+    regime = _regime_line(training.get("regime", {}))
+    if regime:
+        lines.append(f"  regime      {regime}")
     lines.append(summary.figures_line(metrics.get("split", "validation"), metrics))
     validation = (result.get("evaluation") or {}).get("validation")
     if metrics.get("split") == "test" and validation:

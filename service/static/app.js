@@ -1,13 +1,72 @@
-// The try-a-model page: choose a model, give an image, see the top labels.
+// The try-a-model page: choose a model and version, give a photo, see the answer.
+// Each section says what it shows in data-state (loading, ready, error, ...).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const wanted = new URLSearchParams(location.search); // ?model=&version= (a report's link)
 let models = [];
-let current = null; // the last image sent, as a Blob
+let current = null; // the photo last given (File or Blob); sent again when the version changes
+let previewShown = Promise.resolve(); // settles once the photo's preview is laid out (or failed)
 
-function showError(message) {
-  $("error").textContent = message;
+// One kind of request at a time: starting one aborts the one before it, and an answer
+// that still comes late is recognised as stale and dropped.
+function latest() {
+  let controller = null;
+  return () => {
+    if (controller) controller.abort();
+    const mine = new AbortController();
+    controller = mine;
+    return { signal: mine.signal, stale: () => controller !== mine };
+  };
+}
+const versionRequests = latest();
+const predictRequests = latest();
+const overlayRequests = latest();
+
+function setState(section, state) {
+  section.dataset.state = state;
+  section.setAttribute("aria-busy", String(state === "loading"));
+}
+
+// An image element has a source or is hidden: never an empty frame with its alt text.
+function setImage(img, url) {
+  const old = img.getAttribute("src");
+  if (old && old.startsWith("blob:")) URL.revokeObjectURL(old);
+  if (url) {
+    img.src = url;
+  } else {
+    img.removeAttribute("src");
+    img.hidden = true;
+  }
+}
+
+// What went wrong, in the words of someone choosing a photo.
+const PLAIN = {
+  invalid_image: "it is not an image this service can read. Try a JPEG, PNG, WebP, GIF, BMP or TIFF photo.",
+  image_too_large: "the photo has more pixels than this service takes. Try a smaller one.",
+  payload_too_large: "the file is too big to send. Try a smaller photo.",
+  unsupported_media_type: "the page sent it in a way the service does not take.",
+  unauthorized: "this service needs an API key: type it under “API key” above.",
+  overloaded: "the service is busy. Try again in a moment.",
+};
+const FILE_PROBLEMS = new Set(["invalid_image", "image_too_large", "payload_too_large", "bad_request"]);
+
+function showError(message, detail = "") {
+  $("error-text").textContent = message;
+  $("error-detail").textContent = detail;
+  $("error-details").hidden = !detail || detail === message;
   $("error").hidden = !message;
+}
+
+function showModelError(message) {
+  $("model-error").textContent = message;
+  $("model-error").hidden = !message;
+  if (message.includes("API key")) $("key-box").open = true;
+}
+
+function status(id, message) {
+  $(id).textContent = message;
+  $(id).hidden = !message;
 }
 
 function selected() {
@@ -19,70 +78,200 @@ function base() {
   return `/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`;
 }
 
+function chosenModel() {
+  return models.find((m) => m.name === $("model").value);
+}
+
 async function loadModels() {
+  setState($("model-card"), "loading");
+  status("model-status", "Loading the models …");
+  showModelError("");
   try {
     models = (await ktl.json("/v1/models")).models;
   } catch (error) {
-    showError("Could not list the models: " + error.message);
-    $("key-box").open = true;
+    setState($("model-card"), "error");
+    status("model-status", "");
+    showModelError("Could not list the models: " + (PLAIN[error.code] || error.message));
     return;
   }
-  $("model").replaceChildren(...models.map((m) => new Option(m.name + (m.status === "available" ? "" : " (unavailable)"), m.name)));
-  if (!models.length) showError("This service has no models yet: train one with `ktl train`.");
-  fillVersions();
+  $("model").replaceChildren(...models.map((m) =>
+    new Option(m.name + (m.status === "available" ? "" : " (unavailable)"), m.name)));
+  if (!models.length) {
+    setState($("model-card"), "empty");
+    status("model-status", "This service has no models yet: train one with `ktl train`.");
+    return;
+  }
+  status("model-status", "");
+  setState($("model-card"), "ready");
+  if (models.some((m) => m.name === wanted.get("model"))) $("model").value = wanted.get("model");
+  fillVersions(wanted.get("version"));
 }
 
-function fillVersions() {
-  const model = models.find((m) => m.name === $("model").value);
-  const versions = model ? [...model.versions].reverse() : [];
-  $("version").replaceChildren(...versions.map((v) => new Option(v === model.default_version ? `${v} (default)` : String(v), v)));
-  showInfo();
+// "2 (default) · 92 % on test · 2 Dec 2026"
+function versionText(model, version, details) {
+  const parts = [String(version) + (version === model.default_version ? " (default)" : "")];
+  if (details && details.accuracy !== null && details.accuracy !== undefined) {
+    parts.push(`${ktl.percent(details.accuracy, 0)} on ${details.accuracy_split || "validation"}`);
+  }
+  if (details && ktl.date(details.created_at)) parts.push(ktl.date(details.created_at));
+  return parts.join(" · ");
 }
 
-async function showInfo() {
+function fillVersions(preferred) {
+  const model = chosenModel();
+  const details = new Map(((model && model.version_details) || []).map((d) => [d.version, d]));
+  const versions = model ? [...model.versions].reverse() : []; // newest first
+  $("version").replaceChildren(...versions.map((v) => new Option(versionText(model, v, details.get(v)), v)));
+  const choice = versions.find((v) => String(v) === preferred) ?? model?.default_version ?? versions[0];
+  if (choice !== undefined) $("version").value = String(choice);
+  showVersion();
+}
+
+function accuracyText(meta) {
+  const metrics = meta.metrics || {};
+  const split = metrics.split || "validation";
+  return ktl.accuracy(metrics, split, split === "test" ? "" : "no test split, so possibly optimistic");
+}
+
+function decisionText(meta) {
+  const decision = meta.decision;
+  if (!decision) return "always (this version has no threshold)";
+  let text = `at least ${ktl.percent(decision.threshold)} sure`;
+  if (decision.coverage !== undefined && decision.split) {
+    text += ` (it answered ${ktl.percent(decision.coverage, 0)} of the ${decision.split} images)`;
+  }
+  return text;
+}
+
+async function showVersion() {
   const { name, version } = selected();
-  if (!name || !version) return;
+  const request = versionRequests();
+  $("model-info").replaceChildren();
+  delete $("model-info").dataset.version;
+  $("report-link").hidden = true;
+  if (!name || !version) {
+    setState($("about"), "empty");
+    status("about-status", name ? "This model has no version that loads." : "");
+    return;
+  }
+  setState($("about"), "loading");
+  status("about-status", `Loading version ${version} of ${name} …`);
+  showModelError("");
+  history.replaceState(null, "", "?" + new URLSearchParams({ model: name, version }));
   $("report-link").href = `/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/report`;
+  if (current) classify(false); // the answer on screen was another version's
   try {
-    const meta = await ktl.json(base());
-    const metrics = meta.metrics || {};
-    const rows = [
+    const meta = await ktl.json(base(), { signal: request.signal });
+    if (request.stale()) return;
+    ktl.describe($("model-info"), [
       ["Labels", (meta.labels || []).join(", ")],
       ["Backbone", meta.backbone],
       ["Image size", (meta.image_size || []).join(" × ") + " px"],
-      ["Validation accuracy", metrics.accuracy === undefined ? "—" : ktl.percent(metrics.accuracy)],
-      ["Validation images", metrics.val_images ?? "—"],
-    ];
-    $("model-info").replaceChildren(...rows.flatMap(([k, v]) => {
-      const dt = document.createElement("dt");
-      dt.textContent = k;
-      const dd = document.createElement("dd");
-      dd.textContent = v;
-      return [dt, dd];
-    }));
-    showError("");
+      ["Accuracy", accuracyText(meta)],
+      ["Answers when", decisionText(meta)],
+      ["Trained", ktl.date(meta.created_at) || "—"],
+    ]);
+    $("model-info").dataset.version = version;
+    $("report-link").hidden = false;
+    status("about-status", "");
+    setState($("about"), "ready");
   } catch (error) {
-    showError(error.message);
+    if (request.stale() || ktl.aborted(error)) return;
+    status("about-status", "Not loaded.");
+    showModelError(`Could not load version ${version}: ` + (PLAIN[error.code] || error.message));
+    setState($("about"), "error");
   }
-  if (current) classify(current);
 }
 
-async function classify(blob) {
+// A new photo: the old one, its heatmap and its answer go at once.
+function usePhoto(blob) {
   current = blob;
   showError("");
-  $("preview").src = URL.createObjectURL(blob);
-  $("figure").hidden = false;
+  overlayRequests();
+  setImage($("overlay"), null);
+  $("figure").dataset.overlay = "off";
+  $("overlay-status").textContent = "";
+  const preview = $("preview");
+  $("figure").hidden = true;
+  const url = URL.createObjectURL(blob);
+  setImage(preview, url);
+  preview.hidden = true; // shown once it decodes: a file the browser cannot read shows nothing
+  previewShown = preview.decode().then(() => {
+    if (preview.getAttribute("src") !== url) return;
+    preview.hidden = false;
+    $("figure").hidden = false;
+  }, () => {});
+  classify(true);
+}
+
+function forgetPhoto() {
+  current = null;
+  overlayRequests();
+  setImage($("preview"), null);
+  setImage($("overlay"), null);
+  $("figure").hidden = true;
+  $("figure").dataset.overlay = "off";
+  $("overlay-status").textContent = "";
+  $("gradcam").checked = false;
+}
+
+// Ask the selected version about the current photo; reveal: bring the answer into view.
+async function classify(reveal) {
+  const request = predictRequests();
+  const blob = current;
+  overlayRequests();
+  setImage($("overlay"), null);
+  setState($("result"), "loading");
+  delete $("result").dataset.version;
+  $("answer").textContent = "Asking the model …";
+  $("bars").replaceChildren();
   const form = new FormData();
   form.append("image", blob, blob.name || "pasted-image");
   try {
-    const body = await ktl.json(base() + "/predict?top_k=5", { method: "POST", body: form });
-    renderBars(body.predictions[0].top);
-    if ($("gradcam").checked) await showGradcam();
+    const body = await ktl.json(base() + "/predict?top_k=5", { method: "POST", body: form, signal: request.signal });
+    if (request.stale()) return;
+    const prediction = body.predictions[0];
+    renderAnswer(prediction);
+    renderBars(prediction.top);
+    $("result").dataset.version = body.version;
+    setState($("result"), "ready");
+    if (reveal) {
+      await previewShown; // the photo above the answer takes its room first
+      if (request.stale()) return;
+      bringIntoView($("result"));
+    }
+    if ($("gradcam").checked) showGradcam();
   } catch (error) {
-    $("bars").replaceChildren();
-    $("overlay").hidden = true;
-    showError("The image was rejected: " + error.message);
+    if (request.stale() || ktl.aborted(error)) return;
+    const plain = PLAIN[error.code];
+    if (FILE_PROBLEMS.has(error.code)) {
+      forgetPhoto();
+      showError("The file was rejected: " + (plain || error.message), error.message);
+    } else {
+      showError("No answer: " + (plain || error.message), error.message);
+    }
+    $("answer").textContent = "No answer for this file.";
+    setState($("result"), "error");
   }
+}
+
+function bringIntoView(node) {
+  const still = matchMedia("(prefers-reduced-motion: reduce)").matches;
+  node.scrollIntoView({ behavior: still ? "auto" : "smooth", block: "nearest" });
+}
+
+function renderAnswer({ decision, top }) {
+  const answer = $("answer");
+  answer.dataset.label = decision.label ?? "";
+  if (decision.label === null) {
+    const digits = ktl.digitsApart(decision.confidence, decision.threshold);
+    answer.replaceChildren(ktl.make("strong", "Not sure"),
+      ` — none of the classes reached ${ktl.percent(decision.threshold, digits)}` +
+      ` (${top[0].label} came closest: ${ktl.percent(decision.confidence, digits)}).`);
+  } else {
+    answer.replaceChildren(ktl.make("strong", decision.label), ` — ${ktl.percent(decision.confidence)} sure.`);
+  }
+  answer.classList.toggle("unsure", decision.label === null);
 }
 
 function renderBars(top) {
@@ -91,63 +280,79 @@ function renderBars(top) {
     li.className = "bar";
     li.dataset.label = t.label;
     li.dataset.probability = t.probability;
-    const label = document.createElement("span");
-    label.className = "label";
-    label.textContent = t.label;
-    const meter = document.createElement("span");
-    meter.className = "meter";
+    const meter = ktl.make("span", "", "meter");
     meter.style.setProperty("--p", t.probability);
-    const value = document.createElement("span");
-    value.className = "value";
-    value.textContent = ktl.percent(t.probability);
-    li.setAttribute("aria-label", `${t.label}: ${ktl.percent(t.probability)}`);
-    li.append(label, meter, value);
+    li.append(ktl.make("span", t.label, "label"), meter, ktl.make("span", ktl.percent(t.probability), "value"));
     return li;
   }));
 }
 
 async function showGradcam() {
+  const request = overlayRequests();
   if (!current) return;
   const form = new FormData();
   form.append("image", current, current.name || "pasted-image");
+  $("figure").dataset.overlay = "loading";
+  $("overlay-status").textContent = "Drawing the heatmap …";
   try {
-    $("overlay").src = await ktl.objectUrl(base() + "/explain", { method: "POST", body: form });
+    const url = await ktl.objectUrl(base() + "/explain", { method: "POST", body: form, signal: request.signal });
+    if (request.stale()) {
+      URL.revokeObjectURL(url);
+      return;
+    }
+    setImage($("overlay"), url);
+    await $("overlay").decode().catch(() => {});
+    if (request.stale()) return;
     $("overlay").hidden = false;
+    $("overlay-status").textContent = "";
+    $("figure").dataset.overlay = "ready";
   } catch (error) {
-    $("overlay").hidden = true;
-    showError("Grad-CAM is not available: " + error.message);
+    if (request.stale() || ktl.aborted(error)) return;
+    setImage($("overlay"), null);
+    $("overlay-status").textContent = "The heatmap is not available: " + (PLAIN[error.code] || error.message);
+    $("figure").dataset.overlay = "error";
   }
 }
 
 function pick(files) {
-  const file = [...(files || [])].find((f) => f.type.startsWith("image/")) || (files || [])[0];
-  if (file) classify(file);
+  const list = [...(files || [])];
+  const file = list.find((f) => f.type.startsWith("image/")) || list[0];
+  if (file) usePhoto(file);
 }
 
-$("model").addEventListener("change", fillVersions);
-$("version").addEventListener("change", showInfo);
-$("pick").addEventListener("click", () => $("file").click());
-$("file").addEventListener("change", (event) => pick(event.target.files));
-$("drop").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" || event.key === " ") {
-    event.preventDefault();
-    $("file").click();
-  }
+$("model").addEventListener("change", () => fillVersions(null));
+$("version").addEventListener("change", showVersion);
+$("drop").addEventListener("click", () => $("file").click());
+$("file").addEventListener("change", (event) => {
+  pick(event.target.files);
+  event.target.value = ""; // the same file again is a new choice
 });
-$("drop").addEventListener("dragover", (event) => {
+// A photo dropped anywhere is taken (rather than the browser leaving the page for it).
+document.addEventListener("dragover", (event) => {
   event.preventDefault();
   $("drop").classList.add("over");
 });
-$("drop").addEventListener("dragleave", () => $("drop").classList.remove("over"));
-$("drop").addEventListener("drop", (event) => {
+document.addEventListener("dragleave", (event) => {
+  if (!event.relatedTarget) $("drop").classList.remove("over");
+});
+document.addEventListener("drop", (event) => {
   event.preventDefault();
   $("drop").classList.remove("over");
-  pick(event.dataTransfer.files);
+  pick(event.dataTransfer && event.dataTransfer.files);
 });
-document.addEventListener("paste", (event) => pick(event.clipboardData && event.clipboardData.files));
+document.addEventListener("paste", (event) => {
+  if (event.target === $("api-key")) return;
+  pick(event.clipboardData && event.clipboardData.files);
+});
 $("gradcam").addEventListener("change", () => {
-  if ($("gradcam").checked) showGradcam();
-  else $("overlay").hidden = true;
+  if ($("gradcam").checked) {
+    showGradcam();
+    return;
+  }
+  overlayRequests();
+  setImage($("overlay"), null);
+  $("overlay-status").textContent = "";
+  $("figure").dataset.overlay = "off";
 });
 $("api-key").value = ktl.key();
 $("api-key").addEventListener("change", () => {

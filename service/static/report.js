@@ -1,77 +1,341 @@
 // The training report of one version, built from its metadata and reports/ files.
+// main#report says what it shows in data-state: loading, ready or error.
 "use strict";
 
 const el = (id) => document.getElementById(id);
 const [, , name, , version] = location.pathname.split("/").map(decodeURIComponent);
 const api = `/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`;
+const SECTIONS = ["summary", "accuracy", "training", "classes", "calibration", "decision", "worst", "dataset", "config"];
+// Settings a recipe never reads: listing them would say they shaped the model.
+const FINE_TUNING = ["fine_tune_epochs", "fine_tune_lr", "unfreeze_from"];
+// What training adds to the configuration; shown in their own sections.
+const DETAILS = ["phases", "recipe", "trainable_params", "total_params", "batchnorm_recalibrated", "distribution"];
 
-function cells(tag, values, numeric = []) {
-  const row = document.createElement("tr");
+function setState(state) {
+  el("report").dataset.state = state;
+  el("report").setAttribute("aria-busy", String(state === "loading"));
+}
+
+function row(values, numeric = [], header = false) {
+  const tr = document.createElement("tr");
   values.forEach((value, i) => {
-    const cell = document.createElement(tag);
-    cell.textContent = value;
-    if (numeric.includes(i)) cell.className = "num";
-    row.append(cell);
+    const cell = ktl.make(header && i === 0 ? "th" : "td", value ?? "—", numeric.includes(i) ? "num" : "");
+    if (header && i === 0) cell.scope = "row";
+    tr.append(cell);
   });
-  return row;
+  return tr;
+}
+
+const fixed = (x, digits = 3) => (typeof x === "number" ? x.toFixed(digits) : "—");
+const pct = (x, digits = 1) => (typeof x === "number" ? ktl.percent(x, digits) : "—");
+const count = (x) => (Array.isArray(x) ? x.length : x || 0);
+const quoted = (label) => `“${label}”`;
+
+function show(section, on = true) {
+  el(section).hidden = !on;
+}
+
+// The split the summary figures come from: test, or validation (format 1: always).
+function mainSplit(meta) {
+  return (meta.metrics && meta.metrics.split) || "validation";
+}
+
+function splitsOf(meta) {
+  const evaluation = meta.evaluation || {};
+  const splits = ["validation", "test"].filter((s) => evaluation[s]).map((s) => [s, evaluation[s]]);
+  return splits.length ? splits : [[mainSplit(meta), meta.metrics || {}]];
+}
+
+function recipeText(training) {
+  if (training.recipe === "scratch") return "trained from scratch (random weights)";
+  if (training.recipe === "transfer") return `transfer learning from ${training.weights} weights`;
+  return training.weights ? `${training.weights} weights` : "";
+}
+
+function baselineText(baseline) {
+  return `always ${quoted(baseline.majority_class)}: ${ktl.percent(baseline.majority_accuracy, 0)}; ` +
+    `chance ${ktl.percent(baseline.chance, 0)}`;
+}
+
+function renderSummary(meta) {
+  const metrics = meta.metrics || {};
+  const training = meta.training || {};
+  const split = mainSplit(meta);
+  const baseline = metrics.baseline;
+  const rows = [
+    ["Model", `${meta.name}, version ${meta.version}`],
+    ["Backbone", [meta.backbone, recipeText(training)].filter(Boolean).join(", ")],
+    ["Image size", (meta.image_size || []).join(" × ") + " px"],
+    ["Trained", ktl.date(meta.created_at) || "—"],
+    ["Labels", (meta.labels || []).join(", ")],
+    [`Accuracy (${split})`, ktl.accuracy(metrics, split)],
+  ];
+  if (baseline) rows.push(["Baseline", baselineText(baseline)]);
+  if (meta.decision) rows.push(["Answers when", `at least ${ktl.percent(meta.decision.threshold)} sure`]);
+  ktl.describe(el("summary"), rows);
+
+  const dataset = meta.dataset || {};
+  if (split !== "test") {
+    const why = dataset.test_note || (meta.evaluation ? "" : "this version was published before ktl kept test images apart.");
+    el("split-note").textContent = "These figures come from the validation images only: the same images chose " +
+      "the kept epoch and the threshold, so they may be optimistic." + (why ? " Why no test split: " + why : "");
+    el("split-note").hidden = false;
+  }
+  if (baseline && typeof metrics.accuracy === "number") {
+    const low = metrics.accuracy_interval ? metrics.accuracy_interval[0] : metrics.accuracy;
+    if (metrics.accuracy <= baseline.majority_accuracy) {
+      el("baseline-warning").textContent = `This model is no better than always answering ${quoted(baseline.majority_class)} ` +
+        `(${ktl.percent(metrics.accuracy, 0)} against ${ktl.percent(baseline.majority_accuracy, 0)} on the ${split} images).`;
+      el("baseline-warning").hidden = false;
+    } else if (low <= baseline.majority_accuracy) {
+      el("baseline-warning").textContent = `This model is not clearly better than always answering ${quoted(baseline.majority_class)}: ` +
+        `its 95 % interval reaches down to ${ktl.percent(low, 0)}, and that answer gets ${ktl.percent(baseline.majority_accuracy, 0)}.`;
+      el("baseline-warning").hidden = false;
+    }
+  }
+}
+
+function renderSplits(meta) {
+  const splits = splitsOf(meta);
+  const topK = splits.map(([, f]) => f.top_k).find(Boolean);
+  el("top-k-head").textContent = topK ? `top-${topK} accuracy` : "top-k accuracy";
+  el("splits").tBodies[0].replaceChildren(...splits.map(([split, f]) => row([
+    split,
+    f.images ?? f.val_images ?? "—",
+    pct(f.accuracy, 0),
+    f.accuracy_interval ? ktl.interval(f.accuracy_interval) : "—",
+    pct(f.top_k_accuracy, 0),
+    fixed(f.loss),
+    fixed(f.macro_f1),
+    f.baseline ? `${ktl.percent(f.baseline.majority_accuracy, 0)} (${f.baseline.majority_class})` : "—",
+  ], [1, 2, 3, 4, 5, 6, 7], true)));
+}
+
+const PHASE_NAMES = {
+  head: "New head on the frozen backbone",
+  fine_tune: "Fine-tuning",
+  scratch: "Whole network from random weights",
+};
+
+function phaseText(phase, training) {
+  let title = PHASE_NAMES[phase.name] || phase.name;
+  if (phase.name === "fine_tune" && training.unfreeze_from) title += ` from layer ${training.unfreeze_from} on`;
+  const parts = [];
+  if (phase.max_epochs === undefined) {
+    parts.push(`${phase.epochs} epochs`);
+  } else if (phase.stopped_early) {
+    parts.push(`stopped early after ${phase.epochs} of up to ${phase.max_epochs} epochs (the validation loss stopped improving)`);
+  } else {
+    parts.push(`ran all ${phase.max_epochs} epochs`);
+  }
+  if (phase.kept_epoch !== undefined && phase.kept_epoch !== null) {
+    parts.push(`kept the weights of epoch ${phase.kept_epoch} (lowest validation loss)`);
+  }
+  return `${title}: ${parts.join("; ")}.`;
+}
+
+function renderTraining(meta) {
+  const training = meta.training || {};
+  el("phases").replaceChildren(...(training.phases || []).map((p) => {
+    const li = ktl.make("li", phaseText(p, training));
+    if (p.kept_epoch !== undefined && p.kept_epoch !== null) li.dataset.keptEpoch = p.kept_epoch;
+    return li;
+  }));
+}
+
+async function renderHistory(report) {
+  const lines = (await (await ktl.request(report("history.csv"))).text()).trim().split("\n");
+  const columns = lines[0].split(",");
+  const value = (cells, column) => cells[columns.indexOf(column)];
+  el("history").tBodies[0].replaceChildren(...lines.slice(1).map((line) => {
+    const cells = line.split(",");
+    const kept = value(cells, "kept") === "1";
+    const tr = row([
+      value(cells, "phase"), value(cells, "epoch"),
+      ...["loss", "accuracy", "val_loss", "val_accuracy"].map((c) => fixed(Number(value(cells, c)), 4)),
+      kept ? "★ kept" : "",
+    ], [1, 2, 3, 4, 5]);
+    if (kept) tr.className = "kept";
+    return tr;
+  }));
+  el("history-box").hidden = false;
+}
+
+function renderClasses(meta) {
+  const split = mainSplit(meta);
+  el("classes-heading").textContent = `Classes on the ${split} images`;
+  el("classes").tBodies[0].replaceChildren(...Object.entries((meta.metrics || {}).per_class || {}).map(([label, c]) =>
+    row([label, fixed(c.precision), fixed(c.recall), fixed(c.f1), c.support], [1, 2, 3, 4])));
+}
+
+function renderCalibration(meta) {
+  const calibration = meta.calibration;
+  if (!calibration) {
+    el("calibration-text").textContent = "Not calibrated: the probabilities are the network's own " +
+      "(trained with calibration off, or published before ktl calibrated).";
+    el("calibration-box").hidden = true;
+    return;
+  }
+  const images = ((meta.evaluation || {})[calibration.split] || {}).images;
+  el("calibration-text").textContent = `Temperature scaling: the scores are divided by ${fixed(calibration.temperature, 3)} ` +
+    `(fitted on the validation images) inside the model, so every probability it gives is the calibrated one. ` +
+    `Measured on the ${images ? images + " " : ""}${calibration.split} images, before and after:`;
+  const rows = [
+    ["expected calibration error (ECE)", calibration.before.ece, calibration.after.ece],
+    ["negative log-likelihood (NLL)", calibration.before.nll, calibration.after.nll],
+    ["Brier score", calibration.before.brier, calibration.after.brier],
+  ];
+  if (calibration.validation_nll) {
+    rows.push(["NLL on validation (where fitted)", calibration.validation_nll.before, calibration.validation_nll.after]);
+  }
+  el("calibration").tBodies[0].replaceChildren(...rows.map(([measure, before, after]) =>
+    row([measure, fixed(before, 4), fixed(after, 4)], [1, 2], true)));
+}
+
+function offClassText(decision) {
+  const ood = decision.ood;
+  if (!ood) return "not measured (give training images of none of the classes with --ood to measure it)";
+  if (!ood.images) return "not measured: " + (ood.note || "no such images");
+  return `${ood.images} images of none of the classes: ${pct(ood.rejected, 0)} of them answered “not sure” ` +
+    `(AUROC ${fixed(ood.auroc, 2)}); ${pct(ood.in_scope_rejected, 0)} of the images of its classes too`;
+}
+
+function renderDecision(meta) {
+  const decision = meta.decision;
+  if (!decision) {
+    ktl.describe(el("decision"), [["Threshold", "none: this version always answers (published before thresholds existed)"]]);
+    return;
+  }
+  const rows = [
+    ["Threshold", `${ktl.percent(decision.threshold)}: below it the answer is “not sure”`],
+    ["Rule", decision.rule],
+  ];
+  if (decision.note) rows.push(["Note", decision.note]);
+  if (decision.split) {
+    const answered = decision.answered !== undefined && decision.images !== undefined
+      ? `${decision.answered} of ${decision.images} images (${pct(decision.coverage, 0)})` : pct(decision.coverage, 0);
+    const right = typeof decision.selective_accuracy === "number"
+      ? `, ${ktl.percent(decision.selective_accuracy, 0)} of them right` : ", none answered";
+    rows.push([`On the ${decision.split} images`, `answered ${answered}${right}`]);
+  }
+  rows.push(["Images of none of the classes", offClassText(decision)]);
+  ktl.describe(el("decision"), rows);
+}
+
+function renderDataset(meta) {
+  const dataset = meta.dataset || {};
+  const classes = Object.entries(dataset.classes || {});
+  const withTest = classes.some(([, c]) => c.test);
+  const heads = ["class", "train", "validation", ...(withTest ? ["test"] : [])];
+  el("dataset").tHead.rows[0].replaceChildren(...heads.map((h, i) => {
+    const th = ktl.make("th", h, i ? "num" : "");
+    th.scope = "col";
+    return th;
+  }));
+  el("dataset").tBodies[0].replaceChildren(...classes.map(([label, c]) =>
+    row([label, c.train, c.val, ...(withTest ? [c.test ?? 0] : [])], [1, 2, 3], true)));
+  const notes = [
+    `${count(dataset.skipped)} files skipped (not readable as images), ${dataset.ignored_files || 0} other files ignored, ` +
+    `${count(dataset.duplicates)} groups of duplicates, ${count(dataset.removed_from_val)} copies kept out of validation.`,
+  ];
+  if (dataset.test_note) notes.push("No test split: " + dataset.test_note);
+  el("dataset-notes").textContent = notes.join(" ");
+}
+
+function renderConfig(meta) {
+  const training = meta.training || {};
+  const fineTuned = (training.phases || []).some((p) => p.name === "fine_tune");
+  const unused = training.recipe === "scratch" ? FINE_TUNING
+    : training.recipe === "transfer" && !fineTuned ? FINE_TUNING.filter((k) => k !== "fine_tune_epochs") : [];
+  const settings = Object.entries(training).filter(([key]) => !DETAILS.includes(key));
+  const unset = settings.filter(([key, value]) => value === null && !unused.includes(key)).map(([key]) => key);
+  const config = Object.fromEntries(settings.filter(([key, value]) => value !== null && !unused.includes(key)));
+  el("config").textContent = JSON.stringify(config, null, 2);
+  const notes = [];
+  if (unused.length) {
+    const why = training.recipe === "scratch" ? "training from scratch has no fine-tuning phase" : "no fine-tuning phase ran";
+    notes.push(`Not used, as ${why}: ${unused.join(", ")}.`);
+  }
+  if (unset.length) notes.push(`Not set (the defaults applied): ${unset.join(", ")}.`);
+  el("config-note").textContent = notes.join(" ");
+  el("config-note").hidden = !notes.length;
+}
+
+function renderWorst(meta, worst) {
+  const split = mainSplit(meta);
+  el("worst-heading").textContent = `Most wrong on the ${split} images`;
+  el("worst-empty").textContent = `No misclassified images: the model got every one of the ${split} images right.`;
+  el("worst-empty").hidden = worst.length > 0;
+}
+
+// An image of reports/ into img, or a line saying the version has none.
+async function plot(img, file, files, report) {
+  const missing = el(img.id + "-missing");
+  try {
+    if (!(`reports/${file}` in files)) throw new Error("not in this version");
+    img.src = await ktl.objectUrl(report(file));
+  } catch (error) {
+    img.parentElement.hidden = true;
+    if (missing) missing.hidden = false;
+  }
+}
+
+async function worstImages(worst, split, report) {
+  el("worst").replaceChildren(...await Promise.all(worst.map(async (w) => {
+    const figure = document.createElement("figure");
+    const img = document.createElement("img");
+    img.alt = `${split} image ${w.file}`;
+    try {
+      img.src = await ktl.objectUrl(report(w.thumbnail));
+    } catch (_) { /* left without a source: hidden, the caption still says what it was */ }
+    const caption = ktl.make("figcaption", `${w.file}: true ${w.true} (${ktl.percent(w.true_probability)}), ` +
+      `predicted ${w.predicted} (${ktl.percent(w.predicted_probability)})`);
+    figure.append(img, caption);
+    const li = document.createElement("li");
+    li.append(figure);
+    return li;
+  })));
 }
 
 async function render() {
   document.title = `ktl — ${name} v${version} report`;
   el("title").textContent = `${name} version ${version}: training report`;
+  el("try-link").href = "/?" + new URLSearchParams({ model: name, version });
+  el("try-link").textContent = "Try this version";
   const meta = await ktl.json(api);
-  const metrics = meta.metrics || {};
-  const training = meta.training || {};
-  const summary = [
-    ["Backbone", `${meta.backbone} (${training.weights}, ${training.recipe})`],
-    ["Image size", (meta.image_size || []).join(" × ") + " px"],
-    ["Created", meta.created_at],
-    ["Validation accuracy", ktl.percent(metrics.accuracy)],
-    [`Top-${metrics.top_k} accuracy`, ktl.percent(metrics.top_k_accuracy)],
-    ["Validation loss", metrics.loss],
-    ["Macro F1", metrics.macro_f1],
-    ["Phases", (training.phases || []).map((p) => `${p.name}: ${p.epochs} epochs`).join(", ")],
-  ];
-  el("summary").replaceChildren(...summary.flatMap(([k, v]) => {
-    const dt = document.createElement("dt");
-    dt.textContent = k;
-    const dd = document.createElement("dd");
-    dd.textContent = v;
-    return [dt, dd];
-  }));
-  el("classes").tBodies[0].replaceChildren(...Object.entries(metrics.per_class || {}).map(([label, c]) =>
-    cells("td", [label, c.precision.toFixed(3), c.recall.toFixed(3), c.f1.toFixed(3), c.support], [1, 2, 3, 4])));
-  const dataset = meta.dataset || {};
-  el("dataset").tBodies[0].replaceChildren(...Object.entries(dataset.classes || {}).map(([label, c]) =>
-    cells("td", [label, c.train, c.val], [1, 2])));
-  el("dataset-notes").textContent =
-    `${(dataset.skipped || []).length} files skipped (undecodable), ${dataset.ignored_files || 0} non-image files ignored, ` +
-    `${(dataset.duplicates || []).length} groups of duplicates, ${(dataset.removed_from_val || []).length} copies kept out of validation.`;
-  el("config").textContent = JSON.stringify(training, null, 2);
+  renderSummary(meta);
+  renderSplits(meta);
+  renderTraining(meta);
+  renderClasses(meta);
+  renderCalibration(meta);
+  renderDecision(meta);
+  renderDataset(meta);
+  renderConfig(meta);
 
   const files = meta.files || {};
   const report = (file) => api + "/reports/" + file;
-  if ("reports/curves.png" in files) el("curves").src = await ktl.objectUrl(report("curves.png"));
-  if ("reports/confusion_matrix.png" in files) el("confusion").src = await ktl.objectUrl(report("confusion_matrix.png"));
-  if ("reports/worst.json" in files) {
-    const worst = await ktl.json(report("worst.json"));
-    el("worst").replaceChildren(...await Promise.all(worst.map(async (w) => {
-      const li = document.createElement("li");
-      const figure = document.createElement("figure");
-      const img = document.createElement("img");
-      img.src = await ktl.objectUrl(report(w.thumbnail));
-      img.alt = `validation image ${w.file}`;
-      const caption = document.createElement("figcaption");
-      caption.textContent = `true ${w.true} (${ktl.percent(w.true_probability)}), predicted ${w.predicted} (${ktl.percent(w.predicted_probability)})`;
-      figure.append(img, caption);
-      li.append(figure);
-      return li;
-    })));
-  }
+  let worst = [];
+  if ("reports/worst.json" in files) worst = await ktl.json(report("worst.json")).catch(() => []);
+  worst = worst.filter((w) => w.true !== w.predicted); // format 1 listed right answers too
+  renderWorst(meta, worst);
+  el("loading").hidden = true;
+  SECTIONS.forEach((section) => show(section + "-section"));
+  await Promise.all([
+    plot(el("curves"), "curves.png", files, report),
+    plot(el("confusion"), "confusion_matrix.png", files, report),
+    plot(el("reliability"), "reliability.png", files, report),
+    plot(el("risk"), "risk_coverage.png", files, report),
+    "reports/history.csv" in files ? renderHistory(report).catch(() => {}) : null,
+    worstImages(worst, mainSplit(meta), report),
+  ]);
+  setState("ready");
 }
 
 render().catch((error) => {
+  el("loading").hidden = true;
+  SECTIONS.forEach((section) => show(section + "-section", false));
   el("error").textContent = "Could not load the report: " + error.message +
-    (error.message.includes("API key") ? " (enter the key on the start page)" : "");
+    (error.code === "unauthorized" ? " (type the API key on the start page)" : "");
   el("error").hidden = false;
+  setState("error");
 });

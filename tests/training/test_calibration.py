@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.calibration import brier, ece, fit_temperature, nll, scale
+from training.calibration import brier, checked_temperature, ece, fit_temperature, nll, scale
 
 
 def _overconfident(n: int = 2000, seed: int = 0):
@@ -51,3 +51,24 @@ def test_ece_and_brier_of_perfect_and_hopeless_answers():
     sure_and_wrong = np.roll(np.eye(3), 1, axis=1)
     assert ece(sure_and_wrong, targets) == pytest.approx(1.0)
     assert brier(sure_and_wrong, targets) == pytest.approx(2.0)
+
+
+def test_a_temperature_that_does_not_carry_over_is_not_used():
+    """One half of the images asks to be cooled, the other to be sharpened: a
+    temperature fitted on either makes the other worse."""
+    over, over_targets = _overconfident(100, seed=1)  # 95 % sure, 70 % right
+    under_targets = np.arange(100) % 3
+    under = np.full((100, 3), 0.2)
+    under[np.arange(100), under_targets] = 0.6  # 60 % sure, always right
+    probabilities = np.empty((200, 3))
+    targets = np.empty(200, int)
+    probabilities[0::2], targets[0::2] = over, over_targets
+    probabilities[1::2], targets[1::2] = under, under_targets
+    temperature, how = checked_temperature(probabilities, targets)
+    assert temperature == 1.0 and "did not lower" in how
+
+
+def test_a_temperature_that_carries_over_is_used():
+    probabilities, targets = _overconfident()
+    temperature, how = checked_temperature(probabilities, targets)
+    assert temperature > 1.5 and "checked by halves" in how
