@@ -26,6 +26,7 @@ from models.store import PublishError
 from training.cluster import Cluster, shard
 from training.config import TrainConfig
 from training.corrections import corrected_listing
+from training.corrections import describe as describe_corrections
 from training.data import (
     DataError,
     Listing,
@@ -59,10 +60,13 @@ def list_dataset(cluster: Cluster, config: TrainConfig, log: Log) -> Listing:
     shard, once every worker has checked that they run the same job."""
     if cluster.workers == 1:
         listing = corrected_listing(config.data, config.exclude, config.relabel)
-        check_classes(Counter(sample.label for sample in listing.samples), "image files")
-        return listing
-    listing = _agree_on_the_job(cluster, config)
+    else:
+        listing = _agree_on_the_job(cluster, config)
+    for line in describe_corrections(listing.corrections):
+        log(line)
     check_classes(Counter(sample.label for sample in listing.samples), "image files")
+    if cluster.workers == 1:
+        return listing
     total = len(listing.samples)
     listing = dataclasses.replace(listing, samples=shard(listing.samples, cluster))
     log(f"This worker's shard: {len(listing.samples):,} of {total:,} files")

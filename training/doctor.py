@@ -101,29 +101,21 @@ def _ingest(listing: Listing, config: TrainConfig, log: Log) -> dict[str, Any]:
 
 
 def _probe(spec, config, backbone, pixels, targets, classes, fold, log) -> probe.ProbeResult:
-    folds = len(np.unique(fold))
     if backbone is None:
-        log(f"No pretrained weights for {spec.name}: training it from scratch {folds} times")
-        probabilities, features = probe.network_probe(
+        log(f"No pretrained weights for {spec.name}: training it from scratch "
+            f"{len(np.unique(fold))} times")  # fmt: skip
+        return probe.probe_from_scratch(
             spec, pixels, targets, classes, fold, seed=config.seed, batch_size=config.batch_size,
             log=log,
         )  # fmt: skip
-        description = (
-            f"{spec.name} trained from scratch on {folds - 1} of {folds} folds "
-            f"({probe.NETWORK_EPOCHS} epochs each), scoring the fold left out"
-        )
-        return probe.ProbeResult("network", description, probabilities, features, fold)
     log(f"Computing {spec.name} features of {len(pixels):,} images ...")
     features = probe.backbone_features(spec, backbone, pixels)
-    probabilities = probe.linear_probe(features, targets, classes, fold)
     source = (
         config.weights if config.weights in ("imagenet", "none") else "file " + str(config.weights)
     )
-    description = (
-        f"a linear probe (logistic regression, {folds}-fold) on {spec.name} features "
-        f"(weights: {source})"
+    return probe.probe_features(
+        features, targets, classes, fold, f"{spec.name} features (weights: {source})"
     )
-    return probe.ProbeResult("linear_probe", description, probabilities, features, fold)
 
 
 def _findings(config, listing, found, good, looks, targets, result, size, started) -> dict:
@@ -131,7 +123,7 @@ def _findings(config, listing, found, good, looks, targets, result, size, starte
     root = data_root(config.data)
     given = [samples[i].label for i in good]
     splits = [found["splits"][i] for i in good]
-    quality = probe.probe_accuracy(result.probabilities, targets)
+    quality = result.quality
     issues = suspects.label_issue_rows(result.probabilities, targets, labels)
     if not quality["useful"]:
         quality["note"] = (

@@ -16,7 +16,7 @@ from models.bundle import save_bundle
 from models.classifier import build_backbone, build_classifier, resolve_weights
 from models.errors import ConfigError
 from models.store import ModelStore
-from training import corrections, distributed, final, recipe, warm_start
+from training import distributed, final, recipe, warm_start
 from training.callbacks import tensorboard_images
 from training.cluster import Cluster, connect, plan
 from training.config import TrainConfig
@@ -46,8 +46,6 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict[str, Any]:
 
 def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dict[str, Any]:
     listing = distributed.list_dataset(cluster, config, log)
-    for line in corrections.describe(listing.corrections):
-        log(line)
     spec = get_backbone(config.backbone)
     store = ModelStore(config.store)
     weights, parent = _weights(config, spec, store)

@@ -14,8 +14,16 @@ Two ways, chosen by what the backbone has:
   choose anything) and scores the fold left out.
 
 ``probe_accuracy`` tells whether the result is worth anything: how far the
-out-of-sample accuracy gets from always answering the largest class. Written for
-reuse (``ktl compare`` ranks backbones by the same probe).
+out-of-sample accuracy gets from always answering the largest class.
+
+Written for reuse (``ktl compare`` ranks backbones by the same probe): with the
+images decoded once and ``folds = assign_folds(targets, FOLDS, seed)``,
+
+    features = backbone_features(spec, backbone, pixels)   # once per backbone
+    result = probe_features(features, targets, classes, folds)
+    result.quality["accuracy"], result.probabilities        # out of sample
+
+and ``probe_from_scratch`` for a backbone without pretrained weights.
 """
 
 from __future__ import annotations
@@ -47,6 +55,38 @@ class ProbeResult:
     probabilities: np.ndarray  # (n, classes), each row from a model that never saw it
     features: np.ndarray  # (n, d) an embedding of every image (outliers, near-copies)
     folds: np.ndarray  # (n,) the fold each image was held out in
+    targets: np.ndarray  # (n,) the given class index of every image
+
+    @property
+    def quality(self) -> dict:
+        """``probe_accuracy`` of these probabilities."""
+        return probe_accuracy(self.probabilities, self.targets)
+
+
+def probe_features(
+    features: np.ndarray, targets: np.ndarray, classes: int, folds: np.ndarray, source: str = ""
+) -> ProbeResult:
+    """The linear probe on features computed once (``backbone_features``); ``source``
+    names them for a person (e.g. ``resnet50 features (weights: imagenet)``)."""
+    probabilities = linear_probe(features, targets, classes, folds)
+    description = (
+        f"a linear probe (logistic regression, {len(np.unique(folds))}-fold) on "
+        f"{source or 'the features'}"
+    )
+    return ProbeResult("linear_probe", description, probabilities, features, folds, targets)
+
+
+def probe_from_scratch(
+    spec, pixels: np.ndarray, targets: np.ndarray, classes: int, folds: np.ndarray, **options
+) -> ProbeResult:
+    """``network_probe`` (``options``: its ``seed``, ``batch_size``, ``epochs``, ``log``)."""
+    probabilities, features = network_probe(spec, pixels, targets, classes, folds, **options)
+    k = len(np.unique(folds))
+    description = (
+        f"{spec.name} trained from scratch on {k - 1} of {k} folds "
+        f"({options.get('epochs', NETWORK_EPOCHS)} epochs each), scoring the fold left out"
+    )
+    return ProbeResult("network", description, probabilities, features, folds, targets)
 
 
 def assign_folds(targets: np.ndarray, folds: int, seed: int) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The doctor's rules: confident learning on out-of-sample probabilities, the
-near-duplicate rows, odd images, and whether a probe is worth listening to."""
+near-duplicate rows and odd images."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from PIL import Image
 
 from tests.support.patterns import scene
 from training.near_duplicates import look_at_pixels
-from training.probe import assign_folds, linear_probe, probe_accuracy
 from training.suspects import duplicate_rows, label_issue_rows, odd_rows, outliers
 
 
@@ -71,26 +70,3 @@ def test_odd_images_tiny_long_flat_grey_and_outlying():
 def test_no_outliers_among_alike_images():
     features = np.random.default_rng(3).normal(0, 1, (300, 32)) + 3
     assert outliers(features) == {}
-
-
-def test_folds_spread_every_class():
-    targets = np.array([0] * 23 + [1] * 7 + [2] * 2)
-    folds = assign_folds(targets, 5, seed=1)
-    for label in (0, 1):
-        counts = np.bincount(folds[targets == label], minlength=5)
-        assert counts.max() - counts.min() <= 1
-    assert len(set(folds[targets == 2])) == 2
-
-
-def test_the_probe_is_out_of_sample_and_knows_when_it_guesses():
-    rng = np.random.default_rng(4)
-    targets = np.repeat([0, 1], 100)
-    folds = assign_folds(targets, 5, seed=0)
-    useful = rng.normal(0, 1, (200, 8)) + targets[:, None] * 3
-    result = probe_accuracy(linear_probe(useful, targets, 2, folds), targets)
-    assert result["accuracy"] > 0.95 and result["useful"]
-    # Noise the size of the dataset: a model scoring what it trained on would be right.
-    noise = rng.normal(0, 1, (200, 400))
-    result = probe_accuracy(linear_probe(noise, targets, 2, folds), targets)
-    assert result["accuracy"] < 0.65 and not result["useful"]
-    assert result["majority_baseline"] == 0.5
