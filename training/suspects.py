@@ -34,7 +34,11 @@ def label_issue_rows(
     Suggested action: exclude (a person relabels after looking)."""
     from cleanlab.filter import find_label_issues
 
-    ranked = find_label_issues(targets, probabilities, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab would fork a pool of this TensorFlow process, whose workers
+    # are then killed at exit (tracebacks on stderr) for a few milliseconds of work
+    ranked = find_label_issues(
+        targets, probabilities, return_indices_ranked_by="self_confidence", n_jobs=1
+    )
     rows = []
     for i in ranked:
         others = probabilities[i].copy()
