@@ -34,6 +34,9 @@ EXTRA_OF = {
     "gunicorn": "serve",
     "prometheus_client": "serve",
     "matplotlib": "train",
+    "sklearn": "train",  # ktl doctor
+    "cleanlab": "train",
+    "threadpoolctl": "train",
     "tf2onnx": "export",
     "onnx": "export",
     "tensorflow": "cpu",  # or gpu

@@ -4,6 +4,7 @@ balance of a dataset, before training on it (``training.doctor``)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from cli.common import add_json, print_json
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.folds < 2:
         raise ConfigError("--folds must be at least 2")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: a file is there; give a folder for the report files")
     settings = {
         key: getattr(args, key)
         for key in ("backbone", "weights", "image_size", "batch_size", "val_split", "test_split")
