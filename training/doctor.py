@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from models.backbones import get_backbone
+from models.backbones import BackboneSpec, get_backbone
 from models.classifier import build_backbone, resolve_weights
-from training import probe, suspects
+from models.store import ModelStore
+from training import probe, suspects, warm_start
 from training.config import TrainConfig
 from training.corrections import data_root
 from training.data import Listing, check_classes, content_hashes, decode_all, list_samples
@@ -44,13 +45,8 @@ def run_doctor(config: TrainConfig, folds: int = probe.FOLDS, log: Log = _stderr
     listing = list_samples(config.data)
     check_classes(Counter(s.label for s in listing.samples), "image files")
     spec = get_backbone(config.backbone)
-    assert config.weights is not None, "a validated config has its weights"
-    weights = resolve_weights(spec, config.weights)
+    backbone = _probe_backbone(spec, config)  # missing weights stop us before any decoding
     size = config.resolved_image_size()
-    backbone = None
-    if weights is not None or spec.pretrained:  # a linear probe: missing weights stop us now
-        with contextlib.redirect_stdout(sys.stderr):
-            backbone = build_backbone(spec, size, weights)
     found = _ingest(listing, config, log)
     good, labels, targets = found["good"], found["labels"], found["targets"]
     samples = listing.samples
@@ -65,6 +61,25 @@ def run_doctor(config: TrainConfig, folds: int = probe.FOLDS, log: Log = _stderr
     result = _probe(spec, config, backbone, pixels, targets, len(labels), fold, log)
     looks = [found["looks"][i] for i in good]
     return _findings(config, listing, found, good, looks, targets, result, size, started)
+
+
+def _probe_backbone(spec: BackboneSpec, config: TrainConfig) -> Any:
+    """The backbone whose features the linear probe reads: with ImageNet weights, a
+    weights file, or a published version's (``model:NAME[:VERSION]``, at its image
+    size unless one is given); None when there are none (trained from scratch)."""
+    assert config.weights is not None, "a validated config has its weights"
+    if warm_start.is_warm_start(config.weights):
+        parent = warm_start.load_parent(config.weights, ModelStore(config.store), spec.name)
+        if config.image_size is None:
+            config.image_size = parent.bundle.image_size[0]
+        backbone = build_backbone(spec, config.resolved_image_size(), None)
+        backbone.set_weights(parent.bundle.model.get_layer(backbone.name).get_weights())
+        return backbone
+    weights = resolve_weights(spec, config.weights)
+    if weights is None and not spec.pretrained:
+        return None
+    with contextlib.redirect_stdout(sys.stderr):
+        return build_backbone(spec, config.resolved_image_size(), weights)
 
 
 def _ingest(listing: Listing, config: TrainConfig, log: Log) -> dict[str, Any]:
@@ -110,9 +125,9 @@ def _probe(spec, config, backbone, pixels, targets, classes, fold, log) -> probe
         )  # fmt: skip
     log(f"Computing {spec.name} features of {len(pixels):,} images ...")
     features = probe.backbone_features(spec, backbone, pixels)
-    source = (
-        config.weights if config.weights in ("imagenet", "none") else "file " + str(config.weights)
-    )
+    source = str(config.weights)
+    if source not in ("imagenet", "none") and not warm_start.is_warm_start(source):
+        source = "file " + source
     return probe.probe_features(
         features, targets, classes, fold, f"{spec.name} features (weights: {source})"
     )

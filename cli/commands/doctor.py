@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cli.common import add_json, print_json
+from cli.common import add_json, add_store, print_json
 
 _SHOWN = 5  # suspects of each kind named in the summary; the CSV has them all
 
@@ -27,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--backbone", help="backbone from `ktl backbones` (default resnet50)")
     parser.add_argument(
         "--weights",
-        help="imagenet (default where the backbone has them), none, or a weights file; "
-        "without pretrained weights a small backbone is trained from scratch k-fold instead",
+        help="imagenet (default where the backbone has them), none, a weights file, or "
+        "model:NAME[:VERSION] (a published version's backbone); without pretrained weights a "
+        "small backbone is trained from scratch k-fold instead",
     )
     parser.add_argument("--image-size", type=int, help="input size (default: the backbone's)")
     parser.add_argument("--batch-size", type=int, help="images per step (default 32)")
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     split.add_argument("--val-split", type=float, help="default 0.2")
     split.add_argument("--test-split", type=float, help="default: 0.15 when classes are big")
     split.add_argument("--seed", type=int, help="default 42")
+    add_store(parser)
     add_json(parser, "print the findings as one JSON object")
     return parser
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         key: getattr(args, key)
         for key in ("backbone", "weights", "image_size", "batch_size", "val_split", "test_split")
     }
-    settings["seed"] = args.seed
+    settings.update(seed=args.seed, store=args.store)
     config = build_config({}, {"data": args.data, "name": "doctor", **settings})
     from training.doctor import run_doctor
     from training.doctor_report import write_outputs

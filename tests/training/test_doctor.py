@@ -149,3 +149,19 @@ def test_missing_imagenet_weights_stop_before_any_work(colour_dataset, tmp_path)
     assert "ImageNet weights for resnet50 could not be obtained" in result.stderr
     assert "Reading" not in result.stderr, "it failed before reading the dataset"
     assert not out.exists()
+
+
+def test_a_published_versions_backbone_can_probe(tmp_path):
+    """``--weights model:NAME``: the features of a model already trained."""
+    from models.backbones import get_backbone
+    from models.classifier import build_backbone, build_classifier
+    from tests.support.tiny import publish_tiny
+
+    spec = get_backbone("smallcnn")
+    trained = build_classifier(spec, build_backbone(spec, (32, 32), str(BACKBONE)), 3)
+    publish_tiny(tmp_path / "store", "patterns", model=trained)
+    data = make_pattern_dataset(tmp_path / "data", ("circle", "stripes"), 30, 32, 31)
+    result = _doctor(data, weights="model:patterns", store=str(tmp_path / "store"))
+    assert result["probe"]["method"] == "linear_probe" and result["probe"]["useful"]
+    assert "model:patterns" in result["probe"]["description"]
+    assert result["settings"]["image_size"] == [32, 32]  # the version's own size
