@@ -34,7 +34,6 @@ def _doctor(data: Path, **settings) -> dict:
     return run_doctor(config, log=lambda message: None)
 
 
-@pytest.mark.slow
 def test_flipped_labels_are_found(tmp_path):
     data = make_pattern_dataset(tmp_path / "data", UNSEEN_TASK, 80, 48, UNSEEN_SEED)
     flipped = flip_labels(data, 0.1, UNSEEN_SEED + 1)
@@ -107,7 +106,6 @@ def test_the_command_writes_csv_json_and_a_self_contained_page(tmp_path):
     assert "suspects.csv" in summary.stdout
 
 
-@pytest.mark.slow
 def test_label_suggestions_from_features_that_guess_are_called_noise(tmp_path):
     rng = np.random.default_rng(5)
     for label in ("a", "b"):
