@@ -55,7 +55,7 @@ def scenes(tmp_path_factory) -> list[Path]:
     paths = []
     for i in range(500):
         path = root / f"scene_{i:03d}.png"
-        scene(160, rng).save(path)
+        scene(96, rng).save(path)
         paths.append(path)
     return paths
 
