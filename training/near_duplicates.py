@@ -53,7 +53,8 @@ class Look:
     height: int
     bits: np.ndarray  # (64,) bool, the perceptual hash
     colour: np.ndarray  # (48,) float32, mean RGB of a 4x4 grid
-    contrast: float  # luminance std at 32x32
+    contrast: float  # luminance std at 32x32: the structure the hash sees
+    spread: float  # the largest std of R, G and B at 32x32: any structure at all
     colourfulness: float  # mean |R-G| + |G-B| at 32x32: about 0 for a grayscale picture
 
     @property
@@ -83,6 +84,7 @@ def look_at_pixels(pixels: np.ndarray, width: int, height: int) -> Look:
         bits=block > np.median(block),
         colour=grid.ravel().astype(np.float32),
         contrast=float(luminance.std()),
+        spread=float(rgb.reshape(-1, 3).std(axis=0).max()),
         colourfulness=float(spread.mean()),
     )
 

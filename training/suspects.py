@@ -116,8 +116,8 @@ def odd_rows(
         ratio = max(look.width, look.height) / min(look.width, look.height)
         if ratio > ASPECT_LIMIT:
             found.append(f"extreme aspect ratio ({ratio:.1f}:1)")
-        if look.contrast < MIN_CONTRAST:
-            found.append(f"nearly uniform (luminance std {look.contrast:.1f})")
+        if look.spread < MIN_CONTRAST:  # a shape in another hue of the same brightness is not
+            found.append(f"nearly uniform (colour std {look.spread:.1f})")
         if colour_set and look.colourfulness < GREY_SPREAD:
             found.append("grayscale in a colour set")
         if found:

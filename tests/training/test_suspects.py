@@ -4,7 +4,7 @@ near-duplicate rows and odd images."""
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from tests.support.patterns import scene
 from training.near_duplicates import look_at_pixels
@@ -43,6 +43,13 @@ def test_duplicate_rows_keep_the_largest_and_say_which_splits():
     assert not groups[0]["across_splits"]  # no training image in it: nothing leaks
 
 
+def _same_brightness_circle() -> Image.Image:
+    """A red disc on a green of the same luminance (ITU-R 601: both about 60)."""
+    picture = Image.new("RGB", (64, 64), (0, 102, 0))
+    ImageDraw.Draw(picture).ellipse((12, 12, 52, 52), fill=(200, 0, 0))
+    return picture
+
+
 def test_odd_images_tiny_long_flat_grey_and_outlying():
     rng = np.random.default_rng(2)
     normal = [_look(scene(64, rng)) for _ in range(30)]
@@ -52,6 +59,7 @@ def test_odd_images_tiny_long_flat_grey_and_outlying():
         _look(scene(64, rng), (400, 100)),
         _look(Image.new("RGB", (64, 64), (90, 90, 200))),
         _look(grey),
+        _look(_same_brightness_circle()),  # flat luminance, but plainly a picture
     ]
     features = rng.normal(0, 0.05, (len(looks), 16)) + 1
     features[5] = -1  # far from every other image
