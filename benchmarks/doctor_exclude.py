@@ -8,9 +8,10 @@ doctor found.
         [--weights none|FILE]
 
 The doctor probes with smallcnn trained from scratch k-fold (``--weights none``,
-the default: nothing pretrained), or a linear probe on a weights file such as
-tests/fixtures/smallcnn_patterns.h5 (which was pretrained on these shapes, so it
-is the easy case).
+the default: nothing pretrained, and both trainings start from scratch), or a
+linear probe on a weights file such as tests/fixtures/smallcnn_patterns.h5
+(pretrained on generated shapes and textures, these three among them, as
+ImageNet holds ants and bees), which both trainings then fine-tune.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def ktl_json(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=120)
-    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--epochs", type=int, default=25, help="from scratch (--weights none)")
     parser.add_argument("--weights", default="none", help="the doctor's probe: none or FILE")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -59,7 +60,9 @@ def main() -> None:
                       "--out", str(work / "doctor"))  # fmt: skip
     issues = {r["path"] for r in doctor["suspects"] if r["kind"] == "label_issue"}
     excluded = {r["path"] for r in doctor["suspects"] if r["action"] == "exclude"}
-    train = ["--backbone", "smallcnn", "--weights", "none", "--epochs", str(args.epochs),
+    # trained from scratch, or fine-tuned from the doctor's weights file (its defaults)
+    recipe = ["--epochs", str(args.epochs)] if args.weights == "none" else []
+    train = ["--backbone", "smallcnn", "--weights", args.weights, *recipe,
              "--test-split", "0", "--store", str(work / "store")]  # fmt: skip
     runs = {
         "noisy": ktl_json("train", str(data), "--name", "noisy", *train),
