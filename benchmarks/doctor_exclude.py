@@ -61,7 +61,11 @@ def main() -> None:
     issues = {r["path"] for r in doctor["suspects"] if r["kind"] == "label_issue"}
     excluded = {r["path"] for r in doctor["suspects"] if r["action"] == "exclude"}
     # trained from scratch, or fine-tuned from the doctor's weights file (its defaults)
-    recipe = ["--epochs", str(args.epochs)] if args.weights == "none" else []
+    recipe = (
+        ["--epochs", str(args.epochs)]
+        if args.weights == "none"
+        else ["--unfreeze-from", "block3_conv1"]
+    )
     train = ["--backbone", "smallcnn", "--weights", args.weights, *recipe,
              "--test-split", "0", "--store", str(work / "store")]  # fmt: skip
     runs = {
