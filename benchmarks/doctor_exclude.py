@@ -48,6 +48,8 @@ def ktl_json(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=120)
+    parser.add_argument("--test-per-class", type=int, default=60, help="clean test images")
+    parser.add_argument("--fine-tune-epochs", default="5", help="with a weights file")
     parser.add_argument("--epochs", type=int, default=25, help="from scratch (--weights none)")
     parser.add_argument("--weights", default="none", help="the doctor's probe: none or FILE")
     parser.add_argument("--seed", type=int, default=7)
@@ -55,7 +57,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="doctor-bench-"))
     data = make_shapes_dataset(work / "data", args.per_class, 64, seed=args.seed)
     flipped = flip_labels(data, 0.1, args.seed + 1)
-    test = make_shapes_dataset(work / "test", 60, 64, seed=args.seed + 2)  # clean labels
+    test = make_shapes_dataset(work / "test", args.test_per_class, 64, seed=args.seed + 2)
     doctor = ktl_json("doctor", str(data), "--backbone", "smallcnn", "--weights", args.weights,
                       "--out", str(work / "doctor"))  # fmt: skip
     issues = {r["path"] for r in doctor["suspects"] if r["kind"] == "label_issue"}
@@ -64,7 +66,7 @@ def main() -> None:
     recipe = (
         ["--epochs", str(args.epochs)]
         if args.weights == "none"
-        else ["--unfreeze-from", "block3_conv1"]
+        else ["--unfreeze-from", "block2_conv1", "--fine-tune-epochs", args.fine_tune_epochs]
     )
     train = ["--backbone", "smallcnn", "--weights", args.weights, *recipe,
              "--test-split", "0", "--store", str(work / "store")]  # fmt: skip
