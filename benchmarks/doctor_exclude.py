@@ -1,6 +1,7 @@
 """Does ``ktl train --exclude`` on the doctor's list beat training on noisy labels?
 Side by side in one run: the shapes demo with 10 % of its labels flipped, trained
-as it is and with ``ktl doctor``'s suspects left out, both scored by
+as it is and with ``ktl doctor``'s suspects left out (and, for the ceiling, before
+the flips), all scored by
 ``ktl evaluate`` on the same clean test images, and how many of the flips the
 doctor found.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,7 +57,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="doctor-bench-"))
-    data = make_shapes_dataset(work / "data", args.per_class, 64, seed=args.seed)
+    clean = make_shapes_dataset(work / "clean", args.per_class, 64, seed=args.seed)
+    data = Path(shutil.copytree(clean, work / "data"))
     flipped = flip_labels(data, 0.1, args.seed + 1)
     test = make_shapes_dataset(work / "test", args.test_per_class, 64, seed=args.seed + 2)
     doctor = ktl_json("doctor", str(data), "--backbone", "smallcnn", "--weights", args.weights,
@@ -71,6 +74,7 @@ def main() -> None:
     train = ["--backbone", "smallcnn", "--weights", args.weights, *recipe,
              "--test-split", "0", "--store", str(work / "store")]  # fmt: skip
     runs = {
+        "clean": ktl_json("train", str(clean), "--name", "clean", *train),  # the ceiling
         "noisy": ktl_json("train", str(data), "--name", "noisy", *train),
         "excluded": ktl_json("train", str(data), "--name", "excluded", *train,
                              "--exclude", str(work / "doctor" / "suspects.csv")),
