@@ -70,6 +70,8 @@ class TrainConfig:
     promote_if_better: bool = False  # ... only when it beats stable on the same images
     keep: int | None = None  # then delete all but the newest N (never a protected one)
     int8: bool = False  # also publish an INT8 engine, checked for agreement (models.int8)
+    exclude: str | None = None  # a ktl doctor CSV: leave out its rows with action exclude
+    relabel: str | None = None  # a ktl doctor CSV: apply its rows with action relabel
 
     @property
     def transfer(self) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 from models.errors import UserError
 from models.preprocessing import IMAGE_SUFFIXES, ImageError, is_image_name, load_image
 from training.health import health_report
+from training.near_duplicates import close_pairs, copies_across, group_pairs, look_at_files
 from training.splits import SPLITS, assign
 
 
@@ -39,6 +40,7 @@ class Listing:
     layout: str  # "folders", "train_val" (train/ with val/ and/or test/) or "csv"
     samples: list[Sample]
     ignored: list[str] = field(default_factory=list)  # files that are not images
+    corrections: dict = field(default_factory=dict)  # --exclude/--relabel applied (corrections)
 
     @property
     def fixed_splits(self) -> frozenset[str]:
@@ -241,7 +243,22 @@ def prepare(
     skipped += undecodable
     for item in skipped:
         log(f"  skipped {item['reason']}")
-    return _split(listing, hashes, assignment, pixels, skipped, log)
+    near = near_copies(samples, splits, hashes, log)
+    return _split(listing, hashes, assignment, pixels, skipped, log, near)
+
+
+def near_copies(
+    samples: list[Sample], splits: list[str | None], hashes: list[str | None], log
+) -> list[int]:
+    """The validation and test images that are near-copies of a training image
+    (resized, re-encoded, slightly cropped: ``training.near_duplicates``)."""
+    log("Looking for near-copies of training images in validation and test ...")
+    placed = [i for i, split in enumerate(splits) if split]
+    looks: list = [None] * len(samples)
+    for i, look in zip(placed, look_at_files([samples[i].path for i in placed])[0], strict=True):
+        looks[i] = look
+    groups = group_pairs(len(samples), close_pairs(looks, exact=hashes))
+    return copies_across(groups, splits)
 
 
 def _pixel_cache(pixels_file: Path | None, shape: tuple[int, ...]) -> np.ndarray:
@@ -261,7 +278,7 @@ def _progress(log: Callable[[str], None]) -> Callable[[int, int], None]:
     return progress
 
 
-def _split(listing, hashes, assignment, pixels, skipped, log) -> Prepared:
+def _split(listing, hashes, assignment, pixels, skipped, log, near=()) -> Prepared:
     samples, splits = listing.samples, assignment.splits
     good = [i for i, split in enumerate(splits) if split is not None]
     labels = _check_classes(listing, [i for i in good if splits[i] != "test"])
@@ -270,11 +287,12 @@ def _split(listing, hashes, assignment, pixels, skipped, log) -> Prepared:
     parts = {name: [i for i in good if splits[i] == name] for name in SPLITS}
     train_hashes = {hashes[i] for i in parts["train"]}
     leaked = [i for i in parts["val"] + parts["test"] if hashes[i] in train_hashes]
+    near = sorted(set(near) - set(leaked))  # near-copies that are not identical files
     for name in ("val", "test"):
-        parts[name] = [i for i in parts[name] if hashes[i] not in train_hashes]
+        parts[name] = [i for i in parts[name] if hashes[i] not in train_hashes and i not in near]
     if not parts["val"]:
         raise DataError("no validation images are left after removing copies of training images")
-    report = health_report(listing, labels, hashes, good, parts, leaked, skipped)
+    report = health_report(listing, labels, hashes, good, parts, leaked, skipped, near)
     report.update(test_split=assignment.test_split, test_note=assignment.note)
     if assignment.note:
         report["warnings"].append(assignment.note)

@@ -25,18 +25,19 @@ from models.preprocessing import load_image
 from models.store import PublishError
 from training.cluster import Cluster, shard
 from training.config import TrainConfig
+from training.corrections import corrected_listing
+from training.corrections import describe as describe_corrections
 from training.data import (
     DataError,
     Listing,
     Prepared,
     check_classes,
-    list_samples,
 )
 from training.health import merge_reports
 from training.state import JobState, Log, prepared_data
 
 # Settings that may differ between workers: where each one reads and writes.
-_PER_WORKER = ("data", "store", "cache_dir", "resume")
+_PER_WORKER = ("data", "store", "cache_dir", "resume", "exclude", "relabel")
 
 
 def on_every_worker(cluster: Cluster, work: Callable[[], tuple[Any, Any]]) -> tuple[Any, list]:
@@ -58,11 +59,14 @@ def list_dataset(cluster: Cluster, config: TrainConfig, log: Log) -> Listing:
     """This worker's files of DATA: all of them with one worker; with several, its
     shard, once every worker has checked that they run the same job."""
     if cluster.workers == 1:
-        listing = list_samples(config.data)
-        check_classes(Counter(sample.label for sample in listing.samples), "image files")
-        return listing
-    listing = _agree_on_the_job(cluster, config)
+        listing = corrected_listing(config.data, config.exclude, config.relabel)
+    else:
+        listing = _agree_on_the_job(cluster, config)
+    for line in describe_corrections(listing.corrections):
+        log(line)
     check_classes(Counter(sample.label for sample in listing.samples), "image files")
+    if cluster.workers == 1:
+        return listing
     total = len(listing.samples)
     listing = dataclasses.replace(listing, samples=shard(listing.samples, cluster))
     log(f"This worker's shard: {len(listing.samples):,} of {total:,} files")
@@ -76,7 +80,7 @@ def _agree_on_the_job(cluster: Cluster, config: TrainConfig) -> Listing:
     settings = {k: v for k, v in config.to_dict().items() if k not in _PER_WORKER}
 
     def listing_and_share() -> tuple[Listing, dict]:
-        listing = list_samples(config.data)
+        listing = corrected_listing(config.data, config.exclude, config.relabel)
         base = Path(config.data)
         base = base.parent if base.is_file() else base
         files = hashlib.sha256(

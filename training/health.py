@@ -16,7 +16,7 @@ IMBALANCE_RATIO = 1.5  # largest / smallest class above this: class weights are 
 STRONG_IMBALANCE_RATIO = 3.0  # ... and above this it is reported as strong
 
 
-def health_report(listing: Listing, labels, hashes, good, parts, leaked, skipped) -> dict:
+def health_report(listing: Listing, labels, hashes, good, parts, leaked, skipped, near=()) -> dict:
     """The report of a split, decoded dataset (``training.data.prepare``)."""
     samples = listing.samples
     groups: dict[str, list[int]] = defaultdict(list)
@@ -41,9 +41,11 @@ def health_report(listing: Listing, labels, hashes, good, parts, leaked, skipped
                 if len(members) > 1
             ],
             "removed_from_val": [str(samples[i].path) for i in leaked],
+            "removed_near_copies": [str(samples[i].path) for i in near],
             "content_hash": hashlib.sha256(
                 "".join(sorted(f"{hashes[i]}:{samples[i].label}" for i in good)).encode()
             ).hexdigest(),
+            **({"corrections": listing.corrections} if listing.corrections else {}),
         }
     )
 
@@ -64,15 +66,14 @@ def finish_report(report: dict) -> dict:
             f"{len(report['removed_from_val'])} validation images are copies of training images "
             "and were left out of validation"
         )
+    if report.get("removed_near_copies"):
+        warnings.append(
+            f"{len(report['removed_near_copies'])} validation/test images are near-copies of "
+            "training images (resized, re-encoded or cropped) and were left out of them"
+        )
     labels = list(report["classes"])
-    train_counts = [report["classes"][label]["train"] for label in labels]
-    ratio = max(train_counts) / min(train_counts)
-    class_weights = None
-    if ratio > IMBALANCE_RATIO:
-        total = sum(train_counts)
-        class_weights = {
-            str(k): round(total / (len(labels) * count), 6) for k, count in enumerate(train_counts)
-        }
+    ratio, class_weights = balance([report["classes"][label]["train"] for label in labels])
+    if class_weights:
         strength = "strong " if ratio > STRONG_IMBALANCE_RATIO else ""
         warnings.append(
             f"{strength}class imbalance (largest/smallest = {ratio:.1f}); training uses class "
@@ -86,6 +87,19 @@ def finish_report(report: dict) -> dict:
         "imbalance_ratio": round(ratio, 3),
         "class_weights": class_weights,
         "warnings": warnings,
+    }
+
+
+def balance(train_counts: list[int]) -> tuple[float, dict[str, float] | None]:
+    """The largest/smallest class ratio of the training split, and the class weights
+    training uses (``{class index: weight}``, balanced), None below the ratio."""
+    ratio = max(train_counts) / max(1, min(train_counts))
+    if ratio <= IMBALANCE_RATIO:
+        return ratio, None
+    total = sum(train_counts)
+    return ratio, {
+        str(k): round(total / (len(train_counts) * max(1, count)), 6)
+        for k, count in enumerate(train_counts)
     }
 
 
@@ -140,9 +154,11 @@ def merge_reports(reports: list[dict]) -> dict:
             "ignored_files": first["ignored_files"],
             "duplicates": [item for r in reports for item in r["duplicates"]],
             "removed_from_val": [item for r in reports for item in r["removed_from_val"]],
+            "removed_near_copies": [i for r in reports for i in r.get("removed_near_copies", [])],
             "content_hash": hashlib.sha256(
                 "".join(r["content_hash"] for r in reports).encode()
             ).hexdigest(),
             "shards": len(reports),
+            **({"corrections": first["corrections"]} if "corrections" in first else {}),
         }
     )

@@ -40,6 +40,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     _add_trust_options(parser.add_argument_group("figures you can trust"))
     _add_run_options(recipe)
     _add_release_options(parser.add_argument_group("what goes live"))
+    _add_doctor_options(parser.add_argument_group("corrections from ktl doctor"))
     add_store(parser, default=None)
     add_json(parser, "print one JSON object (name, version, path, metrics, dataset, seconds)")
 
@@ -272,6 +273,20 @@ def _add_run_options(group: argparse._ArgumentGroup) -> None:
         "in $TF_CONFIG; each decodes its shard of the files, worker 0 or the chief "
         "publishes), auto (default: multiworker when TF_CONFIG names several workers, "
         "mirrored with several GPUs, else one device)",
+    )
+
+
+def _add_doctor_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--exclude",
+        metavar="CSV",
+        help="a ktl doctor suspects.csv: leave out the files of its rows whose action is exclude",
+    )
+    group.add_argument(
+        "--relabel",
+        metavar="CSV",
+        help="a ktl doctor suspects.csv: give the files of its rows whose action is relabel "
+        "their suggested_label",
     )
 
 

@@ -49,6 +49,24 @@ def test_a_bad_setting_is_refused_before_tensorflow_is_imported():
     assert "Unknown backbone 'ResNet5'" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--folds", "1"], "--folds must be at least 2"),
+        (["--out", "pyproject.toml"], "a file is there"),
+    ],
+)
+def test_doctor_settings_are_refused_before_tensorflow_is_imported(flags, message):
+    code = (
+        "import sys\nfrom cli import main\n"
+        f"rc = main(['doctor', 'data', '--out', 'x', *{flags!r}])\n"
+        "print(rc, 'tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    assert message in result.stderr
+
+
 def test_every_command_is_registered_once():
     parser = build_parser()
     names = [name for name in parser._subparsers._group_actions[0].choices]  # type: ignore[union-attr]

@@ -11,7 +11,7 @@ import pytest
 
 from models.bundle import load_bundle, read_metadata
 from models.store import ModelStore
-from tests.support.cli import ktl
+from tests.support.cli import ktl, offline
 from tests.support.data import make_colour_dataset
 
 pytestmark = pytest.mark.slow
@@ -141,16 +141,17 @@ def test_user_errors_exit_2_with_a_message(tmp_path, args, message):
 
 def test_missing_imagenet_weights_stop_the_job_with_instructions(tmp_path):
     data = make_colour_dataset(tmp_path / "data", per_class=3, size=8)
-    offline = {
-        "KERAS_HOME": str(tmp_path / "keras"),
-        **{
-            proxy: "http://127.0.0.1:9"
-            for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
-        },
-    }
     store = tmp_path / "store"
     result = ktl(
-        "train", str(data), "--name", "x", "--store", str(store), "--image-size", "32", env=offline
+        "train",
+        str(data),
+        "--name",
+        "x",
+        "--store",
+        str(store),
+        "--image-size",
+        "32",
+        env=offline(tmp_path / "keras"),
     )
     assert result.returncode == 2, result.stderr
     expected_file = (

@@ -25,6 +25,12 @@ def ktl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.C
     )
 
 
+def offline(keras_home: Path) -> dict[str, str]:
+    """An environment in which nothing can be downloaded and no weights are cached."""
+    proxies = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+    return {"KERAS_HOME": str(keras_home), **{proxy: "http://127.0.0.1:9" for proxy in proxies}}
+
+
 def start_workers(
     count: int, logs: Path, *args: str, only: int | None = None, hosts: list[str] | None = None
 ) -> list[subprocess.Popen]:

@@ -9,6 +9,7 @@ from PIL import Image
 
 from models.preprocessing import load_image
 from tests.support.data import COLOURS, colour_image, make_colour_dataset
+from tests.support.patterns import scene
 from training import finetune
 from training.data import DataError, list_samples, prepare
 
@@ -227,3 +228,20 @@ def test_adding_images_leaves_every_old_image_in_its_split(tmp_path):
     after = splits()
     assert len(after) == len(before) + 60
     assert {path: after[path] for path in before} == before
+
+
+def test_near_copies_of_training_images_leave_validation(tmp_path):
+    """A resized, re-encoded copy is no new evidence either (training.near_duplicates)."""
+    rng = np.random.default_rng(8)
+    for split, count in (("train", 4), ("val", 2)):
+        for label in ("a", "b"):
+            (tmp_path / "d" / split / label).mkdir(parents=True)
+            for i in range(count):
+                scene(64, rng).save(tmp_path / "d" / split / label / f"{i}.png")
+    original = Image.open(tmp_path / "d/train/b/1.png")
+    original.resize((45, 45)).save(tmp_path / "d/val/b/near.jpg", quality=60)
+    prepared = _prepare(tmp_path / "d")
+    assert [Path(p).name for p in prepared.report["removed_near_copies"]] == ["near.jpg"]
+    assert prepared.report["removed_from_val"] == []  # not the same file
+    assert prepared.report["val_images"] == 4
+    assert any("near-copies of training images" in w for w in prepared.report["warnings"])

@@ -3,6 +3,7 @@ what each phase may change, and resuming an interrupted job."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -290,3 +291,22 @@ def test_the_decoded_image_cache_can_live_in_another_folder(tmp_path, monkeypatc
     assert job.run_job(config, log=messages.append)["version"] == 1
     assert "Reusing the decoded images of the interrupted job" in messages
     assert not (cache / "job.pixels.npy").exists(), "the cache goes with the finished job"
+
+
+def test_doctor_corrections_are_applied_and_recorded_in_the_bundle(tmp_path):
+    make_colour_dataset(tmp_path / "data", per_class=6, size=SIZE)  # what _run reads
+    suspects = tmp_path / "suspects.csv"
+    suspects.write_text(
+        "path,given_label,suggested_label,kind,score,action\n"
+        "red/red_000.png,red,blue,label_issue,0.9,exclude\n"
+        "red/red_001.png,red,blue,label_issue,0.8,relabel\n"
+    )
+    settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=1, batch_size=8)
+    result = _run(tmp_path, exclude=str(suspects), relabel=str(suspects), **settings)
+    digest = hashlib.sha256(suspects.read_bytes()).hexdigest()
+    corrections = load_bundle(result["path"]).metadata.dataset["corrections"]
+    assert corrections["exclude"]["excluded"] == 1 and corrections["exclude"]["sha256"] == digest
+    assert corrections["relabel"]["changes"] == {"red -> blue": 1}
+    assert result["dataset"]["corrections"] == corrections
+    classes = result["dataset"]["classes"]
+    assert sum(classes["red"].values()) == 4 and sum(classes["blue"].values()) == 7
