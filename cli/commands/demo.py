@@ -7,8 +7,8 @@ import contextlib
 import sys
 from typing import Any
 
-from cli.commands.train import print_summary
 from cli.common import add_json, add_store, note, print_json
+from cli.train_summary import print_summary
 
 # With ImageNet weights: a small pretrained backbone fine-tunes in a few epochs.
 DEMO_PRETRAINED: dict[str, Any] = {

@@ -12,6 +12,7 @@ from cli import main
 from cli.commands import train
 from cli.common import store_default
 from cli.main import COMMANDS, build_parser
+from cli.train_summary import print_summary
 from models.errors import ConfigError, OperationalError
 
 PROBE = (
@@ -113,7 +114,7 @@ def test_the_store_default_follows_the_environment(monkeypatch, tmp_path):
 
 def test_the_summary_says_how_training_ended_and_what_it_must_beat(capsys):
     per_class = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 6}
-    train.print_summary(
+    print_summary(
         {
             "name": "bees", "version": 2, "path": "model_store/bees/2", "seconds": 12.3,
             "dataset": {"train_images": 20, "val_images": 12, "classes": {"a": {}, "b": {}},

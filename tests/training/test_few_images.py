@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli.commands.train import print_summary
+from cli.train_summary import print_summary
 from models.backbones import get_backbone
 from models.bundle import load_bundle
 from models.tta import VIEWS
