@@ -211,7 +211,13 @@ class Int8Runner:
             raise QuantizationError(
                 "The INT8 engine needs onnxruntime: pip install 'ktl[serve]'"
             ) from exc
-        self._session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        # Idle pool threads sleep instead of spinning: in the service they share the
+        # cores with the request threads that decode the next images.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """``(n, h, w, 3)`` uint8 in, ``(n, classes)`` float probabilities out."""
