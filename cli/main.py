@@ -13,6 +13,7 @@ from types import ModuleType
 
 from cli.commands import (
     backbones,
+    compare,
     delete,
     demo,
     doctor,
@@ -51,6 +52,7 @@ EXTRA_OF = {
 # In the order `ktl --help` lists them.
 COMMANDS: tuple[ModuleType, ...] = (
     backbones,
+    compare,
     train,
     lr_find,
     evaluate,
