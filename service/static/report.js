@@ -297,6 +297,31 @@ async function worstImages(worst, split, report) {
   })));
 }
 
+// "Against version 1: +2.1 points": the version below this one, each scored on its
+// own test split (or both on validation); a link to its report.
+async function renderPrevious() {
+  const { models } = await ktl.json("/v1/models");
+  const model = (models || []).find((m) => m.name === name);
+  const details = (model && model.version_details) || [];
+  const current = details.find((d) => d.version === Number(version));
+  const previous = details.filter((d) => d.version < Number(version)).sort((a, b) => b.version - a.version)[0];
+  if (!current || !previous || typeof current.accuracy !== "number" || typeof previous.accuracy !== "number") return;
+  const box = el("previous");
+  const link = ktl.make("a", `version ${previous.version}`);
+  link.href = `/models/${encodeURIComponent(name)}/versions/${previous.version}/report`;
+  if (current.accuracy_split !== previous.accuracy_split) {
+    box.append(`Against `, link, `: not comparable (this version's accuracy is on ${current.accuracy_split || "validation"}, ` +
+      `that one's on ${previous.accuracy_split || "validation"}).`);
+  } else {
+    const points = (current.accuracy - previous.accuracy) * 100;
+    const sign = points > 0 ? "+" : points < 0 ? "−" : "±";
+    box.append(`Against `, link, `: ${sign}${Math.abs(points).toFixed(1)} points of ${current.accuracy_split || "validation"} accuracy ` +
+      `(${pct(current.accuracy)} vs ${pct(previous.accuracy)}).`);
+  }
+  box.dataset.points = (current.accuracy - previous.accuracy) * 100;
+  box.hidden = false;
+}
+
 async function render() {
   document.title = `ktl — ${name} v${version} report`;
   el("title").textContent = `${name} version ${version}: training report`;
@@ -327,6 +352,7 @@ async function render() {
     plot(el("risk"), "risk_coverage.png", files, report),
     "reports/history.csv" in files ? renderHistory(report).catch(() => {}) : null,
     worstImages(worst, mainSplit(meta), report),
+    renderPrevious().catch(() => {}),
   ]);
   setState("ready");
 }

@@ -346,6 +346,20 @@ def test_report_shows_the_kept_epochs_the_figures_calibration_and_decision(serve
     assert "fine_tune_epochs" in page.inner_text("#config-note")
 
 
+def test_the_report_says_how_far_it_moved_from_the_version_before(served, page):
+    first, second = (metadata(served, v)["metrics"] for v in (1, 2))
+    points = (second["accuracy"] - first["accuracy"]) * 100
+    open_report(served, page, 2)
+    previous = page.locator("#previous")
+    expect(previous).to_be_visible()
+    assert "Against version 1: " in previous.inner_text()
+    assert f"{abs(points):.1f} points of test accuracy" in previous.inner_text()
+    assert float(previous.get_attribute("data-points")) == pytest.approx(points)
+    assert previous.locator("a").get_attribute("href") == "/models/colours/versions/1/report"
+    open_report(served, page, 1)  # the first version has none before it
+    assert page.is_hidden("#previous")
+
+
 def test_the_report_fits_the_screen_and_its_plots_stay_readable(served, page):
     open_report(served, page, 2)
     page.wait_for_function("document.querySelector('#curves').naturalWidth > 0")
