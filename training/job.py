@@ -200,5 +200,5 @@ def _dataset_summary(prepared: Prepared) -> dict[str, Any]:
         "skipped_files": report["skipped"],
         "ignored_files": report["ignored_files"],
         "warnings": report["warnings"],
-        **({"corrections": report["corrections"]} if "corrections" in report else {}),
+        **{key: report[key] for key in ("corrections", "removed_near_copies") if report.get(key)},
     }

@@ -23,6 +23,7 @@ from models.preprocessing import load_image
 from tests.support.cli import ktl, start_workers
 from tests.support.data import make_colour_dataset
 from tests.support.server import free_port
+from training.report import WORST_COUNT
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +87,7 @@ def test_two_workers_publish_exactly_one_version(runs):
     assert list((root / "two" / ".jobs").iterdir()) == []  # both workers' state removed
     assert "This worker's shard: 24 of 48 files" in chief_err
     assert "This worker's shard: 24 of 48 files" in other_err
-    assert "Decoding 24 images" in other_err  # each decoded only its own shard
+    assert "Decoding 24 training and validation images" in other_err  # its own shard only
 
 
 def test_the_bundle_records_the_cluster_and_covers_every_shard(runs):
@@ -103,7 +104,9 @@ def test_the_bundle_records_the_cluster_and_covers_every_shard(runs):
     support = sum(c["support"] for c in chief["metrics"]["per_class"].values())
     assert support == metadata["dataset"]["val_images"]  # the chief evaluated all shards
     worst = json.loads((Path(chief["path"]) / "reports" / "worst.json").read_text())
-    assert worst and all(Path(entry["file"]).is_file() for entry in worst)
+    wrong = round((1 - chief["metrics"]["accuracy"]) * support)  # of every shard's images
+    assert len(worst) == min(WORST_COUNT, wrong)
+    assert all(Path(e["file"]).is_file() and e["true"] != e["predicted"] for e in worst)
 
 
 def test_two_workers_classify_like_one_process(runs):
