@@ -163,7 +163,7 @@ def test_a_shard_missing_a_class_stops_every_worker_with_the_reason(tmp_path):
     )  # fmt: skip
     for code, _, stderr in _finish(workers, timeout=180):
         assert code == 2, stderr
-        assert "worker 0: every class needs at least 2 readable images; too few in: blue" in stderr
+        assert "worker 0: every class needs at least 2 images; too few in: blue" in stderr
         assert "worker 1: every class needs" in stderr
     assert not (tmp_path / "s" / "x").exists()
 

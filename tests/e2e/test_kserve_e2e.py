@@ -57,7 +57,7 @@ def test_health_and_metadata_through_tritonclient(client):
     assert not client.is_model_ready("nope")
     metadata = client.get_model_metadata("tiny")
     assert metadata["name"] == "tiny" and metadata["versions"] == ["1"]
-    assert {o["name"] for o in metadata["outputs"]} == {"probabilities", "labels"}
+    assert {o["name"] for o in metadata["outputs"]} == {"probabilities", "labels", "decision"}
 
 
 def test_infer_with_encoded_images_at_client_defaults(server, client):
