@@ -59,7 +59,7 @@ def _run(tmp_path, **settings):
 def test_head_only_run_leaves_the_file_weights_exactly(tmp_path, resnet_file):
     result = _run(
         tmp_path, backbone="resnet50", weights=str(resnet_file), image_size=SIZE,
-        epochs=1, fine_tune_epochs=0, augment=False, batch_size=8,
+        epochs=1, fine_tune_epochs=0, augment=False, batch_size=8, min_steps=0,
     )  # fmt: skip
     backbone = _backbone_of(load_bundle(result["path"]).model)
     expected = _file_weights(resnet_file)
