@@ -19,7 +19,7 @@ from models.predictions import threshold_of
 from models.store import ModelStore
 from training.distributed import Validation
 from training.publish import utc_now
-from training.scoring import decoded_split
+from training.scoring import decoded_split, listed
 from training.state import Log
 
 if TYPE_CHECKING:
@@ -107,13 +107,12 @@ def quantize_version(
     as a new version whose lineage names the original."""
     if bundle.metadata.engines and "int8" in bundle.metadata.engines:
         raise ConfigError(f"{bundle.name} version {bundle.version} already has an INT8 engine")
-    train = decoded_split(bundle, data, "train", log)
-    calibration = train.pixels[int8.calibration_rows(len(train.pixels))]
-    log(f"Quantizing to INT8, activation ranges from {len(calibration)} training images of {data}")
+    source = listed(data)  # listed and hashed once for the three splits
+    train = decoded_split(bundle, source, "train", log, at_most=int8.CALIBRATION_IMAGES)
     checked: dict[str, Validation] = {}
     for split, name in (("val", "validation"), ("test", "test")):
         try:
-            part = decoded_split(bundle, data, split, log)
+            part = decoded_split(bundle, source, split, log)
         except ConfigError as exc:  # no test split under the version's settings
             log(f"  not checked on {split}: {exc}")
             continue

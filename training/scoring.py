@@ -17,9 +17,10 @@ import numpy as np
 
 from models.bundle import Bundle
 from models.errors import ConfigError
+from models.int8 import calibration_rows
 from models.preprocessing import ImageError, load_image
 from training import calibration, decision
-from training.data import DataError, list_samples
+from training.data import DataError, Listing, list_samples
 from training.data import content_hashes as file_hashes
 from training.evaluate import evaluate
 from training.splits import SPLITS, assign, fingerprint
@@ -38,25 +39,45 @@ class Decoded:
     unknown: list[str]  # classes of DATA the version does not know
 
 
+@dataclass
+class Listed:
+    """DATA listed and its files hashed once, for drawing several splits from it."""
+
+    data: str
+    listing: Listing
+    hashes: list[str | None]
+    skipped: list[dict[str, str]]
+
+
+def listed(data: str | Path) -> Listed:
+    listing = list_samples(data)
+    hashes, skipped = file_hashes(listing.samples)
+    return Listed(str(data), listing, hashes, skipped)
+
+
 def decoded_split(
     bundle: Bundle,
-    data: str | Path,
+    data: str | Path | Listed,
     split: str,
     log: Callable[[str], None] = print,
     drawn_by: Bundle | None = None,
+    at_most: int | None = None,
 ) -> Decoded:
     """DATA's ``split`` (train, val, test or all) as the settings of ``drawn_by``
     (default: the version's own) draw it, decoded; images of classes the version
-    does not know are left out."""
+    does not know are left out. ``at_most``: decode only that many, spread evenly
+    over the split (calibration images, without decoding a whole training set)."""
     if split not in CHOICES:
         raise ConfigError(f"--split must be one of {', '.join(CHOICES)}; got {split!r}")
-    listing = list_samples(data)
-    hashes, skipped = file_hashes(listing.samples)
+    source = data if isinstance(data, Listed) else listed(data)
+    listing, hashes, skipped = source.listing, source.hashes, list(source.skipped)
     rows = _rows(drawn_by or bundle, listing, hashes, split)
     known = [i for i in rows if listing.samples[i].label in bundle.labels]
     unknown = sorted({listing.samples[i].label for i in rows} - set(bundle.labels))
     if unknown:
         log(f"Left out: classes this version does not know: {', '.join(unknown)}")
+    if at_most is not None and len(known) > at_most:
+        known = [known[k] for k in calibration_rows(len(known), at_most)]
     pixels, kept, digests = [], [], []
     for i in known:
         try:
@@ -67,7 +88,7 @@ def decoded_split(
         kept.append(i)
         digests.append(str(hashes[i]))
     if not kept:
-        raise DataError(f"{data}: no image of this version's classes in its {split} split")
+        raise DataError(f"{source.data}: no image of this version's classes in its {split} split")
     targets = np.array([bundle.labels.index(listing.samples[i].label) for i in kept])
     return Decoded(np.stack(pixels), targets, digests, skipped, unknown)
 

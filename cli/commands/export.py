@@ -66,15 +66,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _calibration(bundle, data: str):
-    """DATA's train split (the representative images) and its validation split (the
-    check), drawn with the version's own settings."""
-    from models.int8 import calibration_rows
-    from training.scoring import decoded_split
+    """Images of DATA's train split (the representative images) and its validation
+    split (the check), drawn with the version's own settings."""
+    from models.int8 import CALIBRATION_IMAGES
+    from training.scoring import decoded_split, listed
 
-    train = decoded_split(bundle, data, "train", note)
-    return train.pixels[calibration_rows(len(train.pixels))], decoded_split(
-        bundle, data, "val", note
-    )
+    source = listed(data)
+    train = decoded_split(bundle, source, "train", note, at_most=CALIBRATION_IMAGES)
+    return train.pixels, decoded_split(bundle, source, "val", note)
 
 
 def _agreement(bundle, path, checked) -> dict[str, Any]:
