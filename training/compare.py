@@ -24,9 +24,8 @@ from models.backbones import BackboneSpec, get_backbone
 from models.classifier import build_backbone, keras_cache_path, resolve_weights
 from models.errors import ConfigError
 from training import probe
-from training.data import check_classes, content_hashes, decode_all, list_samples
+from training.data import check_classes, content_hashes, decode_all, list_samples, split_listing
 from training.evaluate import wilson
-from training.splits import assign
 
 Log = Callable[[str], None]
 
@@ -124,10 +123,9 @@ def _images(data: str, settings: dict[str, Any]):
     listing = list_samples(data)
     samples = listing.samples
     hashes, _ = content_hashes(samples)
-    assignment = assign(
-        [s.label for s in samples], [s.subset for s in samples], hashes,
-        val_split=settings.get("val_split", 0.2), test_split=settings.get("test_split"),
-        seed=settings.get("seed", 42), layout_splits=listing.fixed_splits,
+    assignment = split_listing(
+        listing, hashes, val_split=settings.get("val_split", 0.2),
+        test_split=settings.get("test_split"), seed=settings.get("seed", 42),
     )  # fmt: skip
     rows = [i for i, h in enumerate(hashes) if h is not None and assignment.splits[i] != "test"]
     check_classes(Counter(samples[i].label for i in rows), "images outside the test split")

@@ -19,7 +19,7 @@ from models.errors import UserError
 from models.preprocessing import IMAGE_SUFFIXES, ImageError, is_image_name, load_image
 from training.health import health_report
 from training.near_duplicates import close_pairs, copies_across, group_pairs, look_at_files
-from training.splits import SPLITS, assign
+from training.splits import SPLITS, Assignment, assign
 
 
 class DataError(UserError, ValueError):
@@ -183,6 +183,24 @@ def content_hashes(
     return hashes, unreadable
 
 
+def split_listing(
+    listing: Listing,
+    hashes: list[str | None],
+    *,
+    val_split: float,
+    test_split: float | None,
+    seed: int,
+) -> Assignment:
+    """Every file of ``listing`` in its split (``training.splits.assign``), from its
+    label, the split its layout gives it, and its content hash."""
+    samples = listing.samples
+    return assign(
+        [s.label for s in samples], [s.subset for s in samples], hashes,
+        val_split=val_split, test_split=test_split, seed=seed,
+        layout_splits=listing.fixed_splits,
+    )  # fmt: skip
+
+
 def decode_all(
     samples: list[Sample],
     indices: list[int],
@@ -227,11 +245,9 @@ def prepare(
     samples = listing.samples
     hashes, skipped = content_hashes(samples)
     check_classes(Counter(s.label for s, h in zip(samples, hashes, strict=True) if h), "images")
-    assignment = assign(
-        [s.label for s in samples], [s.subset for s in samples], hashes,
-        val_split=val_split, test_split=test_split, seed=seed,
-        layout_splits=listing.fixed_splits,
-    )  # fmt: skip
+    assignment = split_listing(
+        listing, hashes, val_split=val_split, test_split=test_split, seed=seed
+    )
     splits = assignment.splits
     pixels = _pixel_cache(pixels_file, (len(samples), *image_size, 3))
     learn = [i for i, split in enumerate(splits) if split in ("train", "val")]

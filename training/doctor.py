@@ -26,10 +26,17 @@ from models.store import ModelStore
 from training import probe, suspects, warm_start
 from training.config import TrainConfig
 from training.corrections import data_root
-from training.data import Listing, check_classes, content_hashes, decode_all, list_samples
+from training.data import (
+    Listing,
+    check_classes,
+    content_hashes,
+    decode_all,
+    list_samples,
+    split_listing,
+)
 from training.health import balance
 from training.near_duplicates import close_pairs, group_pairs, look_at_files
-from training.splits import SPLITS, assign
+from training.splits import SPLITS
 
 Log = Callable[[str], None]
 
@@ -87,10 +94,9 @@ def _ingest(listing: Listing, config: TrainConfig, log: Log) -> dict[str, Any]:
     samples = listing.samples
     log(f"Reading {len(samples):,} files ...")
     hashes, skipped = content_hashes(samples)
-    assignment = assign(
-        [s.label for s in samples], [s.subset for s in samples], hashes,
-        val_split=config.val_split, test_split=config.test_split, seed=config.seed,
-        layout_splits=listing.fixed_splits,
+    assignment = split_listing(
+        listing, hashes, val_split=config.val_split, test_split=config.test_split,
+        seed=config.seed,
     )  # fmt: skip
     looks, errors = look_at_files([s.path for s in samples])
     skipped += [

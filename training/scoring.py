@@ -20,10 +20,10 @@ from models.errors import ConfigError
 from models.int8 import calibration_rows
 from models.preprocessing import ImageError, load_image
 from training import calibration, decision
-from training.data import DataError, Listing, list_samples
+from training.data import DataError, Listing, list_samples, split_listing
 from training.data import content_hashes as file_hashes
 from training.evaluate import evaluate
-from training.splits import SPLITS, assign, fingerprint
+from training.splits import SPLITS, fingerprint
 
 CHOICES = (*SPLITS, "all")
 
@@ -135,9 +135,8 @@ def _rows(bundle: Bundle, listing, hashes: list[str | None], split: str) -> list
             f"{bundle.name} version {bundle.version} was trained without a test split, so "
             "DATA has none under its settings: pass --split all (or val) to score it"
         )
-    assignment = assign(
-        [s.label for s in listing.samples], [s.subset for s in listing.samples], hashes,
-        val_split=training.get("val_split", 0.2), test_split=test_share,
-        seed=training.get("seed", 42), layout_splits=listing.fixed_splits,
+    assignment = split_listing(
+        listing, hashes, val_split=training.get("val_split", 0.2), test_split=test_share,
+        seed=training.get("seed", 42),
     )  # fmt: skip
     return [i for i, s in enumerate(assignment.splits) if s == split]
