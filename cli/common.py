@@ -8,8 +8,11 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from models.errors import ConfigError
+
 if TYPE_CHECKING:
     from models.bundle import Bundle
+    from models.store import ModelStore
 
 EXIT_USAGE = 2  # a usage or input error (models.errors.UserError.exit_code)
 
@@ -39,6 +42,19 @@ def add_model(parser: argparse.ArgumentParser, *, required: bool = True) -> None
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def load_reference(reference: str, store: ModelStore) -> Bundle:
+    """The bundle of ``NAME`` (its default version) or ``NAME:VERSION`` in ``store``,
+    loaded and verified."""
+    from models.bundle import load_bundle
+    from models.store import validate_name
+
+    name, _, version = reference.partition(":")
+    if version and (not version.isdigit() or int(version) < 1):
+        raise ConfigError(f"{reference!r}: write NAME or NAME:VERSION, a version being 1, 2, ...")
+    _, path = store.resolve(validate_name(name), int(version) if version else None)
+    return load_bundle(path)
 
 
 def load_model(args: argparse.Namespace) -> Bundle:

@@ -8,7 +8,6 @@ from typing import Any
 
 from cli import summary
 from cli.common import add_json, add_store, print_json
-from models.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,25 +33,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_reference(reference: str) -> tuple[str, int | None]:
-    """``NAME`` or ``NAME:VERSION``."""
-    name, _, version = reference.partition(":")
-    if not version:
-        return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise ConfigError(f"{reference!r}: write NAME or NAME:VERSION, a version being 1, 2, ...")
-    return name, int(version)
-
-
 def run(args: argparse.Namespace) -> int:
-    from cli.common import note
-    from models.bundle import load_bundle
-    from models.store import ModelStore, validate_name
+    from cli.common import load_reference, note
+    from models.store import ModelStore
     from training.scoring import score_version
 
-    name, version = parse_reference(args.model)
-    _, path = ModelStore(args.store).resolve(validate_name(name), version)
-    result = score_version(load_bundle(path), args.data, args.split, log=note)
+    bundle = load_reference(args.model, ModelStore(args.store))
+    result = score_version(bundle, args.data, args.split, log=note)
     print_json(result) if args.json else print_scores(result)
     return 0
 

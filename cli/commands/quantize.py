@@ -34,15 +34,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.commands.evaluate import parse_reference
-    from models.bundle import load_bundle
-    from models.store import ModelStore, validate_name
+    from cli.common import load_reference
+    from models.store import ModelStore
     from training.quantize import quantize_version
 
-    name, version = parse_reference(args.model)
     store = ModelStore(args.store)
-    _, path = store.resolve(validate_name(name), version)
-    bundle = load_bundle(path)
+    bundle = load_reference(args.model, store)
+    name = bundle.name
     new_version, new_path, engine = quantize_version(bundle, args.calibration, store, note)
     if args.json:
         print_json(
