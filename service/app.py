@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import tempfile
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
@@ -20,6 +21,7 @@ from service import (
     auth,
     explain,
     health,
+    jobs,
     kserve,
     metrics,
     openapi,
@@ -36,14 +38,16 @@ from service.metrics import Metrics
 from service.paths import SegmentConverter
 from service.predictor import BatchSettings, Predictor
 from service.registry import ModelRegistry
-from service.state import EXTENSION, ServiceState
+from service.state import EXTENSION, SPOOL, ServiceState
 
 log = logging.getLogger("ktl.service")
 
 
 class InMemoryRequest(Request):
     """Keeps uploads in memory: Werkzeug would spool those over 500 KB to temporary
-    files, and bodies are already bounded by MAX_CONTENT_LENGTH."""
+    files, and bodies are already bounded by MAX_CONTENT_LENGTH. The one exception is
+    a dataset archive (``@operation(streamed=True)``): its view names a job folder in
+    ``environ[SPOOL]``, and the file goes to disk there."""
 
     def _get_file_stream(
         self,
@@ -52,6 +56,9 @@ class InMemoryRequest(Request):
         filename: str | None = None,
         content_length: int | None = None,
     ) -> IO[bytes]:
+        spool = self.environ.get(SPOOL)
+        if spool is not None:
+            return tempfile.TemporaryFile(dir=spool)  # noqa: SIM115 (werkzeug closes it)
         return io.BytesIO()
 
 
@@ -97,7 +104,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
     auth.init_app(app)
     validation.init_app(app)
     request_limits.init_app(app)
-    for module in (health, api, explain, tfserving, kserve, openapi, metrics, web):
+    for module in (health, api, explain, tfserving, kserve, jobs, openapi, metrics, web):
         app.register_blueprint(module.bp)
     security.init_app(app)
     return app

@@ -16,6 +16,9 @@ from models.preprocessing import DEFAULT_MAX_PIXELS
 
 __all__ = ["ConfigError", "ServiceConfig"]
 
+JOB_RUNNERS = ("local", "kubernetes", "none")
+_KEY_LISTS = ("api_keys", "report_keys", "train_keys")
+
 
 def _positive_int(value: str) -> int:
     number = int(value)
@@ -62,6 +65,23 @@ def _path(value: str) -> Path:
 def _engine(value: str) -> str:
     if value not in ENGINES:
         raise ValueError(f"must be one of {', '.join(ENGINES)}")
+    return value
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value.strip()) if value.strip() else None
+
+
+def _training(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("", "off", "open"):
+        raise ValueError("must be open (training routes without a key), or off/empty")
+    return "open" if value == "open" else ""
+
+
+def _job_runner(value: str) -> str:
+    if value not in JOB_RUNNERS:
+        raise ValueError(f"must be one of {', '.join(JOB_RUNNERS)}")
     return value
 
 
@@ -126,14 +146,62 @@ class ServiceConfig:
         "KTL_INT8_MIN_AGREEMENT", _share, DEFAULT_GATE, "top-1 agreement INT8 needs for auto"
     )
 
+    training: str = _setting(
+        "KTL_TRAINING",
+        _training,
+        "",
+        "training switch (open: the training routes need no key; set on purpose, for a local user)",
+    )
+    train_keys: tuple[str, ...] = _setting(
+        "KTL_TRAIN_KEYS",
+        _api_keys,
+        (),
+        "comma-separated bearer keys for the training routes; set: training is on",
+    )
+    job_runner: str = _setting(
+        "KTL_JOB_RUNNER",
+        _job_runner,
+        "local",
+        "where jobs run: local (a runner process beside gunicorn), kubernetes, or none",
+    )
+    data_root: Path | None = _setting(
+        "KTL_DATA_ROOT",
+        _optional_path,
+        None,
+        'folder whose subfolders POST /v1/jobs may name as {"data": ...}; unset: uploads only',
+    )
+    max_dataset_mb: float = _setting(
+        "KTL_MAX_DATASET_MB", _positive_float, 1024.0, "largest dataset archive, in MB"
+    )
+    max_dataset_files: int = _setting(
+        "KTL_MAX_DATASET_FILES", _positive_int, 50_000, "most files in a dataset archive"
+    )
+    job_queue_size: int = _setting(
+        "KTL_JOB_QUEUE_SIZE", _positive_int, 8, "training jobs queued or running before 503"
+    )
+    max_event_streams: int = _setting(
+        "KTL_MAX_EVENT_STREAMS",
+        _positive_int,
+        4,
+        "open job event streams per worker (at most half its threads) before 503",
+    )
+    event_stream_seconds: float = _setting(
+        "KTL_EVENT_STREAM_SECONDS",
+        _positive_float,
+        300.0,
+        "longest life of one event stream; clients reconnect with Last-Event-ID",
+    )
+
     def __post_init__(self) -> None:
         # Environment strings and Python overrides alike go through the same checks.
         for spec in fields(self):
             value = getattr(self, spec.name)
-            if spec.name in ("api_keys", "report_keys"):
+            if spec.name in _KEY_LISTS:
                 if isinstance(value, str):
                     value = _api_keys(value)
                 object.__setattr__(self, spec.name, tuple(value))
+            elif spec.name == "data_root":
+                object.__setattr__(self, spec.name, _optional_path(str(value or "")))
             else:
                 object.__setattr__(self, spec.name, _parse(spec, str(value)))
 
@@ -158,6 +226,21 @@ class ServiceConfig:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_dataset_bytes(self) -> int:
+        return int(self.max_dataset_mb * 1024 * 1024)
+
+    @property
+    def training_enabled(self) -> bool:
+        """Training routes answer (KTL_TRAIN_KEYS set, or KTL_TRAINING=open)."""
+        return bool(self.train_keys) or self.training == "open"
+
+    @property
+    def event_streams(self) -> int:
+        """Open event streams one worker allows: never more than half its threads, so
+        followers of jobs cannot make the service deaf to predictions."""
+        return max(1, min(self.max_event_streams, self.threads // 2))
 
 
 def _parse(spec: dataclasses.Field, raw: str) -> Any:

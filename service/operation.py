@@ -47,6 +47,12 @@ REPORT_KEYS = KeySet(
 )
 
 
+# Training runs jobs on the server's cores and writes to the store: its own keys,
+# never the predict keys. With none set the routes are off (403) unless
+# KTL_TRAINING=open opens them on purpose (service.jobs checks that).
+TRAIN_KEYS = KeySet("train", "KTL_TRAIN_KEYS", "trainBearer", lambda config: config.train_keys)
+
+
 @dataclass(frozen=True)
 class Reply:
     """A documented response: a JSON ``model``, media types described by hand, or both."""
@@ -79,6 +85,7 @@ class Operation:
     keys: KeySet
     error_body: type[BaseModel]  # the shape of this route's errors
     parameters: Mapping[str, Mapping[str, Any]]  # path parameters documented otherwise
+    streamed: bool  # the body streams to disk under KTL_MAX_DATASET_MB, not into memory
 
 
 def operation(
@@ -94,6 +101,7 @@ def operation(
     keys: KeySet = PREDICT_KEYS,
     error_body: type[BaseModel] = ErrorBody,
     parameters: Mapping[str, Mapping[str, Any]] | None = None,
+    streamed: bool = False,
 ) -> Callable[[V], V]:
     """Record a view's contract on it. ``public=True`` opens the route; otherwise it
     needs one of ``keys`` (when any are configured). 401, and 400 for a query, are
@@ -110,6 +118,7 @@ def operation(
         keys=keys,
         error_body=error_body,
         parameters=parameters or {},
+        streamed=streamed,
     )
 
     def decorate(view: V) -> V:

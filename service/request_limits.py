@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import io
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.errors import PayloadTooLarge
+from service.operation import operation_of
 from service.state import service_state
 
 _EXTENSION = "ktl.request_limits"
@@ -24,6 +25,11 @@ def bound_unsized_body() -> None:
     sized copy.
     """
     environ = request.environ
+    if streamed_body():
+        # A dataset archive: its own limit, and werkzeug streams it to a file (the
+        # app's request class), cutting a chunked body at the limit with a 413.
+        request.max_content_length = service_state().config.max_dataset_bytes
+        return
     limit = request.max_content_length
     if request.url_rule is None or limit is None or request.content_length is not None:
         return  # no route reads it, no limit, or werkzeug bounds it by its length
@@ -41,6 +47,14 @@ def bound_unsized_body() -> None:
         raise RequestEntityTooLarge()
     environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
     environ["CONTENT_LENGTH"] = str(size)
+
+
+def streamed_body() -> bool:
+    """Whether the matched route takes its body to disk (``@operation(streamed=True)``)."""
+    if request.url_rule is None:
+        return False
+    record = operation_of(current_app.view_functions.get(request.endpoint or ""))
+    return record is not None and record.streamed
 
 
 def check_image_count(count: int) -> None:

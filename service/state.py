@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # the route modules import this one; keep it free of cycles
     from service.registry import ModelRegistry
 
 EXTENSION = "ktl"
+SPOOL = "ktl.spool"  # environ key: the folder a streamed upload (a dataset) is written into
 
 
 @dataclass(frozen=True)

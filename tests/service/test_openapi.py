@@ -79,6 +79,7 @@ OPERATION_IDS = {
     "kserveModelVersionReady", "kserveInfer", "kserveInferVersion", "page", "static",
     "reportPage", "reportFile", "reportTrainingImage", "openapi", "metrics", "getModelLabel",
     "predictLabel", "tfServingPredictLabel", "explainLabel", "activationsLabel",
+    "trainPage", "createJob", "listJobs", "getJob", "cancelJob", "jobEvents",
 }  # fmt: skip
 
 
@@ -113,6 +114,7 @@ def test_public_routes_have_no_security_and_the_others_need_a_bearer_key(client)
         ("/healthz", "get"), ("/readyz", "get"), ("/openapi.json", "get"), ("/v2", "get"),
         ("/v2/health/live", "get"), ("/v2/health/ready", "get"), ("/", "get"),
         ("/static/{filename}", "get"), ("/models/{name}/versions/{version}/report", "get"),
+        ("/train", "get"),
     }  # fmt: skip
     training_images = ("/v1/models/{name}/versions/{version}/reports/worst/{file}", "get")
     for key, operation in operations(document).items():
@@ -120,9 +122,14 @@ def test_public_routes_have_no_security_and_the_others_need_a_bearer_key(client)
             assert "security" not in operation and "401" not in operation["responses"], key
         else:
             scheme = "reportBearer" if key == training_images else "bearer"
+            scheme = "trainBearer" if key[0].startswith("/v1/jobs") else scheme
             assert operation["security"] == [{scheme: []}, {}], key
             assert "401" in operation["responses"], key
-    assert set(document["components"]["securitySchemes"]) == {"bearer", "reportBearer"}
+    assert set(document["components"]["securitySchemes"]) == {
+        "bearer",
+        "reportBearer",
+        "trainBearer",
+    }
 
 
 def test_limits_come_from_the_configuration(make_app):

@@ -1,0 +1,224 @@
+"""The training job queue in the store (models.jobs): records, limits, claims, options."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import typing
+from pathlib import Path
+
+import pytest
+
+from models.jobs import (
+    ALLOWED_OPTIONS,
+    DATASET_DIR,
+    InvalidOptions,
+    JobFinished,
+    JobQueue,
+    QueueFull,
+    RunnerBusy,
+    UnknownJob,
+    check_options,
+)
+from training.config import TrainConfig
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> JobQueue:
+    return JobQueue(tmp_path / "store")
+
+
+def _submit(queue: JobQueue, name: str = "flowers", limit: int = 8, upload: bool = True):
+    job_id, folder = queue.reserve()
+    (folder / DATASET_DIR / "a").mkdir(parents=True)
+    return queue.submit(
+        job_id,
+        options={"name": name},
+        data=folder / DATASET_DIR,
+        source="upload" if upload else "data_root",
+        limit=limit,
+    )
+
+
+def test_a_submitted_job_is_queued_and_listed_newest_first(queue):
+    first = _submit(queue, "one")
+    second = _submit(queue, "two")
+    assert first.state == "queued" and first.attempts == 0
+    assert [job.id for job in queue.jobs()] == [second.id, first.id]
+    assert queue.get(first.id).name == "one"
+    record = json.loads((queue.root / first.id / "job.json").read_text())
+    assert record["options"] == {"name": "one"}
+
+
+def test_a_reserved_job_is_not_listed_until_submitted(queue):
+    job_id, folder = queue.reserve()
+    assert folder.is_dir() and queue.jobs() == []
+    with pytest.raises(UnknownJob):
+        queue.get(job_id)
+
+
+def test_a_full_queue_refuses_with_retry_after_and_removes_the_folder(queue):
+    _submit(queue, limit=1)
+    job_id, folder = queue.reserve()
+    with pytest.raises(QueueFull) as caught:
+        queue.submit(job_id, options={"name": "x"}, data=folder, source="upload", limit=1)
+    assert caught.value.status == 503 and int(caught.value.headers["Retry-After"]) > 0
+    assert not folder.exists()
+    assert len(queue.jobs()) == 1
+
+
+def test_finished_jobs_do_not_count_against_the_limit(queue):
+    job = _submit(queue, limit=1)
+    queue.finish(job.id, "failed", error="boom")
+    assert _submit(queue, limit=1).state == "queued"
+
+
+@pytest.mark.parametrize("bad", ["../x", "20261202-120000-zzzzzz", "", "a/b", 7])
+def test_ids_that_are_not_job_ids_are_unknown_without_touching_paths(queue, bad):
+    with pytest.raises(UnknownJob):
+        queue.get(bad)
+
+
+def test_claim_takes_the_oldest_queued_job_and_counts_attempts(queue):
+    first, second = _submit(queue, "one"), _submit(queue, "two")
+    claimed = queue.claim("local")
+    assert claimed.id == first.id and claimed.state == "running"
+    assert claimed.attempts == 1 and claimed.started and claimed.runner == {"kind": "local"}
+    queue.finish(first.id, "succeeded", version=1)
+    assert queue.claim("local").id == second.id
+    queue.finish(second.id, "failed", error="x")
+    assert queue.claim("local") is None
+
+
+def test_a_running_job_left_by_a_dead_runner_is_claimed_first_to_resume(queue):
+    running = _submit(queue, "one")
+    queue.claim("local")
+    _submit(queue, "two")
+    again = queue.claim("local")  # a new runner after a crash
+    assert again.id == running.id and again.attempts == 2
+
+
+def test_cancel_a_queued_job_at_once_and_its_upload_goes(queue):
+    job = _submit(queue)
+    cancelled = queue.cancel(job.id)
+    assert cancelled.state == "cancelled" and cancelled.finished
+    assert not (queue.root / job.id / DATASET_DIR).exists()
+    with pytest.raises(JobFinished) as caught:
+        queue.cancel(job.id)
+    assert caught.value.status == 409
+
+
+def test_cancel_a_running_job_asks_the_runner(queue):
+    job = _submit(queue)
+    queue.claim("local")
+    asked = queue.cancel(job.id)
+    assert asked.state == "running" and asked.cancel_requested
+
+
+def test_finish_keeps_a_data_root_folder(queue, tmp_path):
+    job = _submit(queue, upload=False)
+    queue.finish(job.id, "succeeded", version=3)
+    assert Path(job.data).is_dir()
+    assert queue.get(job.id).version == 3
+
+
+def test_update_and_log_tail(queue):
+    job = _submit(queue)
+    queue.update(job.id, phase="head", epoch=2, epochs=[{"phase": "head", "epoch": 1}])
+    assert queue.get(job.id).epochs == [{"phase": "head", "epoch": 1}]
+    for number in range(30):
+        queue.append_log(job.id, f"line {number}")
+    assert queue.log_tail(job.id, 3) == ["line 27", "line 28", "line 29"]
+
+
+def test_wait_changed_returns_at_a_change_or_the_timeout(queue):
+    job = _submit(queue)
+    mtime = queue.wait_changed(job.id, 0.0, 1)
+    assert mtime > 0
+    assert queue.wait_changed(job.id, mtime, 0.3) == mtime
+    queue.update(job.id, phase="head")
+    assert queue.wait_changed(job.id, mtime, 5) != mtime
+
+
+def _hold_runner_lock(root: str, ready, release) -> None:
+    with JobQueue(root).runner_lock():
+        ready.set()
+        release.wait(10)
+
+
+def test_one_runner_per_store(queue):
+    context = multiprocessing.get_context("spawn")
+    ready, release = context.Event(), context.Event()
+    other = context.Process(target=_hold_runner_lock, args=(str(queue.root.parent), ready, release))
+    other.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(RunnerBusy), queue.runner_lock():
+            pass
+    finally:
+        release.set()
+        other.join(10)
+    with queue.runner_lock():
+        pass
+
+
+@pytest.mark.parametrize(
+    ("options", "word"),
+    [
+        ({"name": "x", "store": "/etc"}, "store"),
+        ({"name": "x", "cache_dir": "/tmp"}, "cache_dir"),
+        ({"name": "x", "tensorboard": "/tmp/tb"}, "tensorboard"),
+        ({"name": "x", "resume": True}, "resume"),
+        ({"name": "x", "strategy": "multiworker"}, "strategy"),
+        ({"name": "x", "ood": "/data"}, "ood"),
+        ({"name": "x", "exclude": "/a.csv"}, "exclude"),
+        ({"name": "x", "data": "/data"}, "data"),
+        ({"name": "x", "weights": "/root/w.h5"}, "weights"),
+        ({"name": "x", "weights": "model:../x"}, "weights"),
+        ({"name": "x", "epochs": "10"}, "epochs"),
+        ({"name": "x", "epochs": True}, "epochs"),
+        ({"name": "x", "augment": 1}, "augment"),
+        ({"backbone": "vgg16"}, "name"),
+        (["name"], "JSON object"),
+    ],
+)
+def test_options_from_http_are_an_allow_list_of_training_settings(options, word):
+    with pytest.raises(InvalidOptions, match=word):
+        check_options(options)
+
+
+def test_an_invalid_model_name_is_refused():
+    with pytest.raises(InvalidOptions, match="option name"):
+        check_options({"name": "../../etc"})
+
+
+def test_good_options_pass_with_dashes_read_as_underscores():
+    options = {
+        "name": "bees",
+        "image-size": 64,
+        "lr": "auto",
+        "dropout": 0,
+        "weights": "model:bees:stable",
+        "randaugment": True,
+    }
+    assert check_options(options) == {
+        "name": "bees",
+        "image_size": 64,
+        "lr": "auto",
+        "dropout": 0,
+        "weights": "model:bees:stable",
+        "randaugment": True,
+    }
+
+
+def test_the_allow_list_matches_the_training_settings():
+    """Each allowed option is a TrainConfig field, of the kind TrainConfig declares."""
+    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
+    hints = typing.get_type_hints(TrainConfig)
+    for key, kind in ALLOWED_OPTIONS.items():
+        assert key in fields, key
+        declared = str(hints[key])
+        for part in kind.split("|"):
+            word = {"auto": "str", "float": "float", "int": "int", "str": "str", "bool": "bool"}
+            assert word[part] in declared, (key, kind, declared)

@@ -1,0 +1,260 @@
+"""The training-job routes on Flask's test client: switches and keys, uploads and
+their limits, the JSON form under KTL_DATA_ROOT, reads, cancel and event streams.
+The runner is not started here (tests/e2e/test_jobs_e2e.py runs it for real)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from models.jobs import JobQueue
+from tests.support.data import make_colour_dataset
+
+TRAIN_KEY = "tr4in-key"
+
+
+def zipped(folder: Path, *, prefix: str = "") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, prefix + str(path.relative_to(folder)))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def dataset_zip(tmp_path_factory) -> bytes:
+    return zipped(make_colour_dataset(tmp_path_factory.mktemp("colours"), per_class=3))
+
+
+@pytest.fixture
+def open_app(make_app, store):
+    return make_app(model_store=store, training="open")
+
+
+def _post(client, archive: bytes, options: dict | str, **headers):
+    text = options if isinstance(options, str) else json.dumps(options)
+    return client.post(
+        "/v1/jobs",
+        data={"dataset": (io.BytesIO(archive), "data.zip"), "options": text},
+        content_type="multipart/form-data",
+        headers=headers,
+    )
+
+
+def _leftovers(store: Path) -> list[str]:
+    """What the queue holds besides its lock files."""
+    root = store / ".queue"
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) if root.exists() else []
+
+
+def test_training_is_off_by_default_and_says_how_to_enable_it(make_app, store):
+    client = make_app(model_store=store).test_client()
+    for response in (client.get("/v1/jobs"), client.post("/v1/jobs", json={})):
+        assert response.status_code == 403
+        assert response.json["code"] == "training_disabled"
+        assert "KTL_TRAIN_KEYS" in response.json["error"]
+        assert "KTL_TRAINING=open" in response.json["error"]
+
+
+def test_training_keys_are_their_own(make_app, store, dataset_zip):
+    client = make_app(model_store=store, api_keys=("pr3dict",), train_keys=(TRAIN_KEY,))
+    client = client.test_client()
+    assert client.get("/v1/jobs").status_code == 401
+    predict_key = {"Authorization": "Bearer pr3dict"}
+    assert client.get("/v1/jobs", headers=predict_key).status_code == 401
+    train_key = {"Authorization": f"Bearer {TRAIN_KEY}"}
+    assert client.get("/v1/jobs", headers=train_key).status_code == 200
+    # and a training key does not predict
+    assert client.get("/v1/models", headers=train_key).status_code == 401
+    response = _post(client, dataset_zip, {"name": "colours"}, **train_key)
+    assert response.status_code == 202, response.json
+
+
+def test_an_upload_is_queued_with_its_dataset_unpacked(open_app, store, dataset_zip):
+    client = open_app.test_client()
+    response = _post(client, dataset_zip, {"name": "colours", "epochs": 2})
+    assert response.status_code == 202, response.json
+    body = response.json
+    assert body["state"] == "queued" and body["name"] == "colours"
+    assert response.headers["Location"] == f"/v1/jobs/{body['id']}"
+    assert body["links"]["events"] == f"/v1/jobs/{body['id']}/events"
+    job = JobQueue(store).get(body["id"])
+    assert job.options == {"name": "colours", "epochs": 2} and job.source == "upload"
+    assert sorted(p.name for p in Path(job.data).iterdir()) == ["blue", "green", "red"]
+    assert "data" not in body  # no server path in the answer
+    listed = client.get("/v1/jobs").json["jobs"]
+    assert [item["id"] for item in listed] == [body["id"]]
+
+
+def test_a_wrapping_folder_in_the_archive_is_looked_through(open_app, store, tmp_path):
+    archive = zipped(make_colour_dataset(tmp_path / "c", per_class=2), prefix="mydata/")
+    response = _post(open_app.test_client(), archive, {"name": "colours"})
+    assert response.status_code == 202
+    job = JobQueue(store).get(response.json["id"])
+    assert Path(job.data).name == "mydata"
+
+
+@pytest.mark.parametrize(
+    ("options", "status", "code"),
+    [
+        ({"name": "x", "store": "/tmp"}, 400, "invalid_options"),
+        ({"epochs": 2}, 400, "invalid_options"),
+        ("{not json", 400, "bad_request"),
+        ({"name": "Not Valid!"}, 400, "invalid_options"),
+    ],
+)
+def test_bad_options_leave_nothing_behind(open_app, store, dataset_zip, options, status, code):
+    response = _post(open_app.test_client(), dataset_zip, options)
+    assert response.status_code == status
+    assert response.json["code"] == code, response.json
+    assert _leftovers(store) == []
+
+
+def test_hostile_archive_gets_a_json_4xx_and_leaves_nothing(open_app, store):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("../../evil.txt", b"x")
+    response = _post(open_app.test_client(), buffer.getvalue(), {"name": "x"})
+    assert response.status_code == 400 and response.json["error"]
+    assert _leftovers(store) == []
+    assert not (store.parent / "evil.txt").exists()
+
+
+def test_the_dataset_has_its_own_limit_above_the_upload_limit(make_app, store, dataset_zip):
+    assert len(dataset_zip) > 10_000
+    client = make_app(model_store=store, training="open", max_upload_mb=0.005).test_client()
+    assert _post(client, dataset_zip, {"name": "colours"}).status_code == 202
+    small = make_app(model_store=store, training="open", max_dataset_mb=0.005).test_client()
+    response = _post(small, dataset_zip, {"name": "colours"})
+    assert response.status_code == 413 and response.json["code"] == "payload_too_large"
+
+
+def test_a_missing_field_or_media_type(open_app):
+    client = open_app.test_client()
+    response = client.post("/v1/jobs", data={"options": "{}"}, content_type="multipart/form-data")
+    assert response.status_code == 400 and "dataset" in response.json["error"]
+    response = client.post("/v1/jobs", data=b"x", content_type="text/plain")
+    assert response.status_code == 415
+
+
+def test_a_full_queue_is_503_with_retry_after(make_app, store, dataset_zip):
+    client = make_app(model_store=store, training="open", job_queue_size=1).test_client()
+    assert _post(client, dataset_zip, {"name": "one"}).status_code == 202
+    response = _post(client, dataset_zip, {"name": "two"})
+    assert response.status_code == 503 and response.json["code"] == "queue_full"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert len(_leftovers(store)) == 1
+
+
+def test_a_folder_under_the_data_root(make_app, store, tmp_path):
+    root = tmp_path / "datasets"
+    make_colour_dataset(root / "colours", per_class=2)
+    (tmp_path / "secret").mkdir()
+    client = make_app(model_store=store, training="open", data_root=root).test_client()
+    response = client.post("/v1/jobs", json={"data": "colours", "options": {"name": "c"}})
+    assert response.status_code == 202, response.json
+    assert JobQueue(store).get(response.json["id"]).data == str((root / "colours").resolve())
+    for outside in ("../secret", str(tmp_path / "secret"), ".", "missing"):
+        response = client.post("/v1/jobs", json={"data": outside, "options": {"name": "c"}})
+        assert response.status_code == 400, outside
+        assert response.json["code"] == "invalid_data"
+
+
+def test_json_jobs_need_a_data_root(open_app):
+    response = open_app.test_client().post(
+        "/v1/jobs", json={"data": "colours", "options": {"name": "c"}}
+    )
+    assert response.status_code == 400 and "KTL_DATA_ROOT" in response.json["error"]
+
+
+def test_read_and_cancel_a_job(open_app, store, dataset_zip):
+    client = open_app.test_client()
+    job_id = _post(client, dataset_zip, {"name": "colours"}).json["id"]
+    JobQueue(store).append_log(job_id, "Decoding 9 images")
+    detail = client.get(f"/v1/jobs/{job_id}").json
+    assert detail["state"] == "queued" and detail["log"] == ["Decoding 9 images"]
+    response = client.delete(f"/v1/jobs/{job_id}")
+    assert response.status_code == 200 and response.json["state"] == "cancelled"
+    assert client.delete(f"/v1/jobs/{job_id}").status_code == 409
+    assert client.get("/v1/jobs/20990101-000000-abcdef").status_code == 404
+    assert client.delete("/v1/jobs/nope").status_code == 404
+
+
+def test_cancelling_a_running_job_is_202_until_the_runner_stops_it(open_app, store, dataset_zip):
+    client = open_app.test_client()
+    job_id = _post(client, dataset_zip, {"name": "colours"}).json["id"]
+    JobQueue(store).claim("local")
+    response = client.delete(f"/v1/jobs/{job_id}")
+    assert response.status_code == 202
+    assert response.json["state"] == "running" and response.json["cancel_requested"]
+
+
+def _events(text: str) -> list[tuple[str | None, str, dict]]:
+    """(id, event, data) of each event of a stream's text."""
+    events = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            events.append((fields.get("id"), fields["event"], json.loads(fields["data"])))
+    return events
+
+
+def _finished_job(store: Path, dataset_zip: bytes, client) -> str:
+    job_id = _post(client, dataset_zip, {"name": "colours"}).json["id"]
+    queue = JobQueue(store)
+    queue.claim("local")
+    rows = [{"phase": "head", "epoch": n, "loss": 1.0 / n} for n in (1, 2, 3)]
+    queue.update(job_id, phase="head", epoch=3, epochs=rows)
+    queue.finish(job_id, "succeeded", version=2)
+    return job_id
+
+
+def test_the_events_of_a_finished_job_then_the_stream_ends(open_app, store, dataset_zip):
+    client = open_app.test_client()
+    job_id = _finished_job(store, dataset_zip, client)
+    response = client.get(f"/v1/jobs/{job_id}/events")
+    assert response.mimetype == "text/event-stream"
+    events = _events(response.get_data(as_text=True))
+    assert [(event_id, kind) for event_id, kind, _ in events] == [
+        ("1", "epoch"), ("2", "epoch"), ("3", "epoch"), ("3", "state"),
+    ]  # fmt: skip
+    assert events[1][2] == {"phase": "head", "epoch": 2, "loss": 0.5}
+    state = events[-1][2]
+    assert state["state"] == "succeeded" and state["version"] == 2
+    assert state["links"]["report"] == "/models/colours/versions/2/report"
+    # a reconnect carries on after the last id it saw
+    again = client.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "2"})
+    assert [kind for _, kind, _ in _events(again.get_data(as_text=True))] == ["epoch", "state"]
+
+
+def test_open_streams_are_bounded_per_worker(make_app, store, dataset_zip):
+    app = make_app(model_store=store, training="open", threads=4, max_event_streams=8)
+    client = app.test_client()
+    job_id = _post(client, dataset_zip, {"name": "colours"}).json["id"]  # stays queued
+    opened = [client.get(f"/v1/jobs/{job_id}/events", buffered=False) for _ in range(2)]
+    assert all(response.status_code == 200 for response in opened)
+    refused = client.get(f"/v1/jobs/{job_id}/events")
+    assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+    assert "KTL_MAX_EVENT_STREAMS" in refused.json["error"]
+    assert client.get("/v1/models").status_code == 200  # other routes still answer
+    opened[0].close()
+    replacement = client.get(f"/v1/jobs/{job_id}/events", buffered=False)
+    assert replacement.status_code == 200
+    for response in (opened[1], replacement):
+        response.close()
+
+
+def test_the_routes_are_in_the_openapi_document(open_app):
+    document = open_app.test_client().get("/openapi.json").json
+    paths = document["paths"]
+    assert set(paths["/v1/jobs"]) == {"get", "post"}
+    assert set(paths["/v1/jobs/{job_id}"]) == {"get", "delete"}
+    assert "text/event-stream" in paths["/v1/jobs/{job_id}/events"]["get"]["responses"]["200"][
+        "content"
+    ]
+    assert {"trainBearer": []} in paths["/v1/jobs"]["post"]["security"]
