@@ -2,6 +2,8 @@
 #   docker build -t ktl:latest .                        the HTTP service (the default target)
 #   docker build --target train -t ktl-train:latest .   the fine-tune job
 #   docker build --target proxy -t ktl-proxy:latest .   nginx in front of the service
+#   docker build --target serve-train -t ktl-serve-train:latest .   training mode: the service
+#       with its job runner (docs/jobs-kubernetes.md)
 #   docker run -p 8000:8000 -v "$PWD/model_store:/models:ro" ktl:latest
 #   docker run -v "$PWD/model_store:/models" -v "$PWD/photos:/data:ro" ktl-train:latest \
 #       ktl train /data --name bees
@@ -20,7 +22,7 @@ COPY models/ models/
 COPY training/ training/
 COPY service/ service/
 COPY cli/ cli/
-RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".[cpu,serve,train,export]"
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".[cpu,serve,train,export,kubernetes]"
 
 # Stage 2: what both images share: the user, the store and Keras' cache.
 FROM python:3.11-slim AS runtime
@@ -74,7 +76,29 @@ EXPOSE 8080
 STOPSIGNAL SIGQUIT
 CMD ["nginx", "-g", "daemon off;"]
 
-# Stage 5, the default: the HTTP service (ktl[cpu,serve]: no training report tools;
+# Stage 5: training mode (docs/jobs-kubernetes.md): the service and its job runner in one
+# image, ktl[cpu,serve,train,export,kubernetes]. POST /v1/jobs trains beside gunicorn
+# (KTL_JOB_RUNNER=local, compose.yaml's training service) or in Kubernetes Jobs of this
+# same image (KTL_JOB_RUNNER=kubernetes, deploy/training/). Read-only serving keeps the
+# smaller default image below.
+FROM runtime AS serve-train
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    python -m venv "$VIRTUAL_ENV" \
+    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-index --find-links=/wheels \
+        "ktl[cpu,serve,train,export,kubernetes]"
+USER 10001:10001
+WORKDIR /home/ktl
+ARG PRETRAINED=""
+RUN --mount=type=bind,source=scripts/fetch_weights.py,target=/tmp/fetch_weights.py \
+    python /tmp/fetch_weights.py "$PRETRAINED"
+ENV KTL_HOST=0.0.0.0
+VOLUME /models
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('KTL_PORT', '8000') + '/healthz', timeout=4)"]
+CMD ["ktl", "serve"]
+
+# Stage 6, the default: the HTTP service (ktl[cpu,serve]: no training report tools;
 # serve brings ONNX Runtime, which runs the INT8 engine).
 FROM runtime AS serve
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \

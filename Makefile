@@ -64,10 +64,10 @@ lock:
 run: install
 	$(VENV)/bin/ktl demo
 	@echo
-	@echo "Serving on http://127.0.0.1:$(PORT) (Ctrl-C stops): open it in a browser. Or, in another terminal:"
+	@echo "Serving on http://127.0.0.1:$(PORT) (Ctrl-C stops): open it in a browser; train more at /train. Or:"
 	@echo "  curl -F image=@demo_data/circle/circle_0000.png http://127.0.0.1:$(PORT)/v1/models/demo/predict"
 	@echo
-	$(VENV)/bin/ktl serve --port $(PORT)
+	KTL_TRAINING=open $(VENV)/bin/ktl serve --host 127.0.0.1 --port $(PORT)
 
 clean:
 	rm -rf $(VENV) model_store demo_data .pytest_cache .ruff_cache .mypy_cache

@@ -38,7 +38,7 @@ from service.metrics import Metrics
 from service.paths import SegmentConverter
 from service.predictor import BatchSettings, Predictor
 from service.registry import ModelRegistry
-from service.state import EXTENSION, SPOOL, ServiceState
+from service.state import EXTENSION, SPOOL, SPOOLED, ServiceState
 
 log = logging.getLogger("ktl.service")
 
@@ -57,8 +57,10 @@ class InMemoryRequest(Request):
         content_length: int | None = None,
     ) -> IO[bytes]:
         spool = self.environ.get(SPOOL)
-        if spool is not None:
-            return tempfile.TemporaryFile(dir=spool)  # noqa: SIM115 (werkzeug closes it)
+        if spool is not None:  # closed by the view, even when parsing stops half-way
+            stream = tempfile.TemporaryFile(dir=spool)  # noqa: SIM115
+            self.environ.setdefault(SPOOLED, []).append(stream)
+            return stream
         return io.BytesIO()
 
 

@@ -24,7 +24,7 @@ from service.events import event_stream
 from service.job_bodies import OPTIONS_DOC, JobDetail, JobList, JobRequest, JobSummary, summary
 from service.operation import TRAIN_KEYS, Body, Reply, operation
 from service.replies import RETRY_AFTER, error
-from service.state import SPOOL, service_state
+from service.state import SPOOL, SPOOLED, service_state
 
 bp = Blueprint("jobs", __name__)
 EVENT_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
@@ -147,7 +147,6 @@ def _from_upload(queue: JobQueue) -> Any:
             max_files=config.max_dataset_files, max_bytes=4 * config.max_dataset_bytes
         )
         extract(upload.stream, folder / "dataset", limits)
-        upload.close()
         return queue.submit(
             job_id,
             options=options,
@@ -158,6 +157,9 @@ def _from_upload(queue: JobQueue) -> Any:
     except BaseException:
         queue.discard(job_id)
         raise
+    finally:
+        for stream in request.environ.get(SPOOLED, []):
+            stream.close()
 
 
 def _under_data_root(data: str) -> Path:

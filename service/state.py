@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # the route modules import this one; keep it free of cycles
 
 EXTENSION = "ktl"
 SPOOL = "ktl.spool"  # environ key: the folder a streamed upload (a dataset) is written into
+SPOOLED = "ktl.spooled"  # environ key: the files written there, for the view to close
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,8 @@ def test_every_route_that_takes_a_body_bounds_a_chunked_one(corpus_client):
         .replace("<segment:version>", "1")
         .replace("<segment:label>", "stable")
         for rule in app.url_map.iter_rules()
-        if "POST" in (rule.methods or ())
+        # a dataset archive has its own limit (tests/service/test_jobs_api.py)
+        if "POST" in (rule.methods or ()) and rule.rule != "/v1/jobs"
     )
     assert len(routes) == 14
     for route in routes:

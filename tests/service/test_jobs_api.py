@@ -134,6 +134,25 @@ def test_the_dataset_has_its_own_limit_above_the_upload_limit(make_app, store, d
     assert response.status_code == 413 and response.json["code"] == "payload_too_large"
 
 
+def test_a_chunked_dataset_is_cut_at_its_limit_with_a_413(make_app, store, dataset_zip):
+    client = make_app(model_store=store, training="open", max_dataset_mb=0.005).test_client()
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="options"\r\n\r\n'
+        f'{{"name": "x"}}\r\n--{boundary}\r\nContent-Disposition: form-data; '
+        f'name="dataset"; filename="d.zip"\r\n\r\n'
+    ).encode() + dataset_zip + f"\r\n--{boundary}--\r\n".encode()
+    response = client.post(
+        "/v1/jobs",
+        input_stream=io.BytesIO(body),
+        content_type=f"multipart/form-data; boundary={boundary}",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413, response.get_data(as_text=True)
+    assert _leftovers(store) == []
+
+
 def test_a_missing_field_or_media_type(open_app):
     client = open_app.test_client()
     response = client.post("/v1/jobs", data={"options": "{}"}, content_type="multipart/form-data")
