@@ -49,7 +49,9 @@ def _post(client, archive: bytes, options: dict | str, **headers):
 def _leftovers(store: Path) -> list[str]:
     """What the queue holds besides its lock files."""
     root = store / ".queue"
-    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) if root.exists() else []
+    if not root.exists():
+        return []
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
 
 
 def test_training_is_off_by_default_and_says_how_to_enable_it(make_app, store):
@@ -138,10 +140,14 @@ def test_a_chunked_dataset_is_cut_at_its_limit_with_a_413(make_app, store, datas
     client = make_app(model_store=store, training="open", max_dataset_mb=0.005).test_client()
     boundary = "b0undary"
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="options"\r\n\r\n'
-        f'{{"name": "x"}}\r\n--{boundary}\r\nContent-Disposition: form-data; '
-        f'name="dataset"; filename="d.zip"\r\n\r\n'
-    ).encode() + dataset_zip + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="options"\r\n\r\n'
+            f'{{"name": "x"}}\r\n--{boundary}\r\nContent-Disposition: form-data; '
+            f'name="dataset"; filename="d.zip"\r\n\r\n'
+        ).encode()
+        + dataset_zip
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     response = client.post(
         "/v1/jobs",
         input_stream=io.BytesIO(body),
@@ -273,7 +279,8 @@ def test_the_routes_are_in_the_openapi_document(open_app):
     paths = document["paths"]
     assert set(paths["/v1/jobs"]) == {"get", "post"}
     assert set(paths["/v1/jobs/{job_id}"]) == {"get", "delete"}
-    assert "text/event-stream" in paths["/v1/jobs/{job_id}/events"]["get"]["responses"]["200"][
-        "content"
-    ]
+    assert (
+        "text/event-stream"
+        in paths["/v1/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
+    )
     assert {"trainBearer": []} in paths["/v1/jobs"]["post"]["security"]
