@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Literal, cast
+from typing import IO, Any, Literal, cast
 
 from models.errors import UserError
 
@@ -146,7 +146,9 @@ class _Member:
     ref: Any  # the ZipInfo or TarInfo
 
 
-def extract(source: BinaryIO, dest: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> ArchiveSummary:
+def extract(
+    source: IO[bytes], dest: Path, limits: ArchiveLimits = DEFAULT_LIMITS
+) -> ArchiveSummary:
     """Unpack the archive in the seekable ``source`` into ``dest``, which must not exist yet
     (its parent must). Raises an :class:`ArchiveError` (4xx) for an archive that is not
     one, is damaged, is too big, or holds anything but plain relative files and folders;
@@ -169,7 +171,7 @@ def dataset_root(dest: Path) -> Path:
     return Path(dest)
 
 
-def _extract(source: BinaryIO, dest: Path, limits: ArchiveLimits) -> ArchiveSummary:
+def _extract(source: IO[bytes], dest: Path, limits: ArchiveLimits) -> ArchiveSummary:
     budget = _Budget(limits, source.seek(0, os.SEEK_END))
     source.seek(0)
     head = source.read(4)
@@ -185,7 +187,9 @@ def _extract(source: BinaryIO, dest: Path, limits: ArchiveLimits) -> ArchiveSumm
     return _extract_tar(source, dest, budget, gzipped=head.startswith(b"\x1f\x8b"))
 
 
-def _extract_tar(source: BinaryIO, dest: Path, budget: _Budget, *, gzipped: bool) -> ArchiveSummary:
+def _extract_tar(
+    source: IO[bytes], dest: Path, budget: _Budget, *, gzipped: bool
+) -> ArchiveSummary:
     cap = budget.bytes + (budget.limits.max_files + 16) * _ENTRY_OVERHEAD
     opened = gzip.GzipFile(fileobj=source, mode="rb") if gzipped else nullcontext(source)
     with opened as raw:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -64,6 +65,62 @@ def when_ready(server) -> None:
             "halfway through a request tie up the request threads. Ship-ready nginx "
             "settings: deploy/nginx/ktl.conf (docs/operations.md)"
         )
+    _start_job_runner(server)
+
+
+# The training job runner beside gunicorn (training.runner), when training is on.
+_runner: list[subprocess.Popen] = []
+_RUNNER_STOP_S = 10
+
+
+def _start_job_runner(server) -> None:
+    """Start ``python -m training.runner --store STORE`` as a child of the master when
+    training is on (KTL_TRAINING=open or KTL_TRAIN_KEYS) and KTL_JOB_RUNNER is not none.
+    It runs the queued jobs one at a time and dies with the master (PR_SET_PDEATHSIG);
+    ``on_exit`` stops it. A subprocess: the service never imports training."""
+    if not _config.training_enabled or _config.job_runner == "none" or _runner:
+        return
+    path = os.environ.get("PYTHONPATH")
+    store = str(Path(_config.model_store).resolve())
+    # --parent: the runner dies with the master (PR_SET_PDEATHSIG), even on SIGKILL
+    command = [
+        sys.executable,
+        "-m",
+        "training.runner",
+        "--store",
+        store,
+        "--parent",
+        str(os.getpid()),
+    ]
+    runner = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": f"{_ROOT}{os.pathsep}{path}" if path else _ROOT},
+    )
+    _runner.append(runner)
+    server.log.info(
+        "Training is on: the job runner (pid %d, KTL_JOB_RUNNER=%s) runs the queued jobs of "
+        "%s one at a time",
+        runner.pid,
+        _config.job_runner,
+        Path(_config.model_store).resolve(),
+    )
+
+
+def _stop_job_runner(server) -> None:
+    """SIGTERM (its job stops and resumes when a runner starts again), then SIGKILL
+    after 10 s."""
+    while _runner:
+        runner = _runner.pop()
+        if runner.poll() is not None:
+            continue
+        runner.terminate()
+        try:
+            runner.wait(_RUNNER_STOP_S)
+        except subprocess.TimeoutExpired:
+            runner.kill()
+            runner.wait()
+        server.log.info("Stopped the job runner (pid %d)", runner.pid)
 
 
 _METRICS = "PROMETHEUS_MULTIPROC_DIR"
@@ -95,6 +152,7 @@ def child_exit(server, worker) -> None:
 
 
 def on_exit(server) -> None:
+    _stop_job_runner(server)
     for directory in _created_metrics_dirs:
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -44,9 +44,7 @@ class JobLinks(ResponseModel):
     self_: str = Field(alias="self")
     events: str
     report: str | None = Field(description="The published version's report page")
-    try_: str | None = Field(
-        alias="try", description="The try-it page with the new model selected"
-    )
+    try_: str | None = Field(alias="try", description="The try-it page with the new model selected")
 
 
 class JobSummary(ResponseModel):
@@ -81,11 +79,13 @@ class JobList(ResponseModel):
 def summary(job: Job, log: list[str] | None = None) -> JobSummary:
     base = f"/v1/jobs/{job.id}"
     done = job.state == "succeeded" and job.version is not None
-    links = JobLinks(
-        self_=base,
-        events=f"{base}/events",
-        report=f"/models/{job.name}/versions/{job.version}/report" if done else None,
-        try_=f"/?model={job.name}&version={job.version}" if done else None,
+    links = JobLinks.model_validate(
+        {
+            "self": base,
+            "events": f"{base}/events",
+            "report": f"/models/{job.name}/versions/{job.version}/report" if done else None,
+            "try": f"/?model={job.name}&version={job.version}" if done else None,
+        }
     )
     fields = {
         key: value

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, request, url_for
 from models.errors import UserError
 from models.jobs import JobQueue, check_options
 from service.archives import ArchiveLimits, dataset_root, extract
-from service.bodies import json_body
+from service.bodies import ErrorBody, json_body
 from service.errors import UnsupportedMediaType
 from service.events import event_stream
 from service.job_bodies import OPTIONS_DOC, JobDetail, JobList, JobRequest, JobSummary, summary
@@ -102,7 +102,9 @@ def _queue() -> JobQueue:
             "to too much (a compression bomb)"
         ),  # fmt: skip
         415: error("Neither multipart/form-data nor application/json"),
-        503: error("KTL_JOB_QUEUE_SIZE jobs are already queued or running", **RETRY_AFTER),
+        503: error(
+            "KTL_JOB_QUEUE_SIZE jobs are already queued or running", ErrorBody, **RETRY_AFTER
+        ),
     },
 )
 def create_job() -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -233,7 +235,9 @@ def cancel_job(job_id: str) -> tuple[dict[str, Any], int]:
         200: Reply("The event stream", content=EVENT_STREAM),
         404: error("No such job"),
         **_ERRORS,
-        503: error("KTL_MAX_EVENT_STREAMS streams are open on this worker", **RETRY_AFTER),
+        503: error(
+            "KTL_MAX_EVENT_STREAMS streams are open on this worker", ErrorBody, **RETRY_AFTER
+        ),
     },
 )
 def job_events(job_id: str) -> Response:

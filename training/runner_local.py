@@ -1,0 +1,153 @@
+"""The local launcher of the job runner (training.runner): each job's training in a
+process of this machine, niced, with capped threads, its output in the job's log, and
+killed when the runner dies."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from models.errors import ConfigError
+from models.jobs import LOG_FILE, Job, JobQueue
+
+_PR_SET_PDEATHSIG = 1
+_ROOT = str(Path(__file__).resolve().parent.parent)  # holds the training package
+STOP_GRACE_S = 10.0
+
+
+def _int_env(name: str, default: int, least: int, most: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = least - 1
+    if not least <= value <= most:
+        raise ConfigError(f"{name}={raw!r} is not valid: a whole number from {least} to {most}")
+    return value
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn``: the process gets SIGKILL when its parent dies (Linux's
+    PR_SET_PDEATHSIG), and is killed at once if the parent died before it could ask."""
+    return functools.partial(tie_to_parent, os.getpid(), _prctl())
+
+
+def tie_to_parent(parent: int, prctl: Callable[..., int] | None = None) -> None:
+    """Ask for SIGKILL when the parent dies; die now if ``parent`` already has.
+    ``python -m training.runner --parent PID`` calls it first thing (gunicorn's master
+    starts it so), and ``die_with_parent`` before each job's exec."""
+    prctl = prctl or _prctl()
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl; None where there is none (not Linux: the runner's stop must do).
+    Looked up before a fork: a preexec_fn should not load libraries."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def child_env() -> dict[str, str]:
+    """The training process's environment: TensorFlow's and OpenMP's threads capped at
+    ``KTL_JOB_THREADS`` (default half the CPUs), so predictions keep their cores."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = _int_env("KTL_JOB_THREADS", max(1, (cpus or 1) // 2), 1, 1024)
+    path = os.environ.get("PYTHONPATH")
+    return {
+        **os.environ,
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": str(min(2, threads)),
+        "OMP_NUM_THREADS": str(threads),
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        "PYTHONPATH": f"{_ROOT}{os.pathsep}{path}" if path else _ROOT,
+    }
+
+
+class LocalLauncher:
+    """Each job's training in a process of this machine: its own session (a cancel
+    kills its whole group), niced by ``KTL_JOB_NICE`` (default 10), its threads capped
+    (``child_env``), its output appended to the job's ``log.txt``, and killed when
+    the runner dies."""
+
+    kind = "local"
+
+    def __init__(self, store: str | Path, grace: float = STOP_GRACE_S):
+        self.store = Path(store).resolve()
+        self.queue = JobQueue(self.store)
+        self.grace = grace
+        self.nice = _int_env("KTL_JOB_NICE", 10, 0, 19)
+        self._children: dict[str, subprocess.Popen] = {}
+
+    def command(self, job: Job) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "training.runner",
+            "--run-job",
+            job.id,
+            "--store",
+            str(self.store),
+        ]
+
+    def start(self, job: Job) -> str:
+        deathsig = die_with_parent()
+
+        def preexec() -> None:
+            os.nice(self.nice)
+            deathsig()
+
+        with open(self.queue.folder(job.id) / LOG_FILE, "ab") as log:
+            child = subprocess.Popen(
+                self.command(job),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=child_env(),
+                start_new_session=True,
+                preexec_fn=preexec,  # noqa: PLW1509 (the runner starts no threads)
+            )
+        self._children[str(child.pid)] = child
+        return str(child.pid)
+
+    def poll(self, handle: str) -> int | None:
+        child = self._children.get(handle)
+        if child is not None:
+            return child.poll()
+        return None if self.alive(handle) else 1  # followed from before: no status known
+
+    def stop(self, handle: str) -> None:
+        child = self._children.get(handle)
+        if child is None and not self.alive(handle):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(handle), signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline and self.poll(handle) is None:
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(handle), signal.SIGKILL)  # what is left of its group
+        if child is not None:
+            child.wait()
+
+    def alive(self, handle: str) -> bool:
+        """Whether ``handle`` is the pid of a training process of this store."""
+        try:
+            words = Path(f"/proc/{int(handle)}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return False
+        return b"--run-job" in words and os.fsencode(str(self.store)) in words
