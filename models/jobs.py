@@ -36,6 +36,8 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 QUEUE_DIR = ".queue"
 DATASET_DIR = "dataset"
 LOG_FILE = "log.txt"
+# Also in a job's folder: "state-owned", written by training.runner_child when the
+# job's training state (<store>/.jobs/<name>) is its own, so only that is resumed.
 _ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 _RETRY_AFTER_S = 60
 
