@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "serve",
         help="run the HTTP service under gunicorn",
         description="Run the HTTP classification service under gunicorn "
-        "(KTL_* variables configure it).",
+        "(KTL_* variables configure it). With training on (KTL_TRAIN_KEYS set, or "
+        "KTL_TRAINING=open on a service only you reach), gunicorn also starts the job "
+        "runner that trains what POST /v1/jobs and the /train page queue (docs/jobs.md).",
     )
     parser.add_argument(
         "--host",
