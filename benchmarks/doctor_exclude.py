@@ -6,13 +6,18 @@ the flips), all scored by
 doctor found.
 
     .venv/bin/python benchmarks/doctor_exclude.py [--per-class 120] [--epochs 25]
-        [--weights none|FILE]
+        [--weights none|FILE] [--recipe demo --seeds 7,8 --no-clean]
 
 The doctor probes with smallcnn trained from scratch k-fold (``--weights none``,
 the default: nothing pretrained, and both trainings start from scratch), or a
 linear probe on a weights file such as tests/fixtures/smallcnn_patterns.h5
 (pretrained on generated shapes and textures, these three among them, as
 ImageNet holds ants and bees), which both trainings then fine-tune.
+
+``--recipe demo`` trains as ``ktl demo`` does without ImageNet weights (smallcnn
+from scratch at 32 px, its epochs and patience, no augmentation), the doctor still
+probing with ``--weights``: label noise hurts a network that learns every weight
+from the labels more than a head on fixed features.
 """
 
 from __future__ import annotations
@@ -54,8 +59,16 @@ def main() -> None:
     parser.add_argument("--fine-tune-epochs", default="5", help="with a weights file")
     parser.add_argument("--epochs", type=int, default=25, help="from scratch (--weights none)")
     parser.add_argument("--weights", default="none", help="the doctor's probe: none or FILE")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seeds", default="7", help="comma-separated: one dataset each")
+    parser.add_argument("--recipe", choices=("probe", "demo"), default="probe")
+    parser.add_argument("--no-clean", action="store_true", help="skip the ceiling run")
     args = parser.parse_args()
+    for seed in (int(text) for text in args.seeds.split(",")):
+        run_seed(args, seed)
+
+
+def run_seed(args: argparse.Namespace, seed: int) -> None:
+    args.seed = seed
     work = Path(tempfile.mkdtemp(prefix="doctor-bench-"))
     clean = make_shapes_dataset(work / "clean", args.per_class, 64, seed=args.seed)
     data = Path(shutil.copytree(clean, work / "data"))
@@ -66,19 +79,16 @@ def main() -> None:
     issues = {r["path"] for r in doctor["suspects"] if r["kind"] == "label_issue"}
     excluded = {r["path"] for r in doctor["suspects"] if r["action"] == "exclude"}
     # trained from scratch, or fine-tuned from the doctor's weights file (its defaults)
-    recipe = (
-        ["--epochs", str(args.epochs)]
-        if args.weights == "none"
-        else ["--unfreeze-from", "block2_conv1", "--fine-tune-epochs", args.fine_tune_epochs]
-    )
-    train = ["--backbone", "smallcnn", "--weights", args.weights, *recipe,
-             "--test-split", "0", "--store", str(work / "store")]  # fmt: skip
+    train = [*_recipe(args), "--test-split", "0", "--seed", str(seed),
+             "--store", str(work / "store")]  # fmt: skip
     runs = {
-        "clean": ktl_json("train", str(clean), "--name", "clean", *train),  # the ceiling
+        **({} if args.no_clean else {"clean": ktl_json("train", str(clean), "--name", "clean",
+                                                       *train)}),  # the ceiling
         "noisy": ktl_json("train", str(data), "--name", "noisy", *train),
         "excluded": ktl_json("train", str(data), "--name", "excluded", *train,
                              "--exclude", str(work / "doctor" / "suspects.csv")),
     }  # fmt: skip
+    print(f"seed {seed}, recipe {args.recipe}")
     print(f"data: {sum(1 for _ in data.glob('*/*.png'))} images, {len(flipped)} labels flipped")
     print(f"doctor ({doctor['probe']['description']}): {doctor['seconds']:.0f} s, "
           f"out-of-sample accuracy {doctor['probe']['accuracy']:.3f}; {len(issues)} label "
@@ -92,6 +102,21 @@ def main() -> None:
         low, high = figures["accuracy_interval"]
         print(f"{name:10} {figures['accuracy']:19.3f}  ({low:.3f}-{high:.3f})  "
               f"{figures['images']:10d}  {result['_wall']:7.0f}")  # fmt: skip
+
+
+def _recipe(args: argparse.Namespace) -> list[str]:
+    """The training flags: the demo's from-scratch recipe, from scratch, or fine-tuning the
+    doctor's weights file (its defaults)."""
+    if args.recipe == "demo":
+        from cli.commands.demo import DEMO_SCRATCH
+
+        flags = [f"--{key.replace('_', '-')}={value}" for key, value in DEMO_SCRATCH.items()
+                 if key != "augment"]  # fmt: skip
+        return [*flags, *([] if DEMO_SCRATCH["augment"] else ["--no-augment"])]
+    if args.weights == "none":
+        return ["--backbone", "smallcnn", "--weights", "none", "--epochs", str(args.epochs)]
+    return ["--backbone", "smallcnn", "--weights", args.weights, "--unfreeze-from",
+            "block2_conv1", "--fine-tune-epochs", args.fine_tune_epochs]  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The web pages: try a model (``/``) and read its training report. The pages are
-static shells, open to anyone; their data comes from the JSON API, which asks
-for the API key as it does of any client."""
+"""The web pages: try a model (``/``), read its training report, and train one
+(``/train``). The pages are static shells, open to anyone; their data comes from
+the JSON API, which asks for the API key as it does of any client."""
 
 from __future__ import annotations
 
@@ -51,6 +51,18 @@ def _page(name: str) -> Response:
 )
 def index() -> Response:
     return _page("index.html")
+
+
+@bp.get("/train")
+@operation(
+    "trainPage",
+    summary="Web page: train a model on labelled images, follow it live (HTML; data via this API)",
+    public=True,
+    responses={200: Reply("The page", content=HTML)},
+)
+def train_page() -> Response:
+    """The page is open like the others; the jobs API behind it asks for a training key."""
+    return _page("train.html")
 
 
 @bp.get("/static/<path:filename>")

@@ -22,17 +22,20 @@ const ktl = {
   },
   async request(path, options = {}) {
     const response = await fetch(path, { ...options, headers: { ...ktl.headers(), ...(options.headers || {}) } });
-    if (!response.ok) {
-      let message = response.status + " " + response.statusText;
-      let code = "http_" + response.status;
-      try {
-        const body = await response.json();
-        message = body.error || message;
-        code = body.code || code;
-      } catch (_) { /* not JSON */ }
-      throw new ApiError(message, code, response.status);
-    }
+    if (!response.ok) throw ktl.error(response.status, response.statusText, await response.text());
     return response;
+  },
+  // The ApiError of an answer that is not a success, from its status and body text
+  // ({"error": message, "code": code}, or anything else).
+  error(status, statusText, text) {
+    let message = status ? `${status} ${statusText}` : "the service could not be reached";
+    let code = "http_" + status;
+    try {
+      const body = JSON.parse(text);
+      message = body.error || message;
+      code = body.code || code;
+    } catch (_) { /* not JSON */ }
+    return new ApiError(message, code, status);
   },
   async json(path, options) {
     return (await ktl.request(path, options)).json();

@@ -185,3 +185,30 @@ def _cmdline(pid: str) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def test_open_event_streams_leave_threads_for_predictions(tmp_path, colours):
+    """Five open /train pages on a worker of 4 threads: two streams are served, three
+    are told to come back (503), and predictions are answered at once all along."""
+    store = make_tiny_store(tmp_path / "store")
+    env = {"KTL_TRAINING": "open", "KTL_JOB_RUNNER": "none"}  # the job stays queued
+    with Gunicorn(store, threads=4, env=env) as server:
+        job = post_job(server.base, zipped(colours), {"name": "colours", **OPTIONS})
+        url = f"{server.base}/v1/jobs/{job['id']}/events"
+        streams = [requests.get(url, stream=True, timeout=30) for _ in range(5)]
+        try:
+            statuses = sorted(response.status_code for response in streams)
+            assert statuses == [200, 200, 503, 503, 503], statuses
+            image = encode_image(size=(32, 32))
+            for _ in range(5):
+                started = time.monotonic()
+                response = requests.post(
+                    f"{server.base}/v1/models/tiny/predict",
+                    files={"image": ("x.png", image, "image/png")},
+                    timeout=10,
+                )
+                assert response.status_code == 200
+                assert time.monotonic() - started < 5
+        finally:
+            for response in streams:
+                response.close()

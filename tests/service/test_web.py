@@ -18,6 +18,8 @@ from tests.service.conftest import tiny_metadata
         ("/models/tiny/versions/1/report", "text/html"),
         ("/static/app.js", "text/javascript"),
         ("/static/style.css", "text/css"),
+        ("/train", "text/html"),
+        ("/static/train.js", "text/javascript"),
     ],
 )
 def test_pages_and_their_files_are_served_with_the_page_policy(client, path, mimetype):
