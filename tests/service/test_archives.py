@@ -8,13 +8,11 @@ import io
 import itertools
 import random
 import stat
-import struct
 import tarfile
 import tempfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -37,48 +35,18 @@ from service.archives import (
     dataset_root,
     extract,
 )
-
-MB = 2**20
-Entry = tuple[str | zipfile.ZipInfo, bytes]
+from tests.support.archives import MB, Entry
+from tests.support.archives import raw_zip as _raw_zip
+from tests.support.archives import tar_bytes as _tar
+from tests.support.archives import tar_special as _special
+from tests.support.archives import zeros_deflated as _zeros_deflated
+from tests.support.archives import zip_bytes as _zip
+from tests.support.archives import zip_special as _zip_special
 
 
 def _bytes(size: int, seed: int = 0) -> bytes:
     """Incompressible content, like an image's."""
     return random.Random(seed).randbytes(size)
-
-
-def _zip(entries: list[Entry], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, data in entries:
-            archive.writestr(name or zipfile.ZipInfo(""), data)  # writestr("") fails
-    return buffer.getvalue()
-
-
-def _tar(entries: list[tarfile.TarInfo | tuple[str, bytes]], mode: str = "w:gz") -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode=mode) as archive:  # type: ignore[call-overload]
-        for entry in entries:
-            if isinstance(entry, tarfile.TarInfo):
-                archive.addfile(entry)
-            else:
-                info = tarfile.TarInfo(entry[0])
-                info.size = len(entry[1])
-                archive.addfile(info, io.BytesIO(entry[1]))
-    return buffer.getvalue()
-
-
-def _special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, linkname
-    return info
-
-
-def _zip_special(name: str, mode: int) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name)
-    info.create_system = 3  # Unix, where the upper 16 bits of external_attr are st_mode
-    info.external_attr = mode << 16
-    return info
 
 
 def _tree(root: Path) -> set[str]:
@@ -111,44 +79,6 @@ def _unpack(tmp_path: Path, data: bytes, name: str = "upload.tmp") -> tuple[Path
         summary = extract(source, dest, ArchiveLimits())
         assert not source.closed  # the caller's file stays the caller's
     return dest, summary
-
-
-def _raw_zip(members: Iterable[tuple[str, bytes, int, int]], method: int = 8) -> bytes:
-    """A zip written by hand from (name, data as stored, CRC-32, size) members, with zip64
-    end records so it may hold over 65,535: for archives zipfile would build too slowly, or
-    whose headers lie."""
-    body, central, count = bytearray(), bytearray(), 0
-    for name, data, crc, size in members:
-        encoded = name.encode()
-        fields = (method, 0, 0x21, crc, len(data), size, len(encoded), 0)
-        unix = (3 << 8) | 20, 20, 0, *fields, 0, 0, 0, 0o100644 << 16, len(body)
-        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", *unix) + encoded
-        body += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, *fields) + encoded + data
-        count += 1
-    start, end = len(body), len(body) + len(central)
-    return bytes(
-        body
-        + central
-        + struct.pack(
-            "<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, end - start, start
-        )
-        + struct.pack("<4sLQL", b"PK\x06\x07", 0, end, 1)
-        + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, end - start, start, 0)
-    )
-
-
-def _zeros_deflated(megabytes: int) -> tuple[bytes, int]:
-    """``megabytes`` MiB of zeros, deflated, and their CRC-32. Once the window is all zeros,
-    every further MiB compresses to the same block, so the stream is built from copies."""
-    zeros, deflate = bytes(MB), zlib.compressobj(9, zlib.DEFLATED, -15)
-    first = deflate.compress(zeros) + deflate.flush(zlib.Z_SYNC_FLUSH)
-    middle = deflate.compress(zeros) + deflate.flush(zlib.Z_SYNC_FLUSH)
-    assert deflate.compress(zeros) + deflate.flush(zlib.Z_SYNC_FLUSH) == middle
-    last = deflate.compress(zeros) + deflate.flush()
-    crc = 0
-    for _ in range(megabytes):
-        crc = zlib.crc32(zeros, crc)
-    return first + middle * (megabytes - 2) + last, crc
 
 
 def test_the_hand_built_zip_of_zeros_is_a_valid_zip():

@@ -12,9 +12,15 @@ from pathlib import Path
 import pytest
 
 from models.jobs import JobQueue
+from tests.support.archives import hostile_corpus
 from tests.support.data import make_colour_dataset
 
 TRAIN_KEY = "tr4in-key"
+CORPUS_NAMES = (
+    "zip-slip", "nested zip-slip", "absolute path (zip)", "absolute path (tar)",
+    "symlink (tar)", "symlink (zip)", "hard link (tar)", "device (tar)", "1 GB zip bomb",
+    "100,000 files", "truncated zip", "not an archive (jpeg)", "empty body",
+)  # fmt: skip
 
 
 def zipped(folder: Path, *, prefix: str = "") -> bytes:
@@ -36,12 +42,23 @@ def open_app(make_app, store):
     return make_app(model_store=store, training="open")
 
 
+def multipart(archive: bytes, options: str, boundary: str = "b0undary") -> bytes:
+    """A multipart body of the fields options and dataset, encoded here: the test client
+    would spool a large one to a temporary file it does not always close."""
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="options"\r\n\r\n'
+        f"{options}\r\n--{boundary}\r\nContent-Disposition: form-data; "
+        f'name="dataset"; filename="data.zip"\r\n\r\n'
+    )
+    return head.encode() + archive + f"\r\n--{boundary}--\r\n".encode()
+
+
 def _post(client, archive: bytes, options: dict | str, **headers):
     text = options if isinstance(options, str) else json.dumps(options)
     return client.post(
         "/v1/jobs",
-        data={"dataset": (io.BytesIO(archive), "data.zip"), "options": text},
-        content_type="multipart/form-data",
+        input_stream=io.BytesIO(multipart(archive, text)),
+        content_type="multipart/form-data; boundary=b0undary",
         headers=headers,
     )
 
@@ -127,6 +144,23 @@ def test_hostile_archive_gets_a_json_4xx_and_leaves_nothing(open_app, store):
     assert not (store.parent / "evil.txt").exists()
 
 
+@pytest.fixture(scope="module")
+def corpus() -> dict[str, bytes]:
+    return hostile_corpus()
+
+
+@pytest.mark.parametrize("name", list(CORPUS_NAMES))
+def test_each_hostile_archive_is_a_json_4xx_and_leaves_nothing(make_app, store, corpus, name):
+    client = make_app(model_store=store, training="open").test_client()
+    outside = sorted(p.name for p in store.parent.iterdir())
+    response = _post(client, corpus[name], {"name": "x"})
+    assert 400 <= response.status_code < 500, (name, response.status_code)
+    assert response.is_json and response.json["error"] and response.json["code"], name
+    assert _leftovers(store) == [], name
+    assert sorted(p.name for p in store.parent.iterdir()) == outside, name
+    assert not list(store.rglob("evil.txt")) and not list(store.parent.rglob("evil.txt"))
+
+
 def test_the_dataset_has_its_own_limit_above_the_upload_limit(make_app, store, dataset_zip):
     assert len(dataset_zip) > 10_000
     client = make_app(model_store=store, training="open", max_upload_mb=0.005).test_client()
@@ -138,20 +172,11 @@ def test_the_dataset_has_its_own_limit_above_the_upload_limit(make_app, store, d
 
 def test_a_chunked_dataset_is_cut_at_its_limit_with_a_413(make_app, store, dataset_zip):
     client = make_app(model_store=store, training="open", max_dataset_mb=0.005).test_client()
-    boundary = "b0undary"
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="options"\r\n\r\n'
-            f'{{"name": "x"}}\r\n--{boundary}\r\nContent-Disposition: form-data; '
-            f'name="dataset"; filename="d.zip"\r\n\r\n'
-        ).encode()
-        + dataset_zip
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
+    body = multipart(dataset_zip, '{"name": "x"}')
     response = client.post(
         "/v1/jobs",
         input_stream=io.BytesIO(body),
-        content_type=f"multipart/form-data; boundary={boundary}",
+        content_type="multipart/form-data; boundary=b0undary",
         headers={"Transfer-Encoding": "chunked"},
         environ_overrides={"wsgi.input_terminated": True},
     )
@@ -284,3 +309,7 @@ def test_the_routes_are_in_the_openapi_document(open_app):
         in paths["/v1/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
     )
     assert {"trainBearer": []} in paths["/v1/jobs"]["post"]["security"]
+
+
+def test_the_corpus_names_are_the_corpus(corpus):
+    assert tuple(corpus) == CORPUS_NAMES
