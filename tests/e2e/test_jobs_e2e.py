@@ -158,6 +158,10 @@ def test_a_killed_service_finishes_its_job_after_a_restart(tmp_path, colours):
     with Gunicorn(store, threads=4, env=env) as server:
         final = list(events(server.base, job["id"], timeout=600))[-1][1]
     assert final["state"] == "succeeded" and final["attempts"] == 2, final
+    # the epochs of both runs, each once, in order
+    epochs = [row["epoch"] for row in final["epochs"]]
+    assert {row["phase"] for row in final["epochs"]} == {"scratch"}
+    assert epochs == list(range(1, len(epochs) + 1)), epochs
     assert sorted(p.name for p in (store / "colours").iterdir() if p.name.isdigit()) == ["1"]
     log = (store / ".queue" / job["id"] / "log.txt").read_text()
     assert "Resuming the interrupted job" in log

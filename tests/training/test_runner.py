@@ -602,29 +602,3 @@ def test_a_real_job_runs_to_its_published_version(store, tmp_path):
     assert log.count("Decoding") == 1, "each line once"
     assert not Path(job.data).exists() and not state_root(store, "flowers").exists()
     assert f"job {job.id} (flowers) succeeded" in stderr
-
-
-@pytest.mark.slow
-def test_a_runner_killed_mid_job_and_started_again_finishes_it_once(store, tmp_path):
-    job = submit(store, dataset=True, epochs=6, patience=10, **TINY)
-    queue = JobQueue(store)
-    with open(tmp_path / "runner.log", "w") as log:
-        runner = start_runner(store, cwd=tmp_path, stderr=log, start_new_session=True)
-    try:
-        wait_for(lambda: queue.get(job.id).epochs, 240, "the job's first epoch")
-    finally:
-        os.killpg(runner.pid, signal.SIGKILL)
-        runner.wait()
-    left = queue.get(job.id)
-    assert left.state == "running" and len(left.epochs) < 6, "killed in the middle"
-    wait_for(lambda: gone(left.runner["pid"]), 10, "the training process to die with the runner")
-
-    again = start_runner(store, "--once", cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    _, stderr = again.communicate(timeout=300)
-    assert again.returncode == 0, stderr
-    done = queue.get(job.id)
-    assert (done.state, done.version, done.attempts) == ("succeeded", 1, 2), done.error
-    assert ModelStore(store).versions("flowers") == [1]
-    log = (queue.folder(job.id) / LOG_FILE).read_text()
-    assert "Resuming the interrupted job for 'flowers'" in log, log
-    assert [row["epoch"] for row in done.epochs] == list(range(1, len(done.epochs) + 1))
