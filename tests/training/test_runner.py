@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import pytest
 
 import service
+import training
 from models.errors import ConfigError, OperationalError
 from models.jobs import DATASET_DIR, LOG_FILE, InvalidOptions, Job, JobQueue, RunnerBusy
 from models.store import ModelStore
@@ -300,6 +301,8 @@ def test_the_launcher_is_chosen_by_ktl_job_runner(store, monkeypatch):
     with pytest.raises(ConfigError, match="KTL_JOB_RUNNER='docker'"):
         make_launcher(store, "docker")
     monkeypatch.setitem(sys.modules, "training.kube", None)  # not installed
+    # and not imported by an earlier test either (the package keeps a loaded submodule)
+    monkeypatch.delattr(training, "kube", raising=False)
     with pytest.raises(ConfigError, match="needs training.kube"):
         make_launcher(store, "kubernetes")
     monkeypatch.setenv("KTL_JOB_NICE", "25")
