@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import requests
 
+from tests.support.archives import zip_folder
 from tests.support.data import colour_image, encode_image, make_colour_dataset
 from tests.support.server import Gunicorn
 from tests.support.tiny import make_tiny_store
@@ -27,14 +27,6 @@ from tests.support.tiny import make_tiny_store
 pytestmark = pytest.mark.slow
 
 OPTIONS = {"backbone": "smallcnn", "image_size": 32, "batch_size": 8, "seed": 1}
-
-
-def zipped(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path in sorted(folder.rglob("*.png")):
-            archive.write(path, str(path.relative_to(folder)))
-    return buffer.getvalue()
 
 
 def post_job(base: str, archive: bytes, options: dict) -> dict:
@@ -104,7 +96,9 @@ def test_train_over_http_and_classify_with_the_new_model(tmp_path, colours):
     with Gunicorn(store, threads=4, reload_interval=1, env=env) as server:
         load = Predictions(server.base)
         load.start()
-        job = post_job(server.base, zipped(colours), {"name": "colours", "epochs": 3, **OPTIONS})
+        job = post_job(
+            server.base, zip_folder(colours), {"name": "colours", "epochs": 3, **OPTIONS}
+        )
         seen = list(events(server.base, job["id"], timeout=600))
         load.stop.set()
         load.join(30)
@@ -146,7 +140,7 @@ def test_a_killed_service_finishes_its_job_after_a_restart(tmp_path, colours):
     env = {"KTL_TRAINING": "open"}
     options = {"name": "colours", "epochs": 12, "patience": 12, **OPTIONS}
     with Gunicorn(store, threads=4, env=env) as server:
-        job = post_job(server.base, zipped(colours), options)
+        job = post_job(server.base, zip_folder(colours), options)
         for kind, _ in events(server.base, job["id"], timeout=600):
             if kind == "epoch":
                 break  # one epoch finished: kill everything now
@@ -197,7 +191,7 @@ def test_open_event_streams_leave_threads_for_predictions(tmp_path, colours):
     store = make_tiny_store(tmp_path / "store")
     env = {"KTL_TRAINING": "open", "KTL_JOB_RUNNER": "none"}  # the job stays queued
     with Gunicorn(store, threads=4, env=env) as server:
-        job = post_job(server.base, zipped(colours), {"name": "colours", **OPTIONS})
+        job = post_job(server.base, zip_folder(colours), {"name": "colours", **OPTIONS})
         url = f"{server.base}/v1/jobs/{job['id']}/events"
         streams = [requests.get(url, stream=True, timeout=30) for _ in range(5)]
         try:

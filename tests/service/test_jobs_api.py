@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from models.jobs import JobQueue
-from tests.support.archives import hostile_corpus
+from tests.support.archives import hostile_corpus, zip_folder
 from tests.support.data import make_colour_dataset
 
 TRAIN_KEY = "tr4in-key"
@@ -23,18 +23,9 @@ CORPUS_NAMES = (
 )  # fmt: skip
 
 
-def zipped(folder: Path, *, prefix: str = "") -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, prefix + str(path.relative_to(folder)))
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def dataset_zip(tmp_path_factory) -> bytes:
-    return zipped(make_colour_dataset(tmp_path_factory.mktemp("colours"), per_class=3))
+    return zip_folder(make_colour_dataset(tmp_path_factory.mktemp("colours"), per_class=3))
 
 
 @pytest.fixture
@@ -111,7 +102,7 @@ def test_an_upload_is_queued_with_its_dataset_unpacked(open_app, store, dataset_
 
 
 def test_a_wrapping_folder_in_the_archive_is_looked_through(open_app, store, tmp_path):
-    archive = zipped(make_colour_dataset(tmp_path / "c", per_class=2), prefix="mydata/")
+    archive = zip_folder(make_colour_dataset(tmp_path / "c", per_class=2), prefix="mydata/")
     response = _post(open_app.test_client(), archive, {"name": "colours"})
     assert response.status_code == 202
     job = JobQueue(store).get(response.json["id"])

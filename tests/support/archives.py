@@ -10,9 +10,20 @@ import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterable
+from pathlib import Path
 
 MB = 2**20
 Entry = tuple[str | zipfile.ZipInfo, bytes]
+
+
+def zip_folder(folder: Path, *, prefix: str = "") -> bytes:
+    """Every file under ``folder`` zipped by its path relative to it, after ``prefix``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, prefix + str(path.relative_to(folder)))
+    return buffer.getvalue()
 
 
 def zip_bytes(entries: list[Entry], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
