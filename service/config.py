@@ -200,9 +200,7 @@ class ServiceConfig:
                 if isinstance(value, str):
                     value = _api_keys(value)
                 object.__setattr__(self, spec.name, tuple(value))
-            elif spec.name == "data_root":
-                object.__setattr__(self, spec.name, _optional_path(str(value or "")))
-            else:
+            elif value is not None:  # None: an optional setting left unset
                 object.__setattr__(self, spec.name, _parse(spec, str(value)))
 
     @classmethod
