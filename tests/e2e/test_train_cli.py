@@ -165,6 +165,7 @@ def test_missing_imagenet_weights_stop_the_job_with_instructions(tmp_path):
     )
     assert str(expected_file) in result.stderr
     assert "--weights none" in result.stderr and "--weights /path/to/" in result.stderr
+    assert "--backbone efficientnet_lite0" in result.stderr  # the weights that ship with ktl
     assert "Decoding" not in result.stderr, "it failed before decoding the dataset"
     assert ModelStore(store).names() == []
 

@@ -8,7 +8,13 @@ import keras
 import pytest
 from keras.src.utils import file_utils
 
-from models.backbones import BackboneSpec, UnknownBackbone, get_backbone, list_backbones
+from models.backbones import (
+    BackboneSpec,
+    UnknownBackbone,
+    get_backbone,
+    keras_models_dir,
+    list_backbones,
+)
 from models.layers import PREPROCESSING_MODES
 
 # Builds that take more than a few seconds on two cores.
@@ -73,6 +79,10 @@ def test_weights_url_and_file_are_what_keras_fetches(built):
     if not spec.pretrained:
         assert built.downloads == []
         assert spec.weights_file is None
+        return
+    if spec.weights_package is not None:  # converted from the package: nothing downloaded
+        assert spec.weights_url is None and built.downloads == []
+        assert built.loaded == [str(keras_models_dir() / spec.weights_file)]
         return
     assert built.downloads == [(spec.weights_file, spec.weights_url, "models")]
     assert built.loaded == [f"/nowhere/models/{spec.weights_file}"]

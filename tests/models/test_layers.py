@@ -33,6 +33,8 @@ REFERENCE = {
     "torch": _torch,
     "unit": lambda x: x / 255.0,
     "raw": _efficientnet,  # a pass-through: EfficientNet normalises inside itself
+    # EfficientNet-Lite's TF checkpoints: MEAN_RGB 127, STDDEV_RGB 128 in Google's own code
+    "lite": lambda x: (x - 127.0) / 128.0,
 }
 
 
