@@ -17,7 +17,7 @@ from training.callbacks import EpochSeeds, SettledValidation, tensorboard
 from training.cluster import Cluster
 from training.config import TrainConfig
 from training.data import Prepared
-from training.phases import Phase, sized_phases, unfreeze_point
+from training.phases import Phase, phase_patience, sized_phases, unfreeze_point
 from training.regime import Regime, layer_factors
 from training.state import JobState, Log
 
@@ -243,14 +243,13 @@ def _run_phase(run: Run, fit_model: keras.Model, phase: Phase, index: int) -> li
         val = (None, None)
     if run.config.tensorboard:
         first += tensorboard(run.config, phase.name)
-    assert run.config.patience is not None
     with run.cluster.scope():
         return finetune.run_phase(
             phase_model,
             phase,
             *train,
             *val,
-            patience=run.config.patience,
+            patience=phase_patience(run.config, phase),
             # several workers restart together, so none resumes alone
             backup_dir=state.root / f"backup_{phase.name}" if single else None,
             earlier=earlier,

@@ -170,6 +170,43 @@ def test_missing_imagenet_weights_stop_the_job_with_instructions(tmp_path):
     assert ModelStore(store).names() == []
 
 
+def test_efficientnet_lite0_fine_tunes_imagenet_features_offline(tmp_path):
+    """The weights that ship with ktl: no network (every proxy is dead), no flag but the
+    backbone's, and the published model loads in a user's Python after ``import models``."""
+    data = make_colour_dataset(tmp_path / "data", per_class=10, size=32)
+    store = tmp_path / "store"
+    no_network = {key: value for key, value in offline(tmp_path).items() if key != "KERAS_HOME"}
+    result = ktl(
+        "train", str(data), "--name", "lite", "--store", str(store), "--backbone",
+        "efficientnet_lite0", "--image-size", "32", "--epochs", "2", "--min-steps", "0",
+        "--fine-tune-epochs", "1", "--batch-size", "8", "--json", env=no_network,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    training = summary["training"]
+    assert read_metadata(Path(summary["path"])).to_json()["training"]["weights"] == "imagenet"
+    assert training["recipe"] == "transfer" and training["cached_features"] is True
+    assert [phase["name"] for phase in training["phases"]] == ["head", "fine_tune"]
+    assert training["unfreeze_from"] == "block6a_expand_conv"
+    image = next((data / "red").iterdir())
+    bundle = load_bundle(summary["path"])
+    expected = bundle.predict([str(image)]).predictions[0].probabilities
+    script = (
+        "import sys, json, numpy as np, keras, models\n"
+        "from models.preprocessing import load_image\n"
+        "model = keras.saving.load_model(sys.argv[1] + '/model.keras')\n"
+        "print(json.dumps(model.predict(load_image(sys.argv[2], (32, 32))[None], verbose=0)"
+        "[0].tolist()))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script, summary["path"], str(image)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    probabilities = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert probabilities == pytest.approx([expected[label] for label in bundle.labels], abs=1e-5)
+
+
 def test_python_m_training_is_the_same_job(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "training", "--help"], capture_output=True, text=True, timeout=60

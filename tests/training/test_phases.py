@@ -60,3 +60,16 @@ def test_enough_images_or_min_steps_0_keep_the_epochs_asked_for():
     assert sized_phases([Phase("head", 10, 1e-3)], off, 40)[0].epochs == 10
     with pytest.raises(ConfigError, match="--min-steps"):
         _config(min_steps=-1)
+
+
+def test_patience_rises_with_the_head_epochs_min_steps_added():
+    """At one step an epoch, three epochs of patience would be three noisy steps."""
+    from training.phases import phase_patience
+
+    config = _config(backbone="resnet50", epochs=10, patience=3, min_steps=150)
+    head, fine_tune = sized_phases(plan_phases(config, get_backbone("resnet50")), config, 10)
+    assert (head.epochs, head.raised_from) == (150, 10)
+    assert phase_patience(config, head) == 45
+    assert phase_patience(config, fine_tune) == 3
+    roomy, _ = sized_phases(plan_phases(config, get_backbone("resnet50")), config, 10_000)
+    assert roomy.raised_from is None and phase_patience(config, roomy) == 3
