@@ -142,7 +142,7 @@ def _operation(
         described["parameters"] = parameters
     if not record.public:
         # {}, anonymous access, is an alternative only while none of its keys is configured.
-        keyed = [{record.keys.scheme: []}]
+        keyed: list[dict[str, list[str]]] = [{record.keys.scheme: []}]
         described["security"] = keyed if record.keys.keys(config) else [*keyed, {}]
     if record.body is not None:
         described["requestBody"] = _request_body(record, schemas)
