@@ -1,6 +1,6 @@
 """Hostile job requests against a real gunicorn with training open (issue 26's done-when):
 the tar headers that stall an unpatched ``tarfile`` (CVE-2024-6232) leave /healthz and
-predictions answering.
+predictions answering, and a JSON body over KTL_MAX_UPLOAD_MB is refused unread.
 
 The 1 s bound is no speed measurement: unguarded, the 150,000-digit header holds the
 worker's GIL for 15 s or more on this virtualenv's Python 3.11.7 (the probe's prediction
@@ -18,14 +18,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.archives import pax_digits
-from tests.support.server import Gunicorn
+from tests.support.archives import MB, pax_digits
+from tests.support.server import Gunicorn, reset_peak_rss, rss_kib
 
 pytestmark = pytest.mark.slow
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 ANSWER_WITHIN = 1.0  # seconds, for every /healthz and prediction while archives are posted
+FEW_MB = 5 * 1024  # KiB a refused 25 MB body may cost the worker, at its peak
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +118,27 @@ def test_pax_headers_of_digits_leave_health_and_predictions_answering(server):
         assert body["code"] and "CVE-2024-6232" in body["error"], body
     queue = server.store / ".queue"
     assert not queue.exists() or not any(queue.iterdir()), "a refused archive left a folder"
+
+
+def test_a_25_mb_json_job_is_413_without_the_worker_reading_it(server):
+    """Its Content-Length says it is over the limit: no byte of it is read into memory
+    (a chunked body is read up to the limit, as any body under the limit would be)."""
+    [worker] = server.workers()
+    small = requests.post(f"{server.base}/v1/jobs", json={"data": "x", "options": {}}, timeout=30)
+    assert small.status_code == 400, small.text  # the route's code is loaded: no first-use cost
+    before = rss_kib(worker)
+    reset_peak_rss(worker)
+    body = b'{"data": "' + b"a" * (25 * MB) + b'", "options": {"name": "big"}}'
+    response = requests.post(
+        f"{server.base}/v1/jobs",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    after, peak = rss_kib(worker), rss_kib(worker, "VmHWM")
+    assert response.status_code == 413, response.text
+    assert response.json()["code"] and "KTL_MAX_UPLOAD_MB" in response.json()["error"]
+    assert server.workers() == [worker], "the worker was replaced"
+    assert before is not None and after is not None and peak is not None
+    assert after - before < FEW_MB, f"VmRSS {before} -> {after} KiB"
+    assert peak - before < FEW_MB, f"VmHWM {peak} KiB over VmRSS {before} KiB before the body"
