@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import re
 import secrets
@@ -54,6 +55,17 @@ ALLOWED_OPTIONS: dict[str, str] = {
     "test_split": "float", "seed": "int", "augment": "bool", "dropout": "float",
     "pooling": "str", "patience": "int", "calibrate": "bool", "min_confidence": "float|auto",
     "target_accuracy": "float", "promote": "bool", "promote_if_better": "bool", "int8": "bool",
+}  # fmt: skip
+# The range each number may take over HTTP (inclusive; finer rules, such as lr > 0, are
+# the job's): wide enough for any real run, narrow enough that none asks for years of
+# training or a learning rate that can only end in NaN.
+OPTION_RANGES: dict[str, tuple[float, float]] = {
+    "image_size": (32, 1024), "batch_size": (1, 4096), "epochs": (1, 10_000),
+    "fine_tune_epochs": (0, 10_000), "min_steps": (0, 10_000_000), "lr": (0, 10),
+    "fine_tune_lr": (0, 10), "layer_decay": (0, 1), "label_smoothing": (0, 1),
+    "mixup": (0, 100), "cutmix": (0, 100), "val_split": (0, 1), "test_split": (0, 1),
+    "seed": (0, 2**32 - 1), "dropout": (0, 1), "patience": (1, 10_000),
+    "min_confidence": (0, 1), "target_accuracy": (0, 1),
 }  # fmt: skip
 _WEIGHTS = re.compile(r"imagenet|none|model:[a-z0-9][a-z0-9_-]{0,63}(:[A-Za-z0-9_-]{1,64})?")
 
@@ -100,6 +112,7 @@ def check_options(options: Any) -> dict[str, Any]:
     for key, value in options.items():
         if value is not None and not _is_kind(value, ALLOWED_OPTIONS[key]):
             raise InvalidOptions(f"option {key}={value!r}: expected {ALLOWED_OPTIONS[key]}")
+        _check_range(key, value)
     weights = options.get("weights")
     if weights is not None and not _WEIGHTS.fullmatch(weights):
         raise InvalidOptions(
@@ -107,6 +120,16 @@ def check_options(options: Any) -> dict[str, Any]:
             "model:NAME[:VERSION|LABEL] of this store (no files)"
         )
     return options
+
+
+def _check_range(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidOptions(f"option {key}={value!r}: must be a finite number")
+    low, high = OPTION_RANGES[key]
+    if not low <= value <= high:
+        raise InvalidOptions(f"option {key}={value!r}: must be from {low:,} to {high:,}")
 
 
 def _is_kind(value: Any, kind: str) -> bool:

@@ -9,6 +9,7 @@ function only has to agree with itself, and it is the only one there is.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +159,7 @@ def _open(source: bytes | str | Path, max_pixels: int, name: str) -> Image.Image
     try:
         image = Image.open(fp)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(f"{name}: {exc}") from exc
+        raise _pillow_refused(name, exc, max_pixels) from exc
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         raise InvalidImage(f"{name}: cannot read the file ({exc.strerror})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -169,14 +170,34 @@ def _open(source: bytes | str | Path, max_pixels: int, name: str) -> Image.Image
     pixels = image.width * image.height
     if pixels > max_pixels:
         image.close()
-        raise ImageTooLarge(
-            f"{name}: {image.width}x{image.height} is {pixels:,} pixels, "
-            f"over the limit of {max_pixels:,}"
-        )
+        raise _too_large(name, f"{image.width}x{image.height} is {pixels:,} pixels", max_pixels)
     if pixels == 0:
         image.close()
         raise InvalidImage(f"{name}: the image has no pixels")
     return image
+
+
+def _too_large(name: str, size: str, max_pixels: int) -> ImageTooLarge:
+    return ImageTooLarge(f"{name}: {size}, over the limit of {max_pixels:,} pixels")
+
+
+# Pillow's DecompressionBombError (and Warning): "Image size (P pixels) exceeds limit of L ..."
+_PILLOW_BOMB = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+)")
+
+
+def _pillow_refused(name: str, exc: Exception, max_pixels: int) -> ImageTooLarge:
+    """Pillow's refusal in ktl's words. Pillow names its process-wide limit (twice
+    ``PIL.Image.MAX_IMAGE_PIXELS`` for the error), not the ``max_pixels`` asked for."""
+    found = _PILLOW_BOMB.search(str(exc))
+    if found is None:
+        return ImageTooLarge(f"{name}: {exc}")
+    pixels, pillow = int(found[1]), int(found[2])
+    if pixels > max_pixels:
+        return _too_large(name, f"{pixels:,} pixels", max_pixels)
+    return ImageTooLarge(
+        f"{name}: {pixels:,} pixels, over Pillow's process-wide limit of {pillow:,} pixels "
+        "(PIL.Image.MAX_IMAGE_PIXELS)"
+    )
 
 
 def _draft(image: Image.Image, width: int, height: int) -> None:

@@ -20,6 +20,7 @@ from service.bodies import (
     json_body,
 )
 from service.operation import Reply, operation
+from service.redaction import public_metadata
 from service.registry import ModelState
 from service.replies import image_upload, model_errors, upload_errors
 from service.routing import VERSION_HEADER_DOC, resolve
@@ -121,7 +122,7 @@ def list_models() -> dict[str, Any]:
 def model_metadata(
     name: str, version: str | None = None, label: str | None = None
 ) -> dict[str, Any]:
-    return resolve(name, version, label).bundle.metadata.to_json()
+    return public_metadata(resolve(name, version, label).bundle.metadata.to_json())
 
 
 @bp.post("/v1/models/<segment:name>/predict")

@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import IO, Any, Literal, cast
 
 from models.errors import UserError
+from service.tar_headers import CappedStream, check_headers
 
 MB = 2**20
 CHUNK = MB
 FILES_SETTING = "KTL_MAX_DATASET_FILES"
 BYTES_SETTING = "KTL_MAX_DATASET_MB"
+MAX_PATH_BYTES = 1024  # a member's whole path; the job folder's own path comes before it
 _ENTRY_OVERHEAD = 4096  # most tar header bytes (header, pax record, padding) one entry takes
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
@@ -36,7 +38,7 @@ _LINK, _CHR, _BLK, _FIFO = "a symbolic link", "a character device", "a block dev
 _KINDS = {stat.S_IFLNK: _LINK, stat.S_IFCHR: _CHR, stat.S_IFBLK: _BLK, stat.S_IFIFO: _FIFO}
 _TAR_KINDS = {
     tarfile.SYMTYPE: _LINK, tarfile.LNKTYPE: "a hard link", tarfile.CHRTYPE: _CHR,
-    tarfile.BLKTYPE: _BLK, tarfile.FIFOTYPE: _FIFO, tarfile.GNUTYPE_SPARSE: "a sparse file",
+    tarfile.BLKTYPE: _BLK, tarfile.FIFOTYPE: _FIFO,
 }  # fmt: skip
 # What a damaged or truncated archive raises while it is read (never while we write).
 _DECODE_ERRORS = (
@@ -193,14 +195,17 @@ def _extract_tar(
     cap = budget.bytes + (budget.limits.max_files + 16) * _ENTRY_OVERHEAD
     opened = gzip.GzipFile(fileobj=source, mode="rb") if gzipped else nullcontext(source)
     with opened as raw:
-        stream = _Capped(cast(IO[bytes], raw), cap, budget.too_large)
+        stream = CappedStream(cast(IO[bytes], raw), cap, budget.too_large)
+        with _decoding("its headers"):
+            check_headers(stream)
+        stream.seek(0)
         archive = _open_tar(stream, gzipped=gzipped)
         with _decoding("its member list"):  # tar reads one header at a time, as _listed asks
             members = _distinct(_listed(map(_tar_member, archive), budget))
         return _write_all(members, dest, budget, archive.extractfile, "tar")
 
 
-def _open_tar(stream: _Capped, *, gzipped: bool) -> tarfile.TarFile:
+def _open_tar(stream: CappedStream, *, gzipped: bool) -> tarfile.TarFile:
     try:
         return tarfile.open(fileobj=cast(IO[bytes], stream), mode="r:")
     except tarfile.ReadError as exc:
@@ -211,31 +216,6 @@ def _open_tar(stream: _Capped, *, gzipped: bool) -> tarfile.TarFile:
         ) from exc
     except _DECODE_ERRORS as exc:
         raise CorruptArchive(f"The archive is damaged or truncated ({exc})") from exc
-
-
-class _Capped:
-    """A seekable view of a (decompressed) stream that refuses to go past ``cap`` bytes,
-    so a tar.gz bomb, or a huge pax header, stops before it is inflated."""
-
-    def __init__(self, raw: IO[bytes], cap: int, error: Callable[[], ArchiveError]):
-        self.raw, self.cap, self.error = raw, cap, error
-
-    def read(self, size: int = -1) -> bytes:
-        allowed = self.cap - self.raw.tell()
-        if 0 <= size <= allowed:
-            return self.raw.read(size)
-        data = self.raw.read(max(allowed, 0) + 1)
-        if len(data) > allowed:
-            raise self.error()
-        return data
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        if whence == os.SEEK_SET and offset > self.cap:
-            raise self.error()
-        return self.raw.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self.raw.tell()
 
 
 @contextmanager
@@ -274,7 +254,7 @@ def _tar_member(info: tarfile.TarInfo) -> _Member | None:
     parts = _parts(name, is_dir)
     if _junk(parts):
         return None
-    if not is_dir and (not info.isreg() or info.issparse()):
+    if not is_dir and not info.isreg():  # sparse files: refused by check_headers
         what = _TAR_KINDS.get(info.type, f"a tar entry of type {info.type!r}")
         raise UnsupportedArchiveMember(f"Archive member {name!r} is {what}; {_ONLY}")
     if info.size < 0:  # base-256 sizes may be negative: one would hide another's bytes
@@ -308,8 +288,10 @@ def _path_problem(name: str, parts: tuple[str, ...], is_dir: bool) -> str | None
         return "starts with a drive letter"
     if ".." in parts:
         return "climbs out of its folder with '..'"
-    if len(os.fsencode(name)) > 255 and any(len(os.fsencode(part)) > 255 for part in parts):
+    if any(len(os.fsencode(part)) > 255 for part in parts):
         return "has a name longer than 255 bytes"
+    if len(os.fsencode(name)) > MAX_PATH_BYTES:
+        return f"is a path longer than {MAX_PATH_BYTES:,} bytes"
     return None
 
 

@@ -8,7 +8,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from models.errors import KtlError, ModelNotFound, Unavailable, UserError
@@ -108,14 +108,7 @@ def _handle_http_exception(exc: HTTPException) -> Response:
     # Keep the headers werkzeug attaches (Allow on a 405, for one), not its HTML.
     headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
     if isinstance(exc, RequestEntityTooLarge):
-        limit = request.max_content_length
-        message = (
-            f"The request body is larger than the upload limit of {limit / 2**20:g} MB "
-            "(KTL_MAX_UPLOAD_MB)"
-            if limit
-            else "The request is too large"
-        )
-        return error_response(status, PayloadTooLarge.code, message, headers)
+        return error_response(status, PayloadTooLarge.code, _too_large(exc), headers)
     if status == 404:
         message = f"No route {request.path!r}; GET /openapi.json lists the routes"
     elif status == 405:
@@ -124,6 +117,40 @@ def _handle_http_exception(exc: HTTPException) -> Response:
         message = exc.description or exc.name
     code = re.sub(r"[^a-z0-9]+", "_", exc.name.lower()).strip("_")
     return error_response(status, code, message, headers)
+
+
+# Werkzeug raises one bare RequestEntityTooLarge for three limits; where it was raised
+# tells them apart: (module, function) of the innermost frame.
+_FORM_LIMITS = {
+    ("werkzeug.sansio.multipart", "next_event"): "parts",
+    ("werkzeug.sansio.multipart", "receive_data"): "field",
+    ("werkzeug.formparser", "parse"): "field",
+}
+
+
+def _too_large(exc: RequestEntityTooLarge) -> str:
+    """What a 413 of werkzeug's says: the limit that fired, by name."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = (str(tb.tb_frame.f_globals.get("__name__")), tb.tb_frame.f_code.co_name) if tb else None
+    limit = _FORM_LIMITS.get(where) if where else None
+    if limit == "parts":
+        return (
+            f"The form has more than {request.max_form_parts:,} parts, the most one request "
+            "may have"
+        )
+    if limit == "field":
+        return (
+            f"A text field of the form is over {request.max_form_memory_size:,} bytes, the "
+            "most a field may hold (files are not held to it)"
+        )
+    body = request.max_content_length
+    if not body:
+        return "The request is too large"
+    upload = body == current_app.config["MAX_CONTENT_LENGTH"]
+    what, setting = ("upload", "KTL_MAX_UPLOAD_MB") if upload else ("dataset", "KTL_MAX_DATASET_MB")
+    return f"The request body is larger than the {what} limit of {body / 2**20:g} MB ({setting})"
 
 
 def _handle_unexpected(exc: Exception) -> Response:

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from models.jobs import Job
 from service.bodies import RequestModel, ResponseModel
+from service.redaction import public_log, relative_text
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -92,6 +93,9 @@ def summary(job: Job, log: list[str] | None = None) -> JobSummary:
         for key, value in job.to_dict().items()
         if key in JobSummary.model_fields and key != "links"
     }
+    # Paths in what the job wrote are shown relative to its dataset; none absolute.
+    if job.error is not None:
+        fields["error"] = relative_text(job.error, [job.data])
     if log is None:
         return JobSummary(**fields, links=links)
-    return JobDetail(**fields, links=links, log=log)
+    return JobDetail(**fields, links=links, log=public_log(log, [job.data]))

@@ -9,10 +9,10 @@ streamed to disk, into the job's folder, under ``KTL_MAX_DATASET_MB``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from flask import Blueprint, Response, request, url_for
 
 from models.errors import UserError
@@ -25,6 +25,7 @@ from service.job_bodies import OPTIONS_DOC, JobDetail, JobList, JobRequest, JobS
 from service.operation import TRAIN_KEYS, Body, Reply, operation
 from service.replies import RETRY_AFTER, error
 from service.state import SPOOL, SPOOLED, service_state
+from service.validation import validate_json
 
 bp = Blueprint("jobs", __name__)
 EVENT_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
@@ -43,6 +44,16 @@ class TrainingOff(UserError):
 
 class DataOutsideRoot(UserError):
     code = "invalid_data"
+
+
+class EmptyDataset(UserError):
+    code = "empty_dataset"
+
+
+_FORMS = (
+    "multipart/form-data (fields dataset and options) or application/json "
+    '({"data": ..., "options": ...})'
+)
 
 
 _ERRORS = {
@@ -113,20 +124,18 @@ def create_job() -> tuple[dict[str, Any], int, dict[str, str]]:
     if request.mimetype == "multipart/form-data":
         job = _from_upload(queue)
     elif request.is_json:
-        asked = JobRequest.model_validate(request.get_json())
+        asked = validate_json(JobRequest, request.get_data(cache=False), hint=_FORMS)
+        options = check_options(asked.options)
         data = _under_data_root(asked.data)
         job = queue.submit(
-            queue.reserve()[0],
-            options=check_options(asked.options),
+            queue.reserve()[0],  # only now: a refused request leaves no folder
+            options=options,
             data=data,
             source="data_root",
             limit=config.job_queue_size,
         )
     else:
-        raise UnsupportedMediaType(
-            "POST /v1/jobs takes multipart/form-data (fields dataset and options) or "
-            'application/json ({"data": ..., "options": ...})'
-        )
+        raise UnsupportedMediaType(f"POST /v1/jobs takes {_FORMS}")
     location = url_for("jobs.get_job", job_id=job.id)
     return json_body(summary(job)), 202, {"Location": location}
 
@@ -141,14 +150,15 @@ def _from_upload(queue: JobQueue) -> Any:
         upload = request.files.get("dataset")
         if upload is None or "options" not in request.form:
             raise UserError('POST /v1/jobs needs the fields "dataset" (an archive) and "options"')
-        try:
-            options = check_options(json.loads(request.form["options"]))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"options is not valid JSON: {exc}") from None
+        options = check_options(_options_field(request.form["options"]))
         limits = ArchiveLimits(
             max_files=config.max_dataset_files, max_bytes=4 * config.max_dataset_bytes
         )
-        extract(upload.stream, folder / "dataset", limits)
+        if extract(upload.stream, folder / "dataset", limits).files == 0:
+            raise EmptyDataset(
+                "The archive holds no files (macOS' __MACOSX and .DS_Store are not counted): "
+                "zip the dataset's class folders, with their images"
+            )
         return queue.submit(
             job_id,
             options=options,
@@ -164,6 +174,14 @@ def _from_upload(queue: JobQueue) -> Any:
             stream.close()
 
 
+def _options_field(text: str) -> Any:
+    """The multipart options field as JSON, by a parser that bounds its own depth."""
+    try:
+        return pydantic_core.from_json(text)
+    except ValueError as exc:
+        raise UserError(f"options is not valid JSON: {exc}") from None
+
+
 def _under_data_root(data: str) -> Path:
     """The folder ``data`` names under KTL_DATA_ROOT; nothing outside it."""
     root = service_state().config.data_root
@@ -172,12 +190,17 @@ def _under_data_root(data: str) -> Path:
             'This service takes no {"data": ...} jobs: KTL_DATA_ROOT is not set; upload an '
             "archive instead (multipart field dataset)"
         )
+    if "\x00" in data:
+        raise DataOutsideRoot("data: a folder name cannot hold a NUL byte")
     base = root.resolve()
-    folder = (base / data).resolve()
-    if Path(data).is_absolute() or not folder.is_relative_to(base) or folder == base:
-        raise DataOutsideRoot(f"data {data!r} must name a folder inside KTL_DATA_ROOT")
-    if not folder.is_dir():
-        raise DataOutsideRoot(f"data {data!r}: no such folder under KTL_DATA_ROOT")
+    try:
+        folder = (base / data).resolve()
+        if Path(data).is_absolute() or not folder.is_relative_to(base) or folder == base:
+            raise DataOutsideRoot(f"data {data[:80]!r} must name a folder inside KTL_DATA_ROOT")
+        if not folder.is_dir():
+            raise DataOutsideRoot(f"data {data[:80]!r}: no such folder under KTL_DATA_ROOT")
+    except OSError as exc:  # a name too long, a loop of links
+        raise DataOutsideRoot(f"data {data[:80]!r}: {exc.strerror}") from None
     return folder
 
 

@@ -94,7 +94,7 @@ def build_document(
         if "label" in rule.arguments:
             operation_id = record.labelled_id
         paths.setdefault(openapi_path(rule.rule), {})[method.lower()] = _operation(
-            rule, record, operation_id, schemas, examples or {}
+            rule, record, operation_id, schemas, examples or {}, config
         )
     document = {
         "openapi": "3.1.0",
@@ -134,13 +134,16 @@ def _operation(
     operation_id: str,
     schemas: SchemaRefs,
     examples: Mapping[str, Any],
+    config: ServiceConfig,
 ) -> dict[str, Any]:
     described: dict[str, Any] = {"summary": record.summary, "operationId": operation_id}
     parameters = [*_path_parameters(rule, record, examples), *_query_parameters(record)]
     if parameters:
         described["parameters"] = parameters
     if not record.public:
-        described["security"] = [{record.keys.scheme: []}, {}]  # {}: no keys configured
+        # {}, anonymous access, is an alternative only while none of its keys is configured.
+        keyed: list[dict[str, list[str]]] = [{record.keys.scheme: []}]
+        described["security"] = keyed if record.keys.keys(config) else [*keyed, {}]
     if record.body is not None:
         described["requestBody"] = _request_body(record, schemas)
     described["responses"] = {

@@ -25,9 +25,10 @@ def bound_unsized_body() -> None:
     sized copy.
     """
     environ = request.environ
-    if streamed_body():
+    if streamed_body() and request.mimetype == "multipart/form-data":
         # A dataset archive: its own limit, and werkzeug streams it to a file (the
-        # app's request class), cutting a chunked body at the limit with a 413.
+        # app's request class), cutting a chunked body at the limit with a 413. Any
+        # other body of such a route is read in memory: the upload limit holds.
         request.max_content_length = service_state().config.max_dataset_bytes
         return
     limit = request.max_content_length

@@ -4,6 +4,7 @@ the JSON API, which asks for the API key as it does of any client."""
 
 from __future__ import annotations
 
+import json
 import mimetypes
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from models.store import validate_name
 from service.errors import ModelNotFound
 from service.operation import REPORT_KEYS, Reply, operation
 from service.paths import parse_version
+from service.redaction import metadata_roots, relative_document
 from service.replies import HTML, error, model_errors
 from service.state import service_state
 
@@ -94,7 +96,7 @@ def report_page(name: str, version: str) -> Response:
 @operation(
     "reportFile",
     summary="A file of the version's reports/ (curves.png, confusion_matrix.png, "
-    "metrics.json, history.csv, worst.json, worst/NN.png)",
+    "metrics.json, history.csv; worst.json and worst/NN.png have routes of their own)",
     responses={
         200: Reply("The file, with its media type"),
         **model_errors(),
@@ -104,6 +106,23 @@ def report_page(name: str, version: str) -> Response:
 def report_file(name: str, version: str, file: str) -> Response:
     """A file of the bundle's ``reports/``; only files its metadata lists (and checksums)."""
     return _report(name, version, file)
+
+
+@bp.get("/v1/models/<segment:name>/versions/<segment:version>/reports/worst.json")
+@operation(
+    "reportTrainingIndex",
+    summary="The held-out images the version got most wrong (reports/worst.json): file paths "
+    "relative to the dataset, labels and thumbnails; training data, so it needs a key of "
+    "KTL_REPORT_KEYS when that is set",
+    responses={
+        200: Reply("The index", content={"application/json": {"schema": {"type": "array"}}}),
+        **model_errors(),
+        404: error("Unknown model or version, or no such report"),
+    },
+    keys=REPORT_KEYS,
+)
+def report_training_index(name: str, version: str) -> Response:
+    return _report(name, version, "worst.json")
 
 
 @bp.get("/v1/models/<segment:name>/versions/<segment:version>/reports/worst/<path:file>")
@@ -128,4 +147,9 @@ def _report(name: str, version: str, file: str) -> Response:
     if relative not in bundle.metadata.files:
         raise ModelNotFound(f"Version {bundle.version} of {name!r} has no report file {file!r}")
     mimetype = mimetypes.guess_type(file)[0] or "application/octet-stream"
-    return Response((bundle.path / relative).read_bytes(), mimetype=mimetype)
+    body = (bundle.path / relative).read_bytes()
+    if mimetype == "application/json":  # written at training time, with the paths of then
+        written = json.loads(body)
+        shown = relative_document(written, metadata_roots(bundle.metadata.to_json()))
+        body = body if shown == written else json.dumps(shown, indent=2).encode()
+    return Response(body, mimetype=mimetype)

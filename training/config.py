@@ -72,6 +72,7 @@ class TrainConfig:
     int8: bool = False  # also publish an INT8 engine, checked for agreement (models.int8)
     exclude: str | None = None  # a ktl doctor CSV: leave out its rows with action exclude
     relabel: str | None = None  # a ktl doctor CSV: apply its rows with action relabel
+    confine_to_data: bool = False  # skip files whose real path leaves DATA (service jobs)
 
     @property
     def transfer(self) -> bool:

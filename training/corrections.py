@@ -69,9 +69,12 @@ def read_rows(csv_path: str | Path, action: str) -> tuple[list[tuple[int, dict]]
     return rows, hashlib.sha256(data).hexdigest()
 
 
-def corrected_listing(data: str, exclude: str | None, relabel: str | None) -> Listing:
-    """The listing of ``data`` with the CSVs applied; ``listing.corrections`` says what."""
-    listing = list_samples(data)
+def corrected_listing(
+    data: str, exclude: str | None, relabel: str | None, *, confine: bool = False
+) -> Listing:
+    """The listing of ``data`` (``list_samples``, ``confine`` passed on) with the CSVs
+    applied; ``listing.corrections`` says what."""
+    listing = list_samples(data, confine=confine)
     if not exclude and not relabel:
         return listing
     root = data_root(data)

@@ -4,6 +4,7 @@ dataset's health and split it without leaking duplicates into validation."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import os
 import sys
@@ -41,6 +42,7 @@ class Listing:
     samples: list[Sample]
     ignored: list[str] = field(default_factory=list)  # files that are not images
     corrections: dict = field(default_factory=dict)  # --exclude/--relabel applied (corrections)
+    refused: list[dict] = field(default_factory=list)  # not read (confine): path and reason
 
     @property
     def fixed_splits(self) -> frozenset[str]:
@@ -67,9 +69,14 @@ class Prepared:
         return {int(k): float(v) for k, v in weights.items()} if weights else None
 
 
-def list_samples(data: str | Path) -> Listing:
-    """The labelled image files of DATA: class folders, train/ + val/, or a CSV."""
-    path = Path(data)
+def list_samples(data: str | Path, *, confine: bool = False) -> Listing:
+    """The labelled image files of DATA: class folders, train/ + val/, or a CSV. With
+    ``confine``, a file whose real path leaves DATA is left out, in ``refused``."""
+    listing = _list(Path(data))
+    return _confined(listing, Path(data)) if confine else listing
+
+
+def _list(path: Path) -> Listing:
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_file():
@@ -103,6 +110,28 @@ def list_samples(data: str | Path) -> Listing:
             f"({', '.join(sorted(IMAGE_SUFFIXES))}), or train/ and val/ folders laid out so"
         )
     return listing
+
+
+def _confined(listing: Listing, data: Path) -> Listing:
+    """``listing`` less the files whose real path is not inside ``data`` (a link out of
+    it, or a file in a linked folder): they are never opened, and each is refused with
+    the reason. A service job on the server's own folders reads nothing else."""
+    base = (data.parent if data.is_file() else data).resolve()
+    kept, refused = [], []
+    for sample in listing.samples:
+        if _inside(sample.path, base):
+            kept.append(sample)
+        else:
+            reason = f"{sample.path}: its real path leaves the dataset folder (a link); not read"
+            refused.append({"path": str(sample.path), "reason": reason})
+    return dataclasses.replace(listing, samples=kept, refused=refused)
+
+
+def _inside(path: Path, base: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(base)
+    except (OSError, RuntimeError):  # a loop of links: RuntimeError before Python 3.13
+        return False
 
 
 def _list_class_folders(root: Path, subset: str | None) -> Listing:
@@ -243,7 +272,8 @@ def prepare(
     The test images are not decoded: nothing reads them before the final evaluation.
     ``test_split`` None holds out a test split when the classes are big enough."""
     samples = listing.samples
-    hashes, skipped = content_hashes(samples)
+    hashes, unreadable = content_hashes(samples)
+    skipped = listing.refused + unreadable
     check_classes(Counter(s.label for s, h in zip(samples, hashes, strict=True) if h), "images")
     assignment = split_listing(
         listing, hashes, val_split=val_split, test_split=test_split, seed=seed

@@ -59,7 +59,7 @@ def list_dataset(cluster: Cluster, config: TrainConfig, log: Log) -> Listing:
     """This worker's files of DATA: all of them with one worker; with several, its
     shard, once every worker has checked that they run the same job."""
     if cluster.workers == 1:
-        listing = corrected_listing(config.data, config.exclude, config.relabel)
+        listing = _listing(config)
     else:
         listing = _agree_on_the_job(cluster, config)
     for line in describe_corrections(listing.corrections):
@@ -68,9 +68,18 @@ def list_dataset(cluster: Cluster, config: TrainConfig, log: Log) -> Listing:
     if cluster.workers == 1:
         return listing
     total = len(listing.samples)
-    listing = dataclasses.replace(listing, samples=shard(listing.samples, cluster))
+    # each refused file is reported by one worker, as each listed one is read by one
+    listing = dataclasses.replace(
+        listing, samples=shard(listing.samples, cluster), refused=shard(listing.refused, cluster)
+    )
     log(f"This worker's shard: {len(listing.samples):,} of {total:,} files")
     return listing
+
+
+def _listing(config: TrainConfig) -> Listing:
+    return corrected_listing(
+        config.data, config.exclude, config.relabel, confine=config.confine_to_data
+    )
 
 
 def _agree_on_the_job(cluster: Cluster, config: TrainConfig) -> Listing:
@@ -80,7 +89,7 @@ def _agree_on_the_job(cluster: Cluster, config: TrainConfig) -> Listing:
     settings = {k: v for k, v in config.to_dict().items() if k not in _PER_WORKER}
 
     def listing_and_share() -> tuple[Listing, dict]:
-        listing = corrected_listing(config.data, config.exclude, config.relabel)
+        listing = _listing(config)
         base = Path(config.data)
         base = base.parent if base.is_file() else base
         files = hashlib.sha256(

@@ -80,7 +80,10 @@ def finish_report(report: dict) -> dict:
             "weights"
         )
     if report["skipped"]:
-        warnings.append(f"{len(report['skipped'])} files could not be decoded and were skipped")
+        warnings.append(
+            f"{len(report['skipped'])} files were skipped: unreadable, undecodable, or links "
+            "out of the dataset"
+        )
     warnings += split_size_warnings(report)
     return {
         **report,

@@ -5,6 +5,7 @@ steps. A job is resumable after an interruption: its state lives in
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import tempfile
 import time
@@ -17,7 +18,7 @@ import keras
 
 from models.backbones import BackboneSpec, get_backbone
 from models.classifier import build_backbone, build_classifier, resolve_weights
-from models.errors import ConfigError
+from models.errors import ConfigError, UserError
 from models.store import ModelStore
 from training import distributed, final, recipe, release, warm_start
 from training.callbacks import tensorboard_images
@@ -115,6 +116,10 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
     with _prepared(config, cluster, log, store, root) as job:
         model, prepared, state, parent = job.model, job.prepared, job.state, job.parent
         history, details = recipe.train(job.run(config, cluster, log), job.phases)
+        diverged = _diverged(history)
+        if diverged is not None:
+            state.remove()  # resuming would only go on from the broken weights
+            raise TrainingDiverged(diverged)
         outcome = final.finish(config, model, prepared, job.listing, cluster, log)
         for line in final.describe(outcome) + [f"Warning: {w}" for w in outcome.warnings]:
             log(line)
@@ -150,6 +155,26 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
         ),
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+class TrainingDiverged(UserError):
+    """The loss stopped being a number: the weights are broken, nothing is published."""
+
+    code = "training_diverged"
+
+
+def _diverged(history: list[dict[str, Any]]) -> str | None:
+    """What says that training diverged (a loss that is NaN or infinite), if it did."""
+    for index, row in enumerate(history):
+        for key, value in row.items():
+            if key.endswith("loss") and isinstance(value, float) and not math.isfinite(value):
+                epoch = sum(r.get("phase") == row.get("phase") for r in history[: index + 1])
+                return (
+                    f"Training diverged: {key} became {value} in epoch {epoch} of phase "
+                    f"{row.get('phase')}, so nothing was published; lower the learning rate "
+                    "(lr, fine_tune_lr) or let lr auto choose it"
+                )
+    return None
 
 
 def _weights(

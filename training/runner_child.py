@@ -182,7 +182,10 @@ def job_config(queue: JobQueue, job: Job, store: str | Path) -> TrainConfig:
 
     options = check_options(job.options)
     resume = job.attempts > 1 and owns_state(queue, job.id)
+    # A job reads only files inside its folder: a link in a KTL_DATA_ROOT folder that
+    # leads out of it (to /etc/passwd, another dataset) is skipped, not followed.
     flags = {**options, "data": job.data, "store": str(store), "resume": resume}
+    flags["confine_to_data"] = True
     config = build_config({}, flags)
     root = state_root(store, config.name)
     _check_unlocked(root, config.name)

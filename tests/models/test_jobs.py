@@ -13,6 +13,7 @@ import pytest
 from models.jobs import (
     ALLOWED_OPTIONS,
     DATASET_DIR,
+    OPTION_RANGES,
     InvalidOptions,
     JobFinished,
     JobQueue,
@@ -222,3 +223,29 @@ def test_the_allow_list_matches_the_training_settings():
         for part in kind.split("|"):
             word = {"auto": "str", "float": "float", "int": "int", "str": "str", "bool": "bool"}
             assert word[part] in declared, (key, kind, declared)
+
+
+def test_every_number_has_a_range():
+    numbers = {
+        key for key, kind in ALLOWED_OPTIONS.items() if kind.split("|")[0] in ("int", "float")
+    }
+    assert set(OPTION_RANGES) == numbers
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("lr", float("inf"), "finite"),
+        ("lr", float("nan"), "finite"),
+        ("fine_tune_lr", float("-inf"), "finite"),
+        ("lr", 1e300, "from 0 to 10"),
+        ("epochs", 10**400, "from 1 to 10,000"),
+        ("image_size", 8, "from 32 to 1,024"),
+        ("dropout", 1.5, "from 0 to 1"),
+        ("seed", -1, "from 0 to"),
+    ],
+)
+def test_numbers_out_of_range_or_not_finite_are_refused(key, value, says):
+    with pytest.raises(InvalidOptions, match=says) as caught:
+        check_options({"name": "bees", key: value})
+    assert key in caught.value.message

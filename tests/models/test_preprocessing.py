@@ -426,8 +426,17 @@ def test_over_the_default_pixel_limit():
 
 
 def test_pillow_decompression_bomb_is_too_large():
-    with pytest.raises(ImageTooLarge):
+    with pytest.raises(ImageTooLarge, match="over Pillow's process-wide limit"):
         load_image(_png_header_only(30_000, 30_000), (8, 8), max_pixels=10**10)
+
+
+def test_over_twice_the_pixel_limit_names_the_configured_limit_not_pillows(monkeypatch):
+    # The service sets Pillow's global to its own limit; Pillow then refuses at twice it.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS)
+    with pytest.raises(ImageTooLarge) as caught:
+        load_image(_png_header_only(30_000, 30_000), (8, 8), name="bomb.png")
+    message = str(caught.value)
+    assert message == "bomb.png: 900,000,000 pixels, over the limit of 64,000,000 pixels"
 
 
 def test_over_a_configured_pixel_limit():

@@ -35,7 +35,8 @@ from service.archives import (
     dataset_root,
     extract,
 )
-from tests.support.archives import MB, Entry
+from service.tar_headers import ExtendedHeaderTooLarge, SizeInPaxHeader, SparseMember
+from tests.support.archives import MB, Entry, pax_digits
 from tests.support.archives import raw_zip as _raw_zip
 from tests.support.archives import tar_bytes as _tar
 from tests.support.archives import tar_special as _special
@@ -54,8 +55,8 @@ def _tree(root: Path) -> set[str]:
 
 
 def _refuse(
-    tmp_path: Path, data: bytes, error: type[ArchiveError], limits: ArchiveLimits | None = None
-) -> ArchiveError:
+    tmp_path: Path, data: bytes, error: type[UserError], limits: ArchiveLimits | None = None
+) -> UserError:
     """Extract ``data`` into tmp_path/job/dataset expecting ``error``; nothing may be left
     behind, in the job folder or above it."""
     dest = tmp_path / "job" / "dataset"
@@ -260,13 +261,74 @@ def test_a_tar_gz_bomb_is_refused(tmp_path):
     assert "compression bomb" in _refuse(tmp_path, data, ArchiveTooLarge).message
 
 
-def test_a_tar_gz_with_a_huge_pax_header_stops_before_inflating_it(tmp_path):
+def _pax(pax_headers: dict[str, str], *, global_: dict[str, str] | None = None) -> bytes:
     info = tarfile.TarInfo("cats/1.jpg")
-    info.pax_headers = {"comment": "x" * (48 * MB)}
+    info.pax_headers = pax_headers
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+    with tarfile.open(
+        fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT, pax_headers=global_
+    ) as archive:
         archive.addfile(info, io.BytesIO(b""))
-    _refuse(tmp_path, buffer.getvalue(), ArchiveTooLarge, ArchiveLimits(max_files=10))
+    return buffer.getvalue()
+
+
+def test_a_tar_gz_with_a_huge_pax_header_stops_before_inflating_it(tmp_path):
+    data = _pax({"comment": "x" * (48 * MB)})
+    error = _refuse(tmp_path, data, ExtendedHeaderTooLarge, ArchiveLimits(max_files=10))
+    assert "4,096" in error.message
+
+
+@pytest.mark.parametrize("digits", [150_000, 600_000])
+def test_a_pax_header_of_digits_is_refused_before_tarfile_reads_it(tmp_path, digits):
+    """CVE-2024-6232: tarfile of Python < 3.11.10 takes seconds (150,000 digits) to
+    minutes (600,000) over this header; it must never see it."""
+    data = pax_digits(digits)
+    assert len(data) < 1000
+    error = _refuse(tmp_path, data, ExtendedHeaderTooLarge)
+    assert f"{digits:,} bytes" in error.message and "CVE-2024-6232" in error.message
+
+
+def test_a_gnu_long_name_over_the_bound_is_refused(tmp_path):
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = tarfile.GNUTYPE_LONGNAME, 5000
+    raw = header.tobuf(tarfile.USTAR_FORMAT) + b"a" * 5000 + bytes(-5000 % 512 + 1024)
+    assert "GNU long-name" in _refuse(tmp_path, raw, ExtendedHeaderTooLarge).message
+
+
+def test_modest_pax_headers_and_a_global_one_unpack(tmp_path):
+    name = "chats/é" + "x" * 150 + ".jpg"  # non-ASCII and over 100 bytes: a pax path
+    buffer = io.BytesIO()
+    with tarfile.open(
+        fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT, pax_headers={"comment": "1" * 40}
+    ) as archive:  # a global header, as git archive writes
+        info = tarfile.TarInfo(name)
+        info.size = 3
+        archive.addfile(info, io.BytesIO(b"abc"))
+    dest, summary = _unpack(tmp_path, buffer.getvalue())
+    assert summary.files == 1 and (dest / name).read_bytes() == b"abc"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: _tar([_special("cats/s.jpg", tarfile.GNUTYPE_SPARSE)]),
+        lambda: _pax({"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}),
+    ],
+    ids=["gnu", "pax"],
+)
+def test_a_sparse_member_has_its_own_message(tmp_path, build):
+    error = _refuse(tmp_path, build(), SparseMember)
+    assert "sparse file" in error.message and "type" not in error.message
+
+
+def test_a_size_in_a_pax_header_is_refused(tmp_path):
+    assert "size" in _refuse(tmp_path, _pax({"size": "0"}), SizeInPaxHeader).message
+
+
+def test_a_path_over_the_length_limit_is_refused_before_anything_is_written(tmp_path):
+    name = "/".join(["d" * 200] * 6) + "/1.jpg"  # each part under 255 bytes
+    error = _refuse(tmp_path, _tar([(name, b"x")]), UnsafeArchivePath)
+    assert "1,024 bytes" in error.message
 
 
 def test_100_000_files_are_refused_before_anything_is_written(tmp_path, many_files):

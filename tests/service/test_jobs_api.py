@@ -20,7 +20,10 @@ CORPUS_NAMES = (
     "zip-slip", "nested zip-slip", "absolute path (zip)", "absolute path (tar)",
     "symlink (tar)", "symlink (zip)", "hard link (tar)", "device (tar)", "1 GB zip bomb",
     "100,000 files", "truncated zip", "not an archive (jpeg)", "empty body",
+    "pax header of 150,000 digits", "sparse member (tar)", "path over 1,024 bytes",
+    "empty zip", "only macOS junk", "gzip of zeros",
 )  # fmt: skip
+DEEP = "[" * 50_000 + "]" * 50_000
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +118,9 @@ def test_a_wrapping_folder_in_the_archive_is_looked_through(open_app, store, tmp
         ({"name": "x", "store": "/tmp"}, 400, "invalid_options"),
         ({"epochs": 2}, 400, "invalid_options"),
         ("{not json", 400, "bad_request"),
+        (DEEP, 400, "bad_request"),
+        ('{"name": "x", "lr": Infinity}', 400, "invalid_options"),
+        ({"name": "x", "lr": 1e300}, 400, "invalid_options"),
         ({"name": "Not Valid!"}, 400, "invalid_options"),
     ],
 )
@@ -304,3 +310,64 @@ def test_the_routes_are_in_the_openapi_document(open_app):
 
 def test_the_corpus_names_are_the_corpus(corpus):
     assert tuple(corpus) == CORPUS_NAMES
+
+
+@pytest.fixture
+def rooted(make_app, store, tmp_path):
+    root = tmp_path / "datasets"
+    make_colour_dataset(root / "colours", per_class=2)
+    return make_app(model_store=store, training="open", data_root=root).test_client()
+
+
+BAD_JOBS = {
+    "empty object": b"{}",
+    "no data": b'{"options": {"name": "c"}}',
+    "no options": b'{"data": "colours"}',
+    **{
+        f"data {value}": b'{"data": %s, "options": {"name": "c"}}' % value.encode()
+        for value in ("5", "[]", "{}", "null", "true", '""')
+    },
+    "options a list": b'{"data": "colours", "options": [1]}',
+    "a list": b"[1, 2]",
+    "a string": b'"colours"',
+    "NUL in data": b'{"data": "col\\u0000ours", "options": {"name": "c"}}',
+    "a part over 255 bytes": b'{"data": "%s", "options": {"name": "c"}}' % (b"a" * 300),
+    "a path over PATH_MAX": b'{"data": "%s", "options": {"name": "c"}}' % (b"a/" * 3000),
+    "nested 50,000 deep": DEEP.encode(),
+    "options nested 50,000 deep": b'{"data": "colours", "options": %s}' % DEEP.encode(),
+    "lr Infinity": b'{"data": "colours", "options": {"name": "c", "lr": Infinity}}',
+    "lr NaN": b'{"data": "colours", "options": {"name": "c", "lr": NaN}}',
+    "lr 1e300": b'{"data": "colours", "options": {"name": "c", "lr": 1e300}}',
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_JOBS))
+def test_each_malformed_json_job_is_a_json_400_and_leaves_no_folder(rooted, store, name):
+    response = rooted.post("/v1/jobs", data=BAD_JOBS[name], content_type="application/json")
+    assert response.status_code == 400, (name, response.json)
+    assert response.json["error"] and response.json["code"], name
+    assert not (store / ".queue").exists() or _leftovers(store) == [], name
+
+
+def test_a_json_job_is_bounded_by_the_upload_limit_not_the_dataset_limit(make_app, store):
+    client = make_app(model_store=store, training="open", max_upload_mb=1).test_client()
+    body = b'{"data": "' + b"a" * (2 * 2**20) + b'", "options": {}}'
+    response = client.post("/v1/jobs", data=body, content_type="application/json")
+    assert response.status_code == 413 and "KTL_MAX_UPLOAD_MB" in response.json["error"]
+
+
+def test_the_413_of_a_form_names_the_limit_that_fired(open_app, dataset_zip):
+    client = open_app.test_client()
+    parts = "".join(
+        f'--b0undary\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\nx\r\n'
+        for i in range(1001)
+    )
+    response = client.post(
+        "/v1/jobs",
+        data=parts.encode() + multipart(dataset_zip, "{}"),
+        content_type="multipart/form-data; boundary=b0undary",
+    )
+    assert response.status_code == 413 and "1,000 parts" in response.json["error"]
+    response = _post(client, dataset_zip, '{"name": "' + "x" * 600_000 + '"}')
+    assert response.status_code == 413 and "500,000 bytes" in response.json["error"]
+    assert "KTL_MAX_UPLOAD_MB" not in response.json["error"]

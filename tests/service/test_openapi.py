@@ -77,7 +77,8 @@ OPERATION_IDS = {
     "explainVersion", "activations", "activationsVersion", "kserveServerMetadata",
     "kserveLive", "kserveReady", "kserveModel", "kserveModelVersion", "kserveModelReady",
     "kserveModelVersionReady", "kserveInfer", "kserveInferVersion", "page", "static",
-    "reportPage", "reportFile", "reportTrainingImage", "openapi", "metrics", "getModelLabel",
+    "reportPage", "reportFile", "reportTrainingImage", "reportTrainingIndex", "openapi",
+    "metrics", "getModelLabel",
     "predictLabel", "tfServingPredictLabel", "explainLabel", "activationsLabel",
     "trainPage", "createJob", "listJobs", "getJob", "cancelJob", "jobEvents",
 }  # fmt: skip
@@ -116,12 +117,15 @@ def test_public_routes_have_no_security_and_the_others_need_a_bearer_key(client)
         ("/static/{filename}", "get"), ("/models/{name}/versions/{version}/report", "get"),
         ("/train", "get"),
     }  # fmt: skip
-    training_images = ("/v1/models/{name}/versions/{version}/reports/worst/{file}", "get")
+    training_images = {
+        ("/v1/models/{name}/versions/{version}/reports/worst/{file}", "get"),
+        ("/v1/models/{name}/versions/{version}/reports/worst.json", "get"),
+    }
     for key, operation in operations(document).items():
         if key in public:
             assert "security" not in operation and "401" not in operation["responses"], key
         else:
-            scheme = "reportBearer" if key == training_images else "bearer"
+            scheme = "reportBearer" if key in training_images else "bearer"
             scheme = "trainBearer" if key[0].startswith("/v1/jobs") else scheme
             assert operation["security"] == [{scheme: []}, {}], key
             assert "401" in operation["responses"], key
@@ -130,6 +134,19 @@ def test_public_routes_have_no_security_and_the_others_need_a_bearer_key(client)
         "reportBearer",
         "trainBearer",
     }
+
+
+def test_with_keys_configured_anonymous_access_is_no_alternative(make_app):
+    app = make_app(api_keys=("p",), train_keys=("t",), training="open")
+    document = app.test_client().get("/openapi.json", headers={"Authorization": "Bearer p"}).json
+    found = {
+        key[0]: operation["security"]
+        for key, operation in operations(document).items()
+        if "security" in operation
+    }
+    assert found["/v1/models/{name}/predict"] == [{"bearer": []}]
+    assert found["/v1/jobs"] == [{"trainBearer": []}]
+    assert all({} not in security for security in found.values())
 
 
 def test_limits_come_from_the_configuration(make_app):

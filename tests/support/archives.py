@@ -4,6 +4,7 @@ all (headers that lie), and a corpus of hostile archives."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import struct
 import tarfile
@@ -98,6 +99,28 @@ def zeros_deflated(megabytes: int) -> tuple[bytes, int]:
     return first + middle * (megabytes - 2) + last, crc
 
 
+def pax_digits(digits: int) -> bytes:
+    """A .tar.gz whose pax header is ``digits`` digits and nothing else, then one PNG: the
+    input that stalls an unpatched tarfile for seconds (CVE-2024-6232)."""
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type, header.size = tarfile.XHDTYPE, digits
+    png = io.BytesIO()
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(png, "PNG")
+    member = tarfile.TarInfo("a/1.png")
+    member.size = len(png.getvalue())
+    raw = (
+        header.tobuf(tarfile.USTAR_FORMAT) + _padded(b"1" * digits)
+        + member.tobuf(tarfile.USTAR_FORMAT) + _padded(png.getvalue()) + bytes(1024)
+    )  # fmt: skip
+    return gzip.compress(raw)
+
+
+def _padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % tarfile.BLOCKSIZE)
+
+
 def hostile_corpus() -> dict[str, bytes]:
     """One archive of each kind an upload must refuse, by name."""
     zeros, crc = zeros_deflated(1024)
@@ -122,4 +145,10 @@ def hostile_corpus() -> dict[str, bytes]:
         "truncated zip": good[: len(good) // 2],
         "not an archive (jpeg)": jpeg.getvalue(),
         "empty body": b"",
+        "pax header of 150,000 digits": pax_digits(150_000),
+        "sparse member (tar)": tar_bytes([tar_special("a/sparse.png", tarfile.GNUTYPE_SPARSE)]),
+        "path over 1,024 bytes": tar_bytes([("/".join(["d" * 200] * 6) + "/1.png", b"x")]),
+        "empty zip": zip_bytes([]),
+        "only macOS junk": zip_bytes([("__MACOSX/._a.png", b"x"), (".DS_Store", b"x")]),
+        "gzip of zeros": gzip.compress(bytes(10240)),
     }

@@ -33,15 +33,21 @@ def worker_pids(master_pid: int) -> list[int]:
     return sorted(int(pid) for pid in text.split())
 
 
-def rss_kib(pid: int) -> int | None:
-    """VmRSS of a process in KiB (/proc/<pid>/status), None if it is gone."""
+def rss_kib(pid: int, field: str = "VmRSS") -> int | None:
+    """VmRSS (or ``field``, e.g. VmHWM: the peak) of a process in KiB, from
+    /proc/<pid>/status; None if it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         pass
     return None
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Set a process's peak (VmHWM) back to its VmRSS: "5" to clear_refs, proc(5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 class Gunicorn:

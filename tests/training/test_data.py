@@ -79,6 +79,29 @@ def test_non_images_are_ignored_and_bad_images_skipped_and_named(colour_dataset)
     assert prepared.report["train_images"] + prepared.report["val_images"] == 36
 
 
+def test_a_confined_listing_opens_no_file_whose_real_path_leaves_data(tmp_path):
+    data = make_colour_dataset(tmp_path / "data", per_class=4)
+    outside = make_colour_dataset(tmp_path / "outside", per_class=2)
+    secret = outside / "red" / "red_000.png"  # an image, so reading it would look fine
+    (data / "red" / "passwd.png").symlink_to(secret)
+    (data / "linked").symlink_to(outside / "green")  # a class folder that is a link
+    (data / "blue" / "again.png").symlink_to(data / "green" / "green_000.png")  # inside DATA
+    everything = list_samples(data)
+    assert {s.path.name for s in everything.samples} >= {"passwd.png", "green_000.png"}
+
+    listing = list_samples(data, confine=True)
+    refused = sorted(Path(item["path"]).relative_to(data).as_posix() for item in listing.refused)
+    assert refused == ["linked/green_000.png", "linked/green_001.png", "red/passwd.png"]
+    assert all(s.path.resolve().is_relative_to(data) for s in listing.samples)
+    assert "again.png" in {s.path.name for s in listing.samples}
+    lines: list[str] = []
+    prepared = prepare(listing, SIZE, val_split=0.25, seed=1, log=lines.append)
+    [reported] = [s for s in prepared.report["skipped"] if s["path"].endswith("passwd.png")]
+    assert "leaves the dataset folder" in reported["reason"]
+    assert any("passwd.png" in line and "not read" in line for line in lines), lines
+    assert prepared.report["train_images"] + prepared.report["val_images"] == 13
+
+
 def _nothing(root: Path) -> None:
     pass
 

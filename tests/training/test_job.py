@@ -310,3 +310,12 @@ def test_doctor_corrections_are_applied_and_recorded_in_the_bundle(tmp_path):
     assert result["dataset"]["corrections"] == corrections
     classes = result["dataset"]["classes"]
     assert sum(classes["red"].values()) == 4 and sum(classes["blue"].values()) == 7
+
+
+def test_a_job_whose_loss_becomes_nan_fails_and_publishes_nothing(tmp_path):
+    settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=2, batch_size=8)
+    with pytest.raises(job.TrainingDiverged, match="nothing was published") as caught:
+        _run(tmp_path, **settings, lr=1e30, augment=False)
+    assert "lower the learning rate" in caught.value.message
+    store = ModelStore(tmp_path / "store")
+    assert store.names() == [] and not store.job_dir("job").exists()

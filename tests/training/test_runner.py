@@ -34,7 +34,7 @@ from training.runner_child import OWNED, epoch_rows, job_config, run_child, stat
 TINY = {
     "backbone": "smallcnn",
     "weights": "none",
-    "image_size": 16,
+    "image_size": 32,  # the least an HTTP job may ask (models.jobs.OPTION_RANGES)
     "batch_size": 8,
     "augment": False,
 }
@@ -324,6 +324,7 @@ def test_options_data_and_store_make_the_config(store):
     assert (config.name, config.data, config.store) == ("flowers", job.data, str(store))
     assert (config.epochs, config.lr, config.promote) == (3, "auto", True)
     assert not config.resume and not config.restart
+    assert config.confine_to_data, "a link out of the job's folder is not followed"
     assert (JobQueue(store).folder(job.id) / OWNED).is_file(), "its state is its own now"
 
 
