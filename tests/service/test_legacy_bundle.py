@@ -36,4 +36,11 @@ def test_a_format_1_bundle_serves_what_it_answered_then(legacy_client):
         assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-6)
         assert [t["label"] for t in got["top"]] == [t["label"] for t in want["top"]]
     metadata = legacy_client.get("/v1/models/legacy").json
-    assert metadata == json.loads((FIXTURES / "store_v1/legacy/1/metadata.json").read_text())
+    stored = json.loads((FIXTURES / "store_v1/legacy/1/metadata.json").read_text())
+    training, served_training = stored.pop("training"), metadata.pop("training")
+    assert metadata == stored
+    # No server path leaves the service: the dataset relative to itself, no store.
+    assert served_training == {
+        **{k: v for k, v in training.items() if k not in ("store", "cache_dir")},
+        "data": "data",
+    }
