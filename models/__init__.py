@@ -8,20 +8,26 @@
     response = bundle.predict(["photo.jpg"])         # == `ktl predict photo.jpg --json`
     response.predictions[0].top[0].label
 
-Importing this package registers ktl's custom Keras layers, so
-``keras.models.load_model("model_store/demo/1/model.keras")`` works after
-``import models``. TensorFlow is imported only when it is needed: the layers are
-registered the moment Keras is imported (at once if it already is), so light
-modules such as ``models.backbones`` stay quick to import.
+To load a bundle's bare Keras model, register ktl's custom layers by importing
+``models.layers`` (it imports Keras)::
+
+    import keras
+
+    import models.layers  # noqa: F401  (registers ktl's layers with Keras)
+
+    model = keras.saving.load_model("model_store/demo/1/model.keras")
+
+``load_bundle`` does that itself. ``import models`` alone imports no TensorFlow,
+so light modules such as ``models.backbones`` stay quick to import; when Keras is
+already imported it registers the layers too (there is no import hook), so
+``import keras, models`` still loads such a model, as in ktl 0.1.
 """
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from models.bundle import Bundle
@@ -48,28 +54,5 @@ def load_bundle(
     return bundle.load_bundle(path)
 
 
-class _RegisterLayersAfterKeras(importlib.abc.MetaPathFinder):
-    """Imports ``models.layers`` right after ``keras`` itself is imported."""
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != "keras":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
-            return spec
-        loader = spec.loader
-        execute = loader.exec_module
-
-        def exec_module(module: Any) -> None:
-            execute(module)
-            import models.layers  # noqa: F401
-
-        loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec
-
-
-if "keras" in sys.modules:
+if "keras" in sys.modules:  # registering costs nothing once Keras is imported
     import models.layers  # noqa: F401
-elif not any(isinstance(finder, _RegisterLayersAfterKeras) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterLayersAfterKeras())

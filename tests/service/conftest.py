@@ -9,7 +9,6 @@ from pathlib import Path
 
 import keras
 import pytest
-from PIL import Image
 
 from tests.support.data import encode_image
 from tests.support.tiny import LABELS, publish_tiny
@@ -63,8 +62,6 @@ def make_app(tiny_store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
 
     for variable in [name for name in os.environ if name.startswith("KTL_")]:
         monkeypatch.delenv(variable)
-    # create_app sets Pillow's global limit; give the original back afterwards.
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
     apps = []
 
     def make_app(**overrides):
@@ -83,9 +80,7 @@ def app(tiny_store: Path):
     from service.app import create_app
     from service.config import ServiceConfig
 
-    saved = Image.MAX_IMAGE_PIXELS
     app = create_app(ServiceConfig(model_store=tiny_store, reload_interval=0))
-    Image.MAX_IMAGE_PIXELS = saved
     yield app
     app.extensions["ktl"].registry.close()
 

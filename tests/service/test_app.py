@@ -23,13 +23,18 @@ def test_the_environment_configures_the_app(make_app, monkeypatch, tiny_store, i
     monkeypatch.setenv("KTL_TOP_K", "1")
     monkeypatch.setenv("KTL_MAX_UPLOAD_MB", "2")
     monkeypatch.setenv("KTL_MAX_IMAGE_PIXELS", "5000")
+    pillow_limit = Image.MAX_IMAGE_PIXELS
     app = create_app()
     assert app.config["MAX_CONTENT_LENGTH"] == 2 * 2**20
-    assert Image.MAX_IMAGE_PIXELS == 5000
-    response = app.test_client().post(
-        "/v1/models/tiny/predict", data=image_bytes(), content_type="image/png"
-    )
+    client = app.test_client()
+    response = client.post("/v1/models/tiny/predict", data=image_bytes(), content_type="image/png")
     assert len(response.json["predictions"][0]["top"]) == 1
+    # The pixel limit holds per image, with Pillow's process-wide one left as it was.
+    too_large = client.post(
+        "/v1/models/tiny/predict", data=image_bytes(size=(80, 70)), content_type="image/png"
+    )
+    assert too_large.status_code == 413 and "5,000 pixels" in too_large.json["error"]
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit
 
 
 def test_a_config_object_or_overrides(make_app, tiny_store):

@@ -9,7 +9,6 @@ import shutil
 from collections import Counter
 
 import pytest
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.releases import remove_label, set_label
@@ -36,9 +35,7 @@ def serving(released_store):
     from service.app import create_app
     from service.config import ServiceConfig
 
-    saved = Image.MAX_IMAGE_PIXELS
     app = create_app(ServiceConfig(model_store=released_store, reload_interval=0))
-    Image.MAX_IMAGE_PIXELS = saved
     yield released_store, app
     app.extensions["ktl"].registry.close()
 
