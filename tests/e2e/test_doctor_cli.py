@@ -59,11 +59,12 @@ def test_planted_wrong_labels_and_near_copies_are_listed(tmp_path):
     assert "Traceback" not in result.stderr
     rows = _rows(out)
     issues = [row["path"] for row in rows if row["kind"] == "label_issue"]  # most suspect first
-    top = set(issues[: len(flipped)])
-    print(f"flipped {len(flipped)}: {len(top & flipped)} in the top {len(flipped)}, "
-          f"{len(set(issues) & flipped)} of the {len(issues)} flagged")  # fmt: skip
-    assert len(top & flipped) >= 0.75 * len(flipped), (issues, flipped)
-    assert len(set(issues) & flipped) >= 0.6 * len(set(issues))
+    found = set(issues) & flipped
+    print(f"flipped {len(flipped)}: {len(found)} of the {len(issues)} flagged")
+    # The doctor's targets (docs/doctor.md): precision first, since every row costs a
+    # person a look (confident learning's own filter), and most of the flips found.
+    assert len(found) >= 0.8 * len(issues), (issues, flipped)  # precision
+    assert len(found) >= 0.6 * len(flipped), (issues, flipped)  # recall
     assert "label issues, most suspect first" in result.stdout
     groups = json.loads((out / "doctor.json").read_text())["near_duplicate_groups"]
     for copy, original in planted.items():
