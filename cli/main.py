@@ -33,6 +33,7 @@ from cli.commands import (
     versions,
 )
 from cli.common import EXIT_USAGE
+from models import quiet
 
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool killed by SIGPIPE
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    quiet.install()  # before any command imports TensorFlow: its start-up lines stay off
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return args.run(args)
