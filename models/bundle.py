@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -183,7 +183,7 @@ def save_bundle(
     model: keras.Model,
     metadata: BundleMetadata,
     reports: dict[str, bytes] | None = None,
-    artifacts: dict[str, Path | bytes] | None = None,
+    artifacts: Mapping[str, Path | bytes] | None = None,
 ) -> tuple[int, Path]:
     """Write ``model`` (and report files) as the next version of ``metadata.name``;
     returns ``(version, path)``. ``artifacts`` are files copied (or bytes written) in
