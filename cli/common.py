@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from models.store import ModelStore
 
 EXIT_USAGE = 2  # a usage or input error (models.errors.UserError.exit_code)
+# What a model without a version means: its default version (store.resolve).
+DEFAULT_VERSION = "the default version: the one labelled stable, else the latest"
+MODEL_HELP = f"a model, NAME alone meaning {DEFAULT_VERSION}"
 
 
 def store_default() -> str:
@@ -36,7 +39,7 @@ def add_json(parser: argparse.ArgumentParser, help: str) -> None:
 def add_model(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     """``--name`` and ``--version`` of a published model."""
     parser.add_argument("--name", required=required, help="model name")
-    parser.add_argument("--version", type=int, help="version (default: the latest)")
+    parser.add_argument("--version", type=int, help=f"version (default: {DEFAULT_VERSION})")
 
 
 def print_json(data: Any) -> None:

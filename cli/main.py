@@ -5,6 +5,7 @@ stderr; anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib.metadata
 import os
 import signal
@@ -33,6 +34,7 @@ from cli.commands import (
     versions,
 )
 from cli.common import EXIT_USAGE
+from models import quiet
 
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool killed by SIGPIPE
@@ -90,8 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    command = next((word for word in words if not word.startswith("-")), None)
+    names = _command_names(parser)
+    if command is not None and command not in names:
+        close = difflib.get_close_matches(command, names, n=1)
+        if close:  # argparse itself only lists every command
+            parser.error(f"unknown command {command!r}; did you mean {close[0]!r}?")
+    args = parser.parse_args(argv)
+    quiet.install()  # before any command imports TensorFlow: its start-up lines stay off
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return args.run(args)
@@ -126,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ktl: error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def _command_names(parser: argparse.ArgumentParser) -> list[str]:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(sub.choices)
 
 
 def _version() -> str:

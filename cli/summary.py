@@ -11,10 +11,15 @@ def figures_line(name: str, figures: dict[str, Any]) -> str:
     interval = figures.get("accuracy_interval")
     spread = f"95 % CI {interval[0]:.2f}-{interval[1]:.2f}, " if interval else ""
     images = figures.get("images", figures.get("val_images"))
+    # top-1 is the accuracy itself (two classes): said once.
+    top = (
+        f"top-{figures['top_k']} {figures['top_k_accuracy']:.3f}, "
+        if figures.get("top_k", 1) > 1
+        else ""
+    )
     return (
         f"  {name:<12}accuracy {figures['accuracy']:.3f} ({spread}{images} images), "
-        f"top-{figures['top_k']} {figures['top_k_accuracy']:.3f}, loss {figures['loss']:.3f}, "
-        f"macro F1 {figures['macro_f1']:.3f}"
+        f"{top}loss {figures['loss']:.3f}, macro F1 {figures['macro_f1']:.3f}"
     )
 
 
@@ -64,7 +69,7 @@ def decision_lines(decision: dict[str, Any]) -> list[str]:
 
 
 def class_table(figures: dict[str, Any]) -> list[str]:
-    width = max(len(label) for label in figures["per_class"]) + 2
+    width = max(len("class"), *(len(label) for label in figures["per_class"])) + 2
     lines = [f"  {'class':<{width}}precision  recall     f1  support"]
     for label, c in figures["per_class"].items():
         lines.append(

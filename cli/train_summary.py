@@ -8,9 +8,10 @@ from typing import Any
 from cli import summary
 
 
-def _phase_line(phase: dict[str, Any]) -> str:
-    """ "scratch 23 of 40 epochs, stopped early, kept epoch 13"."""
-    line = f"{phase['name']} {phase['epochs']}"
+def _phase_line(phase: dict[str, Any], recipe: str) -> str:
+    """ "head 23 of 40 epochs, stopped early, kept epoch 13"; without the phase's name
+    when it is the recipe's ("scratch: 30 of 30 epochs")."""
+    line = f"{phase['epochs']}" if phase["name"] == recipe else f"{phase['name']} {phase['epochs']}"
     if "max_epochs" in phase:
         line += f" of {phase['max_epochs']}"
     line += " epochs"
@@ -85,7 +86,7 @@ def print_summary(result: dict[str, Any]) -> None:
     )
     lines = [f"  note        {warning}" for warning in dataset["warnings"]]
     lines.append(f"  training    {training['recipe']}: ")
-    lines[-1] += "; ".join(_phase_line(p) for p in training["phases"])
+    lines[-1] += "; ".join(_phase_line(p, training["recipe"]) for p in training["phases"])
     regime = _regime_line(training.get("regime", {}))
     if regime:
         lines.append(f"  regime      {regime}")

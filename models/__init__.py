@@ -43,6 +43,9 @@ def load_bundle(
     (default: the model's default version)."""
     import os
 
+    from models import quiet
+
+    quiet.install()  # before TensorFlow is imported: no start-up banner on the user's terminal
     from models import bundle
     from models.store import METADATA_FILE, ModelStore
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -30,6 +30,9 @@ from models.store import METADATA_FILE, ModelStore, PublishError
 
 MODEL_FILE = "model.keras"
 REPORTS_DIR = "reports"
+# The content hashes (sha256 of the file's bytes, one a line) of the images the version
+# trained and validated on; not in reports/, which the service serves.
+SEEN_FILE = "seen.txt"
 
 __all__ = ["Bundle", "BundleError", "BundleMetadata", "load_bundle", "save_bundle"]
 
@@ -63,6 +66,14 @@ class Bundle:
     def classifier(self) -> Classifier:
         """The traced forward pass of this bundle, built (and warmed up) on first use."""
         return Classifier(self)
+
+    def seen(self) -> frozenset[str] | None:
+        """The content hashes of the images this version trained and validated on;
+        None for a version that does not record them (published before ktl did)."""
+        path = self.path / SEEN_FILE
+        if not path.is_file():
+            return None
+        return frozenset(path.read_text().split())
 
     def engine(self, choice: str = "keras", gate: float | None = None) -> ServingEngine:
         """The forward pass that serves this version under ``choice`` (``auto``,
@@ -150,6 +161,11 @@ def load_bundle(bundle_dir: str | Path) -> Bundle:
     return Bundle(bundle_dir, metadata, model)
 
 
+def seen_file(hashes: Sequence[str]) -> bytes:
+    """:data:`SEEN_FILE`'s bytes for these content hashes."""
+    return "".join(f"{digest}\n" for digest in hashes).encode()
+
+
 def framework_versions() -> dict[str, str]:
     import platform
 
@@ -167,12 +183,12 @@ def save_bundle(
     model: keras.Model,
     metadata: BundleMetadata,
     reports: dict[str, bytes] | None = None,
-    artifacts: dict[str, Path] | None = None,
+    artifacts: Mapping[str, Path | bytes] | None = None,
 ) -> tuple[int, Path]:
     """Write ``model`` (and report files) as the next version of ``metadata.name``;
-    returns ``(version, path)``. ``artifacts`` are files copied in at the relative
-    path given (an engine's model file). ``files`` and ``framework`` are filled in
-    here, the version by the store."""
+    returns ``(version, path)``. ``artifacts`` are files copied (or bytes written) in
+    at the relative path given (an engine's model file, :data:`SEEN_FILE`). ``files``
+    and ``framework`` are filled in here, the version by the store."""
     name = metadata.name
     try:
         staging = store.staging_dir(name)
@@ -187,7 +203,10 @@ def save_bundle(
         for relative, source in (artifacts or {}).items():
             target = staging / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+            if isinstance(source, bytes):
+                target.write_bytes(source)
+            else:
+                shutil.copyfile(source, target)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError):

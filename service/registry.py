@@ -346,11 +346,9 @@ class ModelRegistry:
             before = old.models.get(name)
             previous_default = before.default_version if before else None
             if state.default_version != previous_default:
+                was = "" if previous_default is None else f" (was {previous_default})"
                 log.info(
-                    "Model %r now serves version %s by default (was %s)",
-                    name,
-                    state.default_version,
-                    previous_default,
+                    "Model %r now serves version %s by default%s", name, state.default_version, was
                 )
             canary = (state.canary_version, state.canary_weight)
             if canary != ((before.canary_version, before.canary_weight) if before else (None, 0)):

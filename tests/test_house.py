@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("models", "training", "service", "cli")
+PACKAGES = ("ktl", "models", "training", "service", "cli")
 MODULE_LINES, FUNCTION_LINES = 400, 60
 SOURCES = sorted(path for package in PACKAGES for path in (ROOT / package).rglob("*.py"))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("models", "training", "service", "cli")
+PACKAGES = ("ktl", "models", "training", "service", "cli")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 

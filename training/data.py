@@ -340,6 +340,8 @@ def _split(listing, hashes, assignment, pixels, skipped, log, near=()) -> Prepar
         raise DataError("no validation images are left after removing copies of training images")
     report = health_report(listing, labels, hashes, good, parts, leaked, skipped, near)
     report.update(test_split=assignment.test_split, test_note=assignment.note)
+    # The bundle records what the version learnt from (``ktl evaluate`` warns on them).
+    report["seen"] = sorted({str(hashes[i]) for i in parts["train"] + parts["val"]})
     if assignment.note:
         report["warnings"].append(assignment.note)
     for line in report["warnings"]:

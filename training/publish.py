@@ -43,7 +43,7 @@ def bundle_metadata(
 ) -> BundleMetadata:
     """The metadata of the bundle a job publishes (its version comes at publish)."""
     size = config.resolved_image_size()
-    dataset = {k: v for k, v in prepared.report.items() if k != "warnings"}
+    dataset = {k: v for k, v in prepared.report.items() if k not in ("warnings", "seen")}
     return BundleMetadata(
         name=config.name,
         labels=tuple(prepared.labels),

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from models import int8
-from models.bundle import MODEL_FILE, REPORTS_DIR, Bundle, save_bundle
+from models.bundle import MODEL_FILE, REPORTS_DIR, SEEN_FILE, Bundle, save_bundle, seen_file
 from models.errors import ConfigError
 from models.metadata import Engine, Lineage
 from models.predictions import threshold_of
@@ -77,15 +77,16 @@ def save_published(
     log: Log,
 ) -> tuple[int, Path]:
     """``save_bundle`` of a job, with an INT8 engine when ``--int8`` asks for one."""
+    seen = {SEEN_FILE: seen_file(prepared.report.get("seen", []))}
     if not config.int8:
-        return save_bundle(store, model, metadata, reports)
+        return save_bundle(store, model, metadata, reports, seen)
     with tempfile.TemporaryDirectory(prefix="ktl-int8-") as tmp:
         artifacts, engine = int8_engine(
             model, config.resolved_image_size(), prepared.pixels, prepared.train,
             outcome.checked, outcome.decision["threshold"], Path(tmp), log,
         )  # fmt: skip
         metadata = metadata.replace(engines={"int8": engine.model_dump()})
-        return save_bundle(store, model, metadata, reports, artifacts)
+        return save_bundle(store, model, metadata, reports, {**artifacts, **seen})
 
 
 def predict_rows(runner: int8.Int8Runner, validation: Validation) -> np.ndarray:
@@ -139,5 +140,7 @@ def quantize_version(
             for path in sorted((bundle.path / REPORTS_DIR).rglob("*"))
             if path.is_file()
         }
+        if (bundle.path / SEEN_FILE).is_file():  # the same images as the original's
+            artifacts[SEEN_FILE] = bundle.path / SEEN_FILE
         version, path = save_bundle(store, bundle.model, metadata, reports, artifacts)
     return version, path, engine

@@ -42,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from models import quiet
 from models.errors import ConfigError, KtlError
 from models.jobs import LOG_FILE, Job, JobQueue, check_options
 from models.store import METADATA_FILE, ModelStore
@@ -222,7 +223,7 @@ def job_log(queue: JobQueue, job: Job, store: str | Path) -> Log:
 def run_child(job_id: str, store: str | Path) -> int:
     """Train the job ``job_id`` and record how it ended: 0 succeeded, 1 failed, 130
     interrupted (SIGTERM: the job stays running, for the next runner to resume)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet.install()  # TensorFlow's start-up lines stay out of the job's log
     signal.signal(signal.SIGTERM, _interrupt)
     queue = JobQueue(store)
     job = queue.get(job_id)

@@ -1,9 +1,12 @@
 """Scoring a published version on labelled data without training (``ktl evaluate``):
 the figures ``ktl train`` gives, with intervals, for any version on any dataset.
 
-By default the images scored are DATA's test split as the version's own settings
+``ktl evaluate`` scores every image of DATA by default, and says how many of them
+the version trained or validated on (their content hashes are in the bundle's
+``seen.txt``). A split (``test``) is DATA's split as the version's own settings
 draw it (the same seed and shares, from each image's content), so two versions
-trained on the same or a grown dataset are compared on images neither trained on.
+trained on the same or a grown dataset are compared on images neither trained on
+(``ktl compare``, ``--promote-if-better``).
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ def decoded_split(
 def score_version(
     bundle: Bundle,
     data: str | Path,
-    split: str = "test",
+    split: str = "all",
     log: Callable[[str], None] = print,
     drawn_by: Bundle | None = None,
 ) -> dict[str, Any]:
@@ -104,6 +107,9 @@ def score_version(
     drawn with the settings of ``drawn_by`` (default: the version's own), so that two
     versions can be scored on the same images."""
     decoded = decoded_split(bundle, data, split, log, drawn_by)
+    seen = seen_by(bundle, decoded.digests)
+    if seen:
+        log(seen_warning(bundle, seen, len(decoded.digests)))
     probabilities = bundle.classifier.predict(decoded.pixels)
     targets = decoded.targets
     threshold = bundle.metadata.decision.threshold if bundle.metadata.decision else 0.0
@@ -121,7 +127,24 @@ def score_version(
         "fingerprint": fingerprint(decoded.digests),
         "skipped": decoded.skipped,
         "unknown_classes": decoded.unknown,
+        "images": len(decoded.digests),
+        "seen": seen,  # of them, trained or validated on; None: the version does not say
     }
+
+
+def seen_by(bundle: Bundle, digests: list[str]) -> int | None:
+    """How many of these images ``bundle`` trained or validated on (None: unknown)."""
+    known = bundle.seen()
+    return None if known is None else sum(digest in known for digest in digests)
+
+
+def seen_warning(bundle: Bundle, seen: int, images: int) -> str:
+    return (
+        f"Warning: {seen} of the {images} images scored are images {bundle.name} version "
+        f"{bundle.version} trained or validated on, so these figures are optimistic; score "
+        "it on images it has not seen (or pass --split test for the test split of the data "
+        "it was trained on)"
+    )
 
 
 def _rows(bundle: Bundle, listing, hashes: list[str | None], split: str) -> list[int]:

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="For each backbone whose weights are at hand (ImageNet weights already "
         "in Keras' cache, or --weights NAME=FILE), compute its features of DATA's training "
         "and validation images once and cross-validate a linear probe on them (5-fold): "
-        "accuracy with its 95 %% interval, seconds and parameters, and the pick (the most "
+        "accuracy with its 95 % interval, seconds and parameters, and the pick (the most "
         "accurate; a tie, as many images right, goes to the cheaper model). The test split "
         "ktl train would hold out is never looked at. Candidates without weights are listed "
         "as skipped, with the reason.",

@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from cli import summary
-from cli.common import add_json, add_store, print_json
+from cli.common import MODEL_HELP, add_json, add_store, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -15,18 +15,20 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "evaluate",
         help="score a published version on labelled data",
         description="Score a published version on labelled DATA (the layouts ktl train reads) "
-        "without training: accuracy with its 95 %% interval, per-class figures, calibration "
-        "(ECE, NLL, Brier) and what its decision threshold answers. By default on DATA's test "
-        "split as the version's own settings draw it, so versions are compared on images "
-        "none of them trained on.",
+        "without training: accuracy with its 95 % interval, per-class figures, calibration "
+        "(ECE, NLL, Brier) and what its decision threshold answers. Every image of DATA is "
+        "scored, and a warning says how many of them the version trained or validated on; "
+        "--split test scores only DATA's test split as the version's own settings draw it "
+        "(the images it was tested on, when DATA is the data it was trained on).",
     )
-    parser.add_argument("model", metavar="NAME[:VERSION]", help="a model (default: its latest)")
+    parser.add_argument("model", metavar="NAME[:VERSION]", help=MODEL_HELP)
     parser.add_argument("data", metavar="DATA", help="class folders, train/ val/ test/, or a CSV")
     parser.add_argument(
         "--split",
-        default="test",
-        choices=("test", "val", "train", "all"),
-        help="which images of DATA to score (default test)",
+        default="all",
+        choices=("all", "test", "val", "train"),
+        help="which images of DATA to score: all (default), or one split of DATA as the "
+        "version's settings draw it",
     )
     add_store(parser)
     add_json(parser, "print the figures as one JSON object")

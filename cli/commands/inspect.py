@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli.common import add_json, add_store, load_model, note, print_json
+from cli.common import DEFAULT_VERSION, add_json, add_store, load_model, note, print_json
 from models.errors import ConfigError
 
 
@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("backbone", nargs="?", metavar="BACKBONE", help="a name of `ktl backbones`")
     parser.add_argument("--name", help="a published model instead of a backbone")
-    parser.add_argument("--version", type=int, help="version of --name (default: the latest)")
+    parser.add_argument(
+        "--version", type=int, help=f"version of --name (default: {DEFAULT_VERSION})"
+    )
     parser.add_argument("--image-size", type=int, help="input size for BACKBONE (default: its own)")
     parser.add_argument("--filters", metavar="OUT.png", help="also write the first conv's filters")
     add_store(parser)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import add_json, add_store, note, print_json
+from cli.common import MODEL_HELP, add_json, add_store, note, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "original. The service serves the INT8 engine where its top-1 agreement reaches "
         "KTL_INT8_MIN_AGREEMENT (default 0.99).",
     )
-    parser.add_argument("model", metavar="NAME[:VERSION]", help="a model (default: its latest)")
+    parser.add_argument("model", metavar="NAME[:VERSION]", help=MODEL_HELP)
     parser.add_argument(
         "--calibration",
         required=True,

@@ -68,6 +68,23 @@ def test_doctor_settings_are_refused_before_tensorflow_is_imported(flags, messag
     assert message in result.stderr
 
 
+def test_a_mistyped_command_gets_the_closest_one(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["trian", "data"])
+    assert exited.value.code == 2
+    assert "unknown command 'trian'; did you mean 'train'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [m.register.__module__.rsplit(".", 1)[1] for m in COMMANDS])
+def test_help_shows_no_doubled_percent_nor_latest_for_the_default(capsys, command):
+    name = {"list_models": "models", "lr_find": "lr-find"}.get(command, command)
+    with pytest.raises(SystemExit):
+        main([name, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "%%" not in text
+    assert "(default: its latest)" not in text and "(default: the latest)" not in text
+
+
 def test_every_command_is_registered_once():
     parser = build_parser()
     names = [name for name in parser._subparsers._group_actions[0].choices]  # type: ignore[union-attr]
@@ -131,7 +148,10 @@ def test_the_summary_says_how_training_ended_and_what_it_must_beat(capsys):
         }
     )  # fmt: skip
     out = capsys.readouterr().out
-    assert "scratch 15 of 40 epochs, stopped early" in out and "kept epoch 5's weights" in out
+    assert "training    scratch: 15 of 40 epochs, stopped early" in out
+    assert "kept epoch 5's weights" in out
+    assert "top-1" not in out  # two classes: the accuracy, said once
+    assert "  class  precision" in out
     assert "always 'a': 0.500; chance: 0.500" in out
     assert "WARNING     accuracy 0.500 is no better" in out
     assert "note        only 12 validation images" in out

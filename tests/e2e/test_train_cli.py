@@ -41,7 +41,9 @@ def test_train_publishes_a_complete_bundle(trained):
     assert summary["dataset"]["ignored_files"] == 1
     assert summary["metrics"]["accuracy"] >= 0.8, summary["metrics"]  # chance is 1/3
     bundle_dir = Path(summary["path"])
-    assert {p.name for p in bundle_dir.iterdir()} == {"model.keras", "metadata.json", "reports"}
+    assert {p.name for p in bundle_dir.iterdir()} == {
+        "model.keras", "metadata.json", "reports", "seen.txt"
+    }  # fmt: skip
     assert (bundle_dir / "reports" / "history.csv").read_text().startswith("phase,epoch,loss")
     metrics = json.loads((bundle_dir / "reports" / "metrics.json").read_text())
     assert metrics == summary["metrics"]
@@ -118,6 +120,25 @@ def test_a_second_run_publishes_version_two(trained):
     assert result.returncode == 0, result.stderr
     assert "Published colours version 2" in result.stdout
     assert ModelStore(store).versions("colours") == [1, 2]
+
+
+def test_evaluate_scores_every_image_and_warns_on_those_it_learnt_from(trained, tmp_path):
+    data, store, _ = trained
+    fresh = make_colour_dataset(tmp_path / "fresh", per_class=5, size=24, seed=11)
+    new = ktl("evaluate", "colours:1", str(fresh), "--store", str(store), "--json")
+    assert new.returncode == 0, new.stderr
+    scored = json.loads(new.stdout)
+    assert (scored["split"], scored["images"], scored["seen"]) == ("all", 15, 0)
+    assert scored["figures"]["images"] == 15
+    assert "Warning" not in new.stderr
+    seen = (store / "colours" / "1" / "seen.txt").read_text().split()
+    assert 0 < len(seen) <= 48  # 16 per class (the broken file is not), train and validation
+    old = ktl("evaluate", "colours:1", str(data), "--store", str(store), "--json")
+    assert old.returncode == 0, old.stderr
+    assert (json.loads(old.stdout)["images"], json.loads(old.stdout)["seen"]) == (48, len(seen))
+    assert f"Warning: {len(seen)} of the 48 images scored are images colours version 1 " in (
+        old.stderr
+    )
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,13 @@ import pytest
 
 from models.bundle import (
     MODEL_FILE,
+    SEEN_FILE,
     BundleError,
     file_digests,
     load_bundle,
     read_metadata,
     save_bundle,
+    seen_file,
     sha256_file,
 )
 from models.metadata import FORMAT_VERSION
@@ -105,6 +107,18 @@ def test_a_tampered_report_is_refused(tmp_path, tiny_model):
     _, path = save_bundle(store, tiny_model, tiny_metadata(), {"a.txt": b"1"})
     (path / "reports" / "a.txt").write_bytes(b"2")
     with pytest.raises(BundleError, match=r"reports/a\.txt.*sha256"):
+        load_bundle(path)
+
+
+def test_the_images_a_version_learnt_from_are_recorded_and_checksummed(tmp_path, tiny_model):
+    store = ModelStore(tmp_path / "store")
+    _, old = save_bundle(store, tiny_model, tiny_metadata())
+    assert load_bundle(old).seen() is None  # published before bundles recorded them
+    recorded = {SEEN_FILE: seen_file(["ab" * 32, "cd" * 32])}
+    _, path = save_bundle(store, tiny_model, tiny_metadata(), None, recorded)
+    assert load_bundle(path).seen() == {"ab" * 32, "cd" * 32}
+    (path / SEEN_FILE).write_text("ef" * 32 + "\n")
+    with pytest.raises(BundleError, match=r"seen\.txt.*sha256"):
         load_bundle(path)
 
 

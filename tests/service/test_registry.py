@@ -263,3 +263,17 @@ def test_a_deleted_version_goes_on_the_next_poll_and_requests_on_it_finish(
     assert in_flight.infer(blank()).shape == (1, 3)
     with pytest.raises(ModelNotFound):
         registry.get("tiny", 2)
+
+
+def test_the_log_says_which_version_serves_and_what_it_replaced(store, publish, loader, caplog):
+    registry = ModelRegistry(ModelStore(store), loader, reload_interval=0)
+    with caplog.at_level(logging.INFO, logger="ktl.service"):
+        registry.reload()
+        publish(store)
+        registry.reload()
+    registry.close()
+    messages = [r.getMessage() for r in caplog.records if "by default" in r.getMessage()]
+    assert messages == [
+        "Model 'tiny' now serves version 1 by default",
+        "Model 'tiny' now serves version 2 by default (was 1)",
+    ]

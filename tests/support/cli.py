@@ -15,13 +15,16 @@ KTL = "import sys; from cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def ktl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``ktl ARGS...``: its exit code, stdout and stderr."""
+    """``ktl ARGS...``: its exit code, stdout and stderr. A variable that ``env``
+    maps to None is left out (``TF_CPP_MIN_LOG_LEVEL``: None runs ktl as a user
+    does, without the quieting the tests otherwise add)."""
+    merged = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.run(
         [sys.executable, "-c", KTL, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+        env={key: value for key, value in merged.items() if value is not None},
     )
 
 
