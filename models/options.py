@@ -482,3 +482,18 @@ def _bounds_words(metadata: list[Any]) -> str:
     high_word = "to" if closed else ("at most" if words["high"] == "to" else "less than")
     low_word = words["low"] if closed or words["low"] == "more than" else "at least"
     return f"{low_word} {low:,} {'' if closed else 'and '}{high_word} {high:,}"
+
+
+def http_options_schema() -> dict[str, Any]:
+    """The JSON schema of ``POST /v1/jobs``'s options: the fields HTTP may set."""
+    full = TrainOptions.model_json_schema()["properties"]
+    properties = {}
+    for name in http_options():
+        schema = {k: v for k, v in full[name].items() if k not in ("ktl", "title")}
+        properties[name] = schema
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": ["name"],
+        "additionalProperties": False,
+    }
