@@ -29,6 +29,7 @@ class TrainConfig(TrainOptions):
     is defined), with the defaults that depend on others filled by ``resolve_defaults``."""
 
     confine_to_data: bool = False  # skip files whose real path leaves DATA (service jobs)
+    via: Via = "cli"  # the interface that gave the options: errors name them its way
 
     @property
     def transfer(self) -> bool:
@@ -98,7 +99,7 @@ def build_config(file_settings: dict, flag_settings: dict, via: Via = "cli") -> 
     def speller(key: str) -> str:
         return spell(key, "toml" if key in file_settings and key not in flags else via)
 
-    config = parse(merged, speller, model=TrainConfig)
+    config = parse({**merged, "via": via}, speller, model=TrainConfig)
     assert isinstance(config, TrainConfig)
     return config.resolve_defaults()
 
