@@ -37,7 +37,8 @@ from models.errors import (
     UserError,
     did_you_mean,
 )
-from models.options import HTTP_WEIGHTS, http_options, parse, spell
+from models.option_checks import parse, spell
+from models.options import HTTP_WEIGHTS, http_options
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})

@@ -11,7 +11,8 @@ from typing import Any
 
 from models.backbones import get_backbone
 from models.errors import ConfigError, did_you_mean
-from models.options import SCHEDULES, STRATEGIES, TrainOptions, Via, parse, spell
+from models.option_checks import parse, spell
+from models.options import SCHEDULES, STRATEGIES, TrainOptions, Via
 
 __all__ = ["SCHEDULES", "STRATEGIES", "ConfigError", "TrainConfig", "build_config", "read_toml"]
 

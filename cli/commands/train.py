@@ -8,7 +8,8 @@ from typing import Any
 
 from cli.common import add_json, print_json, store_default
 from cli.train_summary import print_summary
-from models.options import TrainOptions, describe, extra
+from models.option_checks import describe
+from models.options import TrainOptions, extra
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
