@@ -11,6 +11,7 @@ from models.backbones import BackboneSpec, keras_models_dir
 from models.choices import POOLING
 from models.errors import ConfigError, UserError, WeightsUnavailable
 from models.layers import BackbonePreprocessing
+from models.options import DEFAULT_BACKBONE, Via
 
 
 class WeightsError(ConfigError):
@@ -43,9 +44,10 @@ def resolve_weights(spec: BackboneSpec, weights: str) -> str | None:
 
 
 def build_backbone(
-    spec: BackboneSpec, image_size: tuple[int, int], weights: str | None
+    spec: BackboneSpec, image_size: tuple[int, int], weights: str | None, via: Via = "cli"
 ) -> keras.Model:
-    """The backbone with ``weights``; ``WeightsUnavailable`` explains how to get ImageNet's."""
+    """The backbone with ``weights``; ``WeightsUnavailable`` explains how to get ImageNet's,
+    in the words of the interface ``via`` that asked (its flags, or its HTTP options)."""
     if min(image_size) < spec.min_size:
         raise WeightsError(
             f"{spec.name} needs images of at least {spec.min_size}x{spec.min_size} pixels; "
@@ -69,6 +71,8 @@ def build_backbone(
         cache = keras_cache_path(spec)
         if weights is None or cache.is_file():
             raise  # the weights were there: this is some other failure, not the download
+        if via == "http":
+            raise WeightsUnavailable(_offline_over_http(spec, exc)) from exc
         raise WeightsUnavailable(
             f"ImageNet weights for {spec.name} could not be obtained ({exc}).\n"
             f"Keras caches them at {cache} (the folder follows KERAS_HOME).\n"
@@ -78,6 +82,18 @@ def build_backbone(
             "download). Without ImageNet features: --weights none trains from random "
             "initialisation (expect much lower accuracy on small datasets)."
         ) from exc
+
+
+def _offline_over_http(spec: BackboneSpec, exc: Exception) -> str:
+    """The missing-weights advice for a job sent over HTTP: its own options, no server path."""
+    return (
+        f"ImageNet weights for {spec.name} could not be obtained: this server cannot "
+        f"download them ({type(exc).__name__}). Choose the option "
+        f'"backbone": "{DEFAULT_BACKBONE}", whose ImageNet weights ship with ktl (no '
+        'download), or "weights": "none" to train from random initialisation (expect much '
+        "lower accuracy on small datasets). The server's operator can also put the file "
+        f"{spec.weights_file} in its Keras cache."
+    )
 
 
 def build_classifier(

@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
-import math
 import os
 import re
 import secrets
@@ -29,8 +29,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.errors import ConfigError, NotFound, OperationalError, Unavailable, UserError
-from models.store import validate_name
+from models.errors import (
+    ConfigError,
+    NotFound,
+    OperationalError,
+    Unavailable,
+    UserError,
+    did_you_mean,
+)
+from models.option_checks import parse, spell
+from models.options import HTTP_WEIGHTS, http_options
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -41,33 +49,6 @@ LOG_FILE = "log.txt"
 # job's training state (<store>/.jobs/<name>) is its own, so only that is resumed.
 _ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 _RETRY_AFTER_S = 60
-
-# Training settings a job may take over HTTP, by kind (the names of the TOML job
-# file). Nothing that names a path on the server: not the store, a cache or a log
-# folder, a weights file, --exclude/--relabel/--ood files, --resume or a strategy.
-# tests/models/test_jobs.py checks the kinds against training.config.TrainConfig.
-ALLOWED_OPTIONS: dict[str, str] = {
-    "name": "str", "backbone": "str", "weights": "str", "image_size": "int",
-    "batch_size": "int", "epochs": "int", "fine_tune_epochs": "int", "min_steps": "int",
-    "unfreeze_from": "str", "lr": "float|auto", "fine_tune_lr": "float|auto",
-    "schedule": "str", "layer_decay": "float", "label_smoothing": "float", "mixup": "float",
-    "cutmix": "float", "randaugment": "bool", "tta": "bool", "val_split": "float",
-    "test_split": "float", "seed": "int", "augment": "bool", "dropout": "float",
-    "pooling": "str", "patience": "int", "calibrate": "bool", "min_confidence": "float|auto",
-    "target_accuracy": "float", "promote": "bool", "promote_if_better": "bool", "int8": "bool",
-}  # fmt: skip
-# The range each number may take over HTTP (inclusive; finer rules, such as lr > 0, are
-# the job's): wide enough for any real run, narrow enough that none asks for years of
-# training or a learning rate that can only end in NaN.
-OPTION_RANGES: dict[str, tuple[float, float]] = {
-    "image_size": (32, 1024), "batch_size": (1, 4096), "epochs": (1, 10_000),
-    "fine_tune_epochs": (0, 10_000), "min_steps": (0, 10_000_000), "lr": (0, 10),
-    "fine_tune_lr": (0, 10), "layer_decay": (0, 1), "label_smoothing": (0, 1),
-    "mixup": (0, 100), "cutmix": (0, 100), "val_split": (0, 1), "test_split": (0, 1),
-    "seed": (0, 2**32 - 1), "dropout": (0, 1), "patience": (1, 10_000),
-    "min_confidence": (0, 1), "target_accuracy": (0, 1),
-}  # fmt: skip
-_WEIGHTS = re.compile(r"imagenet|none|model:[a-z0-9][a-z0-9_-]{0,63}(:[A-Za-z0-9_-]{1,64})?")
 
 
 class UnknownJob(NotFound):
@@ -92,54 +73,34 @@ class RunnerBusy(OperationalError):
 
 
 def check_options(options: Any) -> dict[str, Any]:
-    """The options of a job from outside (HTTP), if every key is an allowed training
-    setting of the right kind; ``InvalidOptions`` names the first that is not. Ranges
-    are the job's to check: it fails at once with the same message ``ktl train`` gives."""
+    """The options of a job from outside (HTTP), if each is a training option HTTP may
+    set (``models.options``: never a path of the server) and all of them pass the
+    checks ``ktl train`` makes; ``InvalidOptions`` names the first that does not, as
+    ``options.NAME``."""
     if not isinstance(options, Mapping):
         raise InvalidOptions('options must be a JSON object, e.g. {"name": "flowers"}')
     options = {str(key).replace("-", "_"): value for key, value in options.items()}
-    unknown = sorted(options.keys() - ALLOWED_OPTIONS.keys())
+    allowed = http_options()
+    unknown = sorted(options.keys() - set(allowed))
     if unknown:
+        hint = did_you_mean(unknown[0], allowed)
         raise InvalidOptions(
-            f"options {unknown} cannot be set over HTTP; allowed: {', '.join(ALLOWED_OPTIONS)}"
+            f"options {unknown} cannot be set over HTTP{hint}; allowed: {', '.join(allowed)}"
         )
     if "name" not in options:
         raise InvalidOptions('options need "name", the model to publish')
-    try:
-        validate_name(options["name"])
-    except NotFound as exc:  # a bad name in a path is "no such model"; here, a bad option
-        raise InvalidOptions(f"option name: {exc.message}") from None
-    for key, value in options.items():
-        if value is not None and not _is_kind(value, ALLOWED_OPTIONS[key]):
-            raise InvalidOptions(f"option {key}={value!r}: expected {ALLOWED_OPTIONS[key]}")
-        _check_range(key, value)
     weights = options.get("weights")
-    if weights is not None and not _WEIGHTS.fullmatch(weights):
+    if isinstance(weights, str) and not re.fullmatch(HTTP_WEIGHTS, weights):
         raise InvalidOptions(
-            f"option weights={weights!r}: over HTTP, weights are imagenet, none or "
+            f"options.weights = {weights!r}: over HTTP, weights are imagenet, none or "
             "model:NAME[:VERSION|LABEL] of this store (no files)"
         )
+    given = {key: value for key, value in options.items() if value is not None}
+    try:  # the job's folder is the server's: any placeholder passes the check
+        parse({**given, "data": "."}, functools.partial(spell, via="http"))
+    except ConfigError as exc:
+        raise InvalidOptions(exc.message) from None
     return options
-
-
-def _check_range(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidOptions(f"option {key}={value!r}: must be a finite number")
-    low, high = OPTION_RANGES[key]
-    if not low <= value <= high:
-        raise InvalidOptions(f"option {key}={value!r}: must be from {low:,} to {high:,}")
-
-
-def _is_kind(value: Any, kind: str) -> bool:
-    if isinstance(value, bool):
-        return kind == "bool"
-    if isinstance(value, str):
-        return kind == "str" or (kind.endswith("|auto") and value == "auto")
-    if isinstance(value, int):
-        return kind in ("int", "float", "float|auto")
-    return isinstance(value, float) and kind.startswith("float")
 
 
 def _now() -> str:

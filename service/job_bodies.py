@@ -7,17 +7,18 @@ from typing import Any, Literal
 from pydantic import Field
 
 from models.jobs import Job
+from models.options import http_options_schema
 from service.bodies import RequestModel, ResponseModel
 from service.redaction import public_log, relative_text
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 OPTIONS_DOC = (
-    "Training settings with the names of the TOML job file (docs/training.md): "
-    '"name" is required; e.g. {"name": "flowers", "backbone": "resnet50", "epochs": 10}. '
-    "Only training settings are taken: nothing that names a path on the server (store, "
-    "cache_dir, tensorboard, ood, exclude, relabel, a weights file), nor resume or "
-    "strategy; weights are imagenet, none or model:NAME[:VERSION|LABEL] of this store"
+    "Training settings with the names of the TOML job file (docs/training.md), each "
+    'with its default and range below: "name" is required; e.g. {"name": "flowers", '
+    '"epochs": 10}. Only training settings are taken: nothing that names a path on the '
+    "server (store, cache_dir, tensorboard, ood, exclude, relabel, a weights file), nor "
+    "resume or strategy; weights are imagenet, none or model:NAME[:VERSION|LABEL] of this store"
 )
 
 
@@ -29,7 +30,9 @@ class JobRequest(RequestModel):
         description="A folder under KTL_DATA_ROOT, relative to it (as ktl train reads a "
         "folder: one subfolder per class, or train/ val/ test/, or a CSV)",
     )
-    options: dict[str, Any] = Field(description=OPTIONS_DOC)
+    options: dict[str, Any] = Field(
+        description=OPTIONS_DOC, json_schema_extra=http_options_schema()
+    )
 
 
 class EpochRow(ResponseModel):

@@ -210,7 +210,7 @@ def _backbone(
     if config.mixed_precision:  # float16 compute for GPUs; the softmax stays float32
         keras.mixed_precision.set_global_policy("mixed_float16")
     with contextlib.redirect_stdout(sys.stderr), cluster.scope():  # downloads on stdout
-        return build_backbone(spec, config.resolved_image_size(), weights)
+        return build_backbone(spec, config.resolved_image_size(), weights, via=config.via)
 
 
 def _dataset_summary(prepared: Prepared) -> dict[str, Any]:

@@ -187,7 +187,7 @@ def job_config(queue: JobQueue, job: Job, store: str | Path) -> TrainConfig:
     # leads out of it (to /etc/passwd, another dataset) is skipped, not followed.
     flags = {**options, "data": job.data, "store": str(store), "resume": resume}
     flags["confine_to_data"] = True
-    config = build_config({}, flags)
+    config = build_config({}, flags, via="http")
     root = state_root(store, config.name)
     _check_unlocked(root, config.name)
     if not resume:

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cli.commands.train import add_option_flags
 from cli.common import add_json, add_store, print_json
 
 _SHOWN = 5  # suspects of each kind named in the summary; the CSV has them all
@@ -24,20 +25,17 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("data", metavar="DATA", help="class folders, train/ val/ test/, or a CSV")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the report files")
-    parser.add_argument("--backbone", help="backbone from `ktl backbones` (default resnet50)")
+    add_option_flags(parser, ["backbone"])
     parser.add_argument(
         "--weights",
         help="imagenet (default where the backbone has them), none, a weights file, or "
         "model:NAME[:VERSION] (a published version's backbone); without pretrained weights a "
         "small backbone is trained from scratch k-fold instead",
     )
-    parser.add_argument("--image-size", type=int, help="input size (default: the backbone's)")
-    parser.add_argument("--batch-size", type=int, help="images per step (default 32)")
+    add_option_flags(parser, ["image_size", "batch_size"])
     parser.add_argument("--folds", type=int, default=5, help="k of the k-fold (default 5)")
     split = parser.add_argument_group("the split, as ktl train would draw it (same defaults)")
-    split.add_argument("--val-split", type=float, help="default 0.2")
-    split.add_argument("--test-split", type=float, help="default: 0.15 when classes are big")
-    split.add_argument("--seed", type=int, help="default 42")
+    add_option_flags(split, ["val_split", "test_split", "seed"])
     add_store(parser)
     add_json(parser, "print the findings as one JSON object")
     return parser

@@ -3,6 +3,7 @@ error mapped in one place (UserError -> 2, OperationalError -> 1, bugs raise).""
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 
@@ -48,6 +49,26 @@ def test_a_bad_setting_is_refused_before_tensorflow_is_imported():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.split() == ["2", "False"], result.stderr
     assert "Unknown backbone 'ResNet5'" in result.stderr
+
+
+def test_a_bad_model_name_is_refused_at_once_without_tensorflow(tmp_path):
+    """``ktl train DATA --name BAD`` checks every setting, the name too, before TensorFlow
+    is imported: the refusal costs well under a second of CPU (importing TensorFlow
+    alone takes about 4); CPU time, not wall time, so a busy machine cannot fail it."""
+    code = (
+        "import sys\nfrom cli import main\n"
+        "rc = main(['train', sys.argv[1], '--name', 'BAD'])\n"
+        "print(rc, 'tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert result.stdout.split() == ["2", "False", "False"], result.stderr
+    assert "--name: Invalid model name 'BAD' (did you mean 'bad'?)" in result.stderr
+    assert cpu < 1.0, f"{cpu:.2f} s of CPU to refuse a name"
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,21 @@ def test_download_failure_explains_how_to_work_offline(monkeypatch, tmp_path):
     assert "Connection refused" in message  # the cause is not hidden
 
 
+def test_a_job_sent_over_http_is_told_its_own_options_and_no_server_path(monkeypatch, tmp_path):
+    """POST /v1/jobs takes no weights file: the advice names its options instead."""
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path))
+
+    def no_network(fname, origin, *args, **kwargs):
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno 111] Connection refused")
+
+    monkeypatch.setattr(file_utils, "get_file", no_network)
+    with pytest.raises(WeightsUnavailable) as caught:
+        build_backbone(get_backbone("vgg16"), (32, 32), "imagenet", via="http")
+    message = str(caught.value)
+    assert '"backbone": "efficientnet_lite0"' in message and '"weights": "none"' in message
+    assert "--weights" not in message and str(tmp_path) not in message
+
+
 _OFFLINE_SCRIPT = textwrap.dedent(
     """
     import json, sys

@@ -201,7 +201,7 @@ SCHEMA_KEYWORDS = {
     "$ref", "type", "properties", "required", "items", "prefixItems", "minItems", "maxItems",
     "additionalProperties", "anyOf", "oneOf", "allOf", "enum", "const", "minimum", "maximum",
     "minLength", "maxLength", "pattern", "format", "contentEncoding", "description", "title",
-    "default", "examples", "discriminator",
+    "default", "examples", "discriminator", "exclusiveMinimum", "exclusiveMaximum",
 }  # fmt: skip
 
 

@@ -97,7 +97,7 @@ def test_only_errors_of_a_missing_peer_count_as_a_lost_worker():
 
 
 def test_unknown_strategy_is_refused_by_the_config_and_connect():
-    with pytest.raises(ConfigError, match="--strategy must be one of auto, mirrored"):
+    with pytest.raises(ConfigError, match="--strategy parameter-server: must be one of auto"):
         build_config({}, {"data": "d", "name": "n", "strategy": "parameter-server"})
     with pytest.raises(ClusterError, match="--strategy must be one of"):
         connect("parameter-server", environ={})

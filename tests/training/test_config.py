@@ -2,18 +2,20 @@ from __future__ import annotations
 
 import pytest
 
+from models.backbones import get_backbone
 from training.config import ConfigError, TrainConfig, build_config, read_toml
 
 
-def test_defaults_follow_the_api_contract():
+def test_defaults_are_imagenet_features_that_need_no_download():
     config = build_config({}, {"data": "d", "name": "n"})
     assert (config.backbone, config.weights, config.epochs, config.fine_tune_epochs) == (
-        "resnet50",
+        "efficientnet_lite0",
         "imagenet",
         10,
         5,
     )
-    assert config.resolved_image_size() == (224, 224)  # resnet50's default
+    assert get_backbone(config.backbone).weights_package, "ImageNet weights from a package"
+    assert config.resolved_image_size() == (224, 224)  # efficientnet_lite0's default
     assert config.transfer
 
 
@@ -34,9 +36,11 @@ def test_toml_file_is_read_and_flags_win(tmp_path):
         ({"epochs": 0}, "--epochs"),
         ({"val_split": 1.5}, "--val-split"),
         ({"batch_size": 0}, "--batch-size"),
-        ({"image_size": 4, "backbone": "vgg16"}, "--image-size 4 is out of range for vgg16"),
+        ({"image_size": 4}, "--image-size 4: must be from 8 to 1,024"),
+        ({"image_size": 40, "backbone": "inceptionv3"}, "--image-size 40 is out of range"),
         ({"pooling": "median"}, "--pooling"),
-        ({"epochs": "ten"}, "epochs = 'ten'"),
+        ({"epochs": "ten"}, "--epochs ten: expected int"),
+        ({"schedule": "cosin"}, "did you mean 'cosine'"),
     ],
 )
 def test_bad_settings_name_the_setting(settings, message):
@@ -50,7 +54,7 @@ def test_unknown_backbone_lists_the_known_ones():
 
 
 def test_missing_data_or_name():
-    with pytest.raises(ConfigError, match="missing data"):
+    with pytest.raises(ConfigError, match="missing DATA"):
         build_config({}, {"name": "n"})
 
 

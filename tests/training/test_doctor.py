@@ -141,6 +141,8 @@ def test_missing_imagenet_weights_stop_before_any_work(colour_dataset, tmp_path)
         str(out),
         "--image-size",
         "32",
+        "--backbone",
+        "resnet50",
         env=offline(tmp_path / "keras"),
     )
     assert result.returncode == 2

@@ -34,7 +34,7 @@ from training.runner_child import OWNED, epoch_rows, job_config, run_child, stat
 TINY = {
     "backbone": "smallcnn",
     "weights": "none",
-    "image_size": 32,  # the least an HTTP job may ask (models.jobs.OPTION_RANGES)
+    "image_size": 32,
     "batch_size": 8,
     "augment": False,
 }
