@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from models.labels import (
+from models.store.labels import (
     LABELS_FILE,
     InvalidLabel,
     LabelFileError,

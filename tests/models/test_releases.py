@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from models.errors import ModelNotFound, UserError
-from models.labels import InvalidLabel, read_labels
+from models.store.labels import InvalidLabel, read_labels
 from models.releases import (
     IncompatibleVersion,
     NoRollbackTarget,

@@ -10,7 +10,7 @@ import pytest
 
 from models.bundle import load_bundle
 from models.inference import Classifier
-from models.labels import LabelNotFound
+from models.store.labels import LabelNotFound
 from models.releases import delete_version, remove_label, set_label
 from models.store import ModelStore
 from service.errors import ModelNotFound, ModelUnavailable
