@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from models.store import ModelStore
 from models.store.labels import (
     LABELS_FILE,
     InvalidLabel,
@@ -21,7 +22,6 @@ from models.store.labels import (
     update_labels,
     validate_label,
 )
-from models.store import ModelStore
 from tests.support.tiny import publish_metadata_only
 
 
