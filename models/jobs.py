@@ -5,7 +5,9 @@ per store (``training.runner``) claims them and runs each in a child process.
 Every change to a job record is a read-modify-write under one lock file, and
 each record is replaced atomically, so a killed writer leaves the old record
 or the new one, never half of one. The queue survives restarts: a job left
-``running`` by a runner that died is claimed again first, and resumed.
+``running`` by a runner that died is claimed again first, and resumed. Where its
+folders and files are is the store's (``models.store.layout.QueuePaths``), and every
+record goes through the store's atomic writer.
 
 This module imports no Flask and no training code: the service, the runner and
 ``ktl jobs`` all read the queue through it.
@@ -30,11 +32,10 @@ from typing import Any
 
 from models.errors import ConfigError, NotFound, OperationalError, Unavailable, UserError
 from models.store import QueuePaths, validate_name, write_json_atomically
-from models.store.layout import DATASET_DIR, LOG_FILE, QUEUE_DIR
+from models.store.layout import DATASET_DIR, LOG_FILE, QUEUE_DIR  # noqa: F401 (as before)
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-__all__ = ["DATASET_DIR", "LOG_FILE", "QUEUE_DIR"]  # their home is models.store.layout
 _ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 _RETRY_AFTER_S = 60
 
