@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from cli.common import add_json, add_store, print_json
 
 if TYPE_CHECKING:
-    from models.labels import LabelMove, VersionLabels
     from models.store import ModelStore
+    from models.store.labels import LabelMove, VersionLabels
 
 RELOAD_NOTE = "a running service follows within its reload interval (KTL_RELOAD_INTERVAL)"
 
@@ -29,7 +29,7 @@ def add_force(parser: argparse.ArgumentParser, what: str) -> None:
 def state(store: ModelStore, name: str, labels: VersionLabels) -> dict[str, Any]:
     """The labels of ``name`` as ``--json`` prints them (the default version is None
     once the last version is deleted)."""
-    from models.labels import default_version
+    from models.store.labels import default_version
 
     versions = store.versions(name)
     return {

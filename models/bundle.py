@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from models.int8 import Int8Classifier
 
     ServingEngine = Classifier | Int8Classifier
-from models.metadata import BundleError, BundleMetadata, read_metadata_text
+from models.metadata import BundleError, BundleMetadata
 from models.predictions import PredictResponse, predict_images
-from models.store import METADATA_FILE, ModelStore, PublishError
+from models.store import METADATA_FILE, ModelStore, PublishError, read_metadata_file
 
 MODEL_FILE = "model.keras"
 REPORTS_DIR = "reports"
@@ -124,11 +124,7 @@ def file_digests(bundle_dir: Path) -> dict[str, str]:
 
 def read_metadata(bundle_dir: Path) -> BundleMetadata:
     """The typed ``metadata.json`` of a published bundle (``BundleError`` if unusable)."""
-    try:
-        text = (bundle_dir / METADATA_FILE).read_text(encoding="utf-8")
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{bundle_dir}: cannot read {METADATA_FILE}: {exc}") from exc
-    return read_metadata_text(text, str(bundle_dir))
+    return read_metadata_file(bundle_dir)
 
 
 def verify_files(bundle_dir: Path, metadata: BundleMetadata) -> None:
@@ -218,4 +214,4 @@ def save_bundle(
         files=file_digests(staging), framework=framework_versions()
     ).to_json()
     version = store.publish(staging, name, full)
-    return version, store.root / name / str(version)
+    return version, store.version_dir(name, version)

@@ -5,7 +5,9 @@ per store (``training.runner``) claims them and runs each in a child process.
 Every change to a job record is a read-modify-write under one lock file, and
 each record is replaced atomically, so a killed writer leaves the old record
 or the new one, never half of one. The queue survives restarts: a job left
-``running`` by a runner that died is claimed again first, and resumed.
+``running`` by a runner that died is claimed again first, and resumed. Where its
+folders and files are is the store's (``models.store.layout.QueuePaths``), and every
+record goes through the store's atomic writer.
 
 This module imports no Flask and no training code: the service, the runner and
 ``ktl jobs`` all read the queue through it.
@@ -18,7 +20,6 @@ import dataclasses
 import fcntl
 import functools
 import json
-import os
 import re
 import secrets
 import shutil
@@ -39,14 +40,11 @@ from models.errors import (
 )
 from models.option_checks import parse, spell
 from models.options import HTTP_WEIGHTS, http_options
+from models.store import QueuePaths, write_json_atomically
+from models.store.layout import DATASET_DIR, LOG_FILE, QUEUE_DIR  # noqa: F401 (as before)
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-QUEUE_DIR = ".queue"
-DATASET_DIR = "dataset"
-LOG_FILE = "log.txt"
-# Also in a job's folder: "state-owned", written by training.runner_child when the
-# job's training state (<store>/.jobs/<name>) is its own, so only that is resumed.
 _ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 _RETRY_AFTER_S = 60
 
@@ -147,7 +145,8 @@ class JobQueue:
     """The jobs of one store."""
 
     def __init__(self, store_root: str | Path):
-        self.root = Path(store_root) / QUEUE_DIR
+        self.paths = QueuePaths(store_root)
+        self.root = self.paths.root
 
     def reserve(self) -> tuple[str, Path]:
         """A new job id and its empty folder; listed only once ``submit`` records it."""
@@ -156,15 +155,36 @@ class JobQueue:
             stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
             job_id = f"{stamp}-{secrets.token_hex(3)}"
             with contextlib.suppress(FileExistsError):
-                (self.root / job_id).mkdir()
-                return job_id, self.root / job_id
+                self.paths.folder(job_id).mkdir()
+                return job_id, self.paths.folder(job_id)
 
     def folder(self, job_id: str) -> Path:
+        return self.paths.folder(self._checked(job_id))
+
+    @staticmethod
+    def _checked(job_id: str) -> str:
+        """``job_id`` if it is one (checked before any path is built from it)."""
         if not isinstance(job_id, str) or not _ID.fullmatch(job_id):
             raise UnknownJob(
                 f"No job {str(job_id)[:40]!r}: job ids look like 20261202-120000-a1b2c3"
             )
-        return self.root / job_id
+        return job_id
+
+    def log_path(self, job_id: str) -> Path:
+        """The job's ``log.txt``."""
+        return self.paths.log(self._checked(job_id))
+
+    def dataset_dir(self, job_id: str) -> Path:
+        """Where an uploaded dataset of the job is extracted."""
+        return self.paths.dataset(self._checked(job_id))
+
+    def mark_state_owned(self, job_id: str) -> None:
+        """Record that the training state of the job's name is this job's own."""
+        self.paths.state_owned(self._checked(job_id)).touch()
+
+    def owns_state(self, job_id: str) -> bool:
+        """Whether ``mark_state_owned`` was called for the job."""
+        return self.paths.state_owned(self._checked(job_id)).is_file()
 
     def submit(
         self,
@@ -194,7 +214,7 @@ class JobQueue:
         shutil.rmtree(self.folder(job_id), ignore_errors=True)
 
     def get(self, job_id: str) -> Job:
-        job = self._read(self.folder(job_id))
+        job = self._read(self._checked(job_id))
         if job is None:
             raise UnknownJob(f"No job {job_id!r} in this store; GET /v1/jobs lists them")
         return job
@@ -254,25 +274,25 @@ class JobQueue:
 
     def _finished(self, job: Job, state: str, **changes: Any) -> Job:
         if job.source == "upload":
-            shutil.rmtree(self.folder(job.id) / DATASET_DIR, ignore_errors=True)
+            shutil.rmtree(self.dataset_dir(job.id), ignore_errors=True)
         return dataclasses.replace(job, state=state, finished=_now(), **changes)
 
     def log_tail(self, job_id: str, lines: int = 20) -> list[str]:
         try:
-            text = (self.folder(job_id) / LOG_FILE).read_text(errors="replace")
+            text = self.log_path(job_id).read_text(errors="replace")
         except OSError:
             return []
         return text.splitlines()[-lines:]
 
     def append_log(self, job_id: str, line: str) -> None:
-        with open(self.folder(job_id) / LOG_FILE, "a", encoding="utf-8") as f:
+        with open(self.log_path(job_id), "a", encoding="utf-8") as f:
             f.write(line.rstrip("\n") + "\n")
 
     @contextlib.contextmanager
     def runner_lock(self) -> Iterator[None]:
         """Held by the one runner of this store; ``RunnerBusy`` when another holds it."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".runner.lock", "w") as lock:
+        with open(self.paths.runner_lock, "w") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -285,7 +305,7 @@ class JobQueue:
         """Block until the job's record changes after ``since`` (its mtime) or ``timeout``
         passes; returns the record's mtime."""
         deadline = time.monotonic() + timeout
-        path = self.folder(job_id) / "job.json"
+        path = self.paths.record(self._checked(job_id))
         while True:
             with contextlib.suppress(OSError):
                 mtime = path.stat().st_mtime
@@ -298,7 +318,7 @@ class JobQueue:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as lock:
+        with open(self.paths.lock, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
@@ -307,19 +327,15 @@ class JobQueue:
             return
         for folder in self.root.iterdir():
             if _ID.fullmatch(folder.name):
-                job = self._read(folder)
+                job = self._read(folder.name)
                 if job is not None:
                     yield job
 
-    @staticmethod
-    def _read(folder: Path) -> Job | None:
+    def _read(self, job_id: str) -> Job | None:
         try:
-            return Job.from_dict(json.loads((folder / "job.json").read_text()))
+            return Job.from_dict(json.loads(self.paths.record(job_id).read_text()))
         except (OSError, ValueError, TypeError):
             return None
 
     def _write(self, job: Job) -> None:
-        folder = self.folder(job.id)
-        tmp = folder / ".job.json.tmp"
-        tmp.write_text(json.dumps(job.to_dict(), indent=1))
-        os.replace(tmp, folder / "job.json")
+        write_json_atomically(self.paths.record(self._checked(job.id)), job.to_dict(), indent=1)

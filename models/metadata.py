@@ -16,8 +16,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models.errors import UserError
-from models.store import METADATA_FILE
 
+# The file of a bundle that this module describes (in every version folder).
+METADATA_FILE = "metadata.json"
 # 1: ktl 0.1. 2: metrics name their split; evaluation (validation and test),
 # calibration and decision (the confidence threshold) are recorded.
 FORMAT_VERSION = 2

@@ -2,30 +2,26 @@
 ``ktl train --promote``), roll ``stable`` back, delete a version, keep the newest N.
 
 Each change is one locked, atomic rewrite of the model's ``labels.json``
-(``models.labels``); a running service reads it on its next poll. Moves that
+(``models.store.labels``); a running service reads it on its next poll. Moves that
 would silently change what positional outputs mean (another label list, another
 input size) are refused unless forced.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from models.errors import ModelNotFound, UserError
-from models.labels import (
+from models.errors import UserError
+from models.metadata import BundleError, BundleMetadata
+from models.store import ModelStore
+from models.store.labels import (
     CANARY,
     STABLE,
     Action,
     LabelMove,
     VersionLabels,
     default_version,
-    read_labels,
-    update_labels,
     utc_now,
     validate_label,
 )
-from models.metadata import BundleError, BundleMetadata, read_metadata_text
-from models.store import METADATA_FILE, ModelStore, validate_name
 
 
 class IncompatibleVersion(UserError):
@@ -80,7 +76,7 @@ def set_label(
             labels = labels.moved(_removal(labels, CANARY, action, "promoted to stable"))
         return labels
 
-    return update_labels(_model_dir(store, name), change)
+    return store.update_labels(name, change)
 
 
 def remove_label(store: ModelStore, name: str, label: str) -> VersionLabels:
@@ -94,7 +90,7 @@ def remove_label(store: ModelStore, name: str, label: str) -> VersionLabels:
             raise UserError(f"{name!r} has no label {label!r} to remove (its labels: {held})")
         return labels.moved(_removal(labels, label, "remove"))
 
-    return update_labels(_model_dir(store, name), change)
+    return store.update_labels(name, change)
 
 
 def rollback(store: ModelStore, name: str, *, force: bool = False) -> VersionLabels:
@@ -119,7 +115,7 @@ def rollback(store: ModelStore, name: str, *, force: bool = False) -> VersionLab
         )  # fmt: skip
         return labels.moved(move)
 
-    return update_labels(_model_dir(store, name), change)
+    return store.update_labels(name, change)
 
 
 def _rollback_target(labels: VersionLabels, versions: list[int], current: int | None) -> int | None:
@@ -148,7 +144,6 @@ def delete_version(
     """Remove ``version`` from the store in one step. A labelled or default version
     needs ``force``, and its labels go with it. The number is never reused."""
     store.resolve(name, version)
-    model_dir = _model_dir(store, name)
 
     def change(labels: VersionLabels) -> VersionLabels:
         versions = store.versions(name)
@@ -167,7 +162,7 @@ def delete_version(
 
     # The deletion is recorded before the folder goes, under the lock: a publish that
     # no longer sees the folder sees the record, and never hands the number out again.
-    return update_labels(model_dir, change, then=lambda: store.remove_version(name, version))
+    return store.update_labels(name, change, then=lambda: store.remove_version(name, version))
 
 
 def retain(store: ModelStore, name: str, keep: int) -> list[int]:
@@ -175,7 +170,7 @@ def retain(store: ModelStore, name: str, keep: int) -> list[int]:
     rollback targets and the parents (warm start, quantized) of those kept. Returns
     the versions deleted."""
     versions = store.versions(name)
-    labels = read_labels(_model_dir(store, name))
+    labels = store.labels(name)
     kept = set(versions[-keep:]) | set(protected(store, name, labels))
     kept |= _ancestors(store, name, kept)
     deleted = []
@@ -236,10 +231,9 @@ def _differences(old: BundleMetadata, new: BundleMetadata) -> list[str]:
 
 
 def _metadata(store: ModelStore, name: str, version: int) -> BundleMetadata | None:
-    path = store.root / name / str(version)
     try:
-        return read_metadata_text((path / METADATA_FILE).read_text(encoding="utf-8"), str(path))
-    except (OSError, BundleError):
+        return store.read_metadata(name, version)
+    except BundleError:
         return None
 
 
@@ -264,10 +258,3 @@ def _check_weight(label: str, weight: float | None) -> None:
         raise UserError(f"--weight is the canary's share of traffic; {label!r} takes none")
     if not 0 <= weight <= 1:
         raise UserError(f"--weight {weight}: a share of the default traffic, from 0 to 1")
-
-
-def _model_dir(store: ModelStore, name: str) -> Path:
-    path = store.root / validate_name(name)
-    if not path.is_dir():
-        raise ModelNotFound(f"No model named {name!r} in {store.root}")
-    return path

@@ -154,7 +154,7 @@ def _from_upload(queue: JobQueue) -> Any:
         limits = ArchiveLimits(
             max_files=config.max_dataset_files, max_bytes=4 * config.max_dataset_bytes
         )
-        if extract(upload.stream, folder / "dataset", limits).files == 0:
+        if extract(upload.stream, queue.dataset_dir(job_id), limits).files == 0:
             raise EmptyDataset(
                 "The archive holds no files (macOS' __MACOSX and .DS_Store are not counted): "
                 "zip the dataset's class folders, with their images"
@@ -162,7 +162,7 @@ def _from_upload(queue: JobQueue) -> Any:
         return queue.submit(
             job_id,
             options=options,
-            data=dataset_root(folder / "dataset"),
+            data=dataset_root(queue.dataset_dir(job_id)),
             source="upload",
             limit=config.job_queue_size,
         )

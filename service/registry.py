@@ -2,7 +2,7 @@
 rebuilt from the store and swapped in one assignment.
 
 At start (and on every reload) each model's default version is loaded: the one
-labelled ``stable``, else the highest (``models.labels``). If it fails, the
+labelled ``stable``, else the highest (``models.store.labels``). If it fails, the
 version served before keeps serving, else the next one down, so a broken
 publication never takes a model down. The canary (a version labelled ``canary``
 with a weight) loads eagerly too; other versions load on their first request.
@@ -21,7 +21,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from models.labels import (
+from models.metadata import BundleError, BundleMetadata
+from models.store import ModelStore, validate_name
+from models.store.labels import (
     CANARY,
     STABLE,
     LabelFileError,
@@ -30,8 +32,6 @@ from models.labels import (
     default_candidates,
     validate_label,
 )
-from models.metadata import BundleError, BundleMetadata, read_metadata_text
-from models.store import METADATA_FILE, ModelStore, validate_name
 from service.errors import ModelNotFound, ModelUnavailable
 from service.predictor import Predictor
 
@@ -282,18 +282,15 @@ class ModelRegistry:
             if version in known:
                 details[version] = known[version]
                 continue
-            path = self._path(name, version)
             try:
-                details[version] = read_metadata_text(
-                    (path / METADATA_FILE).read_text(encoding="utf-8"), str(path)
-                )
-            except (OSError, BundleError):
+                details[version] = self.store.read_metadata(name, version)
+            except BundleError:
                 continue
         return details
 
     def _load_on_demand(self, state: ModelState, version: int) -> Predictor:
         name = state.name
-        if not (self._path(name, version) / METADATA_FILE).is_file():
+        if not self.store.has_version(name, version):
             raise ModelNotFound(
                 f"Model {name!r} has no version {version}; its versions are {list(state.versions)}"
             )
@@ -363,7 +360,7 @@ class ModelRegistry:
         self._snapshot = snapshot
 
     def _path(self, name: str, version: int) -> Path:
-        return self.store.root / name / str(version)
+        return self.store.version_dir(name, version)
 
 
 def _fingerprint(path: Path) -> Fingerprint:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, g
 
-from models.labels import LABEL_PATTERN
 from models.store import VERSION_PATTERN
+from models.store.labels import LABEL_PATTERN
 from service.paths import parse_version
 from service.predictor import Predictor
 from service.state import service_state

@@ -28,7 +28,7 @@ from training.data import Prepared
 from training.phases import Phase, plan_phases
 from training.publish import bundle_metadata, report_files
 from training.quantize import save_published
-from training.state import JobState, Log, job_dir, open_job
+from training.state import JobState, Log, open_job
 
 _BOARD_IMAGES = ("confusion_matrix.png", "reliability.png", "curves.png")
 
@@ -112,7 +112,7 @@ def find_rates(config: TrainConfig, log: Log = _stderr) -> dict[str, dict]:
 
 def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dict[str, Any]:
     store = ModelStore(config.store)
-    root = job_dir(store, config.name, cluster.index)
+    root = store.job_dir(config.name, cluster.index)
     with _prepared(config, cluster, log, store, root) as job:
         model, prepared, state, parent = job.model, job.prepared, job.state, job.parent
         history, details = recipe.train(job.run(config, cluster, log), job.phases)

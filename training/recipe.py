@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from models.errors import ConfigError
+from models.store.progress import PROGRESS_FILE, epochs_file
 from training import finetune, lr_find
 from training.callbacks import EpochSeeds, SettledValidation, tensorboard
 from training.cluster import Cluster
@@ -145,7 +146,7 @@ def train(run: Run, phases: list[Phase]) -> tuple[list[dict], dict[str, Any]]:
             "Training from random weights: nothing to transfer, so the whole network trains "
             "from the start (no frozen phase; --fine-tune-epochs is not used)"
         )
-    progress = state.read("progress.json") or {"done": [], "history": []}
+    progress = state.read(PROGRESS_FILE) or {"done": [], "history": []}
     for phase in phases:
         if phase.name in progress["done"]:
             if _restored(fit_model, phase, state, log):
@@ -154,7 +155,7 @@ def train(run: Run, phases: list[Phase]) -> tuple[list[dict], dict[str, Any]]:
         rows = _run_phase(run, fit_model, phase, phases.index(phase))
         fit_model.save_weights(state.root / f"{phase.name}.weights.h5")
         progress = {"done": [*progress["done"], phase.name], "history": progress["history"] + rows}
-        state.write("progress.json", progress)
+        state.write(PROGRESS_FILE, progress)
     if not config.transfer:
         _recalibrate_batchnorm(run)
     found = run.details.get("lr_find", {})
@@ -232,7 +233,7 @@ def _without(progress: dict, phase: str) -> dict:
 def _run_phase(run: Run, fit_model: keras.Model, phase: Phase, index: int) -> list[dict]:
     """Train one phase (with its layers frozen as it needs); its history rows."""
     state, single = run.state, run.cluster.workers == 1
-    earlier = state.read(f"epochs_{phase.name}.json") or []
+    earlier = state.read(epochs_file(phase.name)) or []
     if earlier:
         run.log(f"Phase {phase.name} resumes at epoch {len(earlier) + 1} of {phase.epochs}")
     phase_model, regime, train, val = _set_up_phase(run, fit_model, phase, index, len(earlier))
@@ -253,7 +254,7 @@ def _run_phase(run: Run, fit_model: keras.Model, phase: Phase, index: int) -> li
             # several workers restart together, so none resumes alone
             backup_dir=state.root / f"backup_{phase.name}" if single else None,
             earlier=earlier,
-            on_epoch=lambda rows: state.write(f"epochs_{phase.name}.json", rows),
+            on_epoch=lambda rows: state.write(epochs_file(phase.name), rows),
             jit=run.config.jit,
             first_callbacks=first,
             regime=regime,

@@ -17,9 +17,9 @@ from typing import Any
 
 from models.bundle import load_bundle
 from models.errors import ConfigError, UserError
-from models.labels import STABLE, default_version
 from models.releases import IncompatibleVersion, retain, set_label
 from models.store import ModelStore
+from models.store.labels import STABLE, default_version
 from training.config import TrainConfig
 from training.scoring import score_version
 from training.state import Log

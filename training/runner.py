@@ -30,7 +30,8 @@ from typing import Any, Protocol
 
 from models.errors import ConfigError, KtlError
 from models.jobs import Job, JobQueue
-from training.runner_child import copy_progress, forget_state, published_version, state_root
+from models.store import ModelStore
+from training.runner_child import copy_progress, forget_state, published_version
 from training.runner_local import LocalLauncher
 
 Log = Callable[[str], None]
@@ -177,7 +178,7 @@ class Runner:
         }
 
     def _follow(self, job: Job, handle: str) -> None:
-        root = state_root(self.store, job.name)
+        root = ModelStore(self.store).job_dir(job.name)
         while True:
             status = self.launcher.poll(handle)
             job = copy_progress(self.queue, self.queue.get(job.id), root)

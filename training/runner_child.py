@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import math
 import os
 import shutil
@@ -44,14 +43,15 @@ from typing import TYPE_CHECKING, Any
 
 from models import quiet
 from models.errors import ConfigError, KtlError
-from models.jobs import LOG_FILE, Job, JobQueue, check_options
-from models.store import METADATA_FILE, ModelStore
+from models.jobs import Job, JobQueue, check_options
+from models.metadata import BundleError
+from models.store import ModelStore
+from models.store.progress import read_epochs
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
 
 Log = Callable[[str], None]
-OWNED = "state-owned"  # in <queue>/<id>/: the job's state in <store>/.jobs/<name> is its own
 PHASE_ORDER = ("scratch", "head", "fine_tune")  # how training.phases orders them
 EXIT_INTERRUPTED = 130
 
@@ -59,20 +59,10 @@ EXIT_INTERRUPTED = 130
 # --- the job's progress -------------------------------------------------------------
 
 
-def state_root(store: str | Path, name: str) -> Path:
-    """``<store>/.jobs/<name>``: where a training job of ``name`` keeps its state."""
-    return ModelStore(store).job_dir(name)
-
-
 def epoch_rows(root: Path) -> list[dict[str, Any]]:
     """Every finished epoch in ``root``'s ``epochs_<phase>.json``, the phases in the
     order a job trains them; numbers that are not finite become None (JSON has none)."""
-    found = {}
-    for path in root.glob("epochs_*.json"):
-        with contextlib.suppress(OSError, ValueError):
-            rows = json.loads(path.read_text())
-            if isinstance(rows, list):
-                found[path.stem.removeprefix("epochs_")] = rows
+    found = read_epochs(root)
     order = sorted(found, key=lambda p: (p not in PHASE_ORDER, _index(p), p))
     return [
         {"phase": phase, "epoch": i + 1, **{k: _finite(v) for k, v in row.items()}}
@@ -102,17 +92,12 @@ def copy_progress(queue: JobQueue, job: Job, root: Path) -> Job:
 # --- whose state it is ----------------------------------------------------------------
 
 
-def owns_state(queue: JobQueue, job_id: str) -> bool:
-    return (queue.folder(job_id) / OWNED).is_file()
-
-
 def forget_state(queue: JobQueue, job: Job, store: str | Path, log: Log) -> bool:
     """Remove the job's own state and its lock file (for a failed or cancelled job),
     under that lock; False when the state is not the job's or another process holds it."""
-    if not owns_state(queue, job.id):
+    if not queue.owns_state(job.id):
         return False
-    root = state_root(store, job.name)
-    lock_path = root.parent / f"{root.name}.lock"
+    root, lock_path = ModelStore(store).job_dir(job.name), ModelStore(store).job_lock_path(job.name)
     if not root.exists() and not lock_path.exists():
         return True
     with open(lock_path, "a") as lock:
@@ -135,21 +120,19 @@ def published_version(store: str | Path, job: Job) -> int | None:
     started = datetime.fromisoformat(job.started)
     model_store = ModelStore(store)
     for version in reversed(model_store.versions(job.name)):
-        path = model_store.root / job.name / str(version) / METADATA_FILE
         try:
-            metadata = json.loads(path.read_text())
-            created = datetime.fromisoformat(metadata["created_at"])
-        except (OSError, ValueError, KeyError, TypeError):
+            metadata = model_store.read_metadata(job.name, version)
+            created = datetime.fromisoformat(metadata.created_at or "")
+        except (BundleError, ValueError):
             continue
         if created < started:
             return None
-        if (metadata.get("training") or {}).get("data") == job.data:
+        if metadata.training.get("data") == job.data:
             return version
     return None
 
 
-def _check_unlocked(root: Path, name: str) -> None:
-    lock_path = root.parent / f"{root.name}.lock"
+def _check_unlocked(lock_path: Path, name: str) -> None:
     if not lock_path.exists():
         return
     with open(lock_path) as lock:
@@ -182,17 +165,17 @@ def job_config(queue: JobQueue, job: Job, store: str | Path) -> TrainConfig:
     from training.config import build_config
 
     options = check_options(job.options)
-    resume = job.attempts > 1 and owns_state(queue, job.id)
+    resume = job.attempts > 1 and queue.owns_state(job.id)
     # A job reads only files inside its folder: a link in a KTL_DATA_ROOT folder that
     # leads out of it (to /etc/passwd, another dataset) is skipped, not followed.
     flags = {**options, "data": job.data, "store": str(store), "resume": resume}
     flags["confine_to_data"] = True
     config = build_config({}, flags, via="http")
-    root = state_root(store, config.name)
-    _check_unlocked(root, config.name)
+    model_store = ModelStore(store)
+    _check_unlocked(model_store.job_lock_path(config.name), config.name)
     if not resume:
-        _check_not_waiting(root, config.name)
-    (queue.folder(job.id) / OWNED).touch()
+        _check_not_waiting(model_store.job_dir(config.name), config.name)
+    queue.mark_state_owned(job.id)
     return config
 
 
@@ -203,12 +186,12 @@ def job_log(queue: JobQueue, job: Job, store: str | Path) -> Log:
     """Lines to stderr and, unless stderr is the job's log file already, to that file;
     each line also copies the job's progress into its record, so a job's last epochs
     are there before it publishes and removes its state."""
-    path = queue.folder(job.id) / LOG_FILE
+    path = queue.log_path(job.id)
     try:
         redirected = os.path.samestat(os.fstat(sys.stderr.fileno()), path.stat())
     except (OSError, ValueError):
         redirected = False
-    root = state_root(store, job.name)
+    root = ModelStore(store).job_dir(job.name)
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

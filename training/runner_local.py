@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from models.errors import ConfigError
-from models.jobs import LOG_FILE, Job, JobQueue
+from models.jobs import Job, JobQueue
 
 _PR_SET_PDEATHSIG = 1
 _ROOT = str(Path(__file__).resolve().parent.parent)  # holds the training package
@@ -111,7 +111,7 @@ class LocalLauncher:
             os.nice(self.nice)
             deathsig()
 
-        with open(self.queue.folder(job.id) / LOG_FILE, "ab") as log:
+        with open(self.queue.log_path(job.id), "ab") as log:
             child = subprocess.Popen(
                 self.command(job),
                 stdin=subprocess.DEVNULL,

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from models.errors import ConfigError
-from models.store import ModelStore
+from models.store import write_json_atomically
+from models.store.layout import job_lock_for
+from models.store.progress import PROGRESS_FILE, epoch_files, read_epochs
 from training.config import TrainConfig
 from training.data import DataError, Listing, Prepared, fingerprint, prepare
 
@@ -45,9 +47,7 @@ class JobState:
             return None
 
     def write(self, name: str, data: dict | list) -> None:
-        tmp = self.root / f".{name}.tmp"
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.root / name)
+        write_json_atomically(self.root / name, data, indent=None)
 
     def forget_phases(self) -> None:
         """Drop finished phases and epochs (they were trained on other data)."""
@@ -63,11 +63,9 @@ class JobState:
     def progress(self) -> str | None:
         """What an interrupted job got done ("phase head: 3 epochs; ..."), None when it
         decoded nothing and finished no epoch (then there is nothing worth resuming)."""
-        done = (self.read("progress.json") or {}).get("done", [])
+        done = (self.read(PROGRESS_FILE) or {}).get("done", [])
         parts = [f"phase {name} finished" for name in done]
-        for path in sorted(self.root.glob("epochs_*.json")):
-            phase = path.stem.removeprefix("epochs_")
-            rows = self.read(path.name) or []
+        for phase, rows in read_epochs(self.root).items():
             if phase not in done and rows:
                 parts.append(f"phase {phase}: {len(rows)} epochs")
         if not parts and self.read("data.json") is not None and self.pixels_file.is_file():
@@ -76,14 +74,7 @@ class JobState:
 
     def trained(self) -> bool:
         """Whether the job finished an epoch."""
-        return bool(self.read("progress.json") or any(self.root.glob("epochs_*.json")))
-
-
-def job_dir(store: ModelStore, name: str, worker: int = 0) -> Path:
-    """``<store>/.jobs/<name>``; other workers than the chief keep theirs apart (a
-    suffix no model name can have)."""
-    root = store.job_dir(name)
-    return root if worker == 0 else root.with_name(f"{root.name}.worker{worker}")
+        return bool(self.read(PROGRESS_FILE) or epoch_files(self.root))
 
 
 def pixels_file(root: Path, cache_dir: str | None) -> Path:
@@ -103,7 +94,7 @@ def open_job(
     removes the state (``JobState.remove``). A job that fails before its first epoch
     leaves nothing; an interrupted one keeps what it did (decoded images, epochs)."""
     root.mkdir(parents=True, exist_ok=True)
-    lock_path = root.parent / f"{root.name}.lock"
+    lock_path = job_lock_for(root)
     with open(lock_path, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -12,8 +12,8 @@ import keras
 
 from models.bundle import Bundle, load_bundle, sha256_file
 from models.errors import ConfigError
-from models.labels import LABEL_PATTERN
 from models.store import ModelStore, validate_name
+from models.store.labels import LABEL_PATTERN
 
 PREFIX = "model:"
 

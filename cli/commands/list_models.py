@@ -42,19 +42,19 @@ def run(args: argparse.Namespace) -> int:
 def model_rows(store: str) -> list[dict[str, Any]]:
     """One row per model: versions, and the default version's accuracy and date
     (read from metadata.json alone: nothing is loaded)."""
-    from models.metadata import BundleError, read_metadata_text
-    from models.store import METADATA_FILE, ModelStore
+    from models.metadata import BundleError
+    from models.store import ModelStore
 
     model_store = ModelStore(store)
     model_store.check_exists()
     rows = []
     for name in model_store.names():
         versions = model_store.versions(name)
-        default, path = model_store.resolve(name)
+        default = model_store.default(name)
         try:
-            metadata = read_metadata_text((path / METADATA_FILE).read_text(), str(path))
+            metadata = model_store.read_metadata(name, default)
             accuracy, created = metadata.metrics.accuracy, metadata.created_at
-        except (OSError, BundleError):
+        except BundleError:
             accuracy, created = None, None
         rows.append(
             {

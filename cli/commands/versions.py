@@ -54,16 +54,14 @@ def run(args: argparse.Namespace) -> int:
 
 def version_rows(store, name: str) -> list[dict[str, Any]]:
     """One row per version, newest first (from metadata.json alone: nothing is loaded)."""
-    from models.metadata import BundleError, read_metadata_text
-    from models.store import METADATA_FILE
+    from models.metadata import BundleError
 
     labels, default = store.labels(name), store.default(name)
     rows = []
     for version in reversed(store.versions(name)):
-        path = store.root / name / str(version)
         try:
-            metadata = read_metadata_text((path / METADATA_FILE).read_text(), str(path))
-        except (OSError, BundleError):
+            metadata = store.read_metadata(name, version)
+        except BundleError:
             metadata = None
         test = metadata.evaluation.test if metadata and metadata.evaluation else None
         rows.append(

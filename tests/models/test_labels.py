@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from models.labels import (
+from models.store import ModelStore
+from models.store.labels import (
     LABELS_FILE,
     InvalidLabel,
     LabelFileError,
@@ -21,7 +22,6 @@ from models.labels import (
     update_labels,
     validate_label,
 )
-from models.store import ModelStore
 from tests.support.tiny import publish_metadata_only
 
 

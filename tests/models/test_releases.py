@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from models.errors import ModelNotFound, UserError
-from models.labels import InvalidLabel, read_labels
 from models.releases import (
     IncompatibleVersion,
     NoRollbackTarget,
@@ -18,6 +17,7 @@ from models.releases import (
     set_label,
 )
 from models.store import ModelStore
+from models.store.labels import InvalidLabel, read_labels
 from tests.support.tiny import publish_metadata_only
 
 

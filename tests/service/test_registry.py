@@ -10,9 +10,9 @@ import pytest
 
 from models.bundle import load_bundle
 from models.inference import Classifier
-from models.labels import LabelNotFound
 from models.releases import delete_version, remove_label, set_label
 from models.store import ModelStore
+from models.store.labels import LabelNotFound
 from service.errors import ModelNotFound, ModelUnavailable
 from service.predictor import BatchSettings, Predictor
 from service.registry import ModelRegistry

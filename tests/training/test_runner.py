@@ -23,13 +23,13 @@ import pytest
 import service
 import training
 from models.errors import ConfigError, OperationalError
-from models.jobs import DATASET_DIR, LOG_FILE, InvalidOptions, Job, JobQueue, RunnerBusy
+from models.jobs import DATASET_DIR, InvalidOptions, Job, JobQueue, RunnerBusy
 from models.store import ModelStore
 from tests.support.data import make_colour_dataset
 from tests.support.tiny import publish_metadata_only
 from training import runner_child
 from training.runner import LocalLauncher, Runner, describe_status, main, make_launcher
-from training.runner_child import OWNED, epoch_rows, job_config, run_child, state_root
+from training.runner_child import epoch_rows, job_config, run_child
 
 TINY = {
     "backbone": "smallcnn",
@@ -62,7 +62,7 @@ def submit(store: Path, name: str = "flowers", dataset: bool = False, **options)
 
 def interrupted_state(store: Path, name: str, rows: int = 1) -> Path:
     """State of a job of ``name`` that finished ``rows`` epochs, as training.state keeps it."""
-    root = state_root(store, name)
+    root = ModelStore(store).job_dir(name)
     root.mkdir(parents=True)
     (root / "config.json").write_text("{}")
     epochs = [{"phase": "scratch", "epoch": i + 1, "loss": 1.0 / (i + 1)} for i in range(rows)]
@@ -126,7 +126,7 @@ def test_a_job_the_child_finished_keeps_its_outcome(store):
 
 def test_finished_epochs_are_copied_into_the_record_in_phase_order(store):
     job = submit(store)
-    root = state_root(store, "flowers")
+    root = ModelStore(store).job_dir("flowers")
     root.mkdir(parents=True)
     seen: list[list[dict]] = []
 
@@ -178,14 +178,14 @@ def test_epoch_rows_order_the_phases_as_a_job_trains_them(tmp_path):
 )
 def test_a_child_that_ends_without_an_outcome_fails_the_job(store, status, message):
     job = submit(store)
-    (JobQueue(store).folder(job.id) / OWNED).touch()
+    JobQueue(store).mark_state_owned(job.id)
     root = interrupted_state(store, "flowers")
     runner_for(store, FakeLauncher(lambda job: status)).serve(once=True)
     done = JobQueue(store).get(job.id)
     assert done.state == "failed" and message in done.error
     assert message in JobQueue(store).log_tail(job.id)[-1]
     assert not root.exists() and not (root.parent / "flowers.lock").exists(), "its own state goes"
-    assert not (JobQueue(store).folder(job.id) / DATASET_DIR).exists()
+    assert not JobQueue(store).dataset_dir(job.id).exists()
 
 
 def test_a_job_killed_after_publishing_is_not_trained_again(store):
@@ -208,7 +208,7 @@ def test_cancelling_a_running_job_stops_it_and_removes_its_state(store):
     queue = JobQueue(store)
 
     def train_then_cancel(job: Job) -> None:
-        (queue.folder(job.id) / OWNED).touch()
+        queue.mark_state_owned(job.id)
         interrupted_state(store, "flowers", rows=2)
         queue.cancel(job.id)
 
@@ -217,7 +217,7 @@ def test_cancelling_a_running_job_stops_it_and_removes_its_state(store):
     done = queue.get(job.id)
     assert launcher.stopped == ["handle-1"]
     assert done.state == "cancelled" and len(done.epochs) == 2
-    assert not state_root(store, "flowers").exists()
+    assert not ModelStore(store).job_dir("flowers").exists()
     assert not (store / ".jobs" / "flowers.lock").exists()
     assert "nothing was published" in queue.log_tail(job.id)[-1]
     assert ModelStore(store).versions("flowers") == []
@@ -325,7 +325,7 @@ def test_options_data_and_store_make_the_config(store):
     assert (config.epochs, config.lr, config.promote) == (3, "auto", True)
     assert not config.resume and not config.restart
     assert config.confine_to_data, "a link out of the job's folder is not followed"
-    assert (JobQueue(store).folder(job.id) / OWNED).is_file(), "its state is its own now"
+    assert JobQueue(store).owns_state(job.id), "its state is its own now"
 
 
 def test_a_record_with_options_http_refuses_fails_the_check_again(store):
@@ -344,7 +344,7 @@ def test_a_later_attempt_resumes_only_state_the_job_made(store):
     interrupted_state(store, "flowers")
     with pytest.raises(ConfigError, match=r"not this one is waiting.*phase scratch: 1 epochs"):
         job_config(queue, again, store)  # a `ktl train`'s, not this job's
-    (queue.folder(job.id) / OWNED).touch()  # the first attempt trained
+    queue.mark_state_owned(job.id)  # the first attempt trained
     assert job_config(queue, again, store).resume
 
 
@@ -354,14 +354,14 @@ def test_the_first_attempt_never_takes_over_an_interrupted_ktl_train(store):
     with pytest.raises(ConfigError, match=r"ktl train --resume.*another name"):
         job_config(JobQueue(store), job, store)
     assert (root / "epochs_scratch.json").is_file()
-    assert not (JobQueue(store).folder(job.id) / OWNED).exists()
+    assert not JobQueue(store).owns_state(job.id)
 
 
 def test_a_name_being_trained_elsewhere_is_refused(store):
     import fcntl
 
     job = submit(store)
-    lock_path = state_root(store, "flowers").parent / "flowers.lock"
+    lock_path = ModelStore(store).job_lock_path("flowers")
     lock_path.parent.mkdir(parents=True)
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -408,7 +408,7 @@ def test_a_job_resumed_after_a_restart_asks_build_config_to_resume(store, fake_t
     job = submit(store, **TINY)
     queue = JobQueue(store)
     queue.claim("fake")  # attempt 1 started, trained, and its runner died
-    (queue.folder(job.id) / OWNED).touch()
+    queue.mark_state_owned(job.id)
     runner_for(store, InProcessLauncher(store)).serve(once=True)
     (config,) = fake_training.calls
     assert config.resume and not config.restart
@@ -429,7 +429,7 @@ def test_a_failing_job_records_its_message_and_leaves_no_state(store, fake_train
     runner_for(store, InProcessLauncher(store)).serve(once=True)
     done = JobQueue(store).get(job.id)
     assert (done.state, done.error) == ("failed", "--image-size 16 is out of range")
-    assert not state_root(store, "flowers").exists()
+    assert not ModelStore(store).job_dir("flowers").exists()
     assert "Traceback" not in "\n".join(JobQueue(store).log_tail(job.id, 50))
 
 
@@ -490,7 +490,7 @@ def test_the_local_child_is_niced_capped_logged_and_stopped_with_its_group(store
     monkeypatch.setenv("KTL_JOB_NICE", "5")
     monkeypatch.setenv("KTL_JOB_THREADS", "3")
     job = submit(store)
-    log = JobQueue(store).folder(job.id) / LOG_FILE
+    log = JobQueue(store).log_path(job.id)
     log.write_text("earlier line\n")
     launcher = Sleeper(store, grace=2.0)
     handle = launcher.start(job)
@@ -601,8 +601,8 @@ def test_a_real_job_runs_to_its_published_version(store, tmp_path):
     assert ModelStore(store).versions("flowers") == [1]
     assert [(row["phase"], row["epoch"]) for row in done.epochs] == [("scratch", 1), ("scratch", 2)]
     assert {"loss", "val_loss"} <= done.epochs[-1].keys()
-    log = (JobQueue(store).folder(job.id) / LOG_FILE).read_text()
+    log = (JobQueue(store).log_path(job.id)).read_text()
     assert "Phase scratch" in log and "succeeded: published flowers version 1" in log
     assert log.count("Decoding") == 1, "each line once"
-    assert not Path(job.data).exists() and not state_root(store, "flowers").exists()
+    assert not Path(job.data).exists() and not ModelStore(store).job_dir("flowers").exists()
     assert f"job {job.id} (flowers) succeeded" in stderr

@@ -5,31 +5,30 @@ folder, then renamed in one step) and are never overwritten."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from models.errors import ModelNotFound, OperationalError, did_you_mean
-from models.labels import LabelFileError, VersionLabels, default_version, read_labels
-
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
-METADATA_FILE = "metadata.json"
-_STAGING = ".staging"
-_JOBS = ".jobs"
-
-
-__all__ = [
-    "DeleteError", "InvalidName", "ModelNotFound", "ModelStore", "PublishError", "validate_name",
-]  # fmt: skip
-
-
-class InvalidName(ModelNotFound):
-    """A model name that does not match ``[a-z0-9][a-z0-9_-]{0,63}``: no model can
-    have it (over HTTP a 404, like any unknown model)."""
+from models.metadata import METADATA_FILE, BundleError, BundleMetadata, read_metadata_text
+from models.store.atomic import fsync_dir, fsync_tree, write_json_atomically
+from models.store.labels import (
+    LabelFileError,
+    VersionLabels,
+    default_version,
+    read_labels,
+    update_labels,
+)
+from models.store.layout import (
+    JOBS_DIR,
+    NAME_PATTERN,
+    STAGING_DIR,
+    VERSION_PATTERN,
+    job_lock_for,
+    validate_name,
+)
 
 
 class PublishError(OperationalError):
@@ -44,16 +43,14 @@ class DeleteError(OperationalError):
     code = "delete_failed"
 
 
-def validate_name(name: str) -> str:
-    """``name`` if it is a valid model name; checked before any path is built from it."""
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        lower = str(name).lower()
-        hint = f" (did you mean {lower!r}?)" if NAME_PATTERN.fullmatch(lower) else ""
-        raise InvalidName(
-            f"Invalid model name {str(name)[:80]!r}{hint}: use 1-64 characters, lower-case "
-            "letters, digits, '-' and '_', starting with a letter or digit"
-        )
-    return name
+def read_metadata_file(bundle_dir: Path) -> BundleMetadata:
+    """The typed ``metadata.json`` of the bundle in ``bundle_dir`` (a version folder or
+    a copy of one); ``BundleError`` if it cannot be read or is not valid."""
+    try:
+        text = (bundle_dir / METADATA_FILE).read_text(encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{bundle_dir}: cannot read {METADATA_FILE}: {exc}") from exc
+    return read_metadata_text(text, str(bundle_dir))
 
 
 class ModelStore:
@@ -61,6 +58,33 @@ class ModelStore:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+
+    def model_dir(self, name: str) -> Path:
+        """``<store>/<name>``: the model's versions and labels (``name`` validated)."""
+        return self.root / validate_name(name)
+
+    def version_dir(self, name: str, version: int) -> Path:
+        """``<store>/<name>/<version>``: one published bundle (it may not exist)."""
+        return self.model_dir(name) / str(int(version))
+
+    def has_version(self, name: str, version: int) -> bool:
+        """Whether ``version`` of ``name`` is complete (its ``metadata.json`` is there)."""
+        return (self.version_dir(name, version) / METADATA_FILE).is_file()
+
+    def read_metadata(self, name: str, version: int) -> BundleMetadata:
+        """The typed metadata of a version; ``BundleError`` when it cannot be read."""
+        return read_metadata_file(self.version_dir(name, version))
+
+    def job_dir(self, name: str, worker: int = 0) -> Path:
+        """``<store>/.jobs/<name>``: where an unfinished training job of ``name`` keeps
+        its state for ``--resume``; workers other than the chief keep theirs apart
+        (``<name>.worker<i>``, a suffix no model name can have)."""
+        root = self.root / JOBS_DIR / validate_name(name)
+        return root if worker == 0 else root.with_name(f"{root.name}.worker{worker}")
+
+    def job_lock_path(self, name: str, worker: int = 0) -> Path:
+        """The lock of the training job of ``name`` (one per name and store at a time)."""
+        return job_lock_for(self.job_dir(name, worker))
 
     def names(self) -> list[str]:
         """Models with at least one complete version, sorted."""
@@ -74,13 +98,13 @@ class ModelStore:
 
     def versions(self, name: str) -> list[int]:
         """Complete versions of ``name``, ascending."""
-        folder = self.root / validate_name(name)
+        folder = self.model_dir(name)
         if not folder.is_dir():
             return []
         return sorted(
             int(entry.name)
             for entry in folder.iterdir()
-            if VERSION_PATTERN.fullmatch(entry.name) and (entry / METADATA_FILE).is_file()
+            if VERSION_PATTERN.fullmatch(entry.name) and self.has_version(name, int(entry.name))
         )
 
     def latest(self, name: str) -> int:
@@ -91,8 +115,21 @@ class ModelStore:
         return versions[-1]
 
     def labels(self, name: str) -> VersionLabels:
-        """The version labels of ``name`` and their history (``models.labels``)."""
-        return read_labels(self.root / validate_name(name))
+        """The version labels of ``name`` and their history (``models.store.labels``)."""
+        return read_labels(self.model_dir(name))
+
+    def update_labels(
+        self,
+        name: str,
+        change: Callable[[VersionLabels], VersionLabels],
+        then: Callable[[], None] | None = None,
+    ) -> VersionLabels:
+        """``models.store.labels.update_labels`` on the labels of ``name``, which must
+        have a folder in the store (``ModelNotFound`` otherwise)."""
+        model_dir = self.model_dir(name)
+        if not model_dir.is_dir():
+            raise ModelNotFound(f"No model named {name!r} in {self.root}")
+        return update_labels(model_dir, change, then)
 
     def default(self, name: str) -> int:
         """The version ``name`` serves by default: the one labelled stable, else the
@@ -113,7 +150,7 @@ class ModelStore:
                 f"Model {name!r} has no version {version} in {self.root}; its versions are "
                 f"{', '.join(map(str, versions))}"
             )
-        return version, self.root / name / str(version)
+        return version, self.version_dir(name, version)
 
     def check_exists(self) -> None:
         """``ModelNotFound`` saying which store was read and how to choose another,
@@ -140,7 +177,7 @@ class ModelStore:
         reused."""
         taken = [
             int(entry.name)
-            for entry in (self.root / name).iterdir()
+            for entry in self.model_dir(name).iterdir()
             if VERSION_PATTERN.fullmatch(entry.name)
         ]
         # Read after the listing: a deletion is recorded before its folder goes, so a
@@ -151,12 +188,12 @@ class ModelStore:
         """Take a version folder out of the store in one step (a rename into the hidden
         staging area), then free its space. Callers record the deletion first
         (``models.releases.delete_version``), so its number is never reused."""
-        source = self.root / validate_name(name) / str(version)
-        trash = self.root / _STAGING / f"deleted-{name}-{version}-{uuid.uuid4().hex}"
+        source = self.version_dir(name, version)
+        trash = self.root / STAGING_DIR / f"deleted-{name}-{version}-{uuid.uuid4().hex}"
         try:
             trash.parent.mkdir(parents=True, exist_ok=True)
             os.rename(source, trash)
-            _fsync_dir(source.parent)
+            fsync_dir(source.parent)
         except OSError as exc:
             raise DeleteError(
                 f"Could not delete {name!r} version {version} from {self.root}: "
@@ -166,13 +203,9 @@ class ModelStore:
 
     def staging_dir(self, name: str) -> Path:
         """A fresh hidden folder on the store's file system to write a bundle into."""
-        path = self.root / _STAGING / f"{validate_name(name)}-{uuid.uuid4().hex}"
+        path = self.root / STAGING_DIR / f"{validate_name(name)}-{uuid.uuid4().hex}"
         path.mkdir(parents=True)
         return path
-
-    def job_dir(self, name: str) -> Path:
-        """Where an unfinished training job of ``name`` keeps its state for ``--resume``."""
-        return self.root / _JOBS / validate_name(name)
 
     def publish(self, staging: Path, name: str, metadata: dict) -> int:
         """Move a complete bundle from ``staging`` in as the next version of ``name``.
@@ -180,16 +213,15 @@ class ModelStore:
         ``metadata`` is written as ``metadata.json`` with its ``version`` filled in.
         On any failure the staging folder is removed and the store is unchanged.
         """
-        validate_name(name)
-        model_dir = self.root / name
+        model_dir = self.model_dir(name)
         created = not model_dir.exists()
         try:
             model_dir.mkdir(parents=True, exist_ok=True)
             while True:
                 version = self._next_version(name)
-                _write_json(staging / METADATA_FILE, {**metadata, "version": version})
-                _fsync_tree(staging)
-                target = self.root / name / str(version)
+                write_json_atomically(staging / METADATA_FILE, {**metadata, "version": version})
+                fsync_tree(staging)
+                target = self.version_dir(name, version)
                 try:
                     os.rename(staging, target)
                 except OSError:
@@ -198,7 +230,7 @@ class ModelStore:
                     if target.exists():
                         continue
                     raise
-                _fsync_dir(target.parent)
+                fsync_dir(target.parent)
                 return version
         except (OSError, LabelFileError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
@@ -210,27 +242,3 @@ class ModelStore:
                 f"Could not publish {name!r} to {self.root}: {reason}. "
                 "The store is unchanged; check free space and write permission."
             ) from exc
-
-
-def _write_json(path: Path, data: dict) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-
-
-def _fsync_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*"), reverse=True):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-        else:
-            _fsync_dir(path)
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

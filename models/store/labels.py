@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import re
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models.errors import NotFound, OperationalError
+from models.store.atomic import write_json_atomically
 
 LABELS_FILE = "labels.json"
 LOCK_FILE = ".labels.lock"
@@ -218,21 +217,9 @@ def _locked(model_dir: Path) -> Iterator[None]:
 
 
 def _write_atomically(path: Path, data: dict) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_json_atomically(path, data)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise LabelFileError(
             f"Cannot write {path}: {exc.strerror or exc}; the labels are unchanged"
         ) from exc
