@@ -13,9 +13,9 @@ import numpy as np
 
 from models import int8
 from models.bundle import MODEL_FILE, REPORTS_DIR, Bundle, save_bundle
+from models.decision import threshold_of
 from models.errors import ConfigError
 from models.metadata import Engine, Lineage
-from models.predictions import threshold_of
 from models.store import ModelStore
 from training.distributed import Validation
 from training.publish import utc_now
@@ -122,7 +122,7 @@ def quantize_version(
     with tempfile.TemporaryDirectory(prefix="ktl-int8-") as tmp:
         artifacts, engine = int8_engine(
             bundle.model, bundle.image_size, train.pixels, np.arange(len(train.pixels)),
-            checked, threshold_of(bundle), Path(tmp), log,
+            checked, threshold_of(bundle.metadata.decision), Path(tmp), log,
         )  # fmt: skip
         lineage = Lineage(
             kind="quantized",
