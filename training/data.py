@@ -176,8 +176,10 @@ def _list_csv(path: Path) -> Listing:
     return Listing("csv", samples)
 
 
-def fingerprint(listing: Listing, image_size: tuple[int, int]) -> str:
-    """Identifies a listing (paths, labels, sizes, mtimes) at an image size."""
+def listing_fingerprint(listing: Listing, image_size: tuple[int, int]) -> str:
+    """Identifies a listing (paths, labels, sizes, mtimes) at an image size: whether the
+    decoded-image cache still holds it (see ``training.splits.content_fingerprint`` for
+    a set of images by content)."""
     digest = hashlib.sha256(repr(image_size).encode())
     for sample in listing.samples:
         stat = sample.path.stat()

@@ -22,7 +22,7 @@ from training.config import TrainConfig
 from training.data import Listing, Prepared
 from training.distributed import Validation, gather_validation
 from training.evaluate import baseline, evaluate, quality_warnings
-from training.splits import fingerprint
+from training.splits import content_fingerprint
 from training.state import Log
 
 Forward = Callable[[Any], Any]
@@ -73,7 +73,7 @@ def finish(
         test, digests, scorers["test"] = _test(cluster, forward, prepared, listing, config, log)
         evaluation["test"] = {
             **_figures(test, prepared.labels, train_counts),
-            "fingerprint": fingerprint(digests),
+            "fingerprint": content_fingerprint(digests),
         }
         shown, split = test, "test"
         checked["test"] = test

@@ -23,7 +23,7 @@ from training import calibration, decision
 from training.data import DataError, Listing, list_samples, split_listing
 from training.data import content_hashes as file_hashes
 from training.evaluate import evaluate
-from training.splits import SPLITS, fingerprint
+from training.splits import SPLITS, content_fingerprint
 
 CHOICES = (*SPLITS, "all")
 
@@ -115,7 +115,7 @@ def score_version(
             "threshold": threshold,
             **decision.selective(probabilities, targets, threshold),
         },
-        "fingerprint": fingerprint(decoded.digests),
+        "fingerprint": content_fingerprint(decoded.digests),
         "skipped": decoded.skipped,
         "unknown_classes": decoded.unknown,
     }

@@ -17,7 +17,7 @@ import numpy as np
 from models.errors import ConfigError
 from models.store import ModelStore
 from training.config import TrainConfig
-from training.data import DataError, Listing, Prepared, fingerprint, prepare
+from training.data import DataError, Listing, Prepared, listing_fingerprint, prepare
 
 Log = Callable[[str], None]
 
@@ -163,7 +163,7 @@ def prepared_data(
 ) -> tuple[Prepared, bool]:
     """Decode once per job; a resumed job reuses the decoded pixels if the files
     have not changed since (then the second value is True)."""
-    print_ = fingerprint(listing, size)
+    print_ = listing_fingerprint(listing, size)
     saved = state.read("data.json")
     state.pixels_file.parent.mkdir(parents=True, exist_ok=True)
     if saved and saved["fingerprint"] == print_ and state.pixels_file.is_file():
