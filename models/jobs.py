@@ -31,6 +31,7 @@ from typing import Any
 
 from models.errors import ConfigError, NotFound, OperationalError, Unavailable, UserError
 from models.store import validate_name
+from models.timestamps import utc_now
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -142,10 +143,6 @@ def _is_kind(value: Any, kind: str) -> bool:
     return isinstance(value, float) and kind.startswith("float")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 @dataclass
 class Job:
     """One training job's record (``job.json``)."""
@@ -156,7 +153,7 @@ class Job:
     data: str  # the folder it trains on
     source: str  # "upload" or "data_root"
     state: str = "queued"
-    created: str = field(default_factory=_now)
+    created: str = field(default_factory=utc_now)
     queued_ns: int = field(default_factory=time.time_ns)  # orders jobs of the same second
     started: str | None = None
     finished: str | None = None
@@ -274,7 +271,7 @@ class JobQueue:
             job = dataclasses.replace(
                 waiting[0],
                 state="running",
-                started=waiting[0].started or _now(),
+                started=waiting[0].started or utc_now(),
                 attempts=waiting[0].attempts + 1,
                 runner={"kind": kind},
             )
@@ -294,7 +291,7 @@ class JobQueue:
     def _finished(self, job: Job, state: str, **changes: Any) -> Job:
         if job.source == "upload":
             shutil.rmtree(self.folder(job.id) / DATASET_DIR, ignore_errors=True)
-        return dataclasses.replace(job, state=state, finished=_now(), **changes)
+        return dataclasses.replace(job, state=state, finished=utc_now(), **changes)
 
     def log_tail(self, job_id: str, lines: int = 20) -> list[str]:
         try:

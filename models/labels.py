@@ -22,7 +22,6 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -65,11 +64,6 @@ def validate_label(label: str) -> str:
             "digits, '-' and '_', starting with a letter (stable, canary, ...)"
         )
     return label
-
-
-def utc_now() -> str:
-    """The current time as ISO 8601 UTC, to the millisecond."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _Frozen(BaseModel):

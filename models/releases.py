@@ -21,11 +21,11 @@ from models.labels import (
     default_version,
     read_labels,
     update_labels,
-    utc_now,
     validate_label,
 )
 from models.metadata import BundleError, BundleMetadata, read_metadata_text
 from models.store import METADATA_FILE, ModelStore, validate_name
+from models.timestamps import utc_now
 
 
 class IncompatibleVersion(UserError):

@@ -67,3 +67,39 @@ def test_the_guard_sees_a_second_copy_of_the_rule(line):
 )
 def test_the_guard_leaves_other_uses_of_a_threshold_alone(line):
     assert not _rule_lines(line)
+
+
+def test_one_clock():
+    """Times are recorded through models.timestamps only: no other module formats now."""
+    clocks = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in SOURCES
+        if path != ROOT / "models" / "timestamps.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\.isoformat\(|def \w*now\(", line)
+    ]
+    assert not clocks, f"use models.timestamps: {clocks}"
+
+
+def test_each_fingerprint_says_what_it_fingerprints():
+    """A listing's files, a set of images by content and a version's folder are three
+    things: no bare ``fingerprint``, and no two functions of the same name."""
+    names = [
+        name
+        for path in SOURCES
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and "fingerprint" in (name := node.name)
+    ]
+    assert len(names) == len(set(names)) >= 3, names
+    assert not {"fingerprint", "_fingerprint"} & set(names), names
+
+
+def test_training_publishes_in_one_place():
+    """Only training/publish.py saves a bundle: training/quantize.py makes the INT8
+    engine and nothing more."""
+    publishers = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "training").rglob("*.py")
+        if "save_bundle(" in path.read_text()
+    )
+    assert publishers == ["training/publish.py"]

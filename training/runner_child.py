@@ -38,13 +38,13 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.errors import ConfigError, KtlError
 from models.jobs import LOG_FILE, Job, JobQueue, check_options
 from models.store import METADATA_FILE, ModelStore
+from models.timestamps import parse as parse_time
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
@@ -131,13 +131,13 @@ def published_version(store: str | Path, job: Job) -> int | None:
     it is not trained again."""
     if not job.started:
         return None
-    started = datetime.fromisoformat(job.started)
+    started = parse_time(job.started)
     model_store = ModelStore(store)
     for version in reversed(model_store.versions(job.name)):
         path = model_store.root / job.name / str(version) / METADATA_FILE
         try:
             metadata = json.loads(path.read_text())
-            created = datetime.fromisoformat(metadata["created_at"])
+            created = parse_time(metadata["created_at"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if created < started:
