@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -32,6 +33,9 @@ RESIZE_POLICY = {
 }
 
 REDUCING_GAP = 3.0
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 # Files with other suffixes are not images and are ignored (README.txt, .DS_Store ...).
 IMAGE_SUFFIXES = frozenset(
@@ -138,14 +142,33 @@ def decode_images(
     in its place in the order. ``keep_bytes``: each image carries its file's bytes
     (read once, decoded from them). ``threads`` > 1 decodes that many at a time."""
 
-    def attempt(item: tuple[int, str | Path]) -> DecodedImage | SkippedImage:
+    def decode(path: Path) -> tuple[np.ndarray, bytes | None]:
+        if not keep_bytes:
+            return load_image(path, size), None
+        data = path.read_bytes()
+        return load_image(data, size, name=str(path)), data
+
+    for position, path, (pixels, data) in decode_each(paths, decode, skipped, threads=threads):
+        yield DecodedImage(position, path, pixels, data)
+
+
+def decode_each(
+    paths: Iterable[str | Path],
+    decode: Callable[[Path], _T],
+    skipped: Callable[[SkippedImage], None],
+    *,
+    threads: int = 1,
+    errors: tuple[type[Exception], ...] = (ImageError, OSError),
+) -> Iterator[tuple[int, Path, _T]]:
+    """The loop of ``decode_images`` with another ``decode``: ``(position, path,
+    decode(path))`` for each file, in order; a file whose ``decode`` raises one of
+    ``errors`` goes to ``skipped`` instead, in its place in the order."""
+
+    def attempt(item: tuple[int, str | Path]) -> tuple[int, Path, _T] | SkippedImage:
         position, path = item[0], Path(item[1])
         try:
-            if not keep_bytes:
-                return DecodedImage(position, path, load_image(path, size))
-            data = path.read_bytes()
-            return DecodedImage(position, path, load_image(data, size, name=str(path)), data)
-        except (ImageError, OSError) as exc:
+            return position, path, decode(path)
+        except errors as exc:
             return SkippedImage(position, path, str(exc))
 
     if threads <= 1:
@@ -156,8 +179,8 @@ def decode_images(
 
 
 def _reported(
-    results: Iterable[DecodedImage | SkippedImage], skipped: Callable[[SkippedImage], None]
-) -> Iterator[DecodedImage]:
+    results: Iterable[_R | SkippedImage], skipped: Callable[[SkippedImage], None]
+) -> Iterator[_R]:
     for result in results:
         if isinstance(result, SkippedImage):
             skipped(result)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.preprocessing import SkippedImage, decode_images, load_image
+from models.preprocessing import SkippedImage, decode_each, decode_images, load_image
 
 SIZE = (8, 8)
 
@@ -63,3 +63,26 @@ def test_keep_bytes_decodes_the_bytes_it_read(files):
 
 def test_nothing_in_nothing_out():
     assert list(decode_images([], SIZE, pytest.fail)) == []
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_decode_each_takes_another_decoder_and_the_errors_it_skips(files, threads):
+    def size_of(path):
+        if path == files[2]:
+            raise SyntaxError("a header Pillow could not parse")
+        return load_image(path, SIZE).shape
+
+    skipped: list[SkippedImage] = []
+    errors = (OSError, SyntaxError, ValueError)
+    decoded = list(decode_each(files, size_of, skipped.append, threads=threads, errors=errors))
+    assert decoded == [(0, files[0], (8, 8, 3)), (4, files[4], (8, 8, 3))]
+    assert [(s.position, s.reason) for s in skipped][1] == (2, "a header Pillow could not parse")
+    assert [s.position for s in skipped] == [1, 2, 3]
+
+
+def test_an_error_it_is_not_told_to_skip_is_raised(files):
+    def broken(path):
+        raise KeyError(path)
+
+    with pytest.raises(KeyError):
+        list(decode_each(files, broken, pytest.fail))
