@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.choices import ENGINES
+from models.decision import decide
 from models.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ def agreement(
     }
     if threshold is not None:
         figures["decision_agreement"] = _share(
-            _decisions(reference, threshold) == _decisions(candidate, threshold)
+            decide(reference, threshold) == decide(candidate, threshold)
         )
     if targets is not None:
         figures["accuracy_float"] = _share(reference.argmax(1) == targets)
@@ -165,11 +166,6 @@ def agreement(
 
 def _share(hits: np.ndarray) -> float:
     return round(float(np.mean(hits)), 6)
-
-
-def _decisions(probabilities: np.ndarray, threshold: float) -> np.ndarray:
-    """The answered label's index, or -1 for 'not sure' (as models.predictions decides)."""
-    return np.where(probabilities.max(1) >= threshold, probabilities.argmax(1), -1)
 
 
 def int8_agreement(metadata: BundleMetadata) -> float | None:

@@ -42,6 +42,7 @@ from models.option_checks import parse, spell
 from models.options import HTTP_WEIGHTS, http_options
 from models.store import QueuePaths, write_json_atomically
 from models.store.layout import DATASET_DIR, LOG_FILE, QUEUE_DIR  # noqa: F401 (as before)
+from models.timestamps import utc_now
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -101,10 +102,6 @@ def check_options(options: Any) -> dict[str, Any]:
     return options
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 @dataclass
 class Job:
     """One training job's record (``job.json``)."""
@@ -115,7 +112,7 @@ class Job:
     data: str  # the folder it trains on
     source: str  # "upload" or "data_root"
     state: str = "queued"
-    created: str = field(default_factory=_now)
+    created: str = field(default_factory=utc_now)
     queued_ns: int = field(default_factory=time.time_ns)  # orders jobs of the same second
     started: str | None = None
     finished: str | None = None
@@ -255,7 +252,7 @@ class JobQueue:
             job = dataclasses.replace(
                 waiting[0],
                 state="running",
-                started=waiting[0].started or _now(),
+                started=waiting[0].started or utc_now(),
                 attempts=waiting[0].attempts + 1,
                 runner={"kind": kind},
             )
@@ -275,7 +272,7 @@ class JobQueue:
     def _finished(self, job: Job, state: str, **changes: Any) -> Job:
         if job.source == "upload":
             shutil.rmtree(self.dataset_dir(job.id), ignore_errors=True)
-        return dataclasses.replace(job, state=state, finished=_now(), **changes)
+        return dataclasses.replace(job, state=state, finished=utc_now(), **changes)
 
     def log_tail(self, job_id: str, lines: int = 20) -> list[str]:
         try:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.decision import ABSTAIN, decide, threshold_of
 from models.preprocessing import load_array, load_image
 
 if TYPE_CHECKING:
@@ -26,9 +27,10 @@ class TopClass(_Body):
     probability: float = Field(ge=0, le=1)
 
 
-class Decision(_Body):
-    """The model's answer: the top label when its probability reaches the threshold,
-    else null ("not sure / none of these")."""
+class Answer(_Body):
+    """One image's decision (``models.decision``): the top label when its probability
+    reaches the threshold, else null ("not sure / none of these"). The version's
+    decision settings are ``models.metadata.Decision``."""
 
     label: str | None = Field(description="The answer, or null: not sure / none of these")
     confidence: float = Field(ge=0, le=1, description="The top label's probability")
@@ -43,7 +45,7 @@ class Prediction(_Body):
     probabilities: dict[str, float] = Field(
         description="Every label's probability, in label order; they sum to 1"
     )
-    decision: Decision
+    decision: Answer
 
 
 class PredictResponse(_Body):
@@ -63,7 +65,7 @@ def format_prediction(
     decision at ``threshold``."""
     order = np.argsort(-probabilities, kind="stable")[:top_k]
     best = int(order[0])
-    confidence = float(probabilities[best])
+    answer = int(decide(probabilities[None, :], threshold)[0])
     return Prediction(
         filename=filename,
         top=[
@@ -71,21 +73,12 @@ def format_prediction(
             for i in order
         ],
         probabilities={label: float(p) for label, p in zip(labels, probabilities, strict=True)},
-        decision=Decision(
-            label=labels[best] if confidence >= threshold else None,
-            confidence=confidence,
+        decision=Answer(
+            label=labels[answer] if answer != ABSTAIN else None,
+            confidence=float(probabilities[best]),
             threshold=threshold,
         ),
     )
-
-
-def threshold_of(bundle: Bundle, min_confidence: float | None = None) -> float:
-    """``min_confidence`` when given, else the version's own threshold (0 for versions
-    published before thresholds existed: they always answer)."""
-    if min_confidence is not None:
-        return min_confidence
-    decision = bundle.metadata.decision
-    return decision.threshold if decision is not None else 0.0
 
 
 def predict_response(
@@ -98,7 +91,7 @@ def predict_response(
     """The whole native predict body for a batch of probability rows; each entry's
     decision at the version's threshold, or at ``min_confidence``."""
     top_k = min(top_k, len(bundle.labels))
-    threshold = threshold_of(bundle, min_confidence)
+    threshold = threshold_of(bundle.metadata.decision, min_confidence)
     return PredictResponse(
         model=bundle.name,
         version=bundle.version,

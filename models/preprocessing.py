@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -29,6 +33,9 @@ RESIZE_POLICY = {
 }
 
 REDUCING_GAP = 3.0
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 # Files with other suffixes are not images and are ignored (README.txt, .DS_Store ...).
 IMAGE_SUFFIXES = frozenset(
@@ -101,6 +108,84 @@ def load_image(
             return _resized(_to_rgb(opened), width, height)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise InvalidImage(f"{name}: the image data is truncated or corrupt ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    position: int  # the file's place in the paths given to decode_images
+    path: Path
+    pixels: np.ndarray
+    data: bytes | None = None  # the file's bytes, when decode_images kept them
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    position: int
+    path: Path
+    reason: str  # the error's message, which starts with the file's name
+
+    def record(self) -> dict[str, str]:
+        """The ``{"path", "reason"}`` entry reports and logs list skipped files with."""
+        return {"path": str(self.path), "reason": self.reason}
+
+
+def decode_images(
+    paths: Iterable[str | Path],
+    size: tuple[int, int],
+    skipped: Callable[[SkippedImage], None],
+    *,
+    keep_bytes: bool = False,
+    threads: int = 1,
+) -> Iterator[DecodedImage]:
+    """Decode each of ``paths`` with ``load_image`` at ``size``, in order. A file that
+    cannot be read or decoded is left out and handed to ``skipped``, with the reason,
+    in its place in the order. ``keep_bytes``: each image carries its file's bytes
+    (read once, decoded from them). ``threads`` > 1 decodes that many at a time."""
+
+    def decode(path: Path) -> tuple[np.ndarray, bytes | None]:
+        if not keep_bytes:
+            return load_image(path, size), None
+        data = path.read_bytes()
+        return load_image(data, size, name=str(path)), data
+
+    for position, path, (pixels, data) in decode_each(paths, decode, skipped, threads=threads):
+        yield DecodedImage(position, path, pixels, data)
+
+
+def decode_each(
+    paths: Iterable[str | Path],
+    decode: Callable[[Path], _T],
+    skipped: Callable[[SkippedImage], None],
+    *,
+    threads: int = 1,
+    errors: tuple[type[Exception], ...] = (ImageError, OSError),
+) -> Iterator[tuple[int, Path, _T]]:
+    """The loop of ``decode_images`` with another ``decode``: ``(position, path,
+    decode(path))`` for each file, in order; a file whose ``decode`` raises one of
+    ``errors`` goes to ``skipped`` instead, in its place in the order."""
+
+    def attempt(item: tuple[int, str | Path]) -> tuple[int, Path, _T] | SkippedImage:
+        position, path = item[0], Path(item[1])
+        try:
+            return position, path, decode(path)
+        except errors as exc:
+            return SkippedImage(position, path, str(exc))
+
+    if threads <= 1:
+        yield from _reported(map(attempt, enumerate(paths)), skipped)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        yield from _reported(pool.map(attempt, enumerate(paths)), skipped)
+
+
+def _reported(
+    results: Iterable[_R | SkippedImage], skipped: Callable[[SkippedImage], None]
+) -> Iterator[_R]:
+    for result in results:
+        if isinstance(result, SkippedImage):
+            skipped(result)
+        else:
+            yield result
 
 
 def load_for_display(source: bytes | str | Path, max_side: int = 1024) -> np.ndarray:

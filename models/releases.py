@@ -19,9 +19,9 @@ from models.store.labels import (
     LabelMove,
     VersionLabels,
     default_version,
-    utc_now,
     validate_label,
 )
+from models.timestamps import utc_now
 
 
 class IncompatibleVersion(UserError):

@@ -7,9 +7,10 @@ import json
 import logging
 import os
 import sys
-import time
 
 from gunicorn import glogging
+
+from models.timestamps import utc_now
 
 
 class JsonLogger(glogging.Logger):
@@ -30,7 +31,7 @@ class JsonLogger(glogging.Logger):
             return
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
         entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "time": utc_now(),
             "remote_addr": environ.get("REMOTE_ADDR"),
             "method": environ.get("REQUEST_METHOD"),
             "path": environ.get("PATH_INFO"),

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, request
 
-from models.predictions import threshold_of
+from models.decision import decided_labels, threshold_of
 from service.bodies import json_body
 from service.errors import Unavailable
 from service.kserve_bodies import (
@@ -224,11 +224,8 @@ def infer(name: str, version: str | None = None) -> Response:
     probabilities = _probabilities(predictor, inference, binary)
     bundle = predictor.bundle
     labels = [bundle.labels[i] for i in np.argmax(probabilities, axis=1)]
-    threshold = threshold_of(bundle)
-    decided = [
-        label if row.max() >= threshold else ""
-        for label, row in zip(labels, probabilities, strict=True)
-    ]
+    threshold = threshold_of(bundle.metadata.decision)
+    decided = [label or "" for label in decided_labels(bundle.labels, probabilities, threshold)]
     outputs = [
         probabilities_output(probabilities, as_binary)
         if output == "probabilities"

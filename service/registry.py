@@ -40,13 +40,13 @@ log = logging.getLogger("ktl.service")
 # A failed version is retried only when its files change (versions are
 # immutable, so normally never): retrying every poll would re-hash and re-log
 # a broken bundle forever.
-Fingerprint = tuple[tuple[str, int, int], ...]
+FolderFingerprint = tuple[tuple[str, int, int], ...]  # (file, size, mtime_ns) each
 
 
 @dataclass(frozen=True)
 class LoadFailure:
     reason: str
-    fingerprint: Fingerprint
+    fingerprint: FolderFingerprint
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,7 @@ class ModelRegistry:
         failures = {
             v: f
             for v, f in previous.failures.items()
-            if v in versions and f.fingerprint == _fingerprint(self._path(name, v))
+            if v in versions and f.fingerprint == _folder_fingerprint(self._path(name, v))
         }
         candidates = default_candidates(versions, labels, previous.default_version)
         default = self._first_loadable(name, candidates, loaded, failures)
@@ -313,7 +313,7 @@ class ModelRegistry:
 
     def _load(self, name: str, version: int) -> Predictor | LoadFailure:
         path = self._path(name, version)
-        fingerprint = _fingerprint(path)
+        fingerprint = _folder_fingerprint(path)
         try:
             predictor = self._load_predictor(path)
             bundle = predictor.bundle
@@ -363,7 +363,8 @@ class ModelRegistry:
         return self.store.version_dir(name, version)
 
 
-def _fingerprint(path: Path) -> Fingerprint:
+def _folder_fingerprint(path: Path) -> FolderFingerprint:
+    """A version folder's files by name, size and mtime: whether they changed."""
     files = []
     try:
         for entry in sorted(path.iterdir()):

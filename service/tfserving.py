@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Request, request
 
-from models.predictions import threshold_of
+from models.decision import decided_labels, threshold_of
 from service.bodies import json_body
 from service.errors import UnsupportedMediaType
 from service.operation import Body, Reply, operation
@@ -67,6 +67,6 @@ def read_instances(req: Request) -> list[ImageUpload]:
 def predict(name: str, version: str | None = None, label: str | None = None) -> dict[str, Any]:
     predictor = resolve(name, version, label, split=True)
     rows = predictor.predict(read_instances(request))
-    threshold, labels = threshold_of(predictor.bundle), predictor.bundle.labels
-    decisions = [labels[int(row.argmax())] if row.max() >= threshold else None for row in rows]
+    bundle = predictor.bundle
+    decisions = decided_labels(bundle.labels, rows, threshold_of(bundle.metadata.decision))
     return json_body(TFServingResponse(predictions=rows.tolist(), decisions=decisions))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from models.errors import UserError
-from models.preprocessing import IMAGE_SUFFIXES, ImageError, is_image_name, load_image
+from models.preprocessing import IMAGE_SUFFIXES, SkippedImage, decode_images, is_image_name
 from training.health import health_report
 from training.near_duplicates import close_pairs, copies_across, group_pairs, look_at_files
 from training.splits import SPLITS, Assignment, assign
@@ -176,8 +176,10 @@ def _list_csv(path: Path) -> Listing:
     return Listing("csv", samples)
 
 
-def fingerprint(listing: Listing, image_size: tuple[int, int]) -> str:
-    """Identifies a listing (paths, labels, sizes, mtimes) at an image size."""
+def listing_fingerprint(listing: Listing, image_size: tuple[int, int]) -> str:
+    """Identifies a listing (paths, labels, sizes, mtimes) at an image size: whether the
+    decoded-image cache still holds it (see ``training.splits.content_fingerprint`` for
+    a set of images by content)."""
     digest = hashlib.sha256(repr(image_size).encode())
     for sample in listing.samples:
         stat = sample.path.stat()
@@ -240,20 +242,24 @@ def decode_all(
     """Decode the samples at ``indices`` into ``out[i]``; returns the files that could
     not be decoded, with the reason."""
 
-    def decode(index: int) -> tuple[int, str | None]:
-        try:
-            out[index] = load_image(samples[index].path, image_size)
-            return index, None
-        except (ImageError, OSError) as exc:
-            return index, str(exc)
-
     skipped: list[dict] = []
-    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        for done, (index, error) in enumerate(pool.map(decode, indices), 1):
-            if error:
-                skipped.append({"path": str(samples[index].path), "reason": error, "index": index})
-            if progress:
-                progress(done, len(indices))
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, len(indices))
+
+    def skip(image: SkippedImage) -> None:
+        skipped.append({**image.record(), "index": indices[image.position]})
+        tick()
+
+    paths = [samples[index].path for index in indices]
+    threads = max(1, os.cpu_count() or 1)
+    for image in decode_images(paths, image_size, skip, threads=threads):
+        out[indices[image.position]] = image.pixels
+        tick()
     return skipped
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.decision import answered as answered_by
 from models.errors import ConfigError
 
 AUTO_COVERAGE = 0.95  # the share of validation images the auto rule answers
@@ -67,8 +68,7 @@ def _reaching(probabilities: np.ndarray, targets: np.ndarray, target: float) -> 
 
 def selective(probabilities: np.ndarray, targets: np.ndarray, threshold: float) -> dict:
     """What a threshold gives: the share of images answered, and how many of those right."""
-    confidence = probabilities.max(axis=1)
-    answered = confidence >= threshold
+    answered = answered_by(probabilities, threshold)
     correct = probabilities.argmax(axis=1) == targets
     count = int(answered.sum())
     return {

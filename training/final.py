@@ -14,14 +14,15 @@ import keras
 import numpy as np
 
 from models import tta
-from models.preprocessing import ImageError, image_files, load_image
+from models.decision import answered
+from models.preprocessing import SkippedImage, decode_images, image_files
 from training import calibration, decision, finetune
 from training.cluster import Cluster
 from training.config import TrainConfig
 from training.data import Listing, Prepared
 from training.distributed import Validation, gather_validation
 from training.evaluate import baseline, evaluate, quality_warnings
-from training.splits import fingerprint
+from training.splits import content_fingerprint
 from training.state import Log
 
 Forward = Callable[[Any], Any]
@@ -72,7 +73,7 @@ def finish(
         test, digests, scorers["test"] = _test(cluster, forward, prepared, listing, config, log)
         evaluation["test"] = {
             **_figures(test, prepared.labels, train_counts),
-            "fingerprint": fingerprint(digests),
+            "fingerprint": content_fingerprint(digests),
         }
         shown, split = test, "test"
         checked["test"] = test
@@ -149,16 +150,11 @@ def _test(
     how to score them with another forward pass."""
     pixels, kept, digests = [], [], []
     size = config.resolved_image_size()
-    for row in prepared.test:
-        path = listing.samples[row].path
-        try:
-            data = path.read_bytes()
-            pixels.append(load_image(data, size, name=str(path)))
-        except (ImageError, OSError) as exc:
-            log(f"  skipped test image {exc}")
-            continue
-        kept.append(int(row))
-        digests.append(hashlib.sha256(data).hexdigest())
+    paths = [listing.samples[row].path for row in prepared.test]
+    for image in decode_images(paths, size, _skipped(log, "test"), keep_bytes=True):
+        pixels.append(image.pixels)
+        kept.append(int(prepared.test[image.position]))
+        digests.append(hashlib.sha256(image.data or b"").hexdigest())
     inputs = np.stack(pixels) if pixels else np.zeros((0, *size, 3), np.uint8)
     targets = prepared.targets[np.array(kept, np.int64)]
     files = [str(listing.samples[row].path) for row in kept]
@@ -245,12 +241,8 @@ def _out_of_scope(
     """How the model's confidence tells images of none of its classes (``--ood``) from
     its own: AUROC, and the share of them the threshold turns away."""
     size = config.resolved_image_size()
-    pixels = []
-    for path in image_files([folder]):
-        try:
-            pixels.append(load_image(path, size))
-        except (ImageError, OSError) as exc:
-            log(f"  skipped out-of-scope image {exc}")
+    found = image_files([folder])
+    pixels = [image.pixels for image in decode_images(found, size, _skipped(log, "out-of-scope"))]
     if not pixels:
         return {"images": 0, "note": f"no readable image in {folder}"}
     inputs = np.stack(pixels)
@@ -258,14 +250,18 @@ def _out_of_scope(
         inputs, np.zeros(len(inputs), np.int32), np.arange(len(inputs)), config.batch_size,
         shuffle=False, seed=0,
     )  # fmt: skip
-    outside = finetune.predict_probabilities(forward, batches).max(axis=1)
-    inside = shown.probabilities.max(axis=1)
+    outside = finetune.predict_probabilities(forward, batches)
+    inside = shown.probabilities
     return {
         "images": len(inputs),
-        "auroc": round(decision.auroc(inside, outside), 6),
-        "rejected": round(float((outside < threshold).mean()), 6),
-        "in_scope_rejected": round(float((inside < threshold).mean()), 6),
+        "auroc": round(decision.auroc(inside.max(axis=1), outside.max(axis=1)), 6),
+        "rejected": round(float((~answered(outside, threshold)).mean()), 6),
+        "in_scope_rejected": round(float((~answered(inside, threshold)).mean()), 6),
     }
+
+
+def _skipped(log: Log, kind: str) -> Callable[[SkippedImage], None]:
+    return lambda image: log(f"  skipped {kind} image {image.reason}")
 
 
 def describe(outcome: Outcome) -> list[str]:

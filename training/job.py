@@ -26,8 +26,7 @@ from training.cluster import Cluster, connect, plan
 from training.config import TrainConfig
 from training.data import Prepared
 from training.phases import Phase, plan_phases
-from training.publish import bundle_metadata, report_files
-from training.quantize import save_published
+from training.publish import bundle_metadata, report_files, save_published
 from training.state import JobState, Log, open_job
 
 _BOARD_IMAGES = ("confusion_matrix.png", "reliability.png", "curves.png")

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from models.preprocessing import ImageError, load_image
+from models.preprocessing import SkippedImage, decode_each, load_image
 
 HASH_SIDE, HASH_BLOCK = 32, 8  # luminance at 32x32 -> the 8x8 lowest DCT frequencies
 HASH_BITS = HASH_BLOCK * HASH_BLOCK
@@ -103,16 +102,17 @@ def look_at_files(paths: Sequence[str | Path]) -> tuple[list[Look | None], dict[
     """``look_at`` every file, in parallel: the looks (None for a file that cannot be
     decoded) and, by index, why those could not."""
 
-    def one(path: str | Path) -> Look | str:
-        try:
-            return look_at(path)
-        except (ImageError, OSError, SyntaxError, ValueError) as exc:
-            return str(exc)
+    looks: list[Look | None] = [None] * len(paths)
+    errors: dict[int, str] = {}
 
-    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(one, paths))
-    looks = [None if isinstance(r, str) else r for r in results]
-    return looks, {i: r for i, r in enumerate(results) if isinstance(r, str)}
+    def skip(image: SkippedImage) -> None:
+        errors[image.position] = image.reason
+
+    threads = max(1, os.cpu_count() or 1)
+    unreadable = (OSError, SyntaxError, ValueError)  # ImageError is a ValueError
+    for position, _, look in decode_each(paths, look_at, skip, threads=threads, errors=unreadable):
+        looks[position] = look
+    return looks, errors
 
 
 class _Groups:

@@ -1,35 +1,40 @@
-"""What a finished job publishes: the bundle's metadata and its ``reports/``."""
+"""Publishing, the one place training does it: a finished job's bundle (its metadata,
+its ``reports/`` and, with ``--int8``, its INT8 engine) and ``ktl quantize``'s new
+version; ``training.quantize`` only makes the engine."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import keras
 
 from models.backbones import BackboneSpec
+from models.bundle import MODEL_FILE, REPORTS_DIR, SEEN_FILE, Bundle, save_bundle, seen_file
 from models.explain import activation_layers
 from models.metadata import (
     BundleMetadata,
     Calibration,
     Decision,
+    Engine,
     Evaluation,
     InputSpec,
+    Lineage,
     Metrics,
     TestTimeAugmentation,
 )
 from models.preprocessing import RESIZE_POLICY
+from models.store import ModelStore
+from models.timestamps import utc_now
 from training import report
 from training.config import TrainConfig
 from training.data import Prepared
 from training.evaluate import history_csv
 from training.final import Outcome
-
-
-def utc_now() -> str:
-    """The current time as ISO 8601 UTC, to the second: ``2026-01-31T12:00:00Z``."""
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+from training.quantize import engine_for_version, int8_engine
+from training.state import Log
 
 
 def bundle_metadata(
@@ -101,3 +106,59 @@ def report_files(
             validation.files,
         ),
     }
+
+
+def save_published(
+    store: ModelStore,
+    model: keras.Model,
+    metadata: BundleMetadata,
+    reports: dict[str, bytes],
+    config: TrainConfig,
+    prepared: Prepared,
+    outcome: Outcome,
+    log: Log,
+) -> tuple[int, Path]:
+    """``save_bundle`` of a job, with an INT8 engine when ``--int8`` asks for one, and
+    the hashes of the images it learnt from (``seen.txt``, for ``ktl evaluate``)."""
+    seen = {SEEN_FILE: seen_file(prepared.report.get("seen", []))}
+    if not config.int8:
+        return save_bundle(store, model, metadata, reports, seen)
+    with tempfile.TemporaryDirectory(prefix="ktl-int8-") as tmp:
+        size, threshold = config.resolved_image_size(), outcome.decision["threshold"]
+        artifacts, engine = int8_engine(
+            model, size, prepared.pixels, prepared.train, outcome.checked, threshold, Path(tmp), log
+        )
+        metadata = metadata.replace(engines={"int8": engine.model_dump()})
+        return save_bundle(store, model, metadata, reports, {**artifacts, **seen})
+
+
+def publish_quantized(
+    bundle: Bundle, data: str | Path, store: ModelStore, log: Log
+) -> tuple[int, Path, Engine]:
+    """``ktl quantize``: a new version of ``bundle`` with an INT8 engine calibrated and
+    checked on DATA (``training.quantize.engine_for_version``). Published versions are
+    immutable, so the engine comes as a new version whose lineage names the original."""
+    with tempfile.TemporaryDirectory(prefix="ktl-int8-") as tmp:
+        artifacts, engine = engine_for_version(bundle, data, Path(tmp), log)
+        lineage = Lineage(
+            kind="quantized",
+            name=bundle.name,
+            version=bundle.version,
+            model_sha256=bundle.metadata.files[MODEL_FILE],
+        )
+        metadata = bundle.metadata.replace(
+            version=None,
+            files={},
+            created_at=utc_now(),
+            lineage=lineage.model_dump(),
+            engines={**(bundle.metadata.engines or {}), "int8": engine.model_dump()},
+        )
+        reports = {
+            path.relative_to(bundle.path / REPORTS_DIR).as_posix(): path.read_bytes()
+            for path in sorted((bundle.path / REPORTS_DIR).rglob("*"))
+            if path.is_file()
+        }
+        if (bundle.path / SEEN_FILE).is_file():  # the same images as the original's
+            artifacts[SEEN_FILE] = bundle.path / SEEN_FILE
+        version, path = save_bundle(store, bundle.model, metadata, reports, artifacts)
+    return version, path, engine

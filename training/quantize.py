@@ -1,32 +1,24 @@
-"""``ktl train --int8``: after calibration, the model is quantized to INT8 with
-images of the training split, and its answers are compared with the float
-model's on the validation and test images (see :mod:`models.int8`)."""
+"""The INT8 engine of ``ktl train --int8`` and ``ktl quantize``: the model is quantized
+to INT8 with images of the training split, and its answers are compared with the
+float model's on the validation and test images (see :mod:`models.int8`). This module
+only makes the engine; ``training.publish`` publishes it."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 import numpy as np
 
 from models import int8
-from models.bundle import MODEL_FILE, REPORTS_DIR, SEEN_FILE, Bundle, save_bundle, seen_file
+from models.bundle import Bundle
+from models.decision import threshold_of
 from models.errors import ConfigError
-from models.metadata import Engine, Lineage
-from models.predictions import threshold_of
-from models.store import ModelStore
+from models.metadata import Engine
 from training.distributed import Validation
-from training.publish import utc_now
 from training.scoring import decoded_split, listed
 from training.state import Log
-
-if TYPE_CHECKING:
-    from models.metadata import BundleMetadata
-    from training.config import TrainConfig
-    from training.data import Prepared
-    from training.final import Outcome
 
 _CHUNK = 64  # images run through the INT8 session at a time
 
@@ -66,29 +58,6 @@ def int8_engine(
     return {int8.INT8_FILE: path}, Engine.model_validate(engine)
 
 
-def save_published(
-    store: ModelStore,
-    model: keras.Model,
-    metadata: BundleMetadata,
-    reports: dict[str, bytes],
-    config: TrainConfig,
-    prepared: Prepared,
-    outcome: Outcome,
-    log: Log,
-) -> tuple[int, Path]:
-    """``save_bundle`` of a job, with an INT8 engine when ``--int8`` asks for one."""
-    seen = {SEEN_FILE: seen_file(prepared.report.get("seen", []))}
-    if not config.int8:
-        return save_bundle(store, model, metadata, reports, seen)
-    with tempfile.TemporaryDirectory(prefix="ktl-int8-") as tmp:
-        artifacts, engine = int8_engine(
-            model, config.resolved_image_size(), prepared.pixels, prepared.train,
-            outcome.checked, outcome.decision["threshold"], Path(tmp), log,
-        )  # fmt: skip
-        metadata = metadata.replace(engines={"int8": engine.model_dump()})
-        return save_bundle(store, model, metadata, reports, {**artifacts, **seen})
-
-
 def predict_rows(runner: int8.Int8Runner, validation: Validation) -> np.ndarray:
     """The INT8 probabilities of a split's images, in the split's row order."""
     out = []
@@ -99,13 +68,13 @@ def predict_rows(runner: int8.Int8Runner, validation: Validation) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
 
-def quantize_version(
-    bundle: Bundle, data: str | Path, store: ModelStore, log: Log
-) -> tuple[int, Path, Engine]:
-    """``ktl quantize``: a new version of ``bundle`` with an INT8 engine, calibrated on
+def engine_for_version(
+    bundle: Bundle, data: str | Path, folder: Path, log: Log
+) -> tuple[dict[str, Path], Engine]:
+    """``ktl quantize``'s engine: ``bundle`` quantized into ``folder``, calibrated on
     DATA's train split and checked on its validation and test splits (as the version's
-    own settings draw them). Published versions are immutable, so the engine comes
-    as a new version whose lineage names the original."""
+    own settings draw them). Returns what ``int8_engine`` returns; publishing it, as a
+    new version, is ``training.publish.publish_quantized``'s."""
     if bundle.metadata.engines and "int8" in bundle.metadata.engines:
         raise ConfigError(f"{bundle.name} version {bundle.version} already has an INT8 engine")
     source = listed(data)  # listed and hashed once for the three splits
@@ -120,27 +89,9 @@ def quantize_version(
         rows = np.arange(len(part.pixels))
         probabilities = bundle.classifier.predict(part.pixels)
         checked[name] = Validation(probabilities, part.targets, [], part.pixels, rows)
-    with tempfile.TemporaryDirectory(prefix="ktl-int8-") as tmp:
-        artifacts, engine = int8_engine(
-            bundle.model, bundle.image_size, train.pixels, np.arange(len(train.pixels)),
-            checked, threshold_of(bundle), Path(tmp), log,
-        )  # fmt: skip
-        lineage = Lineage(
-            kind="quantized",
-            name=bundle.name,
-            version=bundle.version,
-            model_sha256=bundle.metadata.files[MODEL_FILE],
-        )
-        metadata = bundle.metadata.replace(
-            version=None, files={}, created_at=utc_now(), lineage=lineage.model_dump(),
-            engines={**(bundle.metadata.engines or {}), "int8": engine.model_dump()},
-        )  # fmt: skip
-        reports = {
-            path.relative_to(bundle.path / REPORTS_DIR).as_posix(): path.read_bytes()
-            for path in sorted((bundle.path / REPORTS_DIR).rglob("*"))
-            if path.is_file()
-        }
-        if (bundle.path / SEEN_FILE).is_file():  # the same images as the original's
-            artifacts[SEEN_FILE] = bundle.path / SEEN_FILE
-        version, path = save_bundle(store, bundle.model, metadata, reports, artifacts)
-    return version, path, engine
+    threshold = threshold_of(bundle.metadata.decision)
+    calibration_rows = np.arange(len(train.pixels))
+    image_size = bundle.image_size
+    return int8_engine(
+        bundle.model, image_size, train.pixels, calibration_rows, checked, threshold, folder, log
+    )

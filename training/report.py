@@ -77,7 +77,7 @@ def confusion_png(labels: list[str], matrix: list[list[int]], split: str = "vali
     axis.set_yticks(range(len(labels)), labels)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
-    threshold = counts.max() / 2 if counts.size else 0
+    halfway = counts.max() / 2 if counts.size else 0
     for (row, column), count in np.ndenumerate(counts):
         axis.text(
             column,
@@ -85,7 +85,7 @@ def confusion_png(labels: list[str], matrix: list[list[int]], split: str = "vali
             str(count),
             ha="center",
             va="center",
-            color="white" if count > threshold else "black",
+            color="white" if count > halfway else "black",
         )
     axis.set_title(f"confusion matrix ({split})")
     return _png(figure)

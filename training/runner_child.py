@@ -37,7 +37,6 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +46,7 @@ from models.jobs import Job, JobQueue, check_options
 from models.metadata import BundleError
 from models.store import ModelStore
 from models.store.progress import read_epochs
+from models.timestamps import parse as parse_time
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
@@ -117,12 +117,12 @@ def published_version(store: str | Path, job: Job) -> int | None:
     it is not trained again."""
     if not job.started:
         return None
-    started = datetime.fromisoformat(job.started)
+    started = parse_time(job.started)
     model_store = ModelStore(store)
     for version in reversed(model_store.versions(job.name)):
         try:
             metadata = model_store.read_metadata(job.name, version)
-            created = datetime.fromisoformat(metadata.created_at or "")
+            created = parse_time(metadata.created_at or "")
         except (BundleError, ValueError):
             continue
         if created < started:

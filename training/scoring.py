@@ -21,12 +21,12 @@ import numpy as np
 from models.bundle import Bundle
 from models.errors import ConfigError
 from models.int8 import calibration_rows
-from models.preprocessing import ImageError, load_image
+from models.preprocessing import decode_images
 from training import calibration, decision
 from training.data import DataError, Listing, list_samples, split_listing
 from training.data import content_hashes as file_hashes
 from training.evaluate import evaluate
-from training.splits import SPLITS, fingerprint
+from training.splits import SPLITS, content_fingerprint
 
 CHOICES = (*SPLITS, "all")
 
@@ -82,14 +82,11 @@ def decoded_split(
     if at_most is not None and len(known) > at_most:
         known = [known[k] for k in calibration_rows(len(known), at_most)]
     pixels, kept, digests = [], [], []
-    for i in known:
-        try:
-            pixels.append(load_image(listing.samples[i].path, bundle.image_size))
-        except (ImageError, OSError) as exc:
-            skipped.append({"path": str(listing.samples[i].path), "reason": str(exc)})
-            continue
-        kept.append(i)
-        digests.append(str(hashes[i]))
+    paths = [listing.samples[i].path for i in known]
+    for image in decode_images(paths, bundle.image_size, lambda s: skipped.append(s.record())):
+        pixels.append(image.pixels)
+        kept.append(known[image.position])
+        digests.append(str(hashes[known[image.position]]))
     if not kept:
         raise DataError(f"{source.data}: no image of this version's classes in its {split} split")
     targets = np.array([bundle.labels.index(listing.samples[i].label) for i in kept])
@@ -124,7 +121,7 @@ def score_version(
             "threshold": threshold,
             **decision.selective(probabilities, targets, threshold),
         },
-        "fingerprint": fingerprint(decoded.digests),
+        "fingerprint": content_fingerprint(decoded.digests),
         "skipped": decoded.skipped,
         "unknown_classes": decoded.unknown,
         "images": len(decoded.digests),

@@ -131,6 +131,7 @@ def _at_least_one_each(
                     splits[i] = split
 
 
-def fingerprint(hashes: Sequence[str]) -> str:
-    """Identifies a set of images by content, whatever their names or order."""
+def content_fingerprint(hashes: Sequence[str]) -> str:
+    """Identifies a set of images by content, whatever their names or order (a split's
+    ``fingerprint`` in bundle metadata)."""
     return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()

@@ -19,7 +19,7 @@ from models.store import write_json_atomically
 from models.store.layout import job_lock_for
 from models.store.progress import PROGRESS_FILE, epoch_files, read_epochs
 from training.config import TrainConfig
-from training.data import DataError, Listing, Prepared, fingerprint, prepare
+from training.data import DataError, Listing, Prepared, listing_fingerprint, prepare
 
 Log = Callable[[str], None]
 
@@ -154,7 +154,7 @@ def prepared_data(
 ) -> tuple[Prepared, bool]:
     """Decode once per job; a resumed job reuses the decoded pixels if the files
     have not changed since (then the second value is True)."""
-    print_ = fingerprint(listing, size)
+    print_ = listing_fingerprint(listing, size)
     saved = state.read("data.json")
     state.pixels_file.parent.mkdir(parents=True, exist_ok=True)
     if saved and saved["fingerprint"] == print_ and state.pixels_file.is_file():

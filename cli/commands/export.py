@@ -77,10 +77,10 @@ def _calibration(bundle, data: str):
 
 
 def _agreement(bundle, path, checked) -> dict[str, Any]:
+    from models.decision import threshold_of
     from models.export import tflite_runner
     from models.int8 import agreement
-    from models.predictions import threshold_of
 
     reference = bundle.classifier.predict(checked.pixels)
     exported = tflite_runner(path)(checked.pixels)
-    return agreement(reference, exported, checked.targets, threshold_of(bundle))
+    return agreement(reference, exported, checked.targets, threshold_of(bundle.metadata.decision))

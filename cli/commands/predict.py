@@ -103,18 +103,19 @@ def _decoded(
     named on stderr and skipped."""
     import numpy as np
 
-    from models.preprocessing import ImageError, load_image
+    from models.preprocessing import SkippedImage, decode_images
 
     for start in range(0, len(files), CHUNK):
-        paths, arrays, skipped = [], [], 0
-        for path in files[start : start + CHUNK]:
-            try:
-                arrays.append(load_image(path, size))
-                paths.append(path)
-            except (ImageError, OSError) as exc:
-                skipped += 1
-                print(f"ktl: skipped {exc}", file=sys.stderr)
-        yield paths, (np.stack(arrays) if arrays else np.zeros((0, *size, 3), np.uint8)), skipped
+        skipped: list[SkippedImage] = []
+        decoded = list(decode_images(files[start : start + CHUNK], size, skipped.append))
+        for image in skipped:
+            print(f"ktl: skipped {image.reason}", file=sys.stderr)
+        pixels = [image.pixels for image in decoded]
+        yield (
+            [image.path for image in decoded],
+            np.stack(pixels) if pixels else np.zeros((0, *size, 3), np.uint8),
+            len(skipped),
+        )
 
 
 def _gate() -> float:

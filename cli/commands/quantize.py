@@ -36,12 +36,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from cli.common import load_reference
     from models.store import ModelStore
-    from training.quantize import quantize_version
+    from training.publish import publish_quantized
 
     store = ModelStore(args.store)
     bundle = load_reference(args.model, store)
     name = bundle.name
-    new_version, new_path, engine = quantize_version(bundle, args.calibration, store, note)
+    new_version, new_path, engine = publish_quantized(bundle, args.calibration, store, note)
     if args.json:
         print_json(
             {"name": name, "version": new_version, "path": str(new_path),

@@ -20,7 +20,6 @@ import fcntl
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -64,11 +63,6 @@ def validate_label(label: str) -> str:
             "digits, '-' and '_', starting with a letter (stable, canary, ...)"
         )
     return label
-
-
-def utc_now() -> str:
-    """The current time as ISO 8601 UTC, to the millisecond."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _Frozen(BaseModel):

@@ -49,13 +49,14 @@ def colours(tmp_path_factory):
     decoded: list[tuple[str, str]] = []
     patch = pytest.MonkeyPatch()
     for module, who in ((data_module, "training"), (final, "final")):
-        original = module.load_image
+        original = module.decode_images
 
-        def recording(source, *args, _original=original, _who=who, **kwargs):
-            decoded.append((_who, str(kwargs.get("name") or source)))
-            return _original(source, *args, **kwargs)
+        def recording(paths, *args, _original=original, _who=who, **kwargs):
+            for image in _original(paths, *args, **kwargs):
+                decoded.append((_who, str(image.path)))
+                yield image
 
-        patch.setattr(module, "load_image", recording)
+        patch.setattr(module, "decode_images", recording)
     flags = {
         "data": str(dataset), "name": "colours", "store": str(work / "store"),
         "backbone": "smallcnn", "image_size": 16, "epochs": 6, "ood": str(ood),

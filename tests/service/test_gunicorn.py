@@ -13,6 +13,7 @@ import pytest
 from gunicorn.config import Config
 
 import service
+from models.timestamps import parse as parse_time
 from service.gunicorn_logger import JsonLogger
 
 CONF = Path(service.__file__).parent / "gunicorn.conf.py"
@@ -94,5 +95,6 @@ def test_the_access_log_is_one_json_object_per_request_on_stderr(ktl_logger, cap
     assert entry["user_agent"] == 'curl "quoted"'
     assert (entry["method"], entry["query"], entry["bytes"]) == ("GET", "top_k=2", 42)
     assert entry["duration_ms"] == 12.5
+    assert entry["time"].endswith("Z") and parse_time(entry["time"])  # the one clock, in UTC
     # The service's own logs go through gunicorn's error handler too.
     assert logging.getLogger("ktl").handlers == logger.error_log.handlers
