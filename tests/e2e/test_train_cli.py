@@ -11,7 +11,7 @@ import pytest
 
 from models.bundle import load_bundle, read_metadata
 from models.store import ModelStore
-from tests.support.cli import ktl, offline
+from tests.support.cli import ktl, ktl_here, offline
 from tests.support.data import make_colour_dataset
 
 pytestmark = pytest.mark.slow
@@ -155,11 +155,11 @@ def test_evaluate_scores_every_image_and_warns_on_those_it_learnt_from(trained, 
         (["predict", "{data}/red/red_000.png", "--name", "missing"], "No model store at"),
     ],
 )
-def test_user_errors_exit_2_with_a_message(tmp_path, args, message):
+def test_user_errors_exit_2_with_a_message(tmp_path, capsys, args, message):
     data = make_colour_dataset(tmp_path / "data", per_class=3, size=8)
     (tmp_path / "empty").mkdir()
     args = [a.format(data=data, empty=tmp_path / "empty") for a in args]
-    result = ktl(*args, "--store", str(tmp_path / "store"))
+    result = ktl_here(capsys, *args, "--store", str(tmp_path / "store"))
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr

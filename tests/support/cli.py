@@ -1,9 +1,13 @@
-"""The real ``ktl`` command line, run as a process as the console script runs it."""
+"""The real ``ktl`` command line, run as a process as the console script runs it
+(``ktl``), or in this process (``ktl_here``) where a test checks a refusal, an exit
+code or a message rather than what only a process shows (signals, pipes, its
+environment, TensorFlow's log lines): importing TensorFlow again costs seconds."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +30,21 @@ def ktl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.C
         timeout=timeout,
         env={key: value for key, value in merged.items() if value is not None},
     )
+
+
+def ktl_here(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``ktl ARGS...`` run by ``cli.main`` in this process, its output taken from
+    pytest's ``capsys``: the same exit code, stdout and stderr as ``ktl`` gives."""
+    from cli import main
+
+    capsys.readouterr()  # what the test printed before is not the command's
+    sigterm = signal.getsignal(signal.SIGTERM)  # main() turns SIGTERM into an interrupt
+    try:
+        code = main(list(args))
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["ktl", *args], code, out, err)
 
 
 def offline(keras_home: Path) -> dict[str, str]:
