@@ -42,10 +42,10 @@ def test_export_savedmodel_writes_a_tf_serving_base_path(store, tmp_path):
         (["--name", "pets", "--format", "tflite", "--out", "{store}/x"], "inside the model store"),
     ],
 )
-def test_user_errors_exit_2(store, tmp_path, capsys, args, message):
+def test_user_errors_exit_2(store, tmp_path, args, message):
     args = [a.replace("{store}", str(store)) for a in args]
     out = [] if "--out" in args else ["--out", str(tmp_path / "exports")]
-    result = ktl_here(capsys, "export", *args, *out, "--store", str(store))
+    result = ktl_here("export", *args, *out, "--store", str(store))
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert not (store / "x").exists()
@@ -53,6 +53,6 @@ def test_user_errors_exit_2(store, tmp_path, capsys, args, message):
 
 def test_an_unknown_format_is_a_usage_error(store, capsys):
     with pytest.raises(SystemExit) as exited:  # argparse's refusal, as ktl's process ends
-        ktl_here(capsys, "export", "--name", "pets", "--format", "pickle", "--store", str(store))
+        ktl_here("export", "--name", "pets", "--format", "pickle", "--store", str(store))
     assert exited.value.code == 2
     assert "savedmodel" in capsys.readouterr().err

@@ -5,6 +5,8 @@ environment, TensorFlow's log lines): importing TensorFlow again costs seconds."
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -32,19 +34,22 @@ def ktl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.C
     )
 
 
-def ktl_here(capsys, *args: str) -> subprocess.CompletedProcess:
-    """``ktl ARGS...`` run by ``cli.main`` in this process, its output taken from
-    pytest's ``capsys``: the same exit code, stdout and stderr as ``ktl`` gives."""
+def ktl_here(*args: str) -> subprocess.CompletedProcess:
+    """``ktl ARGS...`` run by ``cli.main`` in this process: its exit code (argparse's
+    too), stdout and stderr, as ``ktl`` gives them, without starting Python and
+    importing TensorFlow again."""
     from cli import main
 
-    capsys.readouterr()  # what the test printed before is not the command's
+    out, err = io.StringIO(), io.StringIO()
     sigterm = signal.getsignal(signal.SIGTERM)  # main() turns SIGTERM into an interrupt
     try:
-        code = main(list(args))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    except SystemExit as exc:  # argparse's refusals
+        code = exc.code if isinstance(exc.code, int) else 1
     finally:
         signal.signal(signal.SIGTERM, sigterm)
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(["ktl", *args], code, out, err)
+    return subprocess.CompletedProcess(["ktl", *args], code, out.getvalue(), err.getvalue())
 
 
 def offline(keras_home: Path) -> dict[str, str]:
