@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from service.operation import KeySet, Reply, operation
@@ -17,9 +19,23 @@ PROTECTED = [
 ]
 
 
+@pytest.fixture(scope="module")
+def keyed_app(tiny_store):
+    """One app with keys for the tests that only send requests (none changes the app's
+    state): building one loads the model, a second of CPU each time."""
+    from service.app import create_app
+
+    with pytest.MonkeyPatch.context() as patch:  # as make_app: only these settings
+        for variable in [name for name in os.environ if name.startswith("KTL_")]:
+            patch.delenv(variable)
+        app = create_app({"model_store": tiny_store, "reload_interval": 0, "api_keys": KEYS})
+    yield app
+    app.extensions["ktl"].registry.close()
+
+
 @pytest.fixture
-def client(make_app):
-    return make_app(api_keys=KEYS).test_client()
+def client(keyed_app):
+    return keyed_app.test_client()
 
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED)
