@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -98,6 +99,18 @@ def report_files(
             validation.probabilities,
             validation.targets,
             labels,
-            validation.files,
+            [dataset_relative(file, training["data"]) for file in validation.files],
         ),
     }
+
+
+def dataset_relative(file: str, data: str) -> str:
+    """``file`` as the report shows it: relative to the dataset (a CSV's folder), so no
+    path of the machine that trained it, nor a job's deleted upload folder, is kept;
+    a file outside the dataset keeps only its name."""
+    base = Path(data)
+    base = base.parent if base.suffix.lower() == ".csv" else base
+    for path, root in ((Path(file), base), (Path(file).resolve(), base.resolve())):
+        if path.is_relative_to(root):
+            return path.relative_to(root).as_posix()
+    return Path(file).name
