@@ -67,7 +67,7 @@ def bundle_metadata(
 
 
 def report_files(
-    history: list[dict], training: dict[str, Any], outcome: Outcome, labels: list[str]
+    history: list[dict], training: dict[str, Any], outcome: Outcome, labels: list[str], data: str
 ) -> dict[str, bytes]:
     """``reports/``: figures, history (each phase's kept epoch marked), curves,
     confusion matrix, reliability diagram, risk-coverage curve, the worst images."""
@@ -99,7 +99,7 @@ def report_files(
             validation.probabilities,
             validation.targets,
             labels,
-            [dataset_relative(file, training["data"]) for file in validation.files],
+            [dataset_relative(file, data) for file in validation.files],
         ),
     }
 

@@ -87,6 +87,7 @@ function setTrainingOff(reason) {
   for (const control of document.querySelectorAll("#name, #data button, #options input, #options select, #start")) {
     control.disabled = Boolean(reason);
   }
+  if (!$("cancel").hidden) $("start").disabled = true; // a job or an upload under way
   document.querySelector("main").dataset.training = reason ? "off" : "on";
   if (reason) $("job-status").textContent = "Training is off on this service: " + reason;
   else if ($("job-status").textContent.startsWith("Training is off")) $("job-status").textContent = "";

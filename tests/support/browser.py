@@ -47,6 +47,8 @@ def playwright() -> ModuleType:
             allow_module_level=True,
         )
     return sync_api
+
+
 # Wide things (tables, plots, code) that reach past their card without a box that
 # scrolls sideways inside it (overflow-x auto or scroll): cut, with no way to see the rest.
 # On the served pages the box also says it scrolls (data-overflow, a hint under it).
@@ -57,7 +59,8 @@ CUT = """(served) => [...document.querySelectorAll("table, img, pre, svg")].flat
   const own = el.getBoundingClientRect();
   if (own.right <= box.right + 1 && own.left >= box.left - 1) return [];
   let scroller = el.parentElement;
-  while (scroller && scroller !== card && !["auto", "scroll"].includes(getComputedStyle(scroller).overflowX)) {
+  const scrolls = (box) => ["auto", "scroll"].includes(getComputedStyle(box).overflowX);
+  while (scroller && scroller !== card && !scrolls(scroller)) {
     scroller = scroller.parentElement;
   }
   const name = el.id || el.tagName.toLowerCase();
