@@ -80,7 +80,7 @@ OPERATION_IDS = {
     "reportPage", "reportFile", "reportTrainingImage", "reportTrainingIndex", "openapi",
     "metrics", "getModelLabel",
     "predictLabel", "tfServingPredictLabel", "explainLabel", "activationsLabel",
-    "trainPage", "createJob", "listJobs", "getJob", "cancelJob", "jobEvents",
+    "trainPage", "createJob", "listJobs", "getJob", "cancelJob", "jobEvents", "listBackbones",
 }  # fmt: skip
 
 
