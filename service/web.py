@@ -95,7 +95,8 @@ _BACKBONES_SCHEMA = {
 @operation(
     "listBackbones",
     summary="The backbones a training job can use, and which of them train offline here "
-    "(the train page marks them)",
+    "(the train page marks them); open like the pages, whichever key the page holds",
+    public=True,
     responses={
         200: Reply("The backbones", content={"application/json": {"schema": _BACKBONES_SCHEMA}})
     },
