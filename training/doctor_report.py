@@ -143,7 +143,10 @@ def _balance(result: dict) -> str:
         f"<td class='num'>{c['test']}</td><td class='num'>{weights.get(label, 1.0):g}</td></tr>"
         for label, c in result["balance"]["classes"].items()
     )
-    return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
+    return (
+        '<div class="scroll" tabindex="0" role="region" aria-label="balance (scrolls sideways)">'
+        f"<table><thead>{head}</thead><tbody>{body}</tbody></table></div>"
+    )
 
 
 def render_html(result: dict) -> str:

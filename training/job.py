@@ -128,7 +128,7 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
             metadata = bundle_metadata(config, job.spec, model, prepared, outcome, details, print_)
             if parent is not None:
                 metadata = metadata.replace(lineage=parent.lineage)
-            reports = report_files(history, details, outcome, prepared.labels)
+            reports = report_files(history, details, outcome, prepared.labels, config.data)
             if config.tensorboard:
                 tensorboard_images(config, {k: reports[k] for k in _BOARD_IMAGES})
             return save_published(store, model, metadata, reports, config, prepared, outcome, log)
