@@ -20,8 +20,8 @@ from typing import Annotated, Any, ClassVar, TypeVar
 from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
+from models.choices import DEFAULT_GATE
 from models.errors import ConfigError
-from models.int8 import DEFAULT_GATE
 
 __all__ = [
     "JOB_RUNNERS",
