@@ -163,7 +163,7 @@ class KtlSettings(BaseSettings):
     what: ClassVar[str] = "configuration"
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, **sources):  # type: ignore[no-untyped-def, override]
+    def settings_customise_sources(cls, settings_cls, init_settings, **sources):  # type: ignore[override]
         return (init_settings,)  # from_env gives the environment's values explicitly
 
     @classmethod

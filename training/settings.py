@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Annotated, ClassVar
 
 from pydantic import Field
@@ -26,7 +27,7 @@ MEMORY = re.compile(r"\d+(?:\.\d+)?(?:[kMGTPE]|[KMGTPE]i)?")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
-def _quantity(pattern: re.Pattern[str]):  # type: ignore[no-untyped-def]
+def _quantity(pattern: re.Pattern[str]) -> Callable[[str], str]:
     def check(value: str) -> str:
         value = value.strip()
         if not pattern.fullmatch(value) or not float(re.sub(r"[^\d.]", "", value)):
