@@ -110,7 +110,17 @@ def corrected_listing(
             "changes": dict(changes),
         }
     kept = [sample for k, sample in enumerate(samples) if k not in dropped]
-    return dataclasses.replace(listing, samples=kept, corrections=corrections)
+    return dataclasses.replace(
+        listing,
+        samples=kept,
+        corrections=corrections,
+        withheld=[listing.samples[k] for k in sorted(dropped)],
+        original_labels={
+            str(was.path): was.label
+            for k, (was, now) in enumerate(zip(listing.samples, samples, strict=True))
+            if k not in dropped and was.label != now.label
+        },
+    )
 
 
 def _find(root: Path, by_path: dict[Path, int], csv_path: str, line: int, row: dict) -> int:

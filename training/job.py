@@ -226,4 +226,9 @@ def _dataset_summary(prepared: Prepared) -> dict[str, Any]:
         "ignored_files": report["ignored_files"],
         "warnings": report["warnings"],
         **{key: report[key] for key in ("corrections", "removed_near_copies") if report.get(key)},
+        **(
+            {"original_test": {k: v for k, v in original.items() if not k.endswith("_files")}}
+            if (original := report.get("original_test"))
+            else {}
+        ),
     }

@@ -1,0 +1,83 @@
+"""``--exclude`` and ``--relabel`` never move an image from one split to another:
+the split is drawn on DATA as it is, and what the CSVs did to the test split is
+counted (``training.held_out``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.data import make_colour_dataset
+from training.corrections import corrected_listing
+from training.data import list_samples, prepare
+from training.held_out import describe
+
+SIZE = (8, 8)
+HEADER = "path,given_label,suggested_label,kind,score,action\n"
+
+
+def _prepare(listing, test_split):
+    return prepare(listing, SIZE, val_split=0.2, test_split=test_split, seed=3, log=lambda m: None)
+
+
+def _splits(listing, prepared) -> dict[str, str]:
+    rows = {"train": prepared.train, "val": prepared.val, "test": prepared.test}
+    return {
+        f"{listing.samples[i].path.parent.name}/{listing.samples[i].path.name}": name
+        for name, indices in rows.items()
+        for i in indices
+    }
+
+
+def _csv(path: Path, rows: list[tuple[str, str, str]]) -> str:
+    """A doctor CSV: (path, suggested label, action) rows."""
+    lines = [f"{f},{f.split('/')[0]},{s},label_issue,0.9,{a}" for f, s, a in rows]
+    path.write_text(HEADER + "\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_excluding_images_moves_no_other_image_and_keeps_the_test_split(tmp_path):
+    # 40 images a class: just enough for --test-split auto to hold out a test split.
+    # Excluding three red images would leave red 37 and, drawn on the corrected
+    # listing, no test split at all; drawn on DATA, the test split stays.
+    data = make_colour_dataset(tmp_path / "data", per_class=40, size=8)
+    plain = list_samples(data)
+    before = _splits(plain, _prepare(plain, None))
+    test = sorted(f for f, split in before.items() if split == "test")
+    red_test = [f for f in test if f.startswith("red/")]
+    red_train = [f for f, split in before.items() if split == "train" and f.startswith("red/")]
+    dropped = [red_test[0], red_train[0], red_train[1]]
+    csv = _csv(tmp_path / "s.csv", [(f, "green", "exclude") for f in dropped])
+    listing = corrected_listing(str(data), csv, None)
+    prepared = _prepare(listing, None)
+    after = _splits(listing, prepared)
+    assert after == {f: s for f, s in before.items() if f not in dropped}
+    original = prepared.report["original_test"]
+    assert original["images"] == len(test)
+    assert original["excluded"] == 1 and original["relabelled"] == 0
+    assert original["excluded_by_split"] == {"train": 2, "val": 0, "test": 1}
+    assert [Path(x["path"]).name for x in original["excluded_files"]] == [Path(red_test[0]).name]
+    assert original["excluded_files"][0]["label"] == "red"
+    assert describe(original).startswith(
+        f"1 of the {len(test)} original test images changed by the CSVs (1 excluded, 0 relabelled)"
+    )
+    assert "also 2 excluded in train" in describe(original)
+
+
+def test_a_relabelled_test_image_stays_in_test_and_keeps_its_original_label_on_record(tmp_path):
+    data = make_colour_dataset(tmp_path / "data", per_class=12, size=8)
+    plain = list_samples(data)
+    before = _splits(plain, _prepare(plain, 0.3))
+    moved = sorted(f for f, split in before.items() if split == "test" and f.startswith("blue/"))
+    csv = _csv(tmp_path / "s.csv", [(f, "green", "relabel") for f in moved])
+    listing = corrected_listing(str(data), None, csv)
+    prepared = _prepare(listing, 0.3)
+    assert _splits(listing, prepared) == before
+    original = prepared.report["original_test"]
+    assert original["relabelled"] == len(moved) and original["excluded"] == 0
+    assert sorted(x["label"] for x in original["relabelled_files"]) == ["blue"] * len(moved)
+    assert {x["now"] for x in original["relabelled_files"]} == {"green"}
+
+
+def test_without_csvs_nothing_is_recorded(colour_dataset):
+    prepared = _prepare(list_samples(colour_dataset), 0.3)
+    assert "original_test" not in prepared.report
