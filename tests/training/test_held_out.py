@@ -5,11 +5,14 @@ counted (``training.held_out``)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+from models.metadata import BundleMetadata
 from tests.support.data import make_colour_dataset
 from training.corrections import corrected_listing
-from training.data import list_samples, prepare
+from training.data import list_samples, prepare, split_listing
 from training.held_out import describe
+from training.scoring import listed, shared_rows
 
 SIZE = (8, 8)
 HEADER = "path,given_label,suggested_label,kind,score,action\n"
@@ -81,3 +84,38 @@ def test_a_relabelled_test_image_stays_in_test_and_keeps_its_original_label_on_r
 def test_without_csvs_nothing_is_recorded(colour_dataset):
     prepared = _prepare(list_samples(colour_dataset), 0.3)
     assert "original_test" not in prepared.report
+
+
+def _version(seed: int, removed: tuple[str, ...] = ()) -> SimpleNamespace:
+    """What ``training.scoring`` reads of a published version: its split settings and
+    the copies of training images it left out of validation and test."""
+    metadata = BundleMetadata(
+        name="colours",
+        version=seed,
+        labels=("blue", "green", "red"),
+        image_size=(8, 8),
+        training={"val_split": 0.2, "seed": seed},
+        dataset={"test_split": 0.3, "removed_near_copies": list(removed)},
+    )
+    return SimpleNamespace(name="colours", version=seed, metadata=metadata)
+
+
+def test_two_versions_are_compared_only_on_images_both_were_tested_on(colour_dataset):
+    source = listed(colour_dataset)
+    listing, hashes = source.listing, source.hashes
+    paths = [str(s.path) for s in listing.samples]
+    first = [i for i in range(len(paths)) if _assigned(listing, hashes, 3)[i] == "test"]
+    copies = [paths[i] for i in first[:2]]  # left out of its test split as near-copies
+    old, new = _version(3, tuple(copies)), _version(3)
+    # Same settings: exactly the images the version with copies was tested on (the
+    # "same 169 images" of a 165-image test split is what this prevents)
+    assert shared_rows((new, old), listing, hashes, "test", first) == first[2:]
+    other = _version(4)
+    theirs = {i for i, s in enumerate(_assigned(listing, hashes, 4)) if s == "test"}
+    both = shared_rows((old, other), listing, hashes, "test", first)
+    assert both == sorted(set(first[2:]) & theirs)
+    assert len(both) < len(first)
+
+
+def _assigned(listing, hashes, seed):
+    return split_listing(listing, hashes, val_split=0.2, test_split=0.3, seed=seed).splits
