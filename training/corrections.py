@@ -20,7 +20,9 @@ from pathlib import Path
 from models.errors import UserError
 from training.data import Listing, list_samples
 
-ACTIONS = ("relabel", "exclude", "keep")
+# review: the doctor's suggestion from a weak probe, for a person to decide; like
+# keep, neither CSV option acts on it
+ACTIONS = ("relabel", "exclude", "review", "keep")
 KINDS = ("label_issue", "near_duplicate", "odd_image")
 REQUIRED = ("path", "suggested_label", "action")
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from PIL import Image
 
 from models.preprocessing import ImageError, load_for_display
+from training.corrections import KINDS
 
-CSV_HEADER = ("path", "given_label", "suggested_label", "kind", "score", "action")
-KINDS = ("label_issue", "near_duplicate", "odd_image")
-ACTIONS = ("relabel", "exclude", "keep")
+# reason: why the row is there, so a person can judge it in a spreadsheet alone
+CSV_HEADER = ("path", "given_label", "suggested_label", "kind", "score", "action", "reason")
 THUMBNAIL = 96
 _MAX_SHOWN = 200  # thumbnails per section; the CSV and JSON hold every row
 

@@ -46,6 +46,11 @@ NETWORK_EPOCHS = 12  # per fold, for a backbone trained from scratch
 # Out-of-sample accuracy must close this share of the gap between always answering
 # the largest class and a perfect score before its disagreements mean anything.
 USEFUL_SKILL = 0.5
+# ... and this share before ``ktl doctor`` pre-fills ``exclude`` for them rather than
+# ``review``: below it most suggestions were correct labels on generated shapes with
+# 10 % of the labels flipped (precision 0.43-0.63 at skill 0.52-0.70, 0.75-1.00 at
+# 0.76-0.84: benchmarks/doctor_rule.py, docs/doctor.md).
+STRONG_SKILL = 0.75
 
 
 @dataclass
@@ -216,8 +221,9 @@ def _predict(model, pixels: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def probe_accuracy(probabilities: np.ndarray, targets: np.ndarray) -> dict:
-    """Out-of-sample accuracy against the majority baseline, and whether it is
-    useful: ``skill`` is the share of the gap to a perfect score it closes."""
+    """Out-of-sample accuracy against the majority baseline, whether it is useful
+    (its label issues are listed) and strong (they are pre-filled ``exclude``, else
+    ``review``): ``skill`` is the share of the gap to a perfect score it closes."""
     accuracy = float((probabilities.argmax(1) == targets).mean())
     majority = float(np.bincount(targets).max() / len(targets))
     skill = (accuracy - majority) / (1 - majority) if majority < 1 else 0.0
@@ -226,5 +232,6 @@ def probe_accuracy(probabilities: np.ndarray, targets: np.ndarray) -> dict:
         "majority_baseline": round(majority, 4),
         "skill": round(skill, 4),
         "useful": skill >= USEFUL_SKILL,
+        "strong": skill >= STRONG_SKILL,
         "images": int(len(targets)),
     }
