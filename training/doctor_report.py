@@ -150,11 +150,10 @@ def render_html(result: dict) -> str:
     """The report as one HTML page with everything inline."""
     root = Path(result["root"])
     by_kind = {kind: [r for r in result["suspects"] if r["kind"] == kind] for kind in KINDS}
-    label_body = (
-        f"<p>{html.escape(result['probe']['note'])}</p>"
-        if result["probe"].get("note")
-        else _gallery(root, by_kind["label_issue"], _label_caption)
-    )
+    probe = result["probe"]
+    note = f"<p>{html.escape(probe['note'])}</p>" if probe.get("note") else ""
+    listed = probe.get("useful", not note)  # a weak but useful probe's, pre-filled review
+    label_body = note + (_gallery(root, by_kind["label_issue"], _label_caption) if listed else "")
     sections = [
         _section("Summary", _summary(result)),
         _section("Label issues (most suspect first)", label_body),

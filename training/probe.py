@@ -47,9 +47,8 @@ NETWORK_EPOCHS = 12  # per fold, for a backbone trained from scratch
 # the largest class and a perfect score before its disagreements mean anything.
 USEFUL_SKILL = 0.5
 # ... and this share before ``ktl doctor`` pre-fills ``exclude`` for them rather than
-# ``review``: below it most suggestions were correct labels on generated shapes with
-# 10 % of the labels flipped (precision 0.43-0.63 at skill 0.52-0.70, 0.75-1.00 at
-# 0.76-0.84: benchmarks/doctor_rule.py, docs/doctor.md).
+# ``review``: with 10 % of the labels flipped, precision was 0.28-0.62 below a skill
+# of 0.7 and 0.75-1.00 from 0.76 up (benchmarks/doctor_rule.py, docs/doctor.md).
 STRONG_SKILL = 0.75
 
 

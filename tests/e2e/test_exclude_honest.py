@@ -47,11 +47,9 @@ def test_doctor_exclude_train_publishes_the_original_test_accuracy_evaluate_agre
     assert doctor.returncode == 0, doctor.stderr
     edited, excluded = _excluding_every_suggestion(out)
     assert excluded >= 5, "the planted wrong labels are found"
-    train = ktl(
-        "train", str(data), "--name", "pats", "--store", str(store), *PROBE, *SPLIT,
-        "--epochs", "4", "--fine-tune-epochs", "0", "--batch-size", "16",
-        "--exclude", str(edited),
-    )  # fmt: skip
+    recipe = ("--epochs", "4", "--fine-tune-epochs", "0", "--batch-size", "16")
+    store_flags = ("--name", "pats", "--store", str(store))
+    train = ktl("train", str(data), *store_flags, *PROBE, *SPLIT, *recipe, "--exclude", str(edited))
     assert train.returncode == 0, train.stderr
     metadata = load_bundle(store / "pats" / "1").metadata
     original, test = metadata.evaluation.original_test, metadata.evaluation.test
