@@ -68,6 +68,7 @@ def test_doctor_exclude_train_publishes_the_original_test_accuracy_evaluate_agre
         f"{changes['excluded']} of the {changes['images']} original test images changed by "
         f"the CSVs ({changes['excluded']} excluded, 0 relabelled)" in summary
     )
+    assert f"Corrections: {changes['excluded']} of the {changes['images']}" in train.stderr
     assert f"accuracy {test.accuracy:.3f} (95 % CI" in summary
     assert f"accuracy {original.accuracy:.3f} (95 % CI" in summary
     assert f"{original.images} images), " in summary.split("original")[1]
