@@ -206,7 +206,11 @@ def _original_test(
         targets.append(index[item["label"]])
     inputs = np.stack(pixels) if pixels else np.zeros((0, *size, 3), np.uint8)
     rows, target = np.arange(len(files)), np.array(targets, np.int32)
-    aside = _scored(cluster, forward, inputs, target, rows, files, config)
+    if files:
+        aside = _scored(cluster, forward, inputs, target, rows, files, config)
+    else:  # none excluded from test (relabelled only), or none on this worker
+        empty = Validation(np.zeros((0, len(labels)), np.float32), target, files, inputs, rows)
+        aside = gather_validation(cluster, empty, size)
     known = np.array([g >= 0 for g in given], bool)
     scored = Validation(
         np.concatenate([test.probabilities[known], aside.probabilities]),

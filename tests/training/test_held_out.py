@@ -7,6 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+import pytest
+
 from models.metadata import BundleMetadata
 from tests.support.data import make_colour_dataset
 from training.corrections import corrected_listing
@@ -119,3 +122,64 @@ def test_two_versions_are_compared_only_on_images_both_were_tested_on(colour_dat
 
 def _assigned(listing, hashes, seed):
     return split_listing(listing, hashes, val_split=0.2, test_split=0.3, seed=seed).splits
+
+
+def _scored_test(files: list[str], targets: list[int], answers: list[int]):
+    from training.distributed import Validation
+
+    probabilities = np.eye(3, dtype=np.float32)[answers] * 0.8 + 0.2 / 3
+    return Validation(
+        probabilities, np.array(targets, np.int32), files, None, np.arange(len(files))
+    )
+
+
+def test_the_original_test_figures_use_datas_labels_and_score_the_excluded_images(tmp_path):
+    import tensorflow as tf
+
+    from training.cluster import Cluster
+    from training.config import build_config
+    from training.data import Prepared
+    from training.final import _original_test
+
+    data = make_colour_dataset(tmp_path / "data", per_class=2, size=8)
+    files = [str(data / "red" / "red_000.png"), str(data / "blue" / "blue_000.png")]
+    # the model answers red, blue; the CSV relabelled the blue image green (wrongly)
+    test = _scored_test(files, [2, 1], [2, 0])
+    entry = {
+        "excluded": 0,
+        "relabelled": 1,
+        "excluded_files": [],
+        "relabelled_files": [{"path": files[1], "label": "blue", "now": "green"}],
+    }
+    labels = ["blue", "green", "red"]
+    prepared = Prepared(
+        labels,
+        np.zeros((0, 8, 8, 3), np.uint8),
+        np.zeros(0, np.int32),
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+        {"original_test": entry},
+    )
+    config = build_config(
+        {},
+        {
+            "data": str(data),
+            "name": "c",
+            "backbone": "smallcnn",
+            "image_size": 8,
+            "weights": "none",
+        },
+    )
+    counts = {label: 2 for label in labels}
+
+    def red(pixels):  # answers red for every image
+        return tf.one_hot(tf.fill([tf.shape(pixels)[0]], 2), 3)
+
+    figures = _original_test(Cluster(), red, prepared, test, config, counts, lambda m: None)
+    assert figures["images"] == 2 and figures["accuracy"] == 1.0  # blue, as DATA says
+    assert figures["relabelled"] == 1 and figures["unknown"] == 0
+    excluded = [{"path": str(data / "green" / "green_000.png"), "label": "green"}]
+    entry.update(excluded=1, excluded_files=excluded)
+    figures = _original_test(Cluster(), red, prepared, test, config, counts, lambda m: None)
+    assert figures["images"] == 3 and figures["accuracy"] == pytest.approx(2 / 3)
+    assert figures["excluded"] == 1
