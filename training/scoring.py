@@ -75,9 +75,7 @@ def decoded_split(
         raise ConfigError(f"--split must be one of {', '.join(CHOICES)}; got {split!r}")
     source = data if isinstance(data, Listed) else listed(data)
     listing, hashes, skipped = source.listing, source.hashes, list(source.skipped)
-    rows = _rows(drawn_by or bundle, listing, hashes, split)
-    if among:
-        rows = shared_rows(among, listing, hashes, split, rows)
+    rows = rows_scored(bundle, listing, hashes, split, drawn_by, among)
     known = [i for i in rows if listing.samples[i].label in bundle.labels]
     unknown = sorted({listing.samples[i].label for i in rows} - set(bundle.labels))
     if unknown:
@@ -147,6 +145,23 @@ def seen_warning(bundle: Bundle, seen: int, images: int) -> str:
         "it on images it has not seen (or pass --split test for the test split of the data "
         "it was trained on)"
     )
+
+
+def rows_scored(
+    bundle: Bundle,
+    listing: Listing,
+    hashes: list[str | None],
+    split: str,
+    drawn_by: Bundle | None = None,
+    among: tuple[Bundle, ...] = (),
+) -> list[int]:
+    """The rows of DATA's ``split`` that are scored. The version's own test split is
+    scored as it was tested: less the copies of training images it left out of it, so
+    ``--split test`` agrees with the published test figures."""
+    if split == "test" and drawn_by is None and not among:
+        among = (bundle,)
+    rows = _rows(drawn_by or bundle, listing, hashes, split)
+    return shared_rows(among, listing, hashes, split, rows) if among else rows
 
 
 def shared_rows(

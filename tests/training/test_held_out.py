@@ -15,7 +15,7 @@ from tests.support.data import make_colour_dataset
 from training.corrections import corrected_listing
 from training.data import list_samples, prepare, split_listing
 from training.held_out import describe
-from training.scoring import listed, shared_rows
+from training.scoring import listed, rows_scored, shared_rows
 
 SIZE = (8, 8)
 HEADER = "path,given_label,suggested_label,kind,score,action\n"
@@ -118,6 +118,21 @@ def test_two_versions_are_compared_only_on_images_both_were_tested_on(colour_dat
     both = shared_rows((old, other), listing, hashes, "test", first)
     assert both == sorted(set(first[2:]) & theirs)
     assert len(both) < len(first)
+
+
+def test_its_own_test_split_is_scored_as_it_was_tested_without_the_copies_it_left_out(
+    colour_dataset,
+):
+    source = listed(colour_dataset)
+    listing, hashes = source.listing, source.hashes
+    first = [i for i in range(len(listing.samples)) if _assigned(listing, hashes, 3)[i] == "test"]
+    copies = tuple(str(listing.samples[i].path) for i in first[:2])
+    version = _version(3, copies)
+    assert rows_scored(version, listing, hashes, "test") == first[2:]
+    # Any other split, or a split drawn by another version's settings, is scored whole.
+    assert rows_scored(version, listing, hashes, "test", drawn_by=_version(3)) == first
+    everything = rows_scored(version, listing, hashes, "all")
+    assert set(first) <= set(everything)
 
 
 def _assigned(listing, hashes, seed):
