@@ -15,25 +15,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from models.errors import ConfigError
 from models.jobs import Job, JobQueue
+from training.settings import RunnerSettings
 
 _PR_SET_PDEATHSIG = 1
 _ROOT = str(Path(__file__).resolve().parent.parent)  # holds the training package
 STOP_GRACE_S = 10.0
-
-
-def _int_env(name: str, default: int, least: int, most: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = least - 1
-    if not least <= value <= most:
-        raise ConfigError(f"{name}={raw!r} is not valid: a whole number from {least} to {most}")
-    return value
 
 
 def die_with_parent() -> Callable[[], None]:
@@ -62,11 +49,10 @@ def _prctl() -> Callable[..., int] | None:
         return None
 
 
-def child_env() -> dict[str, str]:
+def child_env(settings: RunnerSettings) -> dict[str, str]:
     """The training process's environment: TensorFlow's and OpenMP's threads capped at
     ``KTL_JOB_THREADS`` (default half the CPUs), so predictions keep their cores."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = _int_env("KTL_JOB_THREADS", max(1, (cpus or 1) // 2), 1, 1024)
+    threads = settings.threads
     path = os.environ.get("PYTHONPATH")
     return {
         **os.environ,
@@ -86,11 +72,17 @@ class LocalLauncher:
 
     kind = "local"
 
-    def __init__(self, store: str | Path, grace: float = STOP_GRACE_S):
+    def __init__(
+        self,
+        store: str | Path,
+        grace: float = STOP_GRACE_S,
+        settings: RunnerSettings | None = None,
+    ):
         self.store = Path(store).resolve()
         self.queue = JobQueue(self.store)
         self.grace = grace
-        self.nice = _int_env("KTL_JOB_NICE", 10, 0, 19)
+        self.settings = settings if settings is not None else RunnerSettings.from_env()
+        self.nice = self.settings.job_nice
         self._children: dict[str, subprocess.Popen] = {}
 
     def command(self, job: Job) -> list[str]:
@@ -117,7 +109,7 @@ class LocalLauncher:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=child_env(),
+                env=child_env(self.settings),
                 start_new_session=True,
                 preexec_fn=preexec,  # noqa: PLW1509 (the runner starts no threads)
             )
