@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from service.operation import KeySet, Reply, operation
+from tests.support.apps import shared_app
 
 KEYS = ("k3y-one", "k3y-two")
 PROTECTED = [
@@ -21,16 +20,9 @@ PROTECTED = [
 
 @pytest.fixture(scope="module")
 def keyed_app(tiny_store):
-    """One app with keys for the tests that only send requests (none changes the app's
-    state): building one loads the model, a second of CPU each time."""
-    from service.app import create_app
-
-    with pytest.MonkeyPatch.context() as patch:  # as make_app: only these settings
-        for variable in [name for name in os.environ if name.startswith("KTL_")]:
-            patch.delenv(variable)
-        app = create_app({"model_store": tiny_store, "reload_interval": 0, "api_keys": KEYS})
-    yield app
-    app.extensions["ktl"].registry.close()
+    """One app with keys for the tests that only send requests (none changes the app)."""
+    with shared_app(model_store=tiny_store, api_keys=KEYS) as app:
+        yield app
 
 
 @pytest.fixture
