@@ -23,13 +23,14 @@ import pytest
 import service
 import training
 from models.errors import ConfigError, OperationalError
-from models.jobs import DATASET_DIR, InvalidOptions, Job, JobQueue, RunnerBusy
+from models.jobs import DATASET_DIR, InvalidOptions, Job, JobQueue, Outcome, RunnerBusy
 from models.store import ModelStore
+from models.store.progress import JobProgress
 from tests.support.data import make_colour_dataset
 from tests.support.tiny import publish_metadata_only
 from training import runner_child
 from training.runner import LocalLauncher, Runner, describe_status, main, make_launcher
-from training.runner_child import epoch_rows, job_config, run_child
+from training.runner_child import job_config, run_child
 
 TINY = {
     "backbone": "smallcnn",
@@ -109,17 +110,25 @@ def runner_for(store: Path, launcher) -> Runner:
     return Runner(store, launcher, poll=0.01, log=lambda message: None)
 
 
+def report(store: Path, job: Job, state: str = "succeeded", **fields) -> int:
+    """What a child does when it ends: report its outcome (never write the record)."""
+    JobQueue(store).report_outcome(job.id, Outcome(state, **fields))
+    return 0 if state == "succeeded" else 1
+
+
 def test_a_job_the_child_finished_keeps_its_outcome(store):
     job = submit(store)
+    rows = [{"phase": "head", "epoch": 1, "loss": 0.5}]
 
     def succeed(job: Job) -> int:
-        JobQueue(store).finish(job.id, "succeeded", version=3)
-        return 0
+        assert JobQueue(store).get(job.id).state == "running"
+        return report(store, job, version=3, epochs=rows)
 
     launcher = FakeLauncher(running, succeed)
     assert runner_for(store, launcher).serve(once=True) == 0
     done = JobQueue(store).get(job.id)
     assert (done.state, done.version, done.attempts) == ("succeeded", 3, 1)
+    assert (done.epochs, done.phase, done.epoch) == (rows, "head", 1), "the outcome's epochs"
     assert done.runner == {"kind": "fake", "pid": None, "k8s_job": "handle-1"}
     assert "starting attempt 1" in JobQueue(store).log_tail(job.id)[0]
 
@@ -164,8 +173,8 @@ def test_epoch_rows_order_the_phases_as_a_job_trains_them(tmp_path):
     for phase in ("fine_tune", "head", "other"):
         (tmp_path / f"epochs_{phase}.json").write_text(json.dumps([{"epoch": 1}]))
     (tmp_path / "epochs_broken.json").write_text("{not json")
-    assert [row["phase"] for row in epoch_rows(tmp_path)] == ["head", "fine_tune", "other"]
-    assert epoch_rows(tmp_path / "missing") == []
+    assert [row["phase"] for row in JobProgress(tmp_path).rows()] == ["head", "fine_tune", "other"]
+    assert JobProgress(tmp_path / "missing").rows() == []
 
 
 @pytest.mark.parametrize(
@@ -251,7 +260,7 @@ def test_a_stopped_runner_leaves_its_job_running_and_the_next_one_resumes_it(sto
     left = JobQueue(store).get(job.id)
     assert (left.state, left.attempts) == ("running", 1)
 
-    launcher = FakeLauncher(lambda job: JobQueue(store).finish(job.id, "succeeded") and 0)
+    launcher = FakeLauncher(lambda job: report(store, job, version=1))
     runner_for(store, launcher).serve(once=True)
     assert launcher.started[0].attempts == 2
     assert "starting attempt 2 (resumed)" in JobQueue(store).log_tail(job.id)[-1]
@@ -262,7 +271,7 @@ def test_a_job_still_running_from_a_dead_runner_is_followed_not_started(store):
     queue = JobQueue(store)
     queue.claim("fake")
     queue.update(job.id, runner={"kind": "fake", "pid": None, "k8s_job": "old"})
-    launcher = FakeLauncher(lambda _: queue.finish(job.id, "succeeded", version=1) and 0)
+    launcher = FakeLauncher(lambda _: report(store, job, version=1))
     launcher.alive = lambda handle: handle == "old"  # type: ignore[method-assign]
     runner_for(store, launcher).serve(once=True)
     assert launcher.started == [] and queue.get(job.id).state == "succeeded"
@@ -277,7 +286,7 @@ def test_a_job_that_cannot_start_fails_and_the_runner_goes_on(store):
                 raise OperationalError("no Kubernetes API to submit jobs to")
             return super().start(job)
 
-    launcher = Broken(lambda job: JobQueue(store).finish(job.id, "succeeded") and 0)
+    launcher = Broken(lambda job: report(store, job, version=1))
     runner_for(store, launcher).serve(once=True)
     failed = JobQueue(store).get(first.id)
     assert failed.state == "failed" and "no Kubernetes API" in failed.error
@@ -437,8 +446,10 @@ def test_a_bug_in_a_job_leaves_its_traceback_in_the_log(store, fake_training):
     job = submit(store, **TINY)
     fake_training.outcome = lambda config: 1 / 0
     assert run_child(JobQueue(store).claim("fake").id, str(store)) == 1  # type: ignore[union-attr]
-    done = JobQueue(store).get(job.id)
-    assert done.state == "failed" and "ZeroDivisionError" in done.error
+    outcome = JobQueue(store).outcome(job.id)
+    assert outcome is not None and outcome.state == "failed"
+    assert "ZeroDivisionError" in str(outcome.error)
+    assert JobQueue(store).get(job.id).state == "running", "the runner records it, not the child"
     assert "Traceback (most recent call last):" in JobQueue(store).log_tail(job.id, 50)
 
 
@@ -451,6 +462,7 @@ def test_an_interrupted_child_leaves_the_job_running(store, fake_training):
     fake_training.outcome = interrupted
     assert run_child(JobQueue(store).claim("fake").id, str(store)) == 130  # type: ignore[union-attr]
     assert JobQueue(store).get(job.id).state == "running"
+    assert JobQueue(store).outcome(job.id) is None, "nothing to report: the next runner resumes"
 
 
 # --- real processes -----------------------------------------------------------------------
