@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import runpy
 import signal
 import subprocess
@@ -23,13 +24,21 @@ import pytest
 import service
 import training
 from models.errors import ConfigError, OperationalError
+from models.job_runner import runner_argv
 from models.jobs import DATASET_DIR, InvalidOptions, Job, JobQueue, Outcome, RunnerBusy
 from models.store import ModelStore
 from models.store.progress import JobProgress
 from tests.support.data import make_colour_dataset
 from tests.support.tiny import publish_metadata_only
 from training import runner_child
-from training.runner import LocalLauncher, Runner, describe_status, main, make_launcher
+from training.runner import (
+    LocalLauncher,
+    Runner,
+    build_parser,
+    describe_status,
+    main,
+    make_launcher,
+)
 from training.runner_child import job_config, run_child
 
 TINY = {
@@ -465,6 +474,80 @@ def test_an_interrupted_child_leaves_the_job_running(store, fake_training):
     assert JobQueue(store).outcome(job.id) is None, "nothing to report: the next runner resumes"
 
 
+def test_the_child_never_writes_the_record_and_reports_its_last_epochs(store, fake_training):
+    job = submit(store, **TINY)
+    queue = JobQueue(store)
+    claimed = queue.claim("fake")
+    assert claimed is not None
+    record = queue.paths.record(job.id)
+    before = (record.read_bytes(), record.stat().st_mtime_ns)
+    rows = [{"loss": 0.5}, {"loss": 0.25}]
+
+    def trains_then_publishes(config):
+        progress = JobProgress(ModelStore(store).job_dir("flowers"))
+        progress.root.mkdir(parents=True)
+        progress.record_epochs("scratch", rows)
+        fake_training.calls[-1] = config
+        return {"version": 7}
+
+    def run_job(config, log):  # epochs recorded, a line logged, then the state goes
+        fake_training.calls.append(config)
+        trains_then_publishes(config)
+        log("Published flowers version 7")
+        ModelStore(store).job_dir("flowers").joinpath("epochs_scratch.json").unlink()
+        return {"version": 7}
+
+    fake_training.run_job = run_job
+    assert run_child(claimed.id, str(store)) == 0
+    assert (record.read_bytes(), record.stat().st_mtime_ns) == before, "only the runner writes"
+    outcome = queue.outcome(job.id)
+    assert outcome is not None and (outcome.state, outcome.version) == ("succeeded", 7)
+    assert [(r["phase"], r["epoch"], r["loss"]) for r in outcome.epochs] == [
+        ("scratch", 1, 0.5),
+        ("scratch", 2, 0.25),
+    ]
+    runner_for(store, FakeLauncher(lambda job: 0)).serve(once=True)
+    done = queue.get(job.id)
+    assert (done.state, done.version, done.phase, done.epoch) == ("succeeded", 7, "scratch", 2)
+
+
+def test_no_module_of_training_but_the_runner_writes_a_job_record():
+    """The record's writes are the queue's methods (or its record file's path); only
+    training/runner.py calls them. The child reports through ``report_outcome``."""
+    methods = "finish|update|record_progress|claim|submit|cancel|_write"
+    writes = re.compile(rf"queue\.({methods})\(|paths\.record\(|JOB_RECORD")
+    package = Path(training.__file__).parent
+    writers = {
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if writes.search(path.read_text())
+    }
+    assert writers == {"runner.py"}
+
+
+def test_an_outcome_left_by_a_runner_that_died_is_recorded_without_training_again(store):
+    job = submit(store)
+    queue = JobQueue(store)
+    queue.claim("fake")
+    queue.report_outcome(job.id, Outcome("failed", error="out of disk"))  # then the runner died
+    launcher = FakeLauncher()
+    runner_for(store, launcher).serve(once=True)
+    done = queue.get(job.id)
+    assert launcher.started == [] and (done.state, done.error) == ("failed", "out of disk")
+
+
+def test_a_job_that_ended_as_it_was_cancelled_keeps_its_outcome(store):
+    job = submit(store)
+    queue = JobQueue(store)
+
+    def publish_then_cancelled(job: Job) -> None:
+        report(store, job, version=5)
+        queue.cancel(job.id)  # before the runner saw the child end
+
+    runner_for(store, FakeLauncher(publish_then_cancelled)).serve(once=True)
+    assert (queue.get(job.id).state, queue.get(job.id).version) == ("succeeded", 5)
+
+
 # --- real processes -----------------------------------------------------------------------
 
 
@@ -585,6 +668,25 @@ def test_gunicorn_starts_no_runner_without_training_or_with_runner_none(gunicorn
     settings = gunicorn_settings(**env)
     settings["when_ready"](SimpleNamespace(log=logging.getLogger("ktl.test")))
     assert settings["_runner"] == []
+
+
+def test_the_runner_is_started_from_argv_the_runner_parses():
+    runner = runner_argv("/srv/store", parent=42)
+    assert runner[:3] == [sys.executable, "-m", "training.runner"]
+    args = build_parser().parse_args(runner[3:])
+    assert (args.store, args.parent, args.run_job) == ("/srv/store", 42, None)
+    child = runner_argv("/srv/store", job_id="20261202-120000-a1b2c3", python="python")
+    args = build_parser().parse_args(child[3:])
+    assert (child[0], args.store, args.run_job) == ("python", "/srv/store", child[4])
+    job = Job("20261202-120000-a1b2c3", "x", {}, ".", "upload")
+    local = LocalLauncher("/srv/store").command(job)
+    assert local == runner_argv(Path("/srv/store").resolve(), job_id=job.id)
+
+
+def test_gunicorn_conf_holds_no_command_line_of_the_runner():
+    source = CONF.read_text()
+    assert "training.runner" not in source and '"-m"' not in source
+    assert "Popen(" not in source and "start_runner(" in source
 
 
 def test_the_runner_imports_no_tensorflow():
