@@ -266,9 +266,9 @@ def cancel_job(job_id: str) -> tuple[dict[str, Any], int]:
 @bp.get("/v1/jobs/<job_id>/events")
 @operation(
     "jobEvents",
-    summary="Server-Sent Events of a job: `state` (the job, on each change of state or "
-    "phase) and `epoch` (each finished epoch); ends after the job ends. Send "
-    "Last-Event-ID to continue after a reconnect",
+    summary="Server-Sent Events of a job: `state` (the job, on each change of its state, "
+    "phase, cancel request or attempt) and `epoch` (each finished epoch); ends after the "
+    "job ends. Send Last-Event-ID to continue after a reconnect",
     keys=TRAIN_KEYS,
     responses={
         200: Reply("The event stream", content=EVENT_STREAM),
