@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from models.errors import ConfigError
 
 if TYPE_CHECKING:
+    from cli.settings import CliSettings
     from models.bundle import Bundle
     from models.store import ModelStore
 
@@ -20,16 +20,27 @@ DEFAULT_VERSION = "the default version: the one labelled stable, else the latest
 MODEL_HELP = f"a model, NAME alone meaning {DEFAULT_VERSION}"
 
 
-def store_default() -> str:
-    return os.environ.get("KTL_MODEL_STORE", "model_store")
+# The default of --store until the parser knows the settings (set_store_defaults).
+STORE_FROM_SETTINGS = "$KTL_MODEL_STORE"
 
 
-def add_store(parser: argparse.ArgumentParser, default: str | None = "env") -> None:
+def add_store(parser: argparse.ArgumentParser, default: str | None = STORE_FROM_SETTINGS) -> None:
     parser.add_argument(
         "--store",
-        default=store_default() if default == "env" else default,
+        default=default,
         help="model store folder (default: $KTL_MODEL_STORE or ./model_store)",
     )
+
+
+def set_store_defaults(parser: argparse.ArgumentParser, settings: CliSettings) -> None:
+    """Each command's ``--store`` defaults to the settings' store (KTL_MODEL_STORE)."""
+    store = str(settings.model_store)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                set_store_defaults(command, settings)
+        elif action.dest == "store" and action.default == STORE_FROM_SETTINGS:
+            action.default = store
 
 
 def add_json(parser: argparse.ArgumentParser, help: str) -> None:

@@ -33,8 +33,10 @@ from cli.commands import (
     train,
     versions,
 )
-from cli.common import EXIT_USAGE
+from cli.common import EXIT_USAGE, set_store_defaults
+from cli.settings import CliSettings
 from models import quiet
+from models.errors import ConfigError
 
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool killed by SIGPIPE
@@ -76,7 +78,10 @@ COMMANDS: tuple[ModuleType, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(settings: CliSettings | None = None) -> argparse.ArgumentParser:
+    """The whole parser; ``settings``: the ``KTL_*`` variables (default: read now),
+    which give the defaults and reach each command as ``args.settings``."""
+    settings = settings if settings is not None else CliSettings.from_env()
     parser = argparse.ArgumentParser(
         prog="ktl",
         description="Fine-tune ImageNet backbones on your images, publish versioned models, "
@@ -88,11 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub).set_defaults(run=command.run)
+    parser.set_defaults(settings=settings)
+    set_store_defaults(parser, settings)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        settings = CliSettings.from_env()  # once, at the start of the process
+    except ConfigError as exc:
+        print(f"ktl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    parser = build_parser(settings)
     words = sys.argv[1:] if argv is None else argv
     command = next((word for word in words if not word.startswith("-")), None)
     names = _command_names(parser)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cli import summary
+from training import held_out
 
 
 def _phase_line(phase: dict[str, Any], recipe: str) -> str:
@@ -67,6 +68,23 @@ def _tta_line(tta: dict[str, Any]) -> str:
     return f"  tta         {len(tta['views'])} views: {'; '.join(parts)}; {verdict}"
 
 
+def _original_test_lines(result: dict[str, Any]) -> list[str]:
+    """With --exclude/--relabel: the figures on DATA's own test split beside the new
+    ones, and what the CSVs changed in it."""
+    figures = (result.get("evaluation") or {}).get("original_test")
+    changes = result["dataset"].get("original_test")
+    if not changes:
+        return []
+    if not figures:  # no test split left to score
+        return [f"  corrected   {held_out.describe(changes)}"]
+    unknown = f"; {figures['unknown']} of unknown classes not scored" if figures["unknown"] else ""
+    return [
+        summary.figures_line("original", figures)
+        + " (the test split before --exclude/--relabel, DATA's labels)",
+        f"  corrected   {held_out.describe(changes)}{unknown}",
+    ]
+
+
 def print_summary(result: dict[str, Any]) -> None:
     """What a person reads after ``ktl train``: where the model went, its figures."""
     metrics, dataset, training = result["metrics"], result["dataset"], result["training"]
@@ -91,6 +109,7 @@ def print_summary(result: dict[str, Any]) -> None:
     if regime:
         lines.append(f"  regime      {regime}")
     lines.append(summary.figures_line(metrics.get("split", "validation"), metrics))
+    lines += _original_test_lines(result)
     validation = (result.get("evaluation") or {}).get("validation")
     if metrics.get("split") == "test" and validation:
         lines.append(summary.figures_line("validation", validation) + " (chose the epoch)")

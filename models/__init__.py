@@ -41,18 +41,17 @@ def load_bundle(
     """A loaded, checksum-verified bundle: a version folder, or a model name of
     ``store`` (default ``$KTL_MODEL_STORE`` or ``./model_store``) at ``version``
     (default: the model's default version)."""
-    import os
-
     from models import quiet
 
     quiet.install()  # before TensorFlow is imported: no start-up banner on the user's terminal
     from models import bundle
+    from models.settings import StoreSetting
     from models.store import METADATA_FILE, ModelStore
 
     folder = Path(path_or_name)
     if version is None and store is None and (folder / METADATA_FILE).is_file():
         return bundle.load_bundle(folder)
-    root = store if store is not None else os.environ.get("KTL_MODEL_STORE", "model_store")
+    root = store if store is not None else StoreSetting.from_env().model_store
     _, path = ModelStore(root).resolve(str(path_or_name), version)
     return bundle.load_bundle(path)
 

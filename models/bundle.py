@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import keras
 import numpy as np
@@ -23,7 +23,7 @@ from models.inference import Classifier
 if TYPE_CHECKING:
     from models.int8 import Int8Classifier
 
-    ServingEngine = Classifier | Int8Classifier
+    ServingEngine: TypeAlias = Classifier | Int8Classifier
 from models.metadata import BundleError, BundleMetadata
 from models.predictions import PredictResponse, predict_images
 from models.store import METADATA_FILE, ModelStore, PublishError, read_metadata_file

@@ -126,3 +126,13 @@ def build_classifier(
         num_classes, activation="softmax", name="predictions", dtype="float32"
     )(x)
     return keras.Model(inputs, outputs, name=f"ktl_{spec.name}")
+
+
+def weights_at_hand(spec: BackboneSpec) -> bool:
+    """Whether a job can build ``spec`` as it would by default without a download: it
+    needs no weights, its weights package is installed, or Keras' cache holds its file."""
+    if spec.weights_package is not None:
+        from models import lite
+
+        return lite.is_installed(lite.VARIANTS[spec.name])
+    return spec.weights_url is None or keras_cache_path(spec).is_file()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.choices import ENGINES
+from models.choices import DEFAULT_GATE, ENGINES
 from models.decision import decide
 from models.errors import ConfigError, UserError
 
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 INT8_FILE = "int8/model.onnx"
 RUNTIME = "onnxruntime"
-DEFAULT_GATE = 0.99  # top-1 agreement with the float model, on every split checked
 CALIBRATION_IMAGES = 64  # measured ranges settle well before this (see docs/int8.md)
 _BATCH = 8
 

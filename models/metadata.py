@@ -92,9 +92,20 @@ class SplitFigures(Figures):
     fingerprint: str | None = None  # the test split: its images' content, sha256
 
 
+class OriginalTest(Figures):
+    """``ktl train --exclude/--relabel``: the figures on DATA's test split as it was
+    before the CSVs (every image with DATA's label, the excluded ones included), and
+    how many of those images the CSVs excluded or relabelled in ``test``."""
+
+    excluded: int = 0
+    relabelled: int = 0
+    unknown: int = 0  # of a class the model does not know (relabelled away): not scored
+
+
 class Evaluation(_Frozen):
     validation: SplitFigures | None = None
     test: SplitFigures | None = None
+    original_test: OriginalTest | None = None  # only when --exclude/--relabel applied
 
 
 class CalibrationFigures(_Frozen):

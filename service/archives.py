@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, cast
 
 from models.errors import UserError
+from models.preprocessing import is_image_name
 from service.tar_headers import CappedStream, check_headers
 
 MB = 2**20
@@ -171,6 +172,25 @@ def dataset_root(dest: Path) -> Path:
     if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
         return entries[0]
     return Path(dest)
+
+
+def loose_images(root: Path, extracted: Path) -> str | None:
+    """What is wrong with an unpacked archive whose images lie at its top level with no
+    class folder, in the archive's own terms (the uploader never sees the server's folder);
+    None when it has folders of images (or no images), which the job then reads."""
+    entries = [entry for entry in root.iterdir() if not _junk((entry.name,))]
+    if any(entry.is_dir() for entry in entries):
+        return None
+    images = sum(1 for entry in entries if entry.is_file() and is_image_name(entry))
+    if not images:
+        return None
+    where = "at its top level" if root == extracted else f"in its folder “{root.name}/”"
+    return (
+        f"The archive has {images} images {where} and no class folders, so there is no "
+        "class to learn; put each class's images in a folder named after the class "
+        "(cats/1.jpg, dogs/2.jpg, …), or in train/ and val/ folders laid out so, and zip "
+        "those folders"
+    )
 
 
 def _extract(source: IO[bytes], dest: Path, limits: ArchiveLimits) -> ArchiveSummary:

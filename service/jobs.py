@@ -17,7 +17,7 @@ from flask import Blueprint, Response, request, url_for
 
 from models.errors import UserError
 from models.jobs import JobQueue, QueueFull, UnknownJob, check_options
-from service.archives import ArchiveLimits, dataset_root, extract
+from service.archives import ArchiveLimits, dataset_root, extract, loose_images
 from service.bodies import ErrorBody, json_body
 from service.errors import UnsupportedMediaType, error_response
 from service.events import event_stream
@@ -175,10 +175,14 @@ def _from_upload(queue: JobQueue) -> Any:
                 "The archive holds no files (macOS' __MACOSX and .DS_Store are not counted): "
                 "zip the dataset's class folders, with their images"
             )
+        data = dataset_root(queue.dataset_dir(job_id))
+        problem = loose_images(data, queue.dataset_dir(job_id))
+        if problem:
+            raise EmptyDataset(problem)
         return queue.submit(
             job_id,
             options=options,
-            data=dataset_root(queue.dataset_dir(job_id)),
+            data=data,
             source="upload",
             limit=config.job_queue_size,
         )

@@ -11,15 +11,19 @@ from typing import Any
 
 # A path of two or more parts that starts at the root: not inside a relative path or a URL.
 _ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/:,;()\[\]<>]+/)+([^\s'\"/:,;()\[\]<>]*)")
+# An uploaded job's dataset folder in the store (model_store/.queue/<id>/dataset/), gone
+# once the job ends: bundles trained before reports kept paths relative still name it.
+_UPLOAD_FOLDER = re.compile(r"(?<![^\s'\"(\[])[^\s'\"]*?\.queue/[^/\s'\"]+/dataset/")
 _SERVER_ONLY = ("store", "cache_dir")  # training settings that say where the server keeps things
 
 
 def relative_text(text: str, roots: Iterable[object]) -> str:
-    """``text`` with paths under one of ``roots`` relative to it, and any other absolute
-    path cut to its last part."""
+    """``text`` with paths under one of ``roots`` (or an uploaded job's dataset folder)
+    relative to it, and any other absolute path cut to its last part."""
     for root in roots:
         if root:
             text = text.replace(str(root).rstrip("/") + "/", "")
+    text = _UPLOAD_FOLDER.sub("", text)
     return _ABSOLUTE.sub(lambda match: match.group(1), text)
 
 

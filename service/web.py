@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import mimetypes
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, send_from_directory
 
@@ -65,6 +66,56 @@ def index() -> Response:
 def train_page() -> Response:
     """The page is open like the others; the jobs API behind it asks for a training key."""
     return _page("train.html")
+
+
+_BACKBONES_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "backbones": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "default_size": {"type": "integer"},
+                    "imagenet": {"type": "boolean", "description": "Starts from ImageNet weights"},
+                    "offline": {
+                        "type": "boolean",
+                        "description": "Its weights are at hand here (none needed, a package, "
+                        "or Keras' cache): a job with it needs no download",
+                    },
+                },
+            },
+        }
+    },
+}
+
+
+@bp.get("/v1/backbones")
+@operation(
+    "listBackbones",
+    summary="The backbones a training job can use, and which of them train offline here "
+    "(the train page marks them); open like the pages, whichever key the page holds",
+    public=True,
+    responses={
+        200: Reply("The backbones", content={"application/json": {"schema": _BACKBONES_SCHEMA}})
+    },
+)
+def backbones() -> dict[str, Any]:
+    from models.backbones import list_backbones
+    from models.classifier import weights_at_hand
+
+    return {
+        "backbones": [
+            {
+                "name": spec.name,
+                "default_size": spec.default_size,
+                "imagenet": spec.pretrained,
+                "offline": weights_at_hand(spec),
+            }
+            for spec in list_backbones()
+        ]
+    }
 
 
 @bp.get("/static/<path:filename>")

@@ -47,7 +47,7 @@ def test_the_tree_keeps_the_import_contracts():
     [
         ("models/errors.py", "import training.config", "models is not allowed to import training"),
         (
-            "models/store.py",
+            "models/store/versions.py",
             "from service import config",
             "models is not allowed to import service",
         ),

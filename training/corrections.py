@@ -20,7 +20,9 @@ from pathlib import Path
 from models.errors import UserError
 from training.data import Listing, list_samples
 
-ACTIONS = ("relabel", "exclude", "keep")
+# review: the doctor's suggestion from a weak probe, for a person to decide; like
+# keep, neither CSV option acts on it
+ACTIONS = ("relabel", "exclude", "review", "keep")
 KINDS = ("label_issue", "near_duplicate", "odd_image")
 REQUIRED = ("path", "suggested_label", "action")
 
@@ -110,7 +112,17 @@ def corrected_listing(
             "changes": dict(changes),
         }
     kept = [sample for k, sample in enumerate(samples) if k not in dropped]
-    return dataclasses.replace(listing, samples=kept, corrections=corrections)
+    return dataclasses.replace(
+        listing,
+        samples=kept,
+        corrections=corrections,
+        withheld=[listing.samples[k] for k in sorted(dropped)],
+        original_labels={
+            str(was.path): was.label
+            for k, (was, now) in enumerate(zip(listing.samples, samples, strict=True))
+            if k not in dropped and was.label != now.label
+        },
+    )
 
 
 def _find(root: Path, by_path: dict[Path, int], csv_path: str, line: int, row: dict) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 
 from models.errors import UserError
 from models.preprocessing import IMAGE_SUFFIXES, SkippedImage, decode_images, is_image_name
+from training import held_out
 from training.health import health_report
 from training.near_duplicates import close_pairs, copies_across, group_pairs, look_at_files
 from training.splits import SPLITS, Assignment, assign
@@ -43,6 +44,10 @@ class Listing:
     ignored: list[str] = field(default_factory=list)  # files that are not images
     corrections: dict = field(default_factory=dict)  # --exclude/--relabel applied (corrections)
     refused: list[dict] = field(default_factory=list)  # not read (confine): path and reason
+    # --exclude/--relabel (training.held_out): the files left out, with DATA's labels,
+    # and DATA's label of each relabelled file (by path), to draw the split as DATA has it
+    withheld: list[Sample] = field(default_factory=list)
+    original_labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def fixed_splits(self) -> frozenset[str]:
@@ -277,12 +282,13 @@ def prepare(
     validation images, check its health (``DataError`` if it cannot be trained on).
     The test images are not decoded: nothing reads them before the final evaluation.
     ``test_split`` None holds out a test split when the classes are big enough."""
-    samples = listing.samples
+    samples, n = listing.samples, len(listing.samples)
     hashes, unreadable = content_hashes(samples)
     skipped = listing.refused + unreadable
     check_classes(Counter(s.label for s, h in zip(samples, hashes, strict=True) if h), "images")
-    assignment = split_listing(
-        listing, hashes, val_split=val_split, test_split=test_split, seed=seed
+    aside_hashes = content_hashes(listing.withheld)[0]  # --exclude: split as DATA has them
+    assignment, aside = held_out.draw(
+        listing, hashes, aside_hashes, val_split=val_split, test_split=test_split, seed=seed
     )
     splits = assignment.splits
     pixels = _pixel_cache(pixels_file, (len(samples), *image_size, 3))
@@ -295,8 +301,23 @@ def prepare(
     skipped += undecodable
     for item in skipped:
         log(f"  skipped {item['reason']}")
-    near = near_copies(samples, splits, hashes, log)
-    return _split(listing, hashes, assignment, pixels, skipped, log, near)
+    tested = [k for k, split in enumerate(aside) if split == "test"]  # excluded test images
+    near = near_copies(
+        samples + [listing.withheld[k] for k in tested],
+        splits + ["test"] * len(tested),
+        hashes + [aside_hashes[k] for k in tested],
+        log,
+    )
+    prepared = _split(listing, hashes, assignment, pixels, skipped, log, [i for i in near if i < n])
+    if held_out.corrected(listing):  # excluded test images less copies of training images
+        trained = {hashes[i] for i in prepared.train}
+        tested = [
+            k for j, k in enumerate(tested) if n + j not in near and aside_hashes[k] not in trained
+        ]
+        prepared.report["original_test"] = held_out.original_test(
+            listing, splits, prepared.test.tolist(), aside, tested
+        )
+    return prepared
 
 
 def near_copies(

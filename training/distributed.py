@@ -70,7 +70,10 @@ def list_dataset(cluster: Cluster, config: TrainConfig, log: Log) -> Listing:
     total = len(listing.samples)
     # each refused file is reported by one worker, as each listed one is read by one
     listing = dataclasses.replace(
-        listing, samples=shard(listing.samples, cluster), refused=shard(listing.refused, cluster)
+        listing,
+        samples=shard(listing.samples, cluster),
+        refused=shard(listing.refused, cluster),
+        withheld=shard(listing.withheld, cluster),
     )
     log(f"This worker's shard: {len(listing.samples):,} of {total:,} files")
     return listing

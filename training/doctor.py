@@ -39,6 +39,7 @@ from training.near_duplicates import close_pairs, group_pairs, look_at_files
 from training.splits import SPLITS
 
 Log = Callable[[str], None]
+NEAR_MAJORITY = 0.05  # an accuracy this close to the largest class's share is "near" it
 
 
 def _stderr(message: str) -> None:
@@ -145,13 +146,10 @@ def _findings(config, listing, found, good, looks, targets, result, size, starte
     given = [samples[i].label for i in good]
     splits = [found["splits"][i] for i in good]
     quality = result.quality
-    issues = suspects.label_issue_rows(result.probabilities, targets, labels)
-    if not quality["useful"]:
-        quality["note"] = (
-            f"out-of-sample accuracy {quality['accuracy']:.1%} is near always answering the "
-            f"largest class ({quality['majority_baseline']:.1%}): the features do not tell the "
-            f"classes apart, so the {len(issues)} label suggestions are noise and are not listed"
-        )
+    issues = suspects.label_issue_rows(result.probabilities, targets, labels, quality["strong"])
+    note = weak_probe_note(quality, len(issues))
+    if note:
+        quality["note"] = note
     pairs = close_pairs(looks, exact=[found["hashes"][i] for i in good])
     dup_rows, groups = suspects.duplicate_rows(group_pairs(len(good), pairs), looks, given, splits)
     odd = suspects.odd_rows(looks, given, result.features, size)
@@ -185,6 +183,35 @@ def _findings(config, listing, found, good, looks, targets, result, size, starte
         },
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def weak_probe_note(quality: dict, issues: int) -> str | None:
+    """What a probe too weak to list (not useful) or to pre-fill ``exclude`` (not
+    strong) means for its label suggestions; "near" the largest class only within
+    ``NEAR_MAJORITY`` of it."""
+    accuracy, majority = quality["accuracy"], quality["majority_baseline"]
+    if quality["strong"]:
+        return None
+    if quality["useful"]:
+        return (
+            f"out-of-sample accuracy {accuracy:.1%} closes {quality['skill']:.0%} of the gap "
+            f"between always answering the largest class ({majority:.1%}) and a perfect score, "
+            f"under the {probe.STRONG_SKILL:.0%} that makes most suggestions right: the "
+            f"{issues} label issues are pre-filled review, not exclude"
+        )
+    if accuracy - majority <= NEAR_MAJORITY:
+        how = f"is near always answering the largest class ({majority:.1%})"
+        verdict = (
+            "the features do not tell the classes apart, so the {} label suggestions are noise"
+        )
+    else:
+        how = (
+            f"is {(accuracy - majority) * 100:.1f} points above always answering the largest "
+            f"class ({majority:.1%}) but closes only {quality['skill']:.0%} of the gap to a "
+            f"perfect score (listing needs {probe.USEFUL_SKILL:.0%})"
+        )
+        verdict = "the features tell the classes apart too poorly for its {} label suggestions"
+    return f"out-of-sample accuracy {accuracy:.1%} {how}: {verdict.format(issues)}; not listed"
 
 
 def _balance(labels, given, splits, test_split, config) -> dict:

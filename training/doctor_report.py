@@ -16,10 +16,10 @@ from pathlib import Path
 from PIL import Image
 
 from models.preprocessing import ImageError, load_for_display
+from training.corrections import KINDS
 
-CSV_HEADER = ("path", "given_label", "suggested_label", "kind", "score", "action")
-KINDS = ("label_issue", "near_duplicate", "odd_image")
-ACTIONS = ("relabel", "exclude", "keep")
+# reason: why the row is there, so a person can judge it in a spreadsheet alone
+CSV_HEADER = ("path", "given_label", "suggested_label", "kind", "score", "action", "reason")
 THUMBNAIL = 96
 _MAX_SHOWN = 200  # thumbnails per section; the CSV and JSON hold every row
 
@@ -143,18 +143,20 @@ def _balance(result: dict) -> str:
         f"<td class='num'>{c['test']}</td><td class='num'>{weights.get(label, 1.0):g}</td></tr>"
         for label, c in result["balance"]["classes"].items()
     )
-    return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
+    return (
+        '<div class="scroll" tabindex="0" role="region" aria-label="balance (scrolls sideways)">'
+        f"<table><thead>{head}</thead><tbody>{body}</tbody></table></div>"
+    )
 
 
 def render_html(result: dict) -> str:
     """The report as one HTML page with everything inline."""
     root = Path(result["root"])
     by_kind = {kind: [r for r in result["suspects"] if r["kind"] == kind] for kind in KINDS}
-    label_body = (
-        f"<p>{html.escape(result['probe']['note'])}</p>"
-        if result["probe"].get("note")
-        else _gallery(root, by_kind["label_issue"], _label_caption)
-    )
+    probe = result["probe"]
+    note = f"<p>{html.escape(probe['note'])}</p>" if probe.get("note") else ""
+    listed = probe.get("useful", not note)  # a weak but useful probe's, pre-filled review
+    label_body = note + (_gallery(root, by_kind["label_issue"], _label_caption) if listed else "")
     sections = [
         _section("Summary", _summary(result)),
         _section("Label issues (most suspect first)", label_body),

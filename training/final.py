@@ -77,6 +77,10 @@ def finish(
         }
         shown, split = test, "test"
         checked["test"] = test
+        if "original_test" in prepared.report:  # --exclude/--relabel: DATA's own test split
+            evaluation["original_test"] = _original_test(
+                cluster, forward, prepared, test, config, train_counts, log
+            )
     metrics = {k: v for k, v in evaluation[split].items() if k != "fingerprint"}
     outcome = Outcome(
         metrics={**metrics, "split": split},
@@ -165,6 +169,55 @@ def _test(
     if cluster.workers > 1:
         digests = [d for part in cluster.allgather_json(digests) for d in part]
     return score(forward), digests, score
+
+
+def _original_test(
+    cluster: Cluster,
+    forward: Forward,
+    prepared: Prepared,
+    test: Validation,
+    config: TrainConfig,
+    train_counts: dict[str, int],
+    log: Log,
+) -> dict[str, Any]:
+    """The figures on the original test images (``training.held_out``): the test
+    images kept, with DATA's labels, and the excluded ones, decoded now; images of a
+    class the model does not know are left out (counted in ``unknown``)."""
+    entry, labels = prepared.report["original_test"], prepared.labels
+    was = {item["path"]: item["label"] for item in entry["relabelled_files"]}
+    index = {label: k for k, label in enumerate(labels)}
+    given = [
+        index.get(was.get(f, labels[t]), -1) for f, t in zip(test.files, test.targets, strict=True)
+    ]
+    excluded = [x for x in entry["excluded_files"] if x["label"] in index]
+    mine = excluded[cluster.index :: cluster.workers]  # each worker decodes its share
+    size, pixels, files, targets = config.resolved_image_size(), [], [], []
+
+    def skipped(image: SkippedImage) -> None:
+        log(f"  skipped excluded test image {image.reason}")
+
+    for image in decode_images([item["path"] for item in mine], size, skipped):
+        pixels.append(image.pixels)
+        files.append(mine[image.position]["path"])
+        targets.append(index[mine[image.position]["label"]])
+    inputs = np.stack(pixels) if pixels else np.zeros((0, *size, 3), np.uint8)
+    rows, target = np.arange(len(files)), np.array(targets, np.int32)
+    if files:
+        aside = _scored(cluster, forward, inputs, target, rows, files, config)
+    else:  # none excluded from test (relabelled only), or none on this worker
+        empty = Validation(np.zeros((0, len(labels)), np.float32), target, files, inputs, rows)
+        aside = gather_validation(cluster, empty, size)
+    known = np.array([g >= 0 for g in given], bool)
+    scored = Validation(
+        np.concatenate([test.probabilities[known], aside.probabilities]),
+        np.concatenate([np.array(given, np.int32)[known], aside.targets]).astype(np.int32),
+        [f for f, k in zip(test.files, known, strict=True) if k] + aside.files,
+        None,
+        np.zeros(0, np.int64),
+    )
+    unknown = int((~known).sum()) + len(entry["excluded_files"]) - len(excluded)
+    counts = {k: entry[k] for k in ("excluded", "relabelled")}
+    return {**_figures(scored, labels, train_counts), **counts, "unknown": unknown}
 
 
 def _tta(

@@ -7,6 +7,7 @@ import hashlib
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
+from training import held_out
 from training.splits import SPLITS
 
 if TYPE_CHECKING:
@@ -163,5 +164,10 @@ def merge_reports(reports: list[dict]) -> dict:
             ).hexdigest(),
             "shards": len(reports),
             **({"corrections": first["corrections"]} if "corrections" in first else {}),
+            **(
+                {"original_test": held_out.merge([r["original_test"] for r in reports])}
+                if "original_test" in first
+                else {}
+            ),
         }
     )

@@ -20,7 +20,7 @@ from models.backbones import BackboneSpec, get_backbone
 from models.classifier import build_backbone, build_classifier, resolve_weights
 from models.errors import ConfigError, UserError
 from models.store import ModelStore
-from training import distributed, final, recipe, release, warm_start
+from training import distributed, final, held_out, recipe, release, warm_start
 from training.callbacks import tensorboard_images
 from training.cluster import Cluster, connect, plan
 from training.config import TrainConfig
@@ -122,13 +122,15 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
         outcome = final.finish(config, model, prepared, job.listing, cluster, log)
         for line in final.describe(outcome) + [f"Warning: {w}" for w in outcome.warnings]:
             log(line)
+        if "original_test" in prepared.report:  # --exclude/--relabel
+            log("Corrections: " + held_out.describe(prepared.report["original_test"]))
 
         def save() -> tuple[int, Any]:
             print_ = state.read("data.json")["fingerprint"]
             metadata = bundle_metadata(config, job.spec, model, prepared, outcome, details, print_)
             if parent is not None:
                 metadata = metadata.replace(lineage=parent.lineage)
-            reports = report_files(history, details, outcome, prepared.labels)
+            reports = report_files(history, details, outcome, prepared.labels, config.data)
             if config.tensorboard:
                 tensorboard_images(config, {k: reports[k] for k in _BOARD_IMAGES})
             return save_published(store, model, metadata, reports, config, prepared, outcome, log)
@@ -225,4 +227,9 @@ def _dataset_summary(prepared: Prepared) -> dict[str, Any]:
         "ignored_files": report["ignored_files"],
         "warnings": report["warnings"],
         **{key: report[key] for key in ("corrections", "removed_near_copies") if report.get(key)},
+        **(
+            {"original_test": {k: v for k, v in original.items() if not k.endswith("_files")}}
+            if (original := report.get("original_test"))
+            else {}
+        ),
     }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,7 @@ from training.kube_manifest import (
     job_manifest,
     job_name,
 )
+from training.settings import RunnerSettings
 
 __all__ = ["KubeSettings", "KubernetesLauncher", "connect", "job_manifest", "job_name"]
 
@@ -150,6 +152,14 @@ class KubernetesLauncher:
         settings = KubeSettings.from_env(store, environ)
         batch, core = connect()
         return cls(settings, batch=batch, core=core)
+
+    @classmethod
+    def from_settings(cls, store: str | Path, settings: RunnerSettings) -> KubernetesLauncher:
+        """The launcher of the runner's settings (read once at its start)."""
+        keras_home = os.environ.get("KERAS_HOME", "")
+        kube = KubeSettings.from_settings(store, settings, keras_home=keras_home)
+        batch, core = connect()
+        return cls(kube, batch=batch, core=core)
 
     @property
     def namespace(self) -> str:

@@ -1,6 +1,7 @@
 """The Kubernetes Job that trains one job of the queue, as a plain dict.
 
-``KubeSettings.from_env`` reads the ``KTL_K8S_*`` variables; ``job_manifest`` is a
+``KubeSettings.from_settings`` takes the ``KTL_K8S_*`` variables from the runner's
+settings (training/settings.py); ``job_manifest`` is a
 pure function of a job and the settings (tests validate what it builds with the
 Kubernetes client's own models). ``training.kube`` submits it.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 from models.errors import ConfigError
 from models.job_runner import runner_argv
 from models.jobs import Job
+from training.settings import CPU, RunnerSettings
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 CONTAINER = "train"
@@ -26,31 +27,11 @@ JOB_ID_LABEL = "ktl.job-id"
 LABELS = {"app.kubernetes.io/name": "ktl", "app.kubernetes.io/component": "train-job"}
 UID = 10001  # the Dockerfile's user
 _KERAS_SEED = "/keras-seed"
-_CPU = re.compile(r"(\d+(?:\.\d+)?)(m?)")
-_MEMORY = re.compile(r"\d+(?:\.\d+)?(?:[kMGTPE]|[KMGTPE]i)?")
-_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
-def _quantity(env: str, value: str, pattern: re.Pattern[str]) -> str:
-    value = value.strip()
-    if not pattern.fullmatch(value) or not float(re.sub(r"[^\d.]", "", value)):
-        raise ConfigError(f"{env}={value!r} is not a Kubernetes quantity such as 2, 500m or 4Gi")
-    return value
-
-
-def _seconds(env: str, value: str) -> int:
-    try:
-        seconds = int(value)
-    except ValueError:
-        seconds = 0
-    if seconds <= 0:
-        raise ConfigError(f"{env}={value!r}: expected a whole number of seconds above 0")
-    return seconds
-
-
-def _namespace(environ: Mapping[str, str], namespace_file: Path) -> str:
-    if environ.get("KTL_K8S_NAMESPACE", "").strip():
-        return environ["KTL_K8S_NAMESPACE"].strip()
+def _namespace(settings: RunnerSettings, namespace_file: Path) -> str:
+    if settings.k8s_namespace:
+        return settings.k8s_namespace
     with contextlib.suppress(OSError):
         return namespace_file.read_text().strip() or "default"
     return "default"
@@ -58,7 +39,7 @@ def _namespace(environ: Mapping[str, str], namespace_file: Path) -> str:
 
 @dataclass(frozen=True)
 class KubeSettings:
-    """Where and how the Jobs run; ``from_env`` reads the ``KTL_K8S_*`` variables."""
+    """Where and how the Jobs run, from the runner's ``KTL_K8S_*`` settings."""
 
     image: str
     namespace: str
@@ -80,39 +61,48 @@ class KubeSettings:
         environ: Mapping[str, str] | None = None,
         namespace_file: Path = SERVICE_ACCOUNT_NAMESPACE,
     ) -> KubeSettings:
-        env = os.environ if environ is None else environ
-        image = env.get("KTL_K8S_IMAGE", "").strip()
-        if not image:
+        """``from_settings`` of the runner's settings read from ``environ`` (default
+        the process's environment)."""
+        settings = RunnerSettings.from_env(environ)
+        keras_home = (os.environ if environ is None else environ).get("KERAS_HOME", "")
+        return cls.from_settings(store, settings, namespace_file, keras_home)
+
+    @classmethod
+    def from_settings(
+        cls,
+        store: str | Path,
+        settings: RunnerSettings,
+        namespace_file: Path = SERVICE_ACCOUNT_NAMESPACE,
+        keras_home: str = "",
+    ) -> KubeSettings:
+        """The Jobs' settings from the runner's (the ``KTL_K8S_*`` variables)."""
+        if not settings.k8s_image:
             raise ConfigError(
                 "KTL_JOB_RUNNER=kubernetes needs KTL_K8S_IMAGE, the image the training Jobs "
                 "run: this service's own image (deploy/training/ sets both to the same)"
             )
-        policy = env.get("KTL_K8S_PULL_POLICY", "IfNotPresent").strip()
-        if policy not in _PULL_POLICIES:
-            raise ConfigError(f"KTL_K8S_PULL_POLICY={policy!r}: one of {', '.join(_PULL_POLICIES)}")
-        data_claim = env.get("KTL_K8S_DATA_CLAIM", "").strip() or None
-        data_root = env.get("KTL_DATA_ROOT", "").strip() or None
+        data_claim, data_root = settings.k8s_data_claim, settings.data_root
         if data_claim and not data_root:
             raise ConfigError("KTL_K8S_DATA_CLAIM is set: it is mounted at KTL_DATA_ROOT, unset")
         return cls(
-            image=image,
-            namespace=_namespace(env, namespace_file),
+            image=settings.k8s_image,
+            namespace=_namespace(settings, namespace_file),
             store=str(Path(store).resolve()),
-            store_claim=env.get("KTL_K8S_STORE_CLAIM", "").strip() or "ktl-model-store",
-            cpu=_quantity("KTL_K8S_CPU", env.get("KTL_K8S_CPU", "2"), _CPU),
-            memory=_quantity("KTL_K8S_MEMORY", env.get("KTL_K8S_MEMORY", "4Gi"), _MEMORY),
-            deadline_s=_seconds("KTL_K8S_DEADLINE_S", env.get("KTL_K8S_DEADLINE_S", "86400")),
-            ttl_s=_seconds("KTL_K8S_TTL_S", env.get("KTL_K8S_TTL_S", "86400")),
-            pull_policy=policy,
-            keras_home=env.get("KERAS_HOME", "").strip() or "/opt/keras",
-            data_root=str(Path(data_root).resolve()) if data_root and data_claim else None,
+            store_claim=settings.k8s_store_claim,
+            cpu=settings.k8s_cpu,
+            memory=settings.k8s_memory,
+            deadline_s=settings.k8s_deadline_s,
+            ttl_s=settings.k8s_ttl_s,
+            pull_policy=settings.k8s_pull_policy,
+            keras_home=keras_home.strip() or "/opt/keras",
+            data_root=str(data_root.resolve()) if data_root and data_claim else None,
             data_claim=data_claim,
         )
 
     @property
     def threads(self) -> int:
         """TensorFlow's threads: the CPUs the pod may use, rounded up."""
-        number, milli = _CPU.fullmatch(self.cpu).groups()  # type: ignore[union-attr]
+        number, milli = CPU.fullmatch(self.cpu).groups()  # type: ignore[union-attr]
         return max(1, math.ceil(float(number) / (1000 if milli else 1)))
 
 

@@ -55,6 +55,7 @@ class Look:
     contrast: float  # luminance std at 32x32: the structure the hash sees
     spread: float  # the largest std of R, G and B at 32x32: any structure at all
     colourfulness: float  # mean |R-G| + |G-B| at 32x32: about 0 for a grayscale picture
+    background: float = 0.0  # share of the 32x32 pixels within 12 of the median colour
 
     @property
     def hash_hex(self) -> str:
@@ -85,6 +86,9 @@ def look_at_pixels(pixels: np.ndarray, width: int, height: int) -> Look:
         contrast=float(luminance.std()),
         spread=float(rgb.reshape(-1, 3).std(axis=0).max()),
         colourfulness=float(spread.mean()),
+        background=float(
+            (np.abs(rgb - np.median(rgb.reshape(-1, 3), axis=0)).max(-1) <= 12).mean()
+        ),
     )
 
 

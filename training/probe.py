@@ -46,6 +46,11 @@ NETWORK_EPOCHS = 12  # per fold, for a backbone trained from scratch
 # Out-of-sample accuracy must close this share of the gap between always answering
 # the largest class and a perfect score before its disagreements mean anything.
 USEFUL_SKILL = 0.5
+# ... and this share before ``ktl doctor`` pre-fills ``exclude`` for them rather than
+# ``review``: with 10 % of the labels flipped, the 11 probes at or above it flagged
+# mostly wrong labels (precision 0.59-1.00), 6 of the 8 useful ones below it mostly
+# correct ones (0.37-0.62; benchmarks/doctor_rule.py, docs/doctor.md).
+STRONG_SKILL = 0.65
 
 
 @dataclass
@@ -216,8 +221,9 @@ def _predict(model, pixels: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def probe_accuracy(probabilities: np.ndarray, targets: np.ndarray) -> dict:
-    """Out-of-sample accuracy against the majority baseline, and whether it is
-    useful: ``skill`` is the share of the gap to a perfect score it closes."""
+    """Out-of-sample accuracy against the majority baseline, whether it is useful
+    (its label issues are listed) and strong (they are pre-filled ``exclude``, else
+    ``review``): ``skill`` is the share of the gap to a perfect score it closes."""
     accuracy = float((probabilities.argmax(1) == targets).mean())
     majority = float(np.bincount(targets).max() / len(targets))
     skill = (accuracy - majority) / (1 - majority) if majority < 1 else 0.0
@@ -226,5 +232,6 @@ def probe_accuracy(probabilities: np.ndarray, targets: np.ndarray) -> dict:
         "majority_baseline": round(majority, 4),
         "skill": round(skill, 4),
         "useful": skill >= USEFUL_SKILL,
+        "strong": skill >= STRONG_SKILL,
         "images": int(len(targets)),
     }

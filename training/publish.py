@@ -71,7 +71,7 @@ def bundle_metadata(
 
 
 def report_files(
-    history: list[dict], training: dict[str, Any], outcome: Outcome, labels: list[str]
+    history: list[dict], training: dict[str, Any], outcome: Outcome, labels: list[str], data: str
 ) -> dict[str, bytes]:
     """``reports/``: figures, history (each phase's kept epoch marked), curves,
     confusion matrix, reliability diagram, risk-coverage curve, the worst images."""
@@ -103,7 +103,7 @@ def report_files(
             validation.probabilities,
             validation.targets,
             labels,
-            validation.files,
+            [dataset_relative(file, data) for file in validation.files],
         ),
     }
 
@@ -162,3 +162,15 @@ def publish_quantized(
             artifacts[SEEN_FILE] = bundle.path / SEEN_FILE
         version, path = save_bundle(store, bundle.model, metadata, reports, artifacts)
     return version, path, engine
+
+
+def dataset_relative(file: str, data: str) -> str:
+    """``file`` as the report shows it: relative to the dataset (a CSV's folder), so no
+    path of the machine that trained it, nor a job's deleted upload folder, is kept;
+    a file outside the dataset keeps only its name."""
+    base = Path(data)
+    base = base.parent if base.suffix.lower() == ".csv" else base
+    for path, root in ((Path(file), base), (Path(file).resolve(), base.resolve())):
+        if path.is_relative_to(root):
+            return path.relative_to(root).as_posix()
+    return Path(file).name

@@ -4,8 +4,10 @@
 its next poll.
 
 ``--promote-if-better`` scores the new version and the version served until now on
-the same images (the new version's test split of the job's DATA, else its
-validation split) with ``ktl evaluate``'s machinery, and promotes only a strictly
+the same images with ``ktl evaluate``'s machinery: those of the job's DATA that
+both held out as test images (as each one's settings draw DATA's test split, with
+DATA's labels, less what either left out as a copy of its training images; their
+validation images when one has no test split), and promotes only a strictly
 higher accuracy. Otherwise ``stable`` stays, or is pinned, on the version served
 until now, so a worse model never becomes the default, even for a model that had
 no label yet (where the newest version would otherwise be the default).
@@ -21,6 +23,7 @@ from models.releases import IncompatibleVersion, retain, set_label
 from models.store import ModelStore
 from models.store.labels import STABLE, default_version
 from training.config import TrainConfig
+from training.data import DataError
 from training.scoring import score_version
 from training.state import Log
 
@@ -67,10 +70,10 @@ def _promote_if_better(
         }
     split = "test"
     try:
-        scores = [score_version(b, config.data, split, log, drawn_by=new) for b in (new, old)]
-    except ConfigError:  # trained without a test split: compare on validation
+        scores = [score_version(b, config.data, split, log, among=(new, old)) for b in (new, old)]
+    except (ConfigError, DataError):  # no test split, or none shared: on validation
         split = "val"
-        scores = [score_version(b, config.data, split, log, drawn_by=new) for b in (new, old)]
+        scores = [score_version(b, config.data, split, log, among=(new, old)) for b in (new, old)]
     ours, theirs = (s["figures"]["accuracy"] for s in scores)
     comparison = {
         "split": split,

@@ -34,6 +34,7 @@ from models.store import ModelStore
 from models.store.progress import JobProgress
 from training.runner_child import forget_state, published_version
 from training.runner_local import LocalLauncher
+from training.settings import RunnerSettings
 
 Log = Callable[[str], None]
 KINDS = ("local", "kubernetes")
@@ -62,11 +63,15 @@ class Launcher(Protocol):
         ...
 
 
-def make_launcher(store: str | Path, kind: str | None = None) -> Launcher:
-    """The launcher ``KTL_JOB_RUNNER`` names (default local)."""
-    kind = kind or os.environ.get("KTL_JOB_RUNNER", "").strip() or "local"
+def make_launcher(
+    store: str | Path, kind: str | None = None, settings: RunnerSettings | None = None
+) -> Launcher:
+    """The launcher ``kind`` or the settings' ``KTL_JOB_RUNNER`` names (default local);
+    ``settings``: the runner's, read once at its start (default: read now)."""
+    settings = settings if settings is not None else RunnerSettings.from_env()
+    kind = kind or settings.job_runner
     if kind == "local":
-        return LocalLauncher(store)
+        return LocalLauncher(store, settings=settings)
     if kind == "kubernetes":
         try:
             from training import kube
@@ -75,7 +80,7 @@ def make_launcher(store: str | Path, kind: str | None = None) -> Launcher:
                 f"KTL_JOB_RUNNER=kubernetes needs training.kube and the kubernetes client "
                 f"({exc}): pip install kubernetes, or KTL_JOB_RUNNER=local"
             ) from exc
-        launcher: Launcher = kube.KubernetesLauncher.from_env(Path(store).resolve())
+        launcher: Launcher = kube.KubernetesLauncher.from_settings(Path(store).resolve(), settings)
         return launcher
     raise ConfigError(
         f"KTL_JOB_RUNNER={kind!r}: a runner runs jobs locally or on Kubernetes "
@@ -291,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         _stderr("--poll must be more than 0 seconds")
         return 2
     try:
-        runner = Runner(args.store, make_launcher(args.store), poll=args.poll)
+        settings = RunnerSettings.from_env()  # once, at the start: a bad value stops it
+        runner = Runner(args.store, make_launcher(args.store, settings=settings), poll=args.poll)
         signal.signal(signal.SIGTERM, runner.stop)
         signal.signal(signal.SIGINT, runner.stop)
         return runner.serve(once=args.once)

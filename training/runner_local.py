@@ -14,25 +14,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from models.errors import ConfigError
 from models.job_runner import runner_argv, with_ktl_path
 from models.jobs import Job, JobQueue
+from training.settings import RunnerSettings
 
 _PR_SET_PDEATHSIG = 1
 STOP_GRACE_S = 10.0
-
-
-def _int_env(name: str, default: int, least: int, most: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = least - 1
-    if not least <= value <= most:
-        raise ConfigError(f"{name}={raw!r} is not valid: a whole number from {least} to {most}")
-    return value
 
 
 def die_with_parent() -> Callable[[], None]:
@@ -61,11 +48,10 @@ def _prctl() -> Callable[..., int] | None:
         return None
 
 
-def child_env() -> dict[str, str]:
+def child_env(settings: RunnerSettings) -> dict[str, str]:
     """The training process's environment: TensorFlow's and OpenMP's threads capped at
     ``KTL_JOB_THREADS`` (default half the CPUs), so predictions keep their cores."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = _int_env("KTL_JOB_THREADS", max(1, (cpus or 1) // 2), 1, 1024)
+    threads = settings.threads
     return with_ktl_path(
         {
             **os.environ,
@@ -85,11 +71,17 @@ class LocalLauncher:
 
     kind = "local"
 
-    def __init__(self, store: str | Path, grace: float = STOP_GRACE_S):
+    def __init__(
+        self,
+        store: str | Path,
+        grace: float = STOP_GRACE_S,
+        settings: RunnerSettings | None = None,
+    ):
         self.store = Path(store).resolve()
         self.queue = JobQueue(self.store)
         self.grace = grace
-        self.nice = _int_env("KTL_JOB_NICE", 10, 0, 19)
+        self.settings = settings if settings is not None else RunnerSettings.from_env()
+        self.nice = self.settings.job_nice
         self._children: dict[str, subprocess.Popen] = {}
 
     def command(self, job: Job) -> list[str]:
@@ -108,7 +100,7 @@ class LocalLauncher:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=child_env(),
+                env=child_env(self.settings),
                 start_new_session=True,
                 preexec_fn=preexec,  # noqa: PLW1509 (the runner starts no threads)
             )

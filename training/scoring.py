@@ -65,6 +65,7 @@ def decoded_split(
     log: Callable[[str], None] = print,
     drawn_by: Bundle | None = None,
     at_most: int | None = None,
+    among: tuple[Bundle, ...] = (),
 ) -> Decoded:
     """DATA's ``split`` (train, val, test or all) as the settings of ``drawn_by``
     (default: the version's own) draw it, decoded; images of classes the version
@@ -74,7 +75,7 @@ def decoded_split(
         raise ConfigError(f"--split must be one of {', '.join(CHOICES)}; got {split!r}")
     source = data if isinstance(data, Listed) else listed(data)
     listing, hashes, skipped = source.listing, source.hashes, list(source.skipped)
-    rows = _rows(drawn_by or bundle, listing, hashes, split)
+    rows = rows_scored(bundle, listing, hashes, split, drawn_by, among)
     known = [i for i in rows if listing.samples[i].label in bundle.labels]
     unknown = sorted({listing.samples[i].label for i in rows} - set(bundle.labels))
     if unknown:
@@ -99,11 +100,13 @@ def score_version(
     split: str = "all",
     log: Callable[[str], None] = print,
     drawn_by: Bundle | None = None,
+    among: tuple[Bundle, ...] = (),
 ) -> dict[str, Any]:
     """The version's figures on DATA's ``split`` (train, val, test or all), the split
     drawn with the settings of ``drawn_by`` (default: the version's own), so that two
-    versions can be scored on the same images."""
-    decoded = decoded_split(bundle, data, split, log, drawn_by)
+    versions can be scored on the same images; with ``among``, only on the images
+    every version of it held out in that split (``shared_rows``)."""
+    decoded = decoded_split(bundle, data, split, log, drawn_by, among=among)
     seen = seen_by(bundle, decoded.digests)
     if seen:
         log(seen_warning(bundle, seen, len(decoded.digests)))
@@ -142,6 +145,42 @@ def seen_warning(bundle: Bundle, seen: int, images: int) -> str:
         "it on images it has not seen (or pass --split test for the test split of the data "
         "it was trained on)"
     )
+
+
+def rows_scored(
+    bundle: Bundle,
+    listing: Listing,
+    hashes: list[str | None],
+    split: str,
+    drawn_by: Bundle | None = None,
+    among: tuple[Bundle, ...] = (),
+) -> list[int]:
+    """The rows of DATA's ``split`` that are scored. The version's own test split is
+    scored as it was tested: less the copies of training images it left out of it, so
+    ``--split test`` agrees with the published test figures."""
+    if split == "test" and drawn_by is None and not among:
+        among = (bundle,)
+    rows = _rows(drawn_by or bundle, listing, hashes, split)
+    return shared_rows(among, listing, hashes, split, rows) if among else rows
+
+
+def shared_rows(
+    among: tuple[Bundle, ...],
+    listing: Listing,
+    hashes: list[str | None],
+    split: str,
+    rows: list[int],
+) -> list[int]:
+    """Of ``rows``, the images that every version of ``among`` had in ``split`` as its
+    own settings draw it, less those any of them left out of it as a copy of one of
+    its training images (its ``dataset.removed_*``): what each was tested on."""
+    keep = set(rows)
+    for other in among:
+        keep &= set(_rows(other, listing, hashes, split))
+        dataset = other.metadata.dataset
+        copies = {*dataset.get("removed_from_val", []), *dataset.get("removed_near_copies", [])}
+        keep = {i for i in keep if str(listing.samples[i].path) not in copies}
+    return sorted(keep)
 
 
 def _rows(bundle: Bundle, listing, hashes: list[str | None], split: str) -> list[int]:

@@ -23,15 +23,20 @@ TINY_SIDE = 16  # pixels: below this, or below half the input size, an image is 
 GREY_SPREAD = 2.0  # mean |R-G| + |G-B| under this: the picture is grey
 COLOUR_SET_SHARE = 0.8  # "grayscale in a colour set" needs this share of colour images
 NEIGHBOURS = 5  # an outlier's distance is its mean cosine distance to this many nearest
+# A placeholder ("image not found"): grey marks (text, an icon) on a flat grey
+# background covering this share of the picture. In hymenoptera only its "WE'RE
+# SORRY, THIS IMAGE COULD NOT BE FOUND" GIF passes (0.88; the next grey photo 0.53).
+PLACEHOLDER_BACKGROUND = 0.8
 OUTLIER_Z = 5.0  # robust z-score (median, MAD) of that distance above which it is flagged
 
 
 def label_issue_rows(
-    probabilities: np.ndarray, targets: np.ndarray, labels: Sequence[str]
+    probabilities: np.ndarray, targets: np.ndarray, labels: Sequence[str], strong: bool = True
 ) -> list[dict]:
     """Confident learning (Northcutt et al. 2021, ``cleanlab``): the images whose
     given label the out-of-sample probabilities contradict, most suspect first.
-    Suggested action: exclude (a person relabels after looking).
+    Suggested action: exclude from a ``strong`` probe (a person relabels after
+    looking), else review: a weaker probe's suggestions are mostly wrong.
 
     The filter is the paper's own ``confident_learning`` (an image is an issue when
     the probe is confident of another label), not cleanlab's default
@@ -62,7 +67,7 @@ def label_issue_rows(
                 "suggested_label": labels[int(others.argmax())],
                 "kind": "label_issue",
                 "score": round(1 - float(probabilities[i, targets[i]]), 4),
-                "action": "exclude",
+                "action": "exclude" if strong else "review",
                 "reason": f"out-of-sample p({labels[int(others.argmax())]}) = "
                 f"{others.max():.2f}, p(given) = {probabilities[i, targets[i]]:.2f}",
             }
@@ -130,7 +135,13 @@ def odd_rows(
             found.append(f"extreme aspect ratio ({ratio:.1f}:1)")
         if look.spread < MIN_CONTRAST:  # a shape in another hue of the same brightness is not
             found.append(f"nearly uniform (colour std {look.spread:.1f})")
-        if colour_set and look.colourfulness < GREY_SPREAD:
+        grey = look.colourfulness < GREY_SPREAD
+        if grey and look.spread >= MIN_CONTRAST and look.background >= PLACEHOLDER_BACKGROUND:
+            found.append(
+                f"placeholder or 'image not found' picture ({look.background:.0%} flat "
+                "background with grey marks, e.g. text): not a photo of its class"
+            )
+        elif colour_set and grey:
             found.append("grayscale in a colour set")
         if found:
             reasons[i] = found
@@ -146,12 +157,15 @@ def odd_rows(
             "suggested_label": given[i],
             "kind": "odd_image",
             "score": scores[i],
-            # a blank picture teaches nothing; the others a person judges
-            "action": "exclude" if any(r.startswith("nearly uniform") for r in found) else "keep",
+            # a blank picture or a placeholder teaches nothing; the others a person judges
+            "action": "exclude" if any(r.startswith(_NOTHING_TO_LEARN) for r in found) else "keep",
             "reason": "; ".join(found),
         }
         for i, found in sorted(reasons.items())
     ]
+
+
+_NOTHING_TO_LEARN = ("nearly uniform", "placeholder")
 
 
 def outliers(features: np.ndarray) -> dict[int, tuple[float, float]]:

@@ -85,7 +85,7 @@ def print_summary(result: dict[str, Any]) -> None:
     issues = [r for r in rows if r["kind"] == "label_issue"]
     if p.get("note"):
         lines.append(f"  labels      {p['note']}")
-    else:
+    if p.get("useful", not p.get("note")):  # a weak but useful probe's are listed, at review
         lines.append(f"  labels      {len(issues)} label issues, most suspect first:")
         lines += _named(
             issues,

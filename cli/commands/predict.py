@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise ConfigError(f"no images found in {', '.join(args.images)}")
     bundle = load_model(args)
-    engine = bundle.engine(args.engine, _gate())
+    engine = bundle.engine(args.engine, args.settings.int8_min_agreement)
     predictions: list[Prediction] = []
     paths: list[Path] = []
     failed = 0
@@ -116,13 +116,6 @@ def _decoded(
             np.stack(pixels) if pixels else np.zeros((0, *size, 3), np.uint8),
             len(skipped),
         )
-
-
-def _gate() -> float:
-    """KTL_INT8_MIN_AGREEMENT, read and checked as the service reads it."""
-    from service.config import ServiceConfig
-
-    return ServiceConfig.from_env().int8_min_agreement
 
 
 def _answer(decision) -> str:

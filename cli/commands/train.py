@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from cli.common import add_json, print_json, store_default
+from cli.common import add_json, print_json
 from cli.train_summary import print_summary
 from models.option_checks import describe
 from models.options import TrainOptions, extra
@@ -86,10 +86,10 @@ def train_config(args: argparse.Namespace, ignore: tuple[str, ...] = ()):
     from training.config import build_config, read_toml
 
     file_settings = read_toml(args.config) if args.config else {}
-    skipped = ("command", "config", "json", "run", *ignore)
+    skipped = ("command", "config", "json", "run", "settings", *ignore)
     flags = {key: value for key, value in vars(args).items() if key not in skipped}
     if flags.get("store") is None and "store" not in file_settings:
-        flags["store"] = store_default()
+        flags["store"] = str(args.settings.model_store)
     return build_config(file_settings, flags)
 
 

@@ -49,7 +49,7 @@ const ktl = {
   },
 
   // 0.973 -> "97.3 %". Never "100 %" for less than all nor "0 %" for more than none:
-  // up to two more decimals, then cut rather than round.
+  // up to two more decimals, then a bound: 7.7e-30 -> "< 0.001 %", 0.9999999 -> "> 99.999 %".
   percent(p, digits = 1) {
     const scaled = 100 * p;
     let shown = digits;
@@ -60,8 +60,8 @@ const ktl = {
     while (misleading(shown) && shown < digits + 2) shown += 1;
     let text = scaled.toFixed(shown);
     if (misleading(shown)) {
-      const step = 10 ** shown;
-      text = (p < 1 && p > 0.5 ? Math.floor(scaled * step) : Math.ceil(scaled * step)) / step + "";
+      const step = (1 / 10 ** shown).toFixed(shown);
+      text = p > 0.5 ? "> " + (100 - step).toFixed(shown) : "< " + step;
     }
     return text + "\u00a0%";
   },
@@ -109,3 +109,25 @@ const ktl = {
     return node;
   },
 };
+
+// A box that scrolls sideways (.scroll) says so while its content is wider than it:
+// data-overflow="true" (a shadow at the cut edge, a scroll bar that stays) and a hint
+// under it. Watched as tables fill and images load, and as the screen turns.
+(() => {
+  const check = (box) => {
+    const wider = box.scrollWidth > box.clientWidth + 1;
+    box.dataset.overflow = String(wider);
+    box.nextElementSibling.hidden = !wider;
+  };
+  const watcher = new ResizeObserver((entries) => {
+    for (const entry of entries) check(entry.target.closest(".scroll"));
+  });
+  for (const box of document.querySelectorAll(".scroll")) {
+    const hint = ktl.make("p", "Scroll sideways for the rest →", "scroll-hint");
+    hint.hidden = true;
+    box.after(hint);
+    watcher.observe(box);
+    for (const child of box.children) watcher.observe(child);
+  }
+})();
+

@@ -107,14 +107,33 @@ async function loadModels() {
   fillVersions(wanted.get("version"));
 }
 
-// "2 (default) · 92 % on test · 2 Dec 2026"
+// A version's labels (stable, canary, ...), from the model's {label: version}.
+const labelsOf = (model, version) =>
+  Object.entries((model && model.version_labels) || {}).filter(([, v]) => v === version).map(([label]) => label).sort();
+
+// "2 · stable · default · 92 % test": short enough for a phone's select; the date and the
+// rest go under it (versionNote).
 function versionText(model, version, details) {
-  const parts = [String(version) + (version === model.default_version ? " (default)" : "")];
+  const parts = [String(version), ...labelsOf(model, version)];
+  if (version === model.default_version) parts.push("default");
   if (details && details.accuracy !== null && details.accuracy !== undefined) {
-    parts.push(`${ktl.percent(details.accuracy, 0)} on ${details.accuracy_split || "validation"}`);
+    parts.push(`${ktl.percent(details.accuracy, 0)} ${details.accuracy_split || "validation"}`);
   }
-  if (details && ktl.date(details.created_at)) parts.push(ktl.date(details.created_at));
   return parts.join(" · ");
+}
+
+// "Version 2: trained 2 Dec 2026, labelled stable, the default; 92 % on its test images."
+function versionNote(model, version, details) {
+  const facts = [];
+  if (details && ktl.date(details.created_at)) facts.push(`trained ${ktl.date(details.created_at)}`);
+  const labels = labelsOf(model, version);
+  if (labels.length) facts.push(`labelled ${labels.join(" and ")}`);
+  if (version === model.default_version) facts.push("the default");
+  let text = `Version ${version}` + (facts.length ? `: ${facts.join(", ")}` : "");
+  if (details && details.accuracy !== null && details.accuracy !== undefined) {
+    text += `; ${ktl.percent(details.accuracy, 0)} right on its ${details.accuracy_split || "validation"} images`;
+  }
+  return text + ".";
 }
 
 function fillVersions(preferred) {
@@ -125,6 +144,15 @@ function fillVersions(preferred) {
   const choice = versions.find((v) => String(v) === preferred) ?? model?.default_version ?? versions[0];
   if (choice !== undefined) $("version").value = String(choice);
   showVersion();
+}
+
+function noteVersion() {
+  const model = chosenModel();
+  const version = Number($("version").value);
+  const details = ((model && model.version_details) || []).find((d) => d.version === version);
+  const shown = model && $("version").value ? versionNote(model, version, details) : "";
+  $("version-note").textContent = shown;
+  $("version-note").hidden = !shown;
 }
 
 function accuracyText(meta) {
@@ -146,6 +174,7 @@ function decisionText(meta) {
 async function showVersion() {
   const { name, version } = selected();
   const request = versionRequests();
+  noteVersion();
   $("model-info").replaceChildren();
   delete $("model-info").dataset.version;
   $("report-link").hidden = true;
@@ -322,6 +351,10 @@ function pick(files) {
 
 $("model").addEventListener("change", () => fillVersions(null));
 $("version").addEventListener("change", showVersion);
+// The heatmap over the photo, as strong as the reader wants it (the photo shows through).
+const blend = () => $("overlay").style.setProperty("opacity", String(Number($("blend").value) / 100));
+$("blend").addEventListener("input", blend);
+blend();
 $("drop").addEventListener("click", () => $("file").click());
 $("file").addEventListener("change", (event) => {
   pick(event.target.files);

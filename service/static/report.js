@@ -40,9 +40,13 @@ function mainSplit(meta) {
   return (meta.metrics && meta.metrics.split) || "validation";
 }
 
+// --exclude/--relabel: the figures on DATA's own test split, before the CSVs.
+const ORIGINAL_TEST = "original test";
+
 function splitsOf(meta) {
   const evaluation = meta.evaluation || {};
-  const splits = ["validation", "test"].filter((s) => evaluation[s]).map((s) => [s, evaluation[s]]);
+  const splits = ["validation", "test", "original_test"].filter((s) => evaluation[s])
+    .map((s) => [s === "original_test" ? ORIGINAL_TEST : s, evaluation[s]]);
   return splits.length ? splits : [[mainSplit(meta), meta.metrics || {}]];
 }
 
@@ -70,6 +74,8 @@ function renderSummary(meta) {
     ["Labels", (meta.labels || []).join(", ")],
     [`Accuracy (${split})`, ktl.accuracy(metrics, split)],
   ];
+  const original = (meta.evaluation || {}).original_test;
+  if (original) rows.push([`Accuracy (${ORIGINAL_TEST})`, ktl.accuracy(original, ORIGINAL_TEST)]);
   if (baseline) rows.push(["Baseline", baselineText(baseline)]);
   if (meta.decision) rows.push(["Answers when", `at least ${ktl.percent(meta.decision.threshold)} sure`]);
   ktl.describe(el("summary"), rows);
@@ -79,6 +85,13 @@ function renderSummary(meta) {
     const why = dataset.test_note || (meta.evaluation ? "" : "this version was published before ktl kept test images apart.");
     el("split-note").textContent = "These figures come from the validation images only: the same images chose " +
       "the kept epoch and the threshold, so they may be optimistic." + (why ? " Why no test split: " + why : "");
+    el("split-note").hidden = false;
+  }
+  const changes = dataset.original_test;
+  if (changes) {
+    el("split-note").textContent = `--exclude/--relabel changed ${changes.excluded + changes.relabelled} of the ` +
+      `${changes.images} original test images (${changes.excluded} excluded, ${changes.relabelled} relabelled): ` +
+      `the test figures leave them out; the ${ORIGINAL_TEST} figures score DATA's test split as it was, with its labels.`;
     el("split-note").hidden = false;
   }
   if (baseline && typeof metrics.accuracy === "number") {
@@ -236,7 +249,8 @@ function renderDataset(meta) {
     row([label, c.train, c.val, ...(withTest ? [c.test ?? 0] : [])], [1, 2, 3], true)));
   const notes = [
     `${count(dataset.skipped)} files skipped (not readable as images), ${dataset.ignored_files || 0} other files ignored, ` +
-    `${count(dataset.duplicates)} groups of duplicates, ${count(dataset.removed_from_val)} copies kept out of validation.`,
+    `${count(dataset.duplicates)} groups of duplicates, ` +
+    `${count(dataset.removed_from_val) + count(dataset.removed_near_copies)} copies of training images kept out of validation and test.`,
   ];
   if (dataset.test_note) notes.push("No test split: " + dataset.test_note);
   el("dataset-notes").textContent = notes.join(" ");

@@ -15,6 +15,7 @@ const NUMBERS = [["image-size", "image_size"], ["epochs", "epochs"], ["batch-siz
 
 const classes = new Map(); // class name -> Map(path inside the class -> File)
 let archive = null; // an archive the user gave: uploaded as it is
+let splitLayout = false; // whether the classes came from a train/val(/test) folder: their paths start with the split
 let upload = null; // the AbortController of the upload under way
 let job = null; // the job followed: { id, rows, lastEventId, done, controller }
 
@@ -59,7 +60,9 @@ async function checkService() {
   try {
     await ktl.json("/v1/jobs");
     say("setup-status", "");
+    setTrainingOff("");
     setState($("setup"), "ready");
+    markBackbones();
     return true;
   } catch (error) {
     say("setup-status", "");
@@ -67,12 +70,54 @@ async function checkService() {
       say("setup-error", "This service needs a training key: type it under “API key”.");
       $("key-box").open = true;
     } else {
-      say("setup-error", error.status === 403 ? error.message : "The service cannot train: " + error.message);
+      const reason = error.status === 403 ? error.message : "The service cannot train: " + error.message;
+      say("setup-error", reason);
+      setTrainingOff(reason);
     }
     setState($("setup"), "error");
     return false;
   }
 }
+
+// With training off, nothing here can be used: every control but the key is disabled
+// and Start says why ("" turns them on again).
+let trainingOff = "";
+function setTrainingOff(reason) {
+  trainingOff = reason;
+  for (const control of document.querySelectorAll("#name, #data button, #options input, #options select, #start")) {
+    control.disabled = Boolean(reason);
+  }
+  if (!$("cancel").hidden) $("start").disabled = true; // a job or an upload under way
+  document.querySelector("main").dataset.training = reason ? "off" : "on";
+  if (reason) $("job-status").textContent = "Training is off on this service: " + reason;
+  else if ($("job-status").textContent.startsWith("Training is off")) $("job-status").textContent = "";
+}
+
+// Each backbone marked with whether its weights are on the service (GET /v1/backbones):
+// one that must download them fails on a service without internet.
+async function markBackbones() {
+  let listed;
+  try {
+    listed = new Map((await ktl.json("/v1/backbones")).backbones.map((b) => [b.name, b]));
+  } catch (_) {
+    return; // an older service: the list stays unmarked
+  }
+  for (const option of $("backbone").options) {
+    const known = listed.get(option.value);
+    if (!known) continue;
+    option.dataset.label ??= option.textContent;
+    option.dataset.offline = String(known.offline);
+    option.textContent = `${option.dataset.label} (${known.offline ? "offline" : "downloads its weights"})`;
+  }
+  const chosen = $("backbone").selectedOptions[0];
+  if (!backboneTouched && chosen.dataset.offline === "false") {
+    const offline = [...$("backbone").options].filter((o) => o.dataset.offline === "true");
+    const better = offline.find((o) => o.dataset.recipe === "transfer") || offline[0];
+    if (better) $("backbone").value = better.value;
+  }
+  describeBackbone();
+}
+let backboneTouched = false;
 
 function nameProblem(name) {
   if (!name) return "Give the model a name.";
@@ -98,20 +143,27 @@ function suggestName(folder) {
 
 // The classes under one chosen or dropped folder, from its files ({parts: [root, ..., name], file}):
 // its sub-folders holding images are the classes (images at any depth below them); a folder
-// holding images and no such sub-folder is a class itself.
+// holding images and no such sub-folder is a class itself. A folder with train/ and val/ or
+// test/ keeps its splits, as ktl train reads it: the classes are the folders inside each split.
 function classesOf(root, files) {
   const shown = files.filter((item) => !item.parts.slice(1).some(hidden));
   const loose = shown.filter((item) => item.parts.length === 2);
   const below = group(shown.filter((item) => item.parts.length > 2), (item) => item.parts[1]);
   if (below.has("train") && [...below.keys()].some((k) => k !== "train" && SPLITS.includes(k))) {
-    throw new Error(`“${root}” is split into ${SPLITS.join("/")} folders: zip it and choose the .zip instead.`);
+    const inSplits = shown.filter((i) => SPLITS.includes(i.parts[1]) && i.parts.length > 3 && IMAGE.test(i.file.name));
+    const found = [...group(inSplits, (item) => item.parts[2])].map(([name, items]) => [name, items, "split"]);
+    return { found, ignored: files.length - inSplits.length, split: true };
   }
   const found = [...below].filter(([, items]) => items.some((i) => IMAGE.test(i.file.name)))
     .map(([name, items]) => [name, items, 2]);
   if (!found.length && loose.some((i) => IMAGE.test(i.file.name))) found.push([root, loose, 1]);
   const kept = found.flatMap(([, items]) => items).filter((i) => IMAGE.test(i.file.name)).length;
-  return { found, ignored: files.length - kept };
+  return { found, ignored: files.length - kept, split: false };
 }
+
+// Where a file of a class goes in the class's Map: its path below the class folder, after
+// its split (train/, val/, test/) in a split folder.
+const memberPath = (parts, depth) => (depth === "split" ? [parts[1], ...parts.slice(3)] : parts.slice(depth)).join("/");
 
 // Files of one or more folders ({parts, file}) into the classes.
 function addFiles(files) {
@@ -128,15 +180,19 @@ function addFiles(files) {
     }
     const result = classesOf(root, items);
     ignored += result.ignored;
+    if (result.found.length && result.split !== splitLayout) {
+      classes.clear(); // a train/val folder and class folders do not mix: the later one replaces
+      splitLayout = result.split;
+    }
     for (const [name, members, depth] of result.found) {
       const files = classes.get(name) || new Map();
       for (const { parts, file } of members) {
-        if (IMAGE.test(file.name)) files.set(parts.slice(depth).join("/"), file);
+        if (IMAGE.test(file.name)) files.set(memberPath(parts, depth), file);
       }
       classes.set(name, files);
       added += 1;
     }
-    if (result.found.length && result.found[0][2] === 2) suggestName(root); // a folder of class folders
+    if (result.found.length && result.found[0][2] !== 1) suggestName(root); // a folder of class folders
   }
   if (!added) throw new Error("No images found: give one folder of images per class (JPEG, PNG, WebP, GIF, BMP, TIFF).");
   if (archive) useArchive(null);
@@ -193,7 +249,10 @@ function takeDrop(dropped) {
 function useArchive(file) {
   archive = file;
   say("data-error", "");
-  if (file) classes.clear();
+  if (file) {
+    classes.clear();
+    splitLayout = false;
+  }
   renderData();
 }
 
@@ -214,9 +273,12 @@ function renderData(note = "") {
       "the service reads its class folders. ", remove);
     $("archive").dataset.size = archive.size;
   }
+  const splits = splitLayout && classes.size
+    ? ` in their own splits (${splitCounts([...classes.values()].flatMap((files) => [...files.keys()]))})` : "";
   $("data-status").textContent = archive ? "" : classes.size
-    ? `${plural(classes.size, "class", "classes")}, ${plural(images, "image")}${note}.` : "No images yet.";
+    ? `${plural(classes.size, "class", "classes")}, ${plural(images, "image")}${splits}${note}.` : "No images yet.";
   $("data").dataset.images = images;
+  $("data").dataset.layout = splitLayout && classes.size ? "splits" : "classes";
   setState($("data"), classes.size || archive ? "ready" : "idle");
 }
 
@@ -234,7 +296,8 @@ function classItem(name, files) {
     ($("classes").querySelector(".remove") || $("choose-folder")).focus();
   });
   const head = ktl.make("p", "", "class-head");
-  head.append(ktl.make("strong", name, "class-name"), ktl.make("span", plural(files.size, "image"), "count"), remove);
+  const count = plural(files.size, "image") + (splitLayout ? `: ${splitCounts(files.keys())}` : "");
+  head.append(ktl.make("strong", name, "class-name"), ktl.make("span", count, "count"), remove);
   const thumbnails = ktl.make("div", "", "thumbnails");
   for (const [path, file] of sorted(files).slice(0, THUMBNAILS)) {
     const img = document.createElement("img");
@@ -250,6 +313,23 @@ function classItem(name, files) {
   }
   li.append(head, thumbnails);
   return li;
+}
+
+// [[path in the zip, File], ...]: class/path, or split/class/path for a train/val folder
+// (the service then keeps its splits, as ktl train does).
+function zipEntries() {
+  const entries = sorted(classes).flatMap(([name, files]) => sorted(files).map(([path, file]) => {
+    if (!splitLayout) return [`${name}/${path}`, file];
+    const [split, ...rest] = path.split("/");
+    return [[split, name, ...rest].join("/"), file];
+  }));
+  return sorted(entries);
+}
+
+// "train 8, val 2, test 2": the images of each split of a train/val folder.
+function splitCounts(paths) {
+  const counts = group([...paths], (path) => path.split("/")[0]);
+  return SPLITS.filter((s) => counts.has(s)).map((s) => `${s} ${counts.get(s).length}`).join(", ");
 }
 
 // --- a zip of the classes, made here: STORE method (images are compressed already) ----
@@ -386,7 +466,7 @@ function send(dataset, filename, chosen, signal) {
 }
 
 function setBusy(busy) {
-  $("start").disabled = busy;
+  $("start").disabled = busy || Boolean(trainingOff);
   $("cancel").hidden = !busy;
   $("cancel").disabled = false;
 }
@@ -417,7 +497,7 @@ async function start() {
   upload = new AbortController();
   const signal = upload.signal;
   try {
-    const entries = sorted(classes).flatMap(([name, files]) => sorted(files).map(([path, file]) => [`${name}/${path}`, file]));
+    const entries = zipEntries();
     const dataset = archive || await storeZip(entries, (done, all) => {
       $("job-status").textContent = `Packing the images: ${done} of ${all} …`;
     });
@@ -443,13 +523,38 @@ async function start() {
 }
 
 function failed(message, log = []) {
-  say("job-error-text", message);
+  say("job-error-text", pageWords(withoutTensorFlowLogs(message)));
   $("job-error").hidden = false;
-  $("log").textContent = log.join("\n");
-  $("log-box").hidden = !log.length;
-  $("log-box").open = log.length > 0;
+  const lines = log.filter((line) => !TF_LOG.test(line));
+  $("log").textContent = lines.join("\n");
+  $("log-box").hidden = !lines.length;
+  $("log-box").open = lines.length > 0;
   $("job-status").textContent = "";
   setState($("job"), "error");
+}
+
+// TensorFlow's own start-up lines (absl, oneDNN, CPU instructions): noise, not the job's words.
+const TF_LOG = new RegExp([
+  String.raw`^\s*[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\]`, // absl: I0000 00:00:17.5 123 file.cc:42]
+  String.raw`^\s*WARNING: All log messages before absl::InitializeLog`,
+  String.raw`^\s*(\S+ )?\S+: [IWEF] (tensorflow|external|xla)\/\S+:\d+\]`, // 2024-12-07 10:00:00.1: I tensorflow/...]
+  String.raw`oneDNN custom operations are on`,
+  String.raw`This TensorFlow binary is optimized`,
+  String.raw`^\s*To enable the following instructions:`,
+  String.raw`^\s*WARNING:absl:`,
+].join("|"));
+const withoutTensorFlowLogs = (text) => text.split("\n").filter((line) => !TF_LOG.test(line)).join("\n").trim();
+
+// A message of the training code, in this page's terms: its choices rather than ktl train's flags.
+const FLAG_WORDS = [[/--backbone (\S+)/g, "the backbone $1"], [/--image-size/g, "Image size"], [/--epochs/g, "Epochs"],
+  [/--batch-size/g, "Batch size"], [/--fine-tune-epochs/g, "Fine-tuning epochs"], [/--weights none/g, "Small CNN (from scratch)"]];
+function pageWords(message) {
+  const offline = /ImageNet weights for (\S+) could not be obtained/.exec(message);
+  if (offline) {
+    return `${message.split(":")[0]}: the ImageNet weights of ${offline[1]} could not be downloaded (the service may have no ` +
+      "internet access). Choose a backbone marked “offline” under Options, such as EfficientNet-Lite0, and start again.";
+  }
+  return FLAG_WORDS.reduce((text, [flag, words]) => text.replace(flag, words), message);
 }
 
 // --- following a job: its event stream, read with fetch so the key goes along -------
@@ -630,7 +735,15 @@ async function published(record, followed) {
   $("report-link").href = links.report || `/models/${encodeURIComponent(name)}/versions/${version}/report`;
   $("try-link").href = links.try || "/?" + new URLSearchParams({ model: name, version });
   $("job-links").hidden = false;
-  $("job-status").textContent = `Done: version ${version} of ${name} is published.`;
+  // Its accuracy, as the report gives it: "test accuracy 92 % (85–96 %, 36 test images)".
+  const metrics = await ktl.json(`/v1/models/${encodeURIComponent(name)}/versions/${version}`)
+    .then((meta) => meta.metrics || {}, () => ({}));
+  if (job !== followed) return;
+  const measured = metrics.accuracy !== undefined && metrics.accuracy !== null;
+  const split = metrics.split || "validation";
+  $("job-status").textContent = `Done: version ${version} of ${name} is published` +
+    (measured ? `, ${split} accuracy ${ktl.accuracy(metrics, split)}.` : ".");
+  if (measured) $("job-status").dataset.accuracy = metrics.accuracy;
   setState($("job"), "done");
 }
 
@@ -747,7 +860,11 @@ document.addEventListener("drop", (event) => {
   const items = [...((event.dataTransfer && event.dataTransfer.items) || [])].filter((item) => item.kind === "file");
   takeDrop(items.map((item) => ({ entry: item.webkitGetAsEntry && item.webkitGetAsEntry(), file: item.getAsFile() })));
 });
-$("backbone").addEventListener("change", describeBackbone);
+$("backbone").addEventListener("change", () => {
+  backboneTouched = true;
+  describeBackbone();
+});
+$("new-job").addEventListener("click", () => following(false));
 $("start").addEventListener("click", start);
 $("cancel").addEventListener("click", cancel);
 window.addEventListener("beforeunload", (event) => {
@@ -760,10 +877,20 @@ $("api-key").addEventListener("change", () => {
 });
 
 describeBackbone();
+// Following a job from its address: the job alone, the form folded away until asked for.
+function following(on) {
+  document.querySelector("main").classList.toggle("following", on);
+  $("new-job").hidden = !on;
+  if (on) return;
+  history.replaceState(null, "", location.pathname);
+  $("name").focus();
+}
+
 // ?job=ID (what the page puts in its address once a job starts): follow that job again.
 checkService().then(async (trains) => {
   const id = new URLSearchParams(location.search).get("job");
   if (!trains || !id) return;
+  following(true);
   try {
     follow(await ktl.json(jobPath(id)));
   } catch (error) {

@@ -11,7 +11,6 @@ import pytest
 
 from cli import main
 from cli.commands import train
-from cli.common import store_default
 from cli.main import COMMANDS, build_parser
 from cli.train_summary import print_summary
 from models.errors import ConfigError, OperationalError
@@ -143,11 +142,11 @@ def test_a_missing_extra_names_the_pip_install(monkeypatch, capsys):
 
 def test_the_store_default_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("KTL_MODEL_STORE", raising=False)
-    assert store_default() == "model_store"
+    assert build_parser().parse_args(["models"]).store == "model_store"
     monkeypatch.setenv("KTL_MODEL_STORE", str(tmp_path))
-    assert store_default() == str(tmp_path)
     args = build_parser().parse_args(["predict", "a.png", "--name", "m"])
     assert args.store == str(tmp_path)
+    assert args.settings.model_store == tmp_path
 
 
 def test_the_summary_says_how_training_ended_and_what_it_must_beat(capsys):

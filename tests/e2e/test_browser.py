@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import requests
 
+from models.releases import set_label
+from models.store import ModelStore
 from tests.support.browser import (
     BAD_IMAGES,
     CHROMIUM,
     CHROMIUM_ARGS,
+    CUT,
     LEGACY,
     OVERFLOW,
     SCREENS,
+    SCROLL_WIDTH,
     WAIT_MS,
     playwright,
 )
@@ -29,6 +34,7 @@ from training.config import build_config
 from training.job import run_job
 
 pytestmark = pytest.mark.slow
+PROBE = Path(__file__).resolve().parents[1] / "fixtures" / "smallcnn_patterns.h5"  # the doctor's
 
 sync_api = playwright()
 expect = sync_api.expect
@@ -52,6 +58,8 @@ def served(tmp_path_factory):
     }  # fmt: skip
     run_job(build_config({}, flags), log=lambda message: None)
     run_job(build_config({}, {**flags, "epochs": 2}), log=lambda message: None)
+    set_label(ModelStore(work / "store"), "colours", "stable", 2)  # still the default
+    set_label(ModelStore(work / "store"), "colours", "canary", 1, weight=0.0)
     shutil.copytree(LEGACY, work / "store" / "legacy")
     with Gunicorn(work / "store", log_path=work / "server.log") as server:
         yield {"base": server.base, "data": data, "work": work}
@@ -152,7 +160,19 @@ def test_the_model_info_gives_the_test_accuracy_with_its_interval(served, page):
     )
 
 
-def test_the_version_list_gives_each_versions_accuracy_date_and_the_default(served, page):
+# The selected option's text against the room its select has for it (less its arrow).
+SELECT_TEXT = """(id) => {
+  const select = document.getElementById(id);
+  const style = getComputedStyle(select);
+  const context = document.createElement("canvas").getContext("2d");
+  context.font = style.font;
+  const padding = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
+  const room = select.clientWidth - padding - 20;
+  return [context.measureText(select.selectedOptions[0].textContent).width, room];
+}"""
+
+
+def test_the_version_list_gives_each_versions_accuracy_labels_and_the_default(served, page):
     open_try_page(served, page)
     listed = requests.get(f"{served['base']}/v1/models", timeout=30).json()["models"]
     model = next(m for m in listed if m["name"] == "colours")
@@ -160,11 +180,19 @@ def test_the_version_list_gives_each_versions_accuracy_date_and_the_default(serv
         "#version option", "options => options.map((o) => [o.value, o.textContent])"
     )
     assert [int(value) for value, _ in options] == [d["version"] for d in model["version_details"]]
+    labels = {version: label for label, version in model["version_labels"].items()}
+    assert labels == {2: "stable", 1: "canary"}
     for (_, text), details in zip(options, model["version_details"], strict=True):
-        assert re.search(r"\d+\s?% on " + details["accuracy_split"], text), text
-        assert details["created_at"][:4] in text, text  # the year of its date
+        assert re.search(r"\d+\s?% " + details["accuracy_split"], text), text
+        assert labels[details["version"]] in text, text
         assert ("default" in text) == (details["version"] == model["default_version"]), text
     assert page.input_value("#version") == str(model["default_version"])
+    note = page.inner_text("#version-note")  # the rest, under the select
+    default = next(d for d in model["version_details"] if d["version"] == model["default_version"])
+    assert default["created_at"][:4] in note and "labelled stable" in note, note
+    width, room = page.evaluate(SELECT_TEXT, "version")
+    assert width <= room, f"the chosen version's text is cut: {width:.0f} px in {room:.0f}"
+    assert page.evaluate(SCROLL_WIDTH) <= 0
 
     open_try_page(served, page, "?model=colours&version=1")  # the report's link back
     assert page.input_value("#version") == "1"
@@ -258,12 +286,23 @@ def test_the_drop_zone_is_reachable_by_keyboard(served, page):
     assert chooser.value is not None
 
 
-def test_the_try_page_fits_the_screen(served, page):
+def test_the_try_page_fits_the_screen_and_the_photo_shows_under_the_heatmap(served, page):
     open_try_page(served, page)
     upload(page, served["data"] / "red" / "red_002.png")
     page.check("#gradcam")
     expect(page.locator("#figure")).to_have_attribute("data-overlay", "ready")
     assert page.evaluate(OVERFLOW) <= 0
+    opacity = "img => Number(getComputedStyle(img).opacity)"
+    assert 0.2 <= page.eval_on_selector("#overlay", opacity) <= 0.6  # the photo shows through
+    expect(page.locator("#blend")).to_be_visible()
+    page.fill("#blend", "80")
+    assert page.eval_on_selector("#overlay", opacity) == pytest.approx(0.8)
+
+
+def test_tiny_probabilities_are_not_rounded_up_to_a_figure(served, page):
+    open_try_page(served, page)
+    shown = page.evaluate("() => [7.7e-30, 0.99999999, 0.0004, 0.973].map((p) => ktl.percent(p))")
+    assert shown == ["< 0.001\u00a0%", "> 99.999\u00a0%", "0.04\u00a0%", "97.3\u00a0%"]
 
 
 # --- the report page ---------------------------------------------------------------
@@ -337,10 +376,21 @@ def test_the_report_says_how_far_it_moved_from_the_version_before(served, page):
     assert page.is_hidden("#previous")
 
 
+def wait_for_no_cut(page, served=True):
+    """What is wider than its card scrolls inside it and says so (watched as it lays out)."""
+    try:
+        page.wait_for_function(f"(served) => ({CUT})(served).length === 0", arg=served)
+    except sync_api.TimeoutError:
+        pass
+    assert page.evaluate(CUT, served) == []
+
+
 def test_the_report_fits_the_screen_and_its_plots_stay_readable(served, page):
     open_report(served, page, 2)
     page.wait_for_function("document.querySelector('#curves').naturalWidth > 0")
-    assert page.evaluate(OVERFLOW) <= 0
+    page.click("#history-box summary")  # every epoch's table too
+    assert page.evaluate(OVERFLOW) <= 0 and page.evaluate(SCROLL_WIDTH) <= 0
+    wait_for_no_cut(page)
     width = page.eval_on_selector("#curves", "img => img.getBoundingClientRect().width")
     assert width >= 500  # a narrow screen scrolls the curves inside their card instead
 
@@ -356,6 +406,29 @@ def test_an_unknown_models_report_shows_only_the_error(served, page):
     assert shown == []
     assert page.evaluate(BAD_IMAGES) == []
     assert page.evaluate(OVERFLOW) <= 0
+
+
+@pytest.fixture(scope="module")
+def doctor_page(served, tmp_path_factory):
+    """report.html of ktl doctor on the served images, in a folder with a long name."""
+    from training.doctor import run_doctor
+    from training.doctor_report import write_outputs
+
+    out = tmp_path_factory.mktemp("doctor")
+    data = out / "holiday-photos-sorted-by-colour-for-the-classifier-2026-12-07-final"
+    shutil.copytree(served["data"], data)
+    config = build_config(
+        {}, {"data": str(data), "name": "doctor", "backbone": "smallcnn", "weights": str(PROBE)}
+    )
+    return Path(write_outputs(run_doctor(config, log=lambda message: None), out / "report")["html"])
+
+
+def test_the_doctors_report_fits_the_screen(doctor_page, page):
+    """Opened from disk, as its user does (470 px wide at 390 px before)."""
+    page.goto(doctor_page.as_uri())
+    assert page.evaluate(OVERFLOW) <= 0 and page.evaluate(SCROLL_WIDTH) <= 0
+    assert page.evaluate(CUT, False) == []
+    assert page.query_selector_all(".scroll table")  # the balance table scrolls if it must
 
 
 # --- a version published by ktl 0.1 (format 1) ------------------------------------

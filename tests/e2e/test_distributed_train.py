@@ -91,7 +91,7 @@ def test_two_workers_publish_exactly_one_version(runs):
 
 
 def test_the_bundle_records_the_cluster_and_covers_every_shard(runs):
-    _, root, single, results = runs
+    data, root, single, results = runs
     chief = results[0][1]
     metadata = read_metadata(Path(chief["path"])).to_json()
     assert metadata["training"]["strategy"] == "multiworker"
@@ -106,7 +106,7 @@ def test_the_bundle_records_the_cluster_and_covers_every_shard(runs):
     worst = json.loads((Path(chief["path"]) / "reports" / "worst.json").read_text())
     wrong = round((1 - chief["metrics"]["accuracy"]) * support)  # of every shard's images
     assert len(worst) == min(WORST_COUNT, wrong)
-    assert all(Path(e["file"]).is_file() and e["true"] != e["predicted"] for e in worst)
+    assert all((data / e["file"]).is_file() and e["true"] != e["predicted"] for e in worst)
 
 
 def test_two_workers_classify_like_one_process(runs):

@@ -147,6 +147,11 @@ def test_with_training_off_the_page_says_how_to_enable_it(served, page):
     shown = page.inner_text("#setup-error")
     assert "KTL_TRAIN_KEYS" in shown and "KTL_TRAINING=open" in shown
     assert page.is_visible("#setup-error")
+    # Nothing to fill in or start while it is off; Start says why. The key stays usable.
+    for control in ("#start", "#name", "#choose-folder", "#choose-zip", "#backbone", "#epochs"):
+        expect(page.locator(control)).to_be_disabled()
+    assert "Training is off" in page.inner_text("#job-status")
+    expect(page.locator("#api-key")).to_be_enabled()
 
 
 def test_a_folder_shows_each_class_with_its_count_and_thumbnails(served, page):
@@ -169,6 +174,68 @@ def test_a_folder_shows_each_class_with_its_count_and_thumbnails(served, page):
     expect(classes).to_have_count(2)
     assert "green" not in page.inner_text("#classes")
     expect(page.locator("[aria-label='Remove class blue']")).to_be_focused()
+
+
+def test_a_train_val_test_folder_is_zipped_with_its_splits(served, page):
+    split = served["work"] / "split-colours"
+    if not split.exists():
+        for name, count in (("train", 6), ("val", 3), ("test", 2)):
+            make_colour_dataset(split / name, per_class=count, size=16)
+    open_train_page(served, page)
+    page.set_input_files("#folder", str(split))
+    expect(page.locator("#data")).to_have_attribute("data-layout", "splits")
+    expect(page.locator("#classes .class")).to_have_count(3)
+    assert [c.get_attribute("data-count") for c in page.locator("#classes .class").all()] == [
+        "11"
+    ] * 3
+    assert "train 18, val 9, test 6" in page.inner_text("#data-status")
+    assert page.input_value("#name") == "split-colours"
+    assert page.is_hidden("#data-error")
+
+    sent = []  # the upload, caught before it reaches the service
+
+    def catch(route):
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        sent.append(route.request.post_data_buffer)
+        route.fulfill(status=400, json={"error": "caught by the test", "code": "bad_request"})
+
+    page.route("**/v1/jobs", catch)
+    try:
+        fill_options(page, "split-colours")
+        page.click("#start")
+        expect(page.locator("#job")).to_have_attribute("data-state", "error")
+    finally:
+        page.unroute("**/v1/jobs")
+    body = sent[0]
+    archive = body[body.index(b"PK\x03\x04") : body.rindex(b"PK\x05\x06") + 22]
+    names = zipfile.ZipFile(io.BytesIO(archive)).namelist()
+    assert len(names) == 33 and {n.split("/")[0] for n in names} == {"train", "val", "test"}
+    assert "val/red/red_000.png" in names and "test/blue/blue_001.png" in names
+
+
+def test_failures_speak_of_the_pages_choices_without_tensorflows_log(served, page):
+    open_train_page(served, page)
+    message = (
+        "Training failed: ImageNet weights for mobilenetv3small could not be obtained (no "
+        "network). Or use --backbone efficientnet_lite0 ... --weights none trains from random"
+    )
+    log = [
+        "2026-12-07 10:00:00.123456: I tensorflow/core/util/port.cc:153] oneDNN custom "
+        "operations are on.",
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1733 4242 cpu_feature_guard.cc:210] This TensorFlow binary is optimized",
+        "Job 1: training 'x'",
+    ]
+    page.evaluate("([message, log]) => failed(message, log)", [message, log])
+    shown = page.inner_text("#job-error-text")
+    assert "--" not in shown and "marked “offline”" in shown and "mobilenetv3small" in shown
+    assert page.inner_text("#log").strip() == "Job 1: training 'x'"
+    lite = page.locator("#backbone option[value='efficientnet_lite0']")
+    expect(lite).to_have_attribute("data-offline", "true")  # its weights ship with ktl
+    assert page.input_value("#backbone") == "efficientnet_lite0"  # the default
+    assert "(offline)" in lite.inner_text()
 
 
 def test_an_archive_is_sent_as_it_is(served, page):
@@ -287,10 +354,24 @@ def test_a_model_trained_on_the_page_is_the_one_to_try(served, page):
     assert int(page.get_attribute("#loss-chart", "data-points")) == len(job["epochs"]) >= 2
     assert int(page.get_attribute("#accuracy-chart", "data-points")) == len(job["epochs"])
     assert page.locator("#loss-chart polyline.train").count() == 1
-    assert "Done: version 1 of " + name in page.inner_text("#job-status")
+    status = page.inner_text("#job-status")
+    metrics = requests.get(f"{served['base']}/v1/models/{name}/versions/1", timeout=30).json()
+    split = metrics["metrics"]["split"]
+    assert status.startswith(f"Done: version 1 of {name} is published, {split} accuracy ")
+    accuracy = float(page.get_attribute("#job-status", "data-accuracy"))
+    assert accuracy == pytest.approx(metrics["metrics"]["accuracy"])
     assert page.get_attribute("#report-link", "href") == f"/models/{name}/versions/1/report"
     assert page.is_hidden("#cancel") and page.is_enabled("#start")
     assert page.evaluate(OVERFLOW) <= 0
+
+    # Its address follows the job alone, the form folded away until asked for.
+    page.goto(served["base"] + "/train?job=" + job["id"])
+    expect(page.locator("#job")).to_have_attribute("data-state", "done")
+    assert page.is_hidden("#data") and page.is_hidden("#options") and page.is_hidden("#start")
+    assert "Done: version 1" in page.inner_text("#job-status")
+    page.click("#new-job")
+    expect(page.locator("#data")).to_be_visible()
+    assert "job=" not in page.url
 
     page.click("#try-link")
     expect(page.locator("#about")).to_have_attribute("data-state", "ready")

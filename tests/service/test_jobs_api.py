@@ -112,6 +112,33 @@ def test_a_wrapping_folder_in_the_archive_is_looked_through(open_app, store, tmp
     assert Path(job.data).name == "mydata"
 
 
+def test_a_train_val_test_archive_is_kept_split(open_app, store, tmp_path):
+    """What the train page sends for a train/val(/test) folder: the job reads its splits."""
+    for split in ("train", "val", "test"):
+        make_colour_dataset(tmp_path / "split" / split, per_class=2)
+    response = _post(open_app.test_client(), zip_folder(tmp_path / "split"), {"name": "colours"})
+    assert response.status_code == 202, response.json
+    data = Path(JobQueue(store).get(response.json["id"]).data)
+    assert sorted(p.name for p in data.iterdir()) == ["test", "train", "val"]
+    assert sorted(p.name for p in (data / "val").iterdir()) == ["blue", "green", "red"]
+
+
+@pytest.mark.parametrize(("prefix", "where"), [("", "at its top level"), ("pics/", "“pics/”")])
+def test_loose_images_are_refused_in_the_archives_own_terms(
+    open_app, store, tmp_path, prefix, where
+):
+    loose = tmp_path / "loose"
+    for path in make_colour_dataset(tmp_path / "c", per_class=4).rglob("*.png"):
+        loose.mkdir(exist_ok=True)
+        path.rename(loose / path.name)
+    response = _post(open_app.test_client(), zip_folder(loose, prefix=prefix), {"name": "x"})
+    assert response.status_code == 400 and response.json["code"] == "empty_dataset"
+    message = response.json["error"]
+    assert "12 images" in message and where in message and "no class folders" in message
+    assert ".queue" not in message and "dataset" not in message and str(store) not in message
+    assert _leftovers(store) == []
+
+
 @pytest.mark.parametrize(
     ("options", "status", "code"),
     [

@@ -26,6 +26,14 @@ def test_paths_under_the_dataset_become_relative_and_others_their_last_part():
     assert relative_text("http://host/a/b and cats/x.png", []) == "http://host/a/b and cats/x.png"
 
 
+def test_an_uploaded_jobs_dataset_folder_is_left_out_though_its_root_is_not_given():
+    """Reports of bundles trained over HTTP before they kept relative paths."""
+    relative = "model_store/.queue/20261207-101010-abc/dataset/red/1.png"
+    assert relative_text(relative, []) == "red/1.png"
+    text = 'no "/srv/model_store/.queue/20261207-101010-abc/dataset/flowers/cats/2.png"'
+    assert relative_text(text, ["/srv/other"]) == 'no "flowers/cats/2.png"'
+
+
 def test_the_store_and_cache_are_left_out_of_the_metadata():
     shown = public_metadata(
         {

@@ -81,3 +81,27 @@ def test_training_images_need_a_report_key_when_report_keys_are_set(
     same = make_app(model_store=tmp_path / "store", api_keys=("p",)).test_client()
     assert same.get(image).status_code == 401
     assert same.get(image, headers=predict).status_code == 200
+
+
+def test_the_backbones_say_which_train_offline(client, monkeypatch, tmp_path):
+    """The train page marks the backbones whose weights are at hand (GET /v1/backbones)."""
+    from models import classifier, lite
+    from models.backbones import list_backbones
+
+    cached = tmp_path / "resnet50_notop.h5"
+    monkeypatch.setattr(
+        classifier,
+        "keras_cache_path",
+        lambda spec: cached if spec.name == "resnet50" else tmp_path / "absent.h5",
+    )
+    monkeypatch.setattr(lite, "is_installed", lambda variant: variant.name == "efficientnet_lite0")
+    listed = {b["name"]: b for b in client.get("/v1/backbones").json["backbones"]}
+    assert list(listed) == [spec.name for spec in list_backbones()]
+    assert listed["efficientnet_lite0"]["offline"] and not listed["efficientnet_lite1"]["offline"]
+    assert listed["smallcnn"] == {
+        "name": "smallcnn", "default_size": 32, "imagenet": False, "offline": True,
+    }  # fmt: skip
+    assert not listed["resnet50"]["offline"] and listed["resnet50"]["imagenet"]
+    cached.write_bytes(b"weights")  # once Keras' cache holds the file, no download is needed
+    again = {b["name"]: b for b in client.get("/v1/backbones").json["backbones"]}
+    assert again["resnet50"]["offline"]

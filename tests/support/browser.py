@@ -47,3 +47,29 @@ def playwright() -> ModuleType:
             allow_module_level=True,
         )
     return sync_api
+
+
+# Wide things (tables, plots, code) that reach past their card without a box that
+# scrolls sideways inside it (overflow-x auto or scroll): cut, with no way to see the rest.
+# On the served pages the box also says it scrolls (data-overflow, a hint under it).
+CUT = """(served) => [...document.querySelectorAll("table, img, pre, svg")].flatMap((el) => {
+  if (!el.getClientRects().length) return [];
+  const card = el.closest(".card") || document.body;
+  const box = card.getBoundingClientRect();
+  const own = el.getBoundingClientRect();
+  if (own.right <= box.right + 1 && own.left >= box.left - 1) return [];
+  let scroller = el.parentElement;
+  const scrolls = (box) => ["auto", "scroll"].includes(getComputedStyle(box).overflowX);
+  while (scroller && scroller !== card && !scrolls(scroller)) {
+    scroller = scroller.parentElement;
+  }
+  const name = el.id || el.tagName.toLowerCase();
+  if (!scroller || scroller === card) return [name + ": cut, in no scrolling box"];
+  if (scroller.getBoundingClientRect().right > box.right + 1) return [name + ": its box is cut"];
+  if (!served) return [];
+  const hint = scroller.nextElementSibling;
+  const said = scroller.dataset.overflow === "true" && hint && hint.checkVisibility();
+  return said ? [] : [name + ": scrolls without saying so"];
+})"""
+# Whether the page is as wide as the screen: document.scrollingElement and OVERFLOW.
+SCROLL_WIDTH = "() => document.scrollingElement.scrollWidth - window.innerWidth"

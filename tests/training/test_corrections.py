@@ -72,6 +72,14 @@ def test_both_from_one_csv_exclude_wins(colour_dataset, tmp_path):
     assert listing.corrections["relabel"]["relabelled"] == 0
 
 
+def test_rows_left_at_review_change_nothing(colour_dataset, tmp_path):
+    # a weak probe's suggestion, for a person to decide: neither option acts on it
+    csv = _csv(tmp_path / "s.csv", "red/red_000.png,red,green,label_issue,0.6,review")
+    listing = corrected_listing(str(colour_dataset), str(csv), str(csv))
+    assert _labels(listing)["red/red_000.png"] == "red" and len(listing.samples) == 36
+    assert listing.corrections["exclude"]["excluded"] == 0
+
+
 def test_paths_are_relative_to_a_data_csv_folder(colour_dataset, tmp_path):
     data = colour_dataset / "labels.csv"
     data.write_text("path,label\nred/red_000.png,red\nred/red_001.png,red\n"

@@ -80,12 +80,12 @@ def test_the_command_writes_csv_json_and_a_self_contained_page(tmp_path):
     assert json.loads((out / "doctor.json").read_text())["suspects"] == found["suspects"]
     with open(out / "suspects.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["path", "given_label", "suggested_label", "kind", "score", "action"]
+    assert list(rows[0]) == [*"path given_label suggested_label kind score action reason".split()]
     by_path = {}
     for row in rows:
         by_path.setdefault(row["path"], []).append(row)
         assert row["kind"] in ("label_issue", "near_duplicate", "odd_image")
-        assert row["action"] in ("relabel", "exclude", "keep")
+        assert row["action"] in ("relabel", "exclude", "review", "keep") and row["reason"]
     groups = [
         g for g in found["near_duplicate_groups"] if "train/circle/circle_0000.png" in g["paths"]
     ]
@@ -165,3 +165,37 @@ def test_a_published_versions_backbone_can_probe(tmp_path):
     assert result["probe"]["method"] == "linear_probe" and result["probe"]["useful"]
     assert "model:patterns" in result["probe"]["description"]
     assert result["settings"]["image_size"] == [32, 32]  # the version's own size
+
+
+def _quality(accuracy: float, majority: float) -> dict:
+    from training.probe import probe_accuracy
+
+    targets = np.array([0] * round(majority * 1000) + [1] * round((1 - majority) * 1000))
+    right = round(accuracy * len(targets))
+    probabilities = np.eye(2)[np.where(np.arange(len(targets)) < right, targets, 1 - targets)]
+    return probe_accuracy(probabilities, targets)
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "majority", "says"),
+    [
+        (0.53, 0.513, "is near always answering the largest class (51.3%)"),
+        (0.749, 0.513, "is 23.6 points above always answering the largest class (51.3%)"),
+        (0.8, 0.513, "closes 59% of the gap between always answering the largest class"),
+    ],
+)
+def test_a_weak_probe_says_how_weak_and_near_only_when_near(accuracy, majority, says):
+    from training.doctor import weak_probe_note
+
+    quality = _quality(accuracy, majority)
+    assert quality["accuracy"] == pytest.approx(accuracy, abs=1e-3)
+    note = weak_probe_note(quality, 12)
+    assert note is not None and says in note
+    assert ("near always" in note) == (accuracy - majority <= 0.05)
+    assert ("pre-filled review" in note) == quality["useful"]
+
+
+def test_a_strong_probe_needs_no_note():
+    from training.doctor import weak_probe_note
+
+    assert weak_probe_note(_quality(0.95, 0.513), 3) is None

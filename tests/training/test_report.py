@@ -66,3 +66,18 @@ def test_worst_predictions_are_the_wrong_ones_lowest_true_class_probability_firs
     assert entries[0]["true_probability"] == 0.05
     thumbnail = np.asarray(_image(reports[entries[0]["thumbnail"]]))
     np.testing.assert_array_equal(thumbnail, pixels[10])  # small images are not resized
+
+
+def test_most_wrong_files_are_kept_relative_to_the_dataset(tmp_path, monkeypatch):
+    """No path of the training machine (nor a job's upload folder, deleted after) is kept."""
+    from training.publish import dataset_relative
+
+    queue = tmp_path / "model_store" / ".queue" / "20261207-101010-abc" / "dataset"
+    assert dataset_relative(str(queue / "val" / "red" / "a.png"), str(queue)) == "val/red/a.png"
+    monkeypatch.chdir(tmp_path)
+    relative = "model_store/.queue/20261207-101010-abc/dataset"
+    assert dataset_relative(f"{relative}/red/b.png", relative) == "red/b.png"
+    csv = tmp_path / "labels.csv"  # a CSV's rows are read relative to its folder, resolved
+    assert dataset_relative(str(tmp_path / "img" / "c.png"), "labels.csv") == "img/c.png"
+    assert dataset_relative(str(tmp_path / "img" / "c.png"), str(csv)) == "img/c.png"
+    assert dataset_relative("/elsewhere/photos/d.png", str(queue)) == "d.png"

@@ -4,7 +4,7 @@ near-duplicate rows and odd images."""
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from tests.support.patterns import scene
 from training.near_duplicates import look_at_pixels
@@ -78,3 +78,48 @@ def test_odd_images_tiny_long_flat_grey_and_outlying():
 def test_no_outliers_among_alike_images():
     features = np.random.default_rng(3).normal(0, 1, (300, 32)) + 3
     assert outliers(features) == {}
+
+
+def _placeholder() -> Image.Image:
+    """Like the "WE'RE SORRY, THIS IMAGE COULD NOT BE FOUND" picture of a photo
+    site: dark grey words and a thin frame on a flat light grey."""
+    picture = Image.new("RGB", (300, 300), (238, 238, 238))
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle((8, 8, 291, 291), outline=(200, 200, 200))
+    draw.text((40, 110), "WE'RE SORRY,", fill=(60, 60, 60), font=ImageFont.load_default(36))
+    font = ImageFont.load_default(18)
+    draw.text((40, 160), "THIS IMAGE COULD NOT", fill=(110, 110, 110), font=font)
+    draw.text((90, 185), "BE FOUND.", fill=(110, 110, 110), font=font)
+    return picture
+
+
+def _object_on_white() -> Image.Image:
+    """A coloured thing photographed on white: mostly background, but not grey."""
+    picture = Image.new("RGB", (300, 300), (255, 255, 255))
+    ImageDraw.Draw(picture).ellipse((90, 110, 210, 190), fill=(190, 70, 20))
+    return picture
+
+
+def test_a_placeholder_picture_is_called_one_and_excluded_not_grey_in_a_colour_set():
+    rng = np.random.default_rng(4)
+    photos = [_look(scene(64, rng)) for _ in range(20)]
+    looks = [
+        *photos,
+        _look(_placeholder()),
+        _look(scene(64, rng).convert("L")),
+        _look(_object_on_white()),
+    ]
+    rows = {row["index"]: row for row in odd_rows(looks, ["a"] * len(looks), None, (32, 32))}
+    placeholder = rows[20]
+    assert placeholder["reason"].startswith("placeholder or 'image not found' picture")
+    assert "grayscale" not in placeholder["reason"] and placeholder["action"] == "exclude"
+    assert rows[21]["reason"] == "grayscale in a colour set" and rows[21]["action"] == "keep"
+    assert 22 not in rows  # an object on white is a photo
+
+
+def test_a_weak_probe_pre_fills_review_instead_of_exclude():
+    targets = np.repeat([0, 1], 30)
+    probabilities = np.full((60, 2), 0.1)
+    probabilities[np.arange(60), 1 - targets] = 0.9  # every label contradicted
+    rows = label_issue_rows(probabilities, targets, ["a", "b"], strong=False)
+    assert rows and {row["action"] for row in rows} == {"review"}
