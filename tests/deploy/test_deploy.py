@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from service.config import ServiceConfig
+
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the deployment files")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,12 +241,11 @@ def test_compose_publishes_only_the_buffering_proxy_in_front_of_the_service(comp
     stage = dict(_dockerfile_stages()["proxy"])
     assert "deploy/nginx/ktl.conf /etc/nginx/conf.d/" in stage["COPY"]
     assert stage["EXPOSE"] == listen
-    upload_limit = re.search(r'"KTL_MAX_UPLOAD_MB", _positive_float, ([\d.]+)',
-                             (ROOT / "service" / "config.py").read_text())  # fmt: skip
+    upload_limit = ServiceConfig.model_fields["max_upload_mb"].default  # KTL_MAX_UPLOAD_MB
     body_limit = int(re.search(r"client_max_body_size (\d+)m;", config).group(1))
     # The proxy refuses what ktl would, with ktl's JSON (ktl's refusal of a body it
     # has not read would reach the client as nginx's 502).
-    assert body_limit == float(upload_limit.group(1))
+    assert body_limit == upload_limit
     assert f"upload limit of {body_limit} MB" in config
 
 
@@ -252,10 +253,9 @@ def test_the_ingress_buffers_requests_and_routes_to_the_service(manifests):
     ingress, service = manifests["Ingress"], manifests["Service"]
     annotations = ingress["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
-    upload_limit = re.search(r'"KTL_MAX_UPLOAD_MB", _positive_float, ([\d.]+)',
-                             (ROOT / "service" / "config.py").read_text())  # fmt: skip
+    upload_limit = ServiceConfig.model_fields["max_upload_mb"].default  # KTL_MAX_UPLOAD_MB
     body_size = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
-    assert float(body_size.removesuffix("m")) == float(upload_limit.group(1))
+    assert float(body_size.removesuffix("m")) == upload_limit
     (rule,) = ingress["spec"]["rules"]
     (path,) = rule["http"]["paths"]
     backend = path["backend"]["service"]
