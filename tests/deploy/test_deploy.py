@@ -101,6 +101,26 @@ def test_no_step_bind_mounts_from_another_stage():
     assert mounts and not [m for m in mounts if "from=" in m], mounts
 
 
+def test_the_build_context_holds_every_file_the_dockerfile_copies():
+    # .dockerignore is an allowlist: a COPY or bind mount of a file left out of it fails
+    # the build (as the proxy's nginx configuration once did).
+    allowed = [
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    runs = {run for stage in _dockerfile_stages().values() for k, run in stage if k == "RUN"}
+    copies = {run for stage in _dockerfile_stages().values() for k, run in stage if k == "COPY"}
+    sources = re.findall(r"--mount=type=bind,source=([^,\s]+)", " ".join(runs))
+    for copy in copies - {c for c in copies if c.startswith("--from=")}:
+        sources += copy.split()[:-1]
+    assert sources
+    for source in sources:
+        source = source.rstrip("/")
+        assert (ROOT / source).exists(), source
+        assert [a for a in allowed if source == a or source.startswith(a + "/")], source
+
+
 def test_every_install_takes_the_pinned_versions():
     (wheels,) = [run for run in _instruction("RUN", "build") if "pip wheel" in run]
     assert "-c constraints.txt" in wheels
