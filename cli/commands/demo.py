@@ -7,10 +7,13 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.common import add_json, add_store, check_port_free, note, print_json
 from cli.train_summary import print_summary
+
+if TYPE_CHECKING:
+    from models.store import ModelStore
 
 # With ImageNet weights, which ship with ktl for EfficientNet-Lite0 (no download): real
 # transfer learning, a head on ImageNet features and then the top blocks fine-tuned.
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if store.versions(args.name) and not args.retrain:
         if not Path(args.data_dir).is_dir():  # the examples that follow read it
             _write_dataset(args)
-        return _reuse(args, store.default(args.name))
+        return _reuse(args, store, store.default(args.name))
     _write_dataset(args)
     result = _train(args)
     print_json(result) if args.json else print_summary(result)
@@ -85,9 +88,9 @@ def _write_dataset(args: argparse.Namespace) -> None:
     make_shapes_dataset(args.data_dir, per_class=DEMO_IMAGES_PER_CLASS)
 
 
-def _reuse(args: argparse.Namespace, version: int) -> int:
+def _reuse(args: argparse.Namespace, store: ModelStore, version: int) -> int:
     """Nothing to train: say which version is there (the one served by default)."""
-    path = Path(args.store) / args.name / str(version)
+    path = store.version_dir(args.name, version)
     note(
         f"{args.name} version {version} is already published in {args.store}: reusing it, "
         "nothing trained (--retrain, or make run RETRAIN=1, trains a new version)"
