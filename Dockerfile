@@ -26,7 +26,26 @@ COPY service/ service/
 COPY cli/ cli/
 RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".[cpu,serve,train,export,kubernetes]"
 
-# Stage 2: what both images share: the user, the store and Keras' cache.
+# Stage 2: each image's virtual environment, installed from those wheels here and copied
+# whole into its image below, so the wheels never become a layer of an image. (Not
+# `RUN --mount=type=bind,from=build`: buildah 1.28, Debian 12's podman, cannot bind-mount
+# from a stage it took from its cache, and a second build of another target fails.)
+# The bytecode pip compiles stays (~140 MB): without it every start of the service or
+# of a job recompiles TensorFlow's modules, ~20 s more per import measured here.
+FROM build AS train-venv
+RUN python -m venv /opt/ktl \
+    && /opt/ktl/bin/pip install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu,train,export]"
+
+FROM build AS serve-train-venv
+RUN python -m venv /opt/ktl \
+    && /opt/ktl/bin/pip install --no-cache-dir --no-index --find-links=/wheels \
+        "ktl[cpu,serve,train,export,kubernetes]"
+
+FROM build AS serve-venv
+RUN python -m venv /opt/ktl \
+    && /opt/ktl/bin/pip install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu,serve]"
+
+# Stage 3: what the images share: the user, the store and Keras' cache.
 FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -46,15 +65,10 @@ RUN groupadd --system --gid 10001 ktl \
     && mkdir -p /models /opt/keras \
     && chown ktl:ktl /models /opt/keras
 
-# Stage 3: the fine-tune job (ktl[cpu,train,export]: no web framework; export brings
+# Stage 4: the fine-tune job (ktl[cpu,train,export]: no web framework; export brings
 # the INT8 quantization tooling of ktl train --int8).
 FROM runtime AS train
-# The wheels are bind-mounted from stage 1, so they never become a layer of this image.
-# The bytecode pip compiles stays (~140 MB): without it every start of the service or
-# of a job recompiles TensorFlow's modules, ~20 s more per import measured here.
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    python -m venv "$VIRTUAL_ENV" \
-    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu,train,export]"
+COPY --from=train-venv /opt/ktl /opt/ktl
 USER 10001:10001
 WORKDIR /home/ktl
 # Space-separated backbone names of `ktl backbones`; the default converts Lite0's packaged
@@ -65,7 +79,7 @@ RUN --mount=type=bind,source=scripts/fetch_weights.py,target=/tmp/fetch_weights.
 VOLUME /models
 CMD ["ktl", "train", "--help"]
 
-# Stage 4: the buffering proxy in front of the service (compose.yaml's proxy):
+# Stage 5: the buffering proxy in front of the service (compose.yaml's proxy):
 # Debian's nginx with deploy/nginx/ktl.conf, which says why it is there.
 FROM python:3.11-slim AS proxy
 # hadolint ignore=DL3008
@@ -79,16 +93,13 @@ EXPOSE 8080
 STOPSIGNAL SIGQUIT
 CMD ["nginx", "-g", "daemon off;"]
 
-# Stage 5: training mode (docs/jobs-kubernetes.md): the service and its job runner in one
+# Stage 6: training mode (docs/jobs-kubernetes.md): the service and its job runner in one
 # image, ktl[cpu,serve,train,export,kubernetes]. POST /v1/jobs trains beside gunicorn
 # (KTL_JOB_RUNNER=local, compose.yaml's training service) or in Kubernetes Jobs of this
 # same image (KTL_JOB_RUNNER=kubernetes, deploy/training/). Read-only serving keeps the
 # smaller default image below.
 FROM runtime AS serve-train
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    python -m venv "$VIRTUAL_ENV" \
-    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-index --find-links=/wheels \
-        "ktl[cpu,serve,train,export,kubernetes]"
+COPY --from=serve-train-venv /opt/ktl /opt/ktl
 USER 10001:10001
 WORKDIR /home/ktl
 ARG PRETRAINED="efficientnet_lite0"
@@ -101,12 +112,10 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('KTL_PORT', '8000') + '/healthz', timeout=4)"]
 CMD ["ktl", "serve"]
 
-# Stage 6, the default: the HTTP service (ktl[cpu,serve]: no training report tools;
+# Stage 7, the default: the HTTP service (ktl[cpu,serve]: no training report tools;
 # serve brings ONNX Runtime, which runs the INT8 engine).
 FROM runtime AS serve
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    python -m venv "$VIRTUAL_ENV" \
-    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu,serve]"
+COPY --from=serve-venv /opt/ktl /opt/ktl
 USER 10001:10001
 WORKDIR /home/ktl
 # Inside a container the service must listen on every interface to be reachable.

@@ -7,7 +7,10 @@ PY := $(VENV)/bin/python
 EXTRAS ?= cpu,dev
 # Every install (this Makefile, CI, the Dockerfile) takes the versions pinned here.
 CONSTRAINTS := constraints.txt
-PORT ?= 8000
+# make run's port: PORT=8731, else $KTL_PORT (as for ktl serve), else 8000. RETRAIN=1
+# trains a new demo version even when the store already holds one.
+PORT ?= $(or $(KTL_PORT),8000)
+RETRAIN ?=
 
 .PHONY: install test test-fast lint format run clean system-tools lock container-check
 
@@ -63,7 +66,7 @@ lock:
 	rm -rf .lock-venv build
 
 run: install
-	$(VENV)/bin/ktl demo
+	$(VENV)/bin/ktl demo --port $(PORT)$(if $(filter 1 yes true,$(RETRAIN)), --retrain)
 	@echo
 	@echo "Serving on http://127.0.0.1:$(PORT) (Ctrl-C stops): open it in a browser; train more at /train. Or:"
 	@echo "  curl -F image=@demo_data/circle/circle_0000.png http://127.0.0.1:$(PORT)/v1/models/demo/predict"

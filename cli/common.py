@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -83,3 +85,21 @@ def load_model(args: argparse.Namespace) -> Bundle:
 def note(message: str) -> None:
     """A line for the person at the terminal (stderr: stdout is for results)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise a ``ConfigError`` naming ``port`` when something already listens on it, as
+    binding it would fail (the same ``SO_REUSEADDR`` gunicorn uses, so a port left in
+    TIME_WAIT by a server that stopped counts as free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise ConfigError(f"Cannot use port {port} on {host}: {exc.strerror}") from exc
+            raise ConfigError(
+                f"Port {port} on {host} is already in use (another `make run` or `ktl serve`?). "
+                f"Stop it, or choose another port: make run PORT={port + 1}, "
+                f"or ktl serve --port {port + 1}"
+            ) from exc

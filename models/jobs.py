@@ -1,7 +1,11 @@
 """The training job queue, kept in the store: ``<store>/.queue/<id>/job.json``.
 
-The service submits jobs (``POST /v1/jobs``) and reads them; one runner process
-per store (``training.runner``) claims them and runs each in a child process.
+The service submits jobs and reads them; one runner process per store
+(``training.runner``) claims them and runs each in a child process. The runner is the
+only writer of a claimed job's record: the training process reports how it ended in
+an ``Outcome`` (``report_outcome``) and its epochs through the store's progress
+records (``models.store.progress``), and the runner copies both into ``job.json``.
+The queue's clients only submit and cancel.
 Every change to a job record is a read-modify-write under one lock file, and
 each record is replaced atomically, so a killed writer leaves the old record
 or the new one, never half of one. The queue survives restarts: a job left
@@ -10,7 +14,8 @@ folders and files are is the store's (``models.store.layout.QueuePaths``), and e
 record goes through the store's atomic writer.
 
 This module imports no Flask and no training code: the service, the runner and
-``ktl jobs`` all read the queue through it.
+``ktl jobs`` all read the queue through it. Its errors carry data (which job, how many
+are waiting); the service and the command line word them for HTTP or a shell.
 """
 
 from __future__ import annotations
@@ -47,15 +52,28 @@ from models.timestamps import utc_now
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 _ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
-_RETRY_AFTER_S = 60
 
 
 class UnknownJob(NotFound):
     code = "job_not_found"
 
+    def __init__(self, message: str, job_id: str):
+        super().__init__(message)
+        self.job_id = job_id
+
 
 class QueueFull(Unavailable):
+    """``waiting`` jobs are queued or running, the ``limit``; a client may try again
+    once one has finished (the service says when)."""
+
     code = "queue_full"
+
+    def __init__(self, waiting: int, limit: int):
+        super().__init__(
+            f"{waiting} training jobs are queued or running, the most this service takes "
+            f"(KTL_JOB_QUEUE_SIZE={limit}); try again when one has finished"
+        )
+        self.waiting, self.limit = waiting, limit
 
 
 class JobFinished(UserError):
@@ -138,6 +156,22 @@ class Job:
         return cls(**{key: value for key, value in data.items() if key in names})
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How a job's training process ended, its one report to the runner
+    (``outcome.json`` beside the record): ``succeeded`` with the version it published,
+    or ``failed`` with the message; ``epochs`` are its last progress rows (its state,
+    and so its progress records, go when it publishes)."""
+
+    state: str
+    version: int | None = None
+    error: str | None = None
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        assert self.state in ("succeeded", "failed"), self.state
+
+
 class JobQueue:
     """The jobs of one store."""
 
@@ -163,7 +197,8 @@ class JobQueue:
         """``job_id`` if it is one (checked before any path is built from it)."""
         if not isinstance(job_id, str) or not _ID.fullmatch(job_id):
             raise UnknownJob(
-                f"No job {str(job_id)[:40]!r}: job ids look like 20261202-120000-a1b2c3"
+                f"No job {str(job_id)[:40]!r}: job ids look like 20261202-120000-a1b2c3",
+                str(job_id)[:40],
             )
         return job_id
 
@@ -198,14 +233,30 @@ class JobQueue:
             waiting = sum(not job.done for job in self._each())
             if waiting >= limit:
                 self.discard(job_id)
-                raise QueueFull(
-                    f"{waiting} training jobs are queued or running, the most this service "
-                    f"takes (KTL_JOB_QUEUE_SIZE={limit}); try again when one has finished",
-                    headers={"Retry-After": str(_RETRY_AFTER_S)},
-                )
+                raise QueueFull(waiting, limit)
             job = Job(job_id, options["name"], dict(options), str(data), source)
             self._write(job)
             return job
+
+    def report_outcome(self, job_id: str, outcome: Outcome) -> None:
+        """For the job's training process: how it ended, for the runner to record."""
+        path = self.paths.outcome(self._checked(job_id))
+        write_json_atomically(path, dataclasses.asdict(outcome), indent=1)
+
+    def outcome(self, job_id: str) -> Outcome | None:
+        """The outcome the job's training process reported, None before it did."""
+        try:
+            return Outcome(**json.loads(self.paths.outcome(self._checked(job_id)).read_text()))
+        except (OSError, ValueError, TypeError, AssertionError):
+            return None
+
+    def record_progress(self, job_id: str, rows: list[dict[str, Any]]) -> Job:
+        """For the runner: the job's finished epochs (``JobProgress.rows``), its phase and
+        epoch from the last; the record is written only when they changed."""
+        job = self.get(job_id)
+        if not rows or rows == job.epochs:
+            return job
+        return self.update(job_id, epochs=rows, phase=rows[-1]["phase"], epoch=rows[-1]["epoch"])
 
     def discard(self, job_id: str) -> None:
         shutil.rmtree(self.folder(job_id), ignore_errors=True)
@@ -213,7 +264,7 @@ class JobQueue:
     def get(self, job_id: str) -> Job:
         job = self._read(self._checked(job_id))
         if job is None:
-            raise UnknownJob(f"No job {job_id!r} in this store; GET /v1/jobs lists them")
+            raise UnknownJob(f"No job {job_id!r} in this store", job_id)
         return job
 
     def jobs(self) -> list[Job]:
@@ -297,20 +348,6 @@ class JobQueue:
                     f"Another job runner is already running for the store {self.root.parent}"
                 ) from None
             yield
-
-    def wait_changed(self, job_id: str, since: float, timeout: float) -> float:
-        """Block until the job's record changes after ``since`` (its mtime) or ``timeout``
-        passes; returns the record's mtime."""
-        deadline = time.monotonic() + timeout
-        path = self.paths.record(self._checked(job_id))
-        while True:
-            with contextlib.suppress(OSError):
-                mtime = path.stat().st_mtime
-                if mtime != since or time.monotonic() >= deadline:
-                    return mtime
-            if time.monotonic() >= deadline:
-                return since
-            time.sleep(0.25)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

@@ -15,6 +15,10 @@ every captured line except these start-up notices: errors (``E``/``F`` lines,
 Python warnings, tracebacks) still reach stderr. ``ktl`` calls it first thing
 (``cli.main``), as do the Python API's ``load_bundle`` and the job runner's
 training process. It changes nothing once TensorFlow is imported.
+
+TensorFlow's Python logger (``WARNING:tensorflow:`` lines: retracing notices,
+deprecations) follows the same level: at ``TF_CPP_MIN_LOG_LEVEL`` 2 or more it
+keeps only errors (:func:`python_log_level`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import logging
 import os
 import re
 import sys
@@ -52,6 +57,13 @@ def install() -> None:
         sys.meta_path.insert(0, _QuietImport())
 
 
+def python_log_level() -> int:
+    """The level of TensorFlow's Python logger that ``TF_CPP_MIN_LOG_LEVEL`` implies
+    (its C++ side's: 0 everything, 1 warnings, 2 and 3 errors only)."""
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip()
+    return {"0": logging.NOTSET, "1": logging.WARNING}.get(level, logging.ERROR)
+
+
 def kept(text: str) -> str:
     """``text`` written to stderr during TensorFlow's import, less its start-up notices."""
     return "".join(line for line in text.splitlines(keepends=True) if not NOISE.match(line))
@@ -74,6 +86,7 @@ class _QuietImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             sys.meta_path.remove(self)
             with _filtered_stderr():
                 self._spec = importlib.import_module("tensorflow").__spec__
+            logging.getLogger("tensorflow").setLevel(python_log_level())
         finally:
             self._lock.release()
         return importlib.machinery.ModuleSpec(fullname, self)

@@ -311,5 +311,9 @@ ok "the mounted store holds trained/1/model.keras and metadata.json"
 
 # ---------------------------------------------------------------- size
 log "image size"
-podman images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' "$IMAGE" "$TRAIN_IMAGE"
-podman history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" | cut -c1-110 | head -n 12
+# One image a call: podman 4.3 (Debian 12) takes at most one. sed, not head: under
+# pipefail, head closing the pipe early could fail the check with SIGPIPE.
+for image in "$IMAGE" "$TRAIN_IMAGE"; do
+    podman images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' "$image"
+done
+podman history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" | cut -c1-110 | sed -n '1,12p'

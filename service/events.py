@@ -8,8 +8,9 @@ is a 503 with ``Retry-After``), and each stream ends after
 carries on where it stopped. Events are derived from the job's record in the
 store, so every worker, and a restarted service, tells the same story.
 
-Event ids are the number of epoch events sent so far: after a reconnect the
-stream sends the job's state again, then only the epochs after that id.
+The events are ``models.job_events.follow_job``'s, the loop ``ktl jobs --follow``
+prints too. Event ids are the number of epoch events sent so far: after a reconnect
+the stream sends the job's state again, then only the epochs after that id.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from flask import Response, current_app
 
+from models.job_events import follow_job
 from models.jobs import JobQueue
 from service.bodies import json_body
 from service.errors import Overloaded
@@ -71,25 +73,16 @@ def _slots(size: int) -> threading.BoundedSemaphore:
 
 
 def _events(queue: JobQueue, job_id: str, sent: int, deadline: float) -> Iterator[str]:
-    """The stream's text: the state at once, then each change, until the job ends or the
-    stream's life is over."""
+    """The stream's text: ``follow_job``'s events (the state at once, then each change)
+    until the job ends or the stream's life is over."""
     yield f"retry: {RETRY_MS}\n\n"
-    shown: tuple[Any, ...] | None = None
-    mtime = 0.0
-    while True:
-        job = queue.get(job_id)
-        for index in range(sent, len(job.epochs)):
-            sent = index + 1
-            yield _event("epoch", job.epochs[index], sent)
-        if (job.state, job.phase, job.cancel_requested) != shown:
-            shown = (job.state, job.phase, job.cancel_requested)
-            yield _event("state", json_body(summary(job)), sent)
-        if job.done or time.monotonic() >= deadline:
-            return
-        changed = queue.wait_changed(job_id, mtime, min(KEEPALIVE_S, deadline - time.monotonic()))
-        if changed == mtime:
+    for event in follow_job(queue, job_id, sent=sent, wait=KEEPALIVE_S, until=deadline):
+        if event.kind == "epoch":
+            yield _event("epoch", event.row, event.sent)
+        elif event.kind == "state":
+            yield _event("state", json_body(summary(event.job)), event.sent)
+        else:
             yield ": keep-alive\n\n"
-        mtime = changed
 
 
 def _event(kind: str, data: Any, event_id: int) -> str:

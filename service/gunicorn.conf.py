@@ -20,6 +20,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from models.errors import ConfigError  # noqa: E402
+from models.job_runner import start_runner, stop_runner  # noqa: E402
 from service.config import ServiceConfig  # noqa: E402
 
 try:
@@ -68,35 +69,18 @@ def when_ready(server) -> None:
     _start_job_runner(server)
 
 
-# The training job runner beside gunicorn (training.runner), when training is on.
+# The training job runner beside gunicorn (models.job_runner starts it), when training is on.
 _runner: list[subprocess.Popen] = []
-_RUNNER_STOP_S = 10
 
 
 def _start_job_runner(server) -> None:
-    """Start ``python -m training.runner --store STORE`` as a child of the master when
-    training is on (KTL_TRAINING=open or KTL_TRAIN_KEYS) and KTL_JOB_RUNNER is not none.
-    It runs the queued jobs one at a time and dies with the master (PR_SET_PDEATHSIG);
-    ``on_exit`` stops it. A subprocess: the service never imports training."""
+    """Start the store's job runner as a child of the master when training is on
+    (KTL_TRAINING=open or KTL_TRAIN_KEYS) and KTL_JOB_RUNNER is not none. It runs the
+    queued jobs one at a time and dies with the master; ``on_exit`` stops it. A process
+    of its own (``models.job_runner.start_runner``): the service never imports training."""
     if not _config.training_enabled or _config.job_runner == "none" or _runner:
         return
-    path = os.environ.get("PYTHONPATH")
-    store = str(Path(_config.model_store).resolve())
-    # --parent: the runner dies with the master (PR_SET_PDEATHSIG), even on SIGKILL
-    command = [
-        sys.executable,
-        "-m",
-        "training.runner",
-        "--store",
-        store,
-        "--parent",
-        str(os.getpid()),
-    ]
-    runner = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": f"{_ROOT}{os.pathsep}{path}" if path else _ROOT},
-    )
+    runner = start_runner(_config.model_store)
     _runner.append(runner)
     server.log.info(
         "Training is on: the job runner (pid %d, KTL_JOB_RUNNER=%s) runs the queued jobs of "
@@ -108,19 +92,10 @@ def _start_job_runner(server) -> None:
 
 
 def _stop_job_runner(server) -> None:
-    """SIGTERM (its job stops and resumes when a runner starts again), then SIGKILL
-    after 10 s."""
     while _runner:
         runner = _runner.pop()
-        if runner.poll() is not None:
-            continue
-        runner.terminate()
-        try:
-            runner.wait(_RUNNER_STOP_S)
-        except subprocess.TimeoutExpired:
-            runner.kill()
-            runner.wait()
-        server.log.info("Stopped the job runner (pid %d)", runner.pid)
+        if stop_runner(runner):
+            server.log.info("Stopped the job runner (pid %d)", runner.pid)
 
 
 _METRICS = "PROMETHEUS_MULTIPROC_DIR"

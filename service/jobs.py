@@ -16,10 +16,10 @@ import pydantic_core
 from flask import Blueprint, Response, request, url_for
 
 from models.errors import UserError
-from models.jobs import JobQueue, check_options
+from models.jobs import JobQueue, QueueFull, UnknownJob, check_options
 from service.archives import ArchiveLimits, dataset_root, extract, loose_images
 from service.bodies import ErrorBody, json_body
-from service.errors import UnsupportedMediaType
+from service.errors import UnsupportedMediaType, error_response
 from service.events import event_stream
 from service.job_bodies import OPTIONS_DOC, JobDetail, JobList, JobRequest, JobSummary, summary
 from service.operation import TRAIN_KEYS, Body, Reply, operation
@@ -60,6 +60,22 @@ _ERRORS = {
     401: error("A training key is needed (KTL_TRAIN_KEYS)"),
     403: error("Training is off on this service; the message says how to enable it"),
 }
+
+
+QUEUE_RETRY_AFTER_S = 60  # a full queue frees a place when a job ends: minutes, not seconds
+
+
+@bp.errorhandler(QueueFull)
+def _queue_full(exc: QueueFull) -> Response:
+    """The queue's refusal in HTTP's words: a 503 that says when to try again."""
+    return error_response(
+        exc.status, exc.code, exc.message, {"Retry-After": str(QUEUE_RETRY_AFTER_S)}
+    )
+
+
+@bp.errorhandler(UnknownJob)
+def _unknown_job(exc: UnknownJob) -> Response:
+    return error_response(exc.status, exc.code, f"{exc.message}; GET /v1/jobs lists them")
 
 
 @bp.before_request
@@ -254,9 +270,9 @@ def cancel_job(job_id: str) -> tuple[dict[str, Any], int]:
 @bp.get("/v1/jobs/<job_id>/events")
 @operation(
     "jobEvents",
-    summary="Server-Sent Events of a job: `state` (the job, on each change of state or "
-    "phase) and `epoch` (each finished epoch); ends after the job ends. Send "
-    "Last-Event-ID to continue after a reconnect",
+    summary="Server-Sent Events of a job: `state` (the job, on each change of its state, "
+    "phase, cancel request or attempt) and `epoch` (each finished epoch); ends after the "
+    "job ends. Send Last-Event-ID to continue after a reconnect",
     keys=TRAIN_KEYS,
     responses={
         200: Reply("The event stream", content=EVENT_STREAM),

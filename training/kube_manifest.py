@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import ConfigError
+from models.job_runner import runner_argv
 from models.jobs import Job
 from training.settings import CPU, RunnerSettings
 
@@ -212,12 +213,14 @@ def _train_container(job: Job, settings: KubeSettings) -> dict[str, Any]:
     ]
     if settings.data_claim and settings.data_root:
         mounts.append({"name": "data", "mountPath": settings.data_root, "readOnly": True})
+    argv = runner_argv(settings.store, job_id=job.id, python="python")
+    split = argv.index("--store")
     return {
         "name": CONTAINER,
         "image": settings.image,
         "imagePullPolicy": settings.pull_policy,
-        "command": ["python", "-m", "training.runner", "--run-job", job.id],
-        "args": ["--store", settings.store],
+        "command": argv[:split],
+        "args": argv[split:],
         "env": [{"name": name, "value": value} for name, value in env.items()],
         "securityContext": _security(),
         "resources": _resources(settings),

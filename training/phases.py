@@ -9,12 +9,15 @@ from dataclasses import dataclass, replace
 
 from models.backbones import BackboneSpec
 from models.errors import ConfigError
+from models.store.progress import PHASE_ORDER
 from training.config import TrainConfig
+
+SCRATCH, HEAD, FINE_TUNE = PHASE_ORDER  # the phases' names, in the order a job trains them
 
 
 @dataclass(frozen=True)
 class Phase:
-    name: str  # "head", "fine_tune" or "scratch"
+    name: str  # SCRATCH, or HEAD then (optionally) FINE_TUNE
     epochs: int
     lr: float | str  # "auto": chosen by a range test when the phase starts
     unfreeze_from: str | None = None  # fine_tune: the first backbone layer that trains
@@ -27,8 +30,8 @@ def plan_phases(config: TrainConfig, spec: BackboneSpec) -> list[Phase]:
     to start from."""
     assert config.epochs is not None, "a validated config (build_config) has its epochs"
     if not config.transfer:
-        return [Phase("scratch", config.epochs, config.lr)]
-    phases = [Phase("head", config.epochs, config.lr)]
+        return [Phase(SCRATCH, config.epochs, config.lr)]
+    phases = [Phase(HEAD, config.epochs, config.lr)]
     if config.fine_tune_epochs:
         unfreeze_from = config.unfreeze_from or spec.unfreeze_from
         if unfreeze_from is None:
@@ -37,15 +40,13 @@ def plan_phases(config: TrainConfig, spec: BackboneSpec) -> list[Phase]:
                 f"(`ktl inspect {spec.name}` lists them), or train the head alone with "
                 "--fine-tune-epochs 0"
             )
-        phases.append(
-            Phase("fine_tune", config.fine_tune_epochs, config.fine_tune_lr, unfreeze_from)
-        )
+        phases.append(Phase(FINE_TUNE, config.fine_tune_epochs, config.fine_tune_lr, unfreeze_from))
     return phases
 
 
 def unfreeze_point(phases: list[Phase]) -> str | None:
     """Where phase 2 unfreezes the backbone, None without a fine-tuning phase."""
-    return next((p.unfreeze_from for p in phases if p.name == "fine_tune"), None)
+    return next((p.unfreeze_from for p in phases if p.name == FINE_TUNE), None)
 
 
 def sized_phases(phases: list[Phase], config: TrainConfig, train_images: int) -> list[Phase]:
@@ -56,7 +57,7 @@ def sized_phases(phases: list[Phase], config: TrainConfig, train_images: int) ->
     steps = max(1, -(-train_images // config.batch_size))
     sized = []
     for phase in phases:
-        if phase.name == "head":
+        if phase.name == HEAD:
             epochs = max(phase.epochs, -(-config.min_steps // steps))
             raised = phase.epochs if epochs > phase.epochs else None
             phase = replace(phase, epochs=epochs, steps_per_epoch=steps, raised_from=raised)

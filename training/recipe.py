@@ -12,13 +12,20 @@ import keras
 import numpy as np
 
 from models.errors import ConfigError
-from models.store.progress import PROGRESS_FILE, epochs_file
 from training import finetune, lr_find
 from training.callbacks import EpochSeeds, SettledValidation, tensorboard
 from training.cluster import Cluster
 from training.config import TrainConfig
 from training.data import Prepared
-from training.phases import Phase, phase_patience, sized_phases, unfreeze_point
+from training.phases import (
+    FINE_TUNE,
+    HEAD,
+    SCRATCH,
+    Phase,
+    phase_patience,
+    sized_phases,
+    unfreeze_point,
+)
 from training.regime import Regime, layer_factors
 from training.state import JobState, Log
 
@@ -146,7 +153,7 @@ def train(run: Run, phases: list[Phase]) -> tuple[list[dict], dict[str, Any]]:
             "Training from random weights: nothing to transfer, so the whole network trains "
             "from the start (no frozen phase; --fine-tune-epochs is not used)"
         )
-    progress = state.read(PROGRESS_FILE) or {"done": [], "history": []}
+    progress = state.records.phases()
     for phase in phases:
         if phase.name in progress["done"]:
             if _restored(fit_model, phase, state, log):
@@ -155,7 +162,7 @@ def train(run: Run, phases: list[Phase]) -> tuple[list[dict], dict[str, Any]]:
         rows = _run_phase(run, fit_model, phase, phases.index(phase))
         fit_model.save_weights(state.root / f"{phase.name}.weights.h5")
         progress = {"done": [*progress["done"], phase.name], "history": progress["history"] + rows}
-        state.write(PROGRESS_FILE, progress)
+        state.records.record_phases(progress["done"], progress["history"])
     if not config.transfer:
         _recalibrate_batchnorm(run)
     found = run.details.get("lr_find", {})
@@ -233,13 +240,13 @@ def _without(progress: dict, phase: str) -> dict:
 def _run_phase(run: Run, fit_model: keras.Model, phase: Phase, index: int) -> list[dict]:
     """Train one phase (with its layers frozen as it needs); its history rows."""
     state, single = run.state, run.cluster.workers == 1
-    earlier = state.read(epochs_file(phase.name)) or []
+    earlier = state.records.epochs(phase.name)
     if earlier:
         run.log(f"Phase {phase.name} resumes at epoch {len(earlier) + 1} of {phase.epochs}")
     phase_model, regime, train, val = _set_up_phase(run, fit_model, phase, index, len(earlier))
     phase = _with_learning_rate(run, phase, phase_model, train, regime)
     first: list[keras.callbacks.Callback] = [EpochSeeds(phase_model, index)] if single else []
-    if phase.name == "scratch" and single:  # Keras' own validation would judge stale statistics
+    if phase.name == SCRATCH and single:  # Keras' own validation would judge stale statistics
         first.append(run.settled_validation())
         val = (None, None)
     if run.config.tensorboard:
@@ -254,7 +261,7 @@ def _run_phase(run: Run, fit_model: keras.Model, phase: Phase, index: int) -> li
             # several workers restart together, so none resumes alone
             backup_dir=state.root / f"backup_{phase.name}" if single else None,
             earlier=earlier,
-            on_epoch=lambda rows: state.write(epochs_file(phase.name), rows),
+            on_epoch=lambda rows: state.records.record_epochs(phase.name, rows),
             jit=run.config.jit,
             first_callbacks=first,
             regime=regime,
@@ -293,12 +300,12 @@ def find_rates(run: Run, phases: list[Phase]) -> dict[str, dict]:
 
 def _phase_model(run: Run, fit_model: keras.Model, phase: Phase) -> keras.Model:
     """The model a phase trains, its layers frozen or unfrozen as the phase needs."""
-    if phase.name == "head":
+    if phase.name == HEAD:
         finetune.freeze_for_head(run.backbone)
         if uses_cached_features(run.config):
             with run.cluster.fit_scope():
                 return finetune.head_model(run.model, run.cluster.model_class)
-    elif phase.name == "fine_tune":
+    elif phase.name == FINE_TUNE:
         assert phase.unfreeze_from is not None
         count = finetune.unfreeze_top(run.backbone, phase.unfreeze_from)
         run.log(f"Unfroze {count} layers from {phase.unfreeze_from} (BatchNorm stays frozen)")
@@ -308,7 +315,7 @@ def _phase_model(run: Run, fit_model: keras.Model, phase: Phase) -> keras.Model:
 def _regime(run: Run, phase: Phase) -> Regime:
     config = run.config
     factors = {}
-    if phase.name == "fine_tune" and config.layer_decay < 1:
+    if phase.name == FINE_TUNE and config.layer_decay < 1:
         above = run.model.layers[run.model.layers.index(run.backbone) + 1 :]
         layers = [*run.backbone.layers, *above]
         factors = layer_factors(layers, config.layer_decay)

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from models.errors import ConfigError, KtlError
-from models.jobs import Job, JobQueue
+from models.jobs import Job, JobQueue, Outcome
 from models.store import ModelStore
-from training.runner_child import copy_progress, forget_state, published_version
+from models.store.progress import JobProgress
+from training.runner_child import forget_state, published_version
 from training.runner_local import LocalLauncher
 from training.settings import RunnerSettings
 
@@ -145,6 +146,10 @@ class Runner:
         if job.cancel_requested:
             self._cancelled(job)
             return
+        outcome = self.queue.outcome(job.id)
+        if outcome is not None:  # its child ended before the last runner recorded it
+            self._record(job, outcome)
+            return
         handle = self._handle_from_before(job)
         try:
             if handle is None:
@@ -183,10 +188,10 @@ class Runner:
         }
 
     def _follow(self, job: Job, handle: str) -> None:
-        root = ModelStore(self.store).job_dir(job.name)
+        progress = JobProgress(ModelStore(self.store).job_dir(job.name))
         while True:
             status = self.launcher.poll(handle)
-            job = copy_progress(self.queue, self.queue.get(job.id), root)
+            job = self.queue.record_progress(job.id, progress.rows())
             if status is not None:
                 self._ended(job, status)
                 return
@@ -205,6 +210,10 @@ class Runner:
         if job.done:
             self.log(f"job {job.id} ({job.name}) {job.state}")
             return
+        outcome = self.queue.outcome(job.id)
+        if outcome is not None:
+            self._record(job, outcome)
+            return
         version = published_version(self.store, job)
         if version is not None:  # killed after publishing, before recording it
             self.queue.finish(job.id, "succeeded", version=version)
@@ -216,10 +225,21 @@ class Runner:
         self.queue.finish(job.id, "failed", error=message)
         self.log(f"job {job.id} ({job.name}) failed: {message}")
 
+    def _record(self, job: Job, outcome: Outcome) -> None:
+        """Record the outcome the job's training process reported, with its last epochs."""
+        self.queue.record_progress(job.id, outcome.epochs)
+        self.queue.finish(job.id, outcome.state, version=outcome.version, error=outcome.error)
+        said = f"version {outcome.version}" if outcome.state == "succeeded" else outcome.error
+        self.log(f"job {job.id} ({job.name}) {outcome.state}: {said}")
+
     def _cancelled(self, job: Job) -> None:
         job = self.queue.get(job.id)
         if job.done:  # it ended just before it was stopped
             self.log(f"job {job.id} ({job.name}) {job.state}")
+            return
+        outcome = self.queue.outcome(job.id)
+        if outcome is not None:  # it ended, and said how, just before it was stopped
+            self._record(job, outcome)
             return
         forget_state(self.queue, job, self.store, self.log)
         self.queue.append_log(job.id, "Job runner: cancelled; nothing was published")

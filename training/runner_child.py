@@ -1,10 +1,13 @@
 """One queued job's training process (``python -m training.runner --run-job ID
---store S``), and what it shares with the runner: the job's progress read from its
-resumable state, and the rules for that state.
+--store S``), and what it shares with the runner: the rules for the job's
+resumable state.
 
 The child does the whole job: it builds the ``TrainConfig`` from the job's options,
-its data and the store, runs ``training.job.run_job`` and records the outcome
-(``succeeded`` with the published version, or ``failed`` with the message). Its log
+its data and the store, runs ``training.job.run_job`` and reports how it ended
+(``models.jobs.Outcome``: ``succeeded`` with the published version, or ``failed``
+with the message, and its last epochs) for the runner to record. It never writes
+the job's record (``job.json``): the runner is its one writer, and copies the job's
+epochs from the store's progress records while it trains. Its log
 lines go to stderr; when stderr is not already the job's ``log.txt`` (the local
 runner points it there, a Kubernetes pod's stderr is its pod log) each line is also
 appended to ``log.txt``, so every line is there exactly once.
@@ -28,9 +31,7 @@ marker ``<store>/.queue/<id>/state-owned``; from then on that state is the job's
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import math
 import os
 import shutil
 import signal
@@ -38,55 +39,21 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from models import quiet
 from models.errors import ConfigError, KtlError
-from models.jobs import Job, JobQueue, check_options
+from models.jobs import Job, JobQueue, Outcome, check_options
 from models.metadata import BundleError
 from models.store import ModelStore
-from models.store.progress import read_epochs
+from models.store.progress import JobProgress
 from models.timestamps import parse as parse_time
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
 
 Log = Callable[[str], None]
-PHASE_ORDER = ("scratch", "head", "fine_tune")  # how training.phases orders them
 EXIT_INTERRUPTED = 130
-
-
-# --- the job's progress -------------------------------------------------------------
-
-
-def epoch_rows(root: Path) -> list[dict[str, Any]]:
-    """Every finished epoch in ``root``'s ``epochs_<phase>.json``, the phases in the
-    order a job trains them; numbers that are not finite become None (JSON has none)."""
-    found = read_epochs(root)
-    order = sorted(found, key=lambda p: (p not in PHASE_ORDER, _index(p), p))
-    return [
-        {"phase": phase, "epoch": i + 1, **{k: _finite(v) for k, v in row.items()}}
-        for phase in order
-        for i, row in enumerate(found[phase])
-        if isinstance(row, dict)
-    ]
-
-
-def _index(phase: str) -> int:
-    return PHASE_ORDER.index(phase) if phase in PHASE_ORDER else len(PHASE_ORDER)
-
-
-def _finite(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def copy_progress(queue: JobQueue, job: Job, root: Path) -> Job:
-    """The job's record with the epochs its state holds now (written only when they
-    changed; no rows, as once a job has published and removed its state, change nothing)."""
-    rows = epoch_rows(root)
-    if not rows or rows == job.epochs:
-        return job
-    return queue.update(job.id, epochs=rows, phase=rows[-1]["phase"], epoch=rows[-1]["epoch"])
 
 
 # --- whose state it is ----------------------------------------------------------------
@@ -182,35 +149,44 @@ def job_config(queue: JobQueue, job: Job, store: str | Path) -> TrainConfig:
 # --- the child process -----------------------------------------------------------------
 
 
-def job_log(queue: JobQueue, job: Job, store: str | Path) -> Log:
-    """Lines to stderr and, unless stderr is the job's log file already, to that file;
-    each line also copies the job's progress into its record, so a job's last epochs
-    are there before it publishes and removes its state."""
-    path = queue.log_path(job.id)
-    try:
-        redirected = os.path.samestat(os.fstat(sys.stderr.fileno()), path.stat())
-    except (OSError, ValueError):
-        redirected = False
-    root = ModelStore(store).job_dir(job.name)
+class JobLog:
+    """The child's log: lines to stderr and, unless stderr is the job's log file
+    already, to that file. Each line also notes the job's epochs from its progress
+    records (``rows``), so its outcome has the last of them although the job removes
+    its state when it publishes."""
 
-    def log(line: str) -> None:
+    def __init__(self, queue: JobQueue, job: Job, store: str | Path):
+        self.queue, self.job_id = queue, job.id
+        path = queue.log_path(job.id)
+        try:
+            self.redirected = os.path.samestat(os.fstat(sys.stderr.fileno()), path.stat())
+        except (OSError, ValueError):
+            self.redirected = False
+        self.progress = JobProgress(ModelStore(store).job_dir(job.name))
+        self.rows: list[dict] = []
+
+    def __call__(self, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
-        if not redirected:
-            queue.append_log(job.id, line)
-        with contextlib.suppress(KtlError, OSError, ValueError):
-            copy_progress(queue, queue.get(job.id), root)
+        if not self.redirected:
+            self.queue.append_log(self.job_id, line)
+        self.rows = self.progress.rows() or self.rows
 
-    return log
+    def report(self, state: str, *, version: int | None = None, error: str | None = None) -> None:
+        """Report how the job ended, for the runner to record."""
+        rows = self.progress.rows() or self.rows
+        outcome = Outcome(state, version=version, error=error, epochs=rows)
+        self.queue.report_outcome(self.job_id, outcome)
 
 
 def run_child(job_id: str, store: str | Path) -> int:
-    """Train the job ``job_id`` and record how it ended: 0 succeeded, 1 failed, 130
-    interrupted (SIGTERM: the job stays running, for the next runner to resume)."""
+    """Train the job ``job_id`` and report how it ended: 0 succeeded, 1 failed, 130
+    interrupted (SIGTERM: no outcome; the job stays running, for the next runner to
+    resume)."""
     quiet.install()  # TensorFlow's start-up lines stay out of the job's log
     signal.signal(signal.SIGTERM, _interrupt)
     queue = JobQueue(store)
     job = queue.get(job_id)
-    log = job_log(queue, job, store)
+    log = JobLog(queue, job, store)
     if job.done:
         log(f"Job {job_id} is {job.state} already; nothing to do")
         return 0
@@ -227,24 +203,24 @@ def run_child(job_id: str, store: str | Path) -> int:
             log(traceback.format_exc().rstrip())
         message = str(exc) if isinstance(exc, KtlError) else repr(exc)
         log(f"Error: {message}")
+        log.report("failed", error=message)
         forget_state(queue, job, store, log)
-        queue.finish(job_id, "failed", error=message)
         return 1
 
 
-def _train(queue: JobQueue, job: Job, store: str | Path, log: Log) -> int:
+def _train(queue: JobQueue, job: Job, store: str | Path, log: JobLog) -> int:
     attempt = f" (attempt {job.attempts})" if job.attempts > 1 else ""
     log(f"Job {job.id}: training {job.name!r} on {job.data}{attempt}")
     if job.attempts > 1 and (version := published_version(store, job)) is not None:
         log(f"Job {job.id} had published {job.name} version {version} before the interruption")
         forget_state(queue, job, store, log)
-        queue.finish(job.id, "succeeded", version=version)
+        log.report("succeeded", version=version)
         return 0
     config = job_config(queue, job, store)
     from training.job import run_job
 
     summary = run_job(config, log)
-    queue.finish(job.id, "succeeded", version=summary["version"])
+    log.report("succeeded", version=summary["version"])
     log(f"Job {job.id} succeeded: published {job.name} version {summary['version']}")
     return 0
 

@@ -10,16 +10,15 @@ import functools
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from models.job_runner import runner_argv, with_ktl_path
 from models.jobs import Job, JobQueue
 from training.settings import RunnerSettings
 
 _PR_SET_PDEATHSIG = 1
-_ROOT = str(Path(__file__).resolve().parent.parent)  # holds the training package
 STOP_GRACE_S = 10.0
 
 
@@ -53,15 +52,15 @@ def child_env(settings: RunnerSettings) -> dict[str, str]:
     """The training process's environment: TensorFlow's and OpenMP's threads capped at
     ``KTL_JOB_THREADS`` (default half the CPUs), so predictions keep their cores."""
     threads = settings.threads
-    path = os.environ.get("PYTHONPATH")
-    return {
-        **os.environ,
-        "TF_NUM_INTRAOP_THREADS": str(threads),
-        "TF_NUM_INTEROP_THREADS": str(min(2, threads)),
-        "OMP_NUM_THREADS": str(threads),
-        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        "PYTHONPATH": f"{_ROOT}{os.pathsep}{path}" if path else _ROOT,
-    }
+    return with_ktl_path(
+        {
+            **os.environ,
+            "TF_NUM_INTRAOP_THREADS": str(threads),
+            "TF_NUM_INTEROP_THREADS": str(min(2, threads)),
+            "OMP_NUM_THREADS": str(threads),
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        }
+    )
 
 
 class LocalLauncher:
@@ -86,15 +85,7 @@ class LocalLauncher:
         self._children: dict[str, subprocess.Popen] = {}
 
     def command(self, job: Job) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "training.runner",
-            "--run-job",
-            job.id,
-            "--store",
-            str(self.store),
-        ]
+        return runner_argv(self.store, job_id=job.id)
 
     def start(self, job: Job) -> str:
         deathsig = die_with_parent()

@@ -17,7 +17,7 @@ import numpy as np
 from models.errors import ConfigError
 from models.store import write_json_atomically
 from models.store.layout import job_lock_for
-from models.store.progress import PROGRESS_FILE, epoch_files, read_epochs
+from models.store.progress import JobProgress
 from training.config import TrainConfig
 from training.data import DataError, Listing, Prepared, listing_fingerprint, prepare
 
@@ -39,6 +39,7 @@ class JobState:
     def __init__(self, root: Path, pixels_file: Path):
         self.root = root
         self.pixels_file = pixels_file
+        self.records = JobProgress(root)  # its finished phases and epochs
 
     def read(self, name: str) -> Any:
         try:
@@ -63,9 +64,9 @@ class JobState:
     def progress(self) -> str | None:
         """What an interrupted job got done ("phase head: 3 epochs; ..."), None when it
         decoded nothing and finished no epoch (then there is nothing worth resuming)."""
-        done = (self.read(PROGRESS_FILE) or {}).get("done", [])
+        done = self.records.phases()["done"]
         parts = [f"phase {name} finished" for name in done]
-        for phase, rows in read_epochs(self.root).items():
+        for phase, rows in self.records.by_phase().items():
             if phase not in done and rows:
                 parts.append(f"phase {phase}: {len(rows)} epochs")
         if not parts and self.read("data.json") is not None and self.pixels_file.is_file():
@@ -74,7 +75,7 @@ class JobState:
 
     def trained(self) -> bool:
         """Whether the job finished an epoch."""
-        return bool(self.read(PROGRESS_FILE) or epoch_files(self.root))
+        return self.records.started()
 
 
 def pixels_file(root: Path, cache_dir: str | None) -> Path:

@@ -1,14 +1,19 @@
-"""``ktl demo``: a built-in dataset of shapes, trained and published as ``demo``."""
+"""``ktl demo``: a built-in dataset of shapes, trained and published as ``demo``; a
+rerun reuses the published version unless told ``--retrain``."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from cli.common import add_json, add_store, note, print_json
+from cli.common import add_json, add_store, check_port_free, note, print_json
 from cli.train_summary import print_summary
+
+if TYPE_CHECKING:
+    from models.store import ModelStore
 
 # With ImageNet weights, which ship with ktl for EfficientNet-Lite0 (no download): real
 # transfer learning, a head on ImageNet features and then the top blocks fine-tuned.
@@ -37,26 +42,74 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "demo",
         help="make a built-in dataset, train on it and publish `demo`",
         description="Generate a small synthetic dataset (circles, squares, triangles), "
-        "train on it and publish it as `demo`.",
+        "train on it and publish it as `demo`. When the store already holds a version of "
+        "it, that one is reused and nothing is trained (--retrain trains a new version).",
     )
     parser.add_argument(
         "--data-dir", default="demo_data", help="where to write the images (default ./demo_data)"
     )
     parser.add_argument("--name", default="demo", help="model name (default demo)")
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train and publish a new version even when the store already has one",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        help="the port `ktl serve` will use next on 127.0.0.1 (make run passes it): refuse "
+        "at once, before anything is trained, when something already listens there",
+    )
     add_store(parser)
     add_json(parser, "print the training summary as JSON")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.backbones import get_backbone
-    from models.classifier import WeightsUnavailable, build_backbone
-    from training.config import build_config
+    from models.store import ModelStore
+
+    if args.port is not None:
+        check_port_free("127.0.0.1", args.port)
+    store = ModelStore(args.store)
+    if store.versions(args.name) and not args.retrain:
+        if not Path(args.data_dir).is_dir():  # the examples that follow read it
+            _write_dataset(args)
+        return _reuse(args, store, store.default(args.name))
+    _write_dataset(args)
+    result = _train(args)
+    print_json(result) if args.json else print_summary(result)
+    return 0
+
+
+def _write_dataset(args: argparse.Namespace) -> None:
     from training.demo import make_shapes_dataset
-    from training.job import run_job
 
     note(f"Writing the demo dataset (circles, squares, triangles) to {args.data_dir}")
     make_shapes_dataset(args.data_dir, per_class=DEMO_IMAGES_PER_CLASS)
+
+
+def _reuse(args: argparse.Namespace, store: ModelStore, version: int) -> int:
+    """Nothing to train: say which version is there (the one served by default)."""
+    path = store.version_dir(args.name, version)
+    note(
+        f"{args.name} version {version} is already published in {args.store}: reusing it, "
+        "nothing trained (--retrain, or make run RETRAIN=1, trains a new version)"
+    )
+    if args.json:
+        print_json({"name": args.name, "version": version, "path": str(path), "reused": True})
+    else:
+        print(f"Reusing {args.name} version {version} ({path})")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> dict[str, Any]:
+    """Fine-tune Lite0's ImageNet features when its weights are at hand, else smallcnn
+    from scratch; the job's result."""
+    from models.backbones import get_backbone
+    from models.classifier import WeightsUnavailable, build_backbone
+    from training.config import build_config
+    from training.job import run_job
+
     pretrained = get_backbone(DEMO_PRETRAINED["backbone"])
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Keras reports downloads on stdout
@@ -73,6 +126,4 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(
         {}, {"data": args.data_dir, "name": args.name, "store": args.store, **settings}
     )
-    result = run_job(config)
-    print_json(result) if args.json else print_summary(result)
-    return 0
+    return run_job(config)

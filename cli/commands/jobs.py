@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.jobs import JobQueue
+    from models.jobs import JobQueue, UnknownJob
     from models.store import ModelStore
 
     if (args.follow or args.cancel) and not args.id:
@@ -63,6 +63,13 @@ def run(args: argparse.Namespace) -> int:
     queue = JobQueue(args.store)
     if args.id is None:
         return _list(queue, args.json, args.store)
+    try:
+        return _one(queue, args)
+    except UnknownJob as exc:
+        raise UnknownJob(f"{exc.message}; `ktl jobs` lists them", exc.job_id) from None
+
+
+def _one(queue: JobQueue, args: argparse.Namespace) -> int:
     if args.cancel:
         return _cancel(queue, args.id, args.json)
     if args.follow:
@@ -156,35 +163,31 @@ def _state_line(job: Job) -> str:
         return f"Job {job.id}: failed: {job.error}"
     if job.state == "running" and job.cancel_requested:
         return f"Job {job.id}: cancelling"
+    phase = f", phase {job.phase}" if job.phase and job.state == "running" else ""
     attempt = f" (attempt {job.attempts}, resumed)" if job.attempts > 1 else ""
-    return f"Job {job.id}: {job.state}{attempt}"
+    return f"Job {job.id}: {job.state}{phase}{attempt}"
 
 
 def follow(
     queue: JobQueue, job_id: str, *, as_json: bool = False, wait: float = _FOLLOW_WAIT_S
 ) -> int:
-    """Print the job's epochs and changes of state as they come, until it ends; 0 when
-    it succeeded, else 1."""
-    job, seen, state, since = queue.get(job_id), 0, None, 0.0
+    """Print ``follow_job``'s events (the loop the event stream sends too) as they come,
+    until the job ends; 0 when it succeeded, else 1."""
+    from models.job_events import follow_job
+
+    last = None
     try:
-        while True:
-            seen = min(seen, len(job.epochs))  # a phase started over
-            new_rows, seen = job.epochs[seen:], len(job.epochs)
-            now = (job.state, job.cancel_requested, job.attempts)
-            changed, state = now != state, now
-            if changed and not job.done:  # the state, then its epochs; the end comes last
-                _state_event(job, as_json)
-            for row in new_rows:
-                _event("epoch", row, f"  {epoch_line(row)}", as_json)
-            if job.done:
-                _state_event(job, as_json)
-                return 0 if job.state == "succeeded" else 1
-            since = queue.wait_changed(job_id, since, wait)
-            job = queue.get(job_id)
+        for event in follow_job(queue, job_id, wait=wait):
+            if event.kind == "epoch" and event.row is not None:
+                _event("epoch", event.row, f"  {epoch_line(event.row)}", as_json)
+            elif event.kind == "state":
+                _state_event(event.job, as_json)
+            last = event.job
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
             f"stopped following; job {job_id} goes on (ktl jobs {job_id} --cancel stops it)"
         ) from None
+    return 0 if last is not None and last.state == "succeeded" else 1
 
 
 def _state_event(job: Job, as_json: bool) -> None:

@@ -6,8 +6,10 @@
 - ``<store>/.jobs/<name>/`` an unfinished ``ktl train`` job's state (``<name>.worker<i>``
   for the other workers of a multi-worker job), locked by ``<store>/.jobs/<name>.lock``;
   its progress records are in it (``models.store.progress``);
-- ``<store>/.queue/<id>/`` a queued training job: ``job.json``, ``log.txt``, the uploaded
-  ``dataset/`` and the ``state-owned`` marker; ``.queue/.lock`` guards the records and
+- ``<store>/.queue/<id>/`` a queued training job: ``job.json`` (written by the queue's
+  clients and the runner, never by the job's training process), ``log.txt``, the uploaded
+  ``dataset/``, the ``state-owned`` marker and ``outcome.json`` (how the training process
+  ended, its report to the runner); ``.queue/.lock`` guards the records and
   ``.queue/.runner.lock`` is held by the one runner of the store.
 
 Only this package spells these names; every other module asks ``ModelStore`` or
@@ -33,6 +35,8 @@ DATASET_DIR = "dataset"
 # Written by training.runner_child when the job's training state (<store>/.jobs/<name>)
 # is its own, so only that is resumed.
 STATE_OWNED = "state-owned"
+# Written once by training.runner_child when the job's training ends; read by the runner.
+OUTCOME_FILE = "outcome.json"
 
 
 class InvalidName(ModelNotFound):
@@ -89,3 +93,6 @@ class QueuePaths:
 
     def state_owned(self, job_id: str) -> Path:
         return self.folder(job_id) / STATE_OWNED
+
+    def outcome(self, job_id: str) -> Path:
+        return self.folder(job_id) / OUTCOME_FILE

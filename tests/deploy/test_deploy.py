@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from service.config import ServiceConfig
+
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the deployment files")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,19 +73,54 @@ def dockerfile() -> dict:
     }
 
 
+def _extras(target: str) -> list[str]:
+    """The extras of each ``ktl[...]`` the image of ``target`` installs, in its own steps
+    or in the stages it copies from."""
+    copies = " ".join(_instruction("COPY", target))
+    stages = [target, *re.findall(r"--from=(\S+)", copies)]
+    runs = " ".join(run for stage in stages for run in _instruction("RUN", stage))
+    return re.findall(r'"ktl\[([a-z,]+)\]"', runs)
+
+
 def test_the_default_image_is_the_service_and_the_job_has_its_own():
     stages = _dockerfile_stages()
     assert stages[""] is stages[SERVE_TARGET]
-    for target, extras in (
-        (SERVE_TARGET, "ktl[cpu,serve]"),
-        (TRAIN_TARGET, "ktl[cpu,train,export]"),
-    ):
-        installs = " ".join(_instruction("RUN", target))
-        assert extras in installs, target
-        assert _instruction("USER", target) == _instruction("USER", SERVE_TARGET)
     # The job's image has no web framework, the service's no training report tools.
-    assert "serve" not in " ".join(_instruction("RUN", TRAIN_TARGET)).split("ktl[")[1]
+    assert _extras(SERVE_TARGET) == ["cpu,serve"]
+    assert _extras(TRAIN_TARGET) == ["cpu,train,export"]
+    for target in (SERVE_TARGET, TRAIN_TARGET):
+        assert _instruction("USER", target) == _instruction("USER", SERVE_TARGET)
+        # The wheels stay in the build stages: the image copies an installed venv only.
+        assert "/wheels" not in " ".join(_instruction("COPY", target)), target
     assert "PRETRAINED" in " ".join(_instruction("ARG", TRAIN_TARGET))
+
+
+def test_no_step_bind_mounts_from_another_stage():
+    # buildah 1.28 (Debian 12's podman) cannot bind-mount from a stage it took from its
+    # cache: the second image built (make container-check) found no wheels.
+    runs = {run for stage in _dockerfile_stages().values() for k, run in stage if k == "RUN"}
+    mounts = re.findall(r"--mount=\S+", " ".join(runs))
+    assert mounts and not [m for m in mounts if "from=" in m], mounts
+
+
+def test_the_build_context_holds_every_file_the_dockerfile_copies():
+    # .dockerignore is an allowlist: a COPY or bind mount of a file left out of it fails
+    # the build (as the proxy's nginx configuration once did).
+    allowed = [
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    runs = {run for stage in _dockerfile_stages().values() for k, run in stage if k == "RUN"}
+    copies = {run for stage in _dockerfile_stages().values() for k, run in stage if k == "COPY"}
+    sources = re.findall(r"--mount=type=bind,source=([^,\s]+)", " ".join(runs))
+    for copy in copies - {c for c in copies if c.startswith("--from=")}:
+        sources += copy.split()[:-1]
+    assert sources
+    for source in sources:
+        source = source.rstrip("/")
+        assert (ROOT / source).exists(), source
+        assert [a for a in allowed if source == a or source.startswith(a + "/")], source
 
 
 def test_every_install_takes_the_pinned_versions():
@@ -239,12 +276,11 @@ def test_compose_publishes_only_the_buffering_proxy_in_front_of_the_service(comp
     stage = dict(_dockerfile_stages()["proxy"])
     assert "deploy/nginx/ktl.conf /etc/nginx/conf.d/" in stage["COPY"]
     assert stage["EXPOSE"] == listen
-    upload_limit = re.search(r'"KTL_MAX_UPLOAD_MB", _positive_float, ([\d.]+)',
-                             (ROOT / "service" / "config.py").read_text())  # fmt: skip
+    upload_limit = ServiceConfig.model_fields["max_upload_mb"].default  # KTL_MAX_UPLOAD_MB
     body_limit = int(re.search(r"client_max_body_size (\d+)m;", config).group(1))
     # The proxy refuses what ktl would, with ktl's JSON (ktl's refusal of a body it
     # has not read would reach the client as nginx's 502).
-    assert body_limit == float(upload_limit.group(1))
+    assert body_limit == upload_limit
     assert f"upload limit of {body_limit} MB" in config
 
 
@@ -252,10 +288,9 @@ def test_the_ingress_buffers_requests_and_routes_to_the_service(manifests):
     ingress, service = manifests["Ingress"], manifests["Service"]
     annotations = ingress["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
-    upload_limit = re.search(r'"KTL_MAX_UPLOAD_MB", _positive_float, ([\d.]+)',
-                             (ROOT / "service" / "config.py").read_text())  # fmt: skip
+    upload_limit = ServiceConfig.model_fields["max_upload_mb"].default  # KTL_MAX_UPLOAD_MB
     body_size = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
-    assert float(body_size.removesuffix("m")) == float(upload_limit.group(1))
+    assert float(body_size.removesuffix("m")) == upload_limit
     (rule,) = ingress["spec"]["rules"]
     (path,) = rule["http"]["paths"]
     backend = path["backend"]["service"]

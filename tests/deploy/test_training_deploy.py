@@ -228,9 +228,11 @@ def test_the_training_pod_is_locked_down_like_the_serving_pod(training, base):
 def test_the_serve_train_image_holds_the_service_training_and_the_client():
     stage = _stage(TARGET)
     assert stage.startswith("runtime AS ")
-    assert '"ktl[cpu,serve,train,export,kubernetes]"' in stage
+    assert f"COPY --from={TARGET}-venv /opt/ktl /opt/ktl" in stage
+    assert '"ktl[cpu,serve,train,export,kubernetes]"' in _stage(f"{TARGET}-venv")
     assert "kubernetes" in re.search(r"pip wheel [^\n]*", _stage("build")).group(0)
-    assert "kubernetes" not in _stage("serve") and "kubernetes" not in _stage("train")
+    for other in ("serve", "train"):
+        assert "kubernetes" not in _stage(other) + _stage(f"{other}-venv"), other
     assert "USER 10001:10001" in stage and "EXPOSE 8000" in stage and "HEALTHCHECK" in stage
     assert "ENV KTL_HOST=0.0.0.0" in stage and 'CMD ["ktl", "serve"]' in stage
     # The Jobs' writable KERAS_HOME is where the image keeps its weights.

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 # Any line TensorFlow's C++ logging writes, whatever its level, and the start-up notices.
 TF_LINE = re.compile(
     r"absl::InitializeLog|^[IWEF]\d{4} \d\d:\d\d:\d\d|oneDNN|cpu_feature_guard"
-    r"|This TensorFlow binary is optimized|TF_ENABLE_ONEDNN_OPTS",
+    r"|This TensorFlow binary is optimized|TF_ENABLE_ONEDNN_OPTS|^WARNING:tensorflow:",
     re.MULTILINE,
 )
 AS_A_USER = {"TF_CPP_MIN_LOG_LEVEL": None, "TF_ENABLE_ONEDNN_OPTS": None}
@@ -108,3 +108,24 @@ def test_the_import_of_tensorflow_is_filtered_even_at_log_level_0():
     if not TF_LINE.search(stderr("")):
         pytest.skip("TensorFlow prints nothing at import on this machine")
     assert stderr("from models import quiet; quiet.install();") == "after\n"
+
+
+def test_tensorflows_python_warnings_are_off_and_its_errors_kept():
+    """Retracing notices and the like (``WARNING:tensorflow:``, which ``ktl train`` can
+    print) follow the C++ level ktl sets: errors only."""
+    code = (
+        "from models import quiet; quiet.install(); import tensorflow as tf; "
+        "tf.get_logger().warning('retracing'); tf.get_logger().error('broken')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=user_env(), timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "retracing" not in done.stderr
+    assert "broken" in done.stderr
+
+
+@pytest.mark.parametrize(("level", "expected"), [("0", 0), ("1", 30), ("2", 40), ("3", 40)])
+def test_the_python_level_follows_the_cpp_level(monkeypatch, level, expected):
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", level)
+    assert quiet.python_log_level() == expected

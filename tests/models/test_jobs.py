@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+import models.jobs
 from models.jobs import (
     DATASET_DIR,
     InvalidOptions,
     JobFinished,
     JobQueue,
+    Outcome,
     QueueFull,
     RunnerBusy,
     UnknownJob,
@@ -55,12 +57,14 @@ def test_a_reserved_job_is_not_listed_until_submitted(queue):
         queue.get(job_id)
 
 
-def test_a_full_queue_refuses_with_retry_after_and_removes_the_folder(queue):
+def test_a_full_queue_refuses_with_its_figures_and_removes_the_folder(queue):
     _submit(queue, limit=1)
     job_id, folder = queue.reserve()
     with pytest.raises(QueueFull) as caught:
         queue.submit(job_id, options={"name": "x"}, data=folder, source="upload", limit=1)
-    assert caught.value.status == 503 and int(caught.value.headers["Retry-After"]) > 0
+    assert (caught.value.status, caught.value.waiting, caught.value.limit) == (503, 1, 1)
+    assert caught.value.headers == {}, "HTTP headers are the service's to add"
+    assert "KTL_JOB_QUEUE_SIZE=1" in caught.value.message
     assert not folder.exists()
     assert len(queue.jobs()) == 1
 
@@ -129,13 +133,34 @@ def test_update_and_log_tail(queue):
     assert queue.log_tail(job.id, 3) == ["line 27", "line 28", "line 29"]
 
 
-def test_wait_changed_returns_at_a_change_or_the_timeout(queue):
+def test_the_queue_speaks_no_http():
+    source = Path(models.jobs.__file__).read_text()
+    for http in ("Retry-After", "GET /", "POST /", "headers="):
+        assert http not in source
+
+
+def test_an_outcome_is_reported_once_and_read_back(queue):
     job = _submit(queue)
-    mtime = queue.wait_changed(job.id, 0.0, 1)
-    assert mtime > 0
-    assert queue.wait_changed(job.id, mtime, 0.3) == mtime
-    queue.update(job.id, phase="head")
-    assert queue.wait_changed(job.id, mtime, 5) != mtime
+    assert queue.outcome(job.id) is None
+    rows = [{"phase": "head", "epoch": 1, "loss": 0.5}]
+    queue.report_outcome(job.id, Outcome("succeeded", version=3, epochs=rows))
+    assert queue.outcome(job.id) == Outcome("succeeded", 3, None, rows)
+    assert queue.get(job.id).state == "queued", "an outcome is a report, not the record"
+    queue.paths.outcome(job.id).write_text('{"state": "half')
+    assert queue.outcome(job.id) is None
+    with pytest.raises(AssertionError):
+        Outcome("cancelled")
+
+
+def test_progress_is_recorded_only_when_it_changed(queue):
+    job = _submit(queue)
+    rows = [{"phase": "head", "epoch": 1}, {"phase": "fine_tune", "epoch": 1}]
+    recorded = queue.record_progress(job.id, rows)
+    assert (recorded.phase, recorded.epoch, recorded.epochs) == ("fine_tune", 1, rows)
+    mtime = queue.paths.record(job.id).stat().st_mtime_ns
+    assert queue.record_progress(job.id, rows).epochs == rows
+    assert queue.record_progress(job.id, []).epochs == rows, "no rows (state gone) keep them"
+    assert queue.paths.record(job.id).stat().st_mtime_ns == mtime
 
 
 def _hold_runner_lock(root: str, ready, release) -> None:

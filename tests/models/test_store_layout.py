@@ -12,7 +12,7 @@ from models.jobs import JobQueue, UnknownJob
 from models.metadata import BundleError, BundleMetadata
 from models.store import InvalidName, ModelNotFound, ModelStore, QueuePaths, read_metadata_file
 from models.store.labels import LabelMove
-from models.store.progress import PROGRESS_FILE, epoch_files, epochs_file, read_epochs
+from models.store.progress import PROGRESS_FILE, JobProgress, epochs_file
 
 METADATA = {"name": "flowers", "labels": ["a", "b"], "image_size": [32, 32], "files": {}}
 
@@ -113,6 +113,20 @@ def test_progress_records_by_phase(tmp_path):
     (tmp_path / epochs_file("fine_tune")).write_text(json.dumps([{"loss": 0.5}]))
     (tmp_path / epochs_file("broken")).write_text("{not json")
     (tmp_path / epochs_file("odd")).write_text('{"not": "a list"}')
-    assert list(epoch_files(tmp_path)) == ["broken", "fine_tune", "head", "odd"]
-    assert read_epochs(tmp_path) == {"fine_tune": [{"loss": 0.5}], "head": [{"loss": 1.0}]}
-    assert read_epochs(tmp_path / "missing") == {}
+    progress = JobProgress(tmp_path)
+    assert progress.by_phase() == {"head": [{"loss": 1.0}], "fine_tune": [{"loss": 0.5}]}
+    assert JobProgress(tmp_path / "missing").by_phase() == {}
+    assert progress.epochs("head") == [{"loss": 1.0}] and progress.epochs("odd") == []
+
+
+def test_progress_is_written_and_read_through_job_progress(tmp_path):
+    progress = JobProgress(tmp_path)
+    assert not progress.started() and progress.phases() == {"done": [], "history": []}
+    progress.record_epochs("fine_tune", [{"loss": 0.5}])
+    progress.record_epochs("head", [{"loss": 1.0}, {"loss": float("nan")}])
+    progress.record_epochs("other", [{"loss": 2.0}, "not a row"])
+    assert progress.started()
+    shown = [(row["phase"], row["epoch"], row["loss"]) for row in progress.rows()]
+    assert shown == [("head", 1, 1.0), ("head", 2, None), ("fine_tune", 1, 0.5), ("other", 1, 2.0)]
+    progress.record_phases(["head"], [{"phase": "head", "epoch": 1}])
+    assert progress.phases() == {"done": ["head"], "history": [{"phase": "head", "epoch": 1}]}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import runpy
 import signal
 import subprocess
@@ -23,13 +24,22 @@ import pytest
 import service
 import training
 from models.errors import ConfigError, OperationalError
-from models.jobs import DATASET_DIR, InvalidOptions, Job, JobQueue, RunnerBusy
+from models.job_runner import runner_argv
+from models.jobs import DATASET_DIR, InvalidOptions, Job, JobQueue, Outcome, RunnerBusy
 from models.store import ModelStore
+from models.store.progress import JobProgress
 from tests.support.data import make_colour_dataset
 from tests.support.tiny import publish_metadata_only
 from training import runner_child
-from training.runner import LocalLauncher, Runner, describe_status, main, make_launcher
-from training.runner_child import epoch_rows, job_config, run_child
+from training.runner import (
+    LocalLauncher,
+    Runner,
+    build_parser,
+    describe_status,
+    main,
+    make_launcher,
+)
+from training.runner_child import job_config, run_child
 
 TINY = {
     "backbone": "smallcnn",
@@ -109,17 +119,25 @@ def runner_for(store: Path, launcher) -> Runner:
     return Runner(store, launcher, poll=0.01, log=lambda message: None)
 
 
+def report(store: Path, job: Job, state: str = "succeeded", **fields) -> int:
+    """What a child does when it ends: report its outcome (never write the record)."""
+    JobQueue(store).report_outcome(job.id, Outcome(state, **fields))
+    return 0 if state == "succeeded" else 1
+
+
 def test_a_job_the_child_finished_keeps_its_outcome(store):
     job = submit(store)
+    rows = [{"phase": "head", "epoch": 1, "loss": 0.5}]
 
     def succeed(job: Job) -> int:
-        JobQueue(store).finish(job.id, "succeeded", version=3)
-        return 0
+        assert JobQueue(store).get(job.id).state == "running"
+        return report(store, job, version=3, epochs=rows)
 
     launcher = FakeLauncher(running, succeed)
     assert runner_for(store, launcher).serve(once=True) == 0
     done = JobQueue(store).get(job.id)
     assert (done.state, done.version, done.attempts) == ("succeeded", 3, 1)
+    assert (done.epochs, done.phase, done.epoch) == (rows, "head", 1), "the outcome's epochs"
     assert done.runner == {"kind": "fake", "pid": None, "k8s_job": "handle-1"}
     assert "starting attempt 1" in JobQueue(store).log_tail(job.id)[0]
 
@@ -164,8 +182,8 @@ def test_epoch_rows_order_the_phases_as_a_job_trains_them(tmp_path):
     for phase in ("fine_tune", "head", "other"):
         (tmp_path / f"epochs_{phase}.json").write_text(json.dumps([{"epoch": 1}]))
     (tmp_path / "epochs_broken.json").write_text("{not json")
-    assert [row["phase"] for row in epoch_rows(tmp_path)] == ["head", "fine_tune", "other"]
-    assert epoch_rows(tmp_path / "missing") == []
+    assert [row["phase"] for row in JobProgress(tmp_path).rows()] == ["head", "fine_tune", "other"]
+    assert JobProgress(tmp_path / "missing").rows() == []
 
 
 @pytest.mark.parametrize(
@@ -251,7 +269,7 @@ def test_a_stopped_runner_leaves_its_job_running_and_the_next_one_resumes_it(sto
     left = JobQueue(store).get(job.id)
     assert (left.state, left.attempts) == ("running", 1)
 
-    launcher = FakeLauncher(lambda job: JobQueue(store).finish(job.id, "succeeded") and 0)
+    launcher = FakeLauncher(lambda job: report(store, job, version=1))
     runner_for(store, launcher).serve(once=True)
     assert launcher.started[0].attempts == 2
     assert "starting attempt 2 (resumed)" in JobQueue(store).log_tail(job.id)[-1]
@@ -262,7 +280,7 @@ def test_a_job_still_running_from_a_dead_runner_is_followed_not_started(store):
     queue = JobQueue(store)
     queue.claim("fake")
     queue.update(job.id, runner={"kind": "fake", "pid": None, "k8s_job": "old"})
-    launcher = FakeLauncher(lambda _: queue.finish(job.id, "succeeded", version=1) and 0)
+    launcher = FakeLauncher(lambda _: report(store, job, version=1))
     launcher.alive = lambda handle: handle == "old"  # type: ignore[method-assign]
     runner_for(store, launcher).serve(once=True)
     assert launcher.started == [] and queue.get(job.id).state == "succeeded"
@@ -277,7 +295,7 @@ def test_a_job_that_cannot_start_fails_and_the_runner_goes_on(store):
                 raise OperationalError("no Kubernetes API to submit jobs to")
             return super().start(job)
 
-    launcher = Broken(lambda job: JobQueue(store).finish(job.id, "succeeded") and 0)
+    launcher = Broken(lambda job: report(store, job, version=1))
     runner_for(store, launcher).serve(once=True)
     failed = JobQueue(store).get(first.id)
     assert failed.state == "failed" and "no Kubernetes API" in failed.error
@@ -437,8 +455,10 @@ def test_a_bug_in_a_job_leaves_its_traceback_in_the_log(store, fake_training):
     job = submit(store, **TINY)
     fake_training.outcome = lambda config: 1 / 0
     assert run_child(JobQueue(store).claim("fake").id, str(store)) == 1  # type: ignore[union-attr]
-    done = JobQueue(store).get(job.id)
-    assert done.state == "failed" and "ZeroDivisionError" in done.error
+    outcome = JobQueue(store).outcome(job.id)
+    assert outcome is not None and outcome.state == "failed"
+    assert "ZeroDivisionError" in str(outcome.error)
+    assert JobQueue(store).get(job.id).state == "running", "the runner records it, not the child"
     assert "Traceback (most recent call last):" in JobQueue(store).log_tail(job.id, 50)
 
 
@@ -451,6 +471,81 @@ def test_an_interrupted_child_leaves_the_job_running(store, fake_training):
     fake_training.outcome = interrupted
     assert run_child(JobQueue(store).claim("fake").id, str(store)) == 130  # type: ignore[union-attr]
     assert JobQueue(store).get(job.id).state == "running"
+    assert JobQueue(store).outcome(job.id) is None, "nothing to report: the next runner resumes"
+
+
+def test_the_child_never_writes_the_record_and_reports_its_last_epochs(store, fake_training):
+    job = submit(store, **TINY)
+    queue = JobQueue(store)
+    claimed = queue.claim("fake")
+    assert claimed is not None
+    record = queue.paths.record(job.id)
+    before = (record.read_bytes(), record.stat().st_mtime_ns)
+    rows = [{"loss": 0.5}, {"loss": 0.25}]
+
+    def trains_then_publishes(config):
+        progress = JobProgress(ModelStore(store).job_dir("flowers"))
+        progress.root.mkdir(parents=True)
+        progress.record_epochs("scratch", rows)
+        fake_training.calls[-1] = config
+        return {"version": 7}
+
+    def run_job(config, log):  # epochs recorded, a line logged, then the state goes
+        fake_training.calls.append(config)
+        trains_then_publishes(config)
+        log("Published flowers version 7")
+        ModelStore(store).job_dir("flowers").joinpath("epochs_scratch.json").unlink()
+        return {"version": 7}
+
+    fake_training.run_job = run_job
+    assert run_child(claimed.id, str(store)) == 0
+    assert (record.read_bytes(), record.stat().st_mtime_ns) == before, "only the runner writes"
+    outcome = queue.outcome(job.id)
+    assert outcome is not None and (outcome.state, outcome.version) == ("succeeded", 7)
+    assert [(r["phase"], r["epoch"], r["loss"]) for r in outcome.epochs] == [
+        ("scratch", 1, 0.5),
+        ("scratch", 2, 0.25),
+    ]
+    runner_for(store, FakeLauncher(lambda job: 0)).serve(once=True)
+    done = queue.get(job.id)
+    assert (done.state, done.version, done.phase, done.epoch) == ("succeeded", 7, "scratch", 2)
+
+
+def test_no_module_of_training_but_the_runner_writes_a_job_record():
+    """The record's writes are the queue's methods (or its record file's path); only
+    training/runner.py calls them. The child reports through ``report_outcome``."""
+    methods = "finish|update|record_progress|claim|submit|cancel|_write"
+    writes = re.compile(rf"queue\.({methods})\(|paths\.record\(|JOB_RECORD")
+    package = Path(training.__file__).parent
+    writers = {
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if writes.search(path.read_text())
+    }
+    assert writers == {"runner.py"}
+
+
+def test_an_outcome_left_by_a_runner_that_died_is_recorded_without_training_again(store):
+    job = submit(store)
+    queue = JobQueue(store)
+    queue.claim("fake")
+    queue.report_outcome(job.id, Outcome("failed", error="out of disk"))  # then the runner died
+    launcher = FakeLauncher()
+    runner_for(store, launcher).serve(once=True)
+    done = queue.get(job.id)
+    assert launcher.started == [] and (done.state, done.error) == ("failed", "out of disk")
+
+
+def test_a_job_that_ended_as_it_was_cancelled_keeps_its_outcome(store):
+    job = submit(store)
+    queue = JobQueue(store)
+
+    def publish_then_cancelled(job: Job) -> None:
+        report(store, job, version=5)
+        queue.cancel(job.id)  # before the runner saw the child end
+
+    runner_for(store, FakeLauncher(publish_then_cancelled)).serve(once=True)
+    assert (queue.get(job.id).state, queue.get(job.id).version) == ("succeeded", 5)
 
 
 # --- real processes -----------------------------------------------------------------------
@@ -573,6 +668,25 @@ def test_gunicorn_starts_no_runner_without_training_or_with_runner_none(gunicorn
     settings = gunicorn_settings(**env)
     settings["when_ready"](SimpleNamespace(log=logging.getLogger("ktl.test")))
     assert settings["_runner"] == []
+
+
+def test_the_runner_is_started_from_argv_the_runner_parses():
+    runner = runner_argv("/srv/store", parent=42)
+    assert runner[:3] == [sys.executable, "-m", "training.runner"]
+    args = build_parser().parse_args(runner[3:])
+    assert (args.store, args.parent, args.run_job) == ("/srv/store", 42, None)
+    child = runner_argv("/srv/store", job_id="20261202-120000-a1b2c3", python="python")
+    args = build_parser().parse_args(child[3:])
+    assert (child[0], args.store, args.run_job) == ("python", "/srv/store", child[4])
+    job = Job("20261202-120000-a1b2c3", "x", {}, ".", "upload")
+    local = LocalLauncher("/srv/store").command(job)
+    assert local == runner_argv(Path("/srv/store").resolve(), job_id=job.id)
+
+
+def test_gunicorn_conf_holds_no_command_line_of_the_runner():
+    source = CONF.read_text()
+    assert "training.runner" not in source and '"-m"' not in source
+    assert "Popen(" not in source and "start_runner(" in source
 
 
 def test_the_runner_imports_no_tensorflow():
