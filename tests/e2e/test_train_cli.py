@@ -168,6 +168,8 @@ def test_user_errors_exit_2_with_a_message(tmp_path, args, message):
 
 
 def test_missing_imagenet_weights_stop_the_job_with_instructions(tmp_path):
+    """A backbone whose weights Keras downloads (the default, efficientnet_lite0, ships
+    its own), with nothing in the cache and no network."""
     data = make_colour_dataset(tmp_path / "data", per_class=3, size=8)
     store = tmp_path / "store"
     result = ktl(
@@ -177,6 +179,8 @@ def test_missing_imagenet_weights_stop_the_job_with_instructions(tmp_path):
         "x",
         "--store",
         str(store),
+        "--backbone",
+        "resnet50",
         "--image-size",
         "32",
         env=offline(tmp_path / "keras"),
