@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 # pytest's exit status reaches make as is: a failure, and exit 5 (no tests ran), fail it.
 test: install system-tools
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 # The suite without the tests marked slow (trained models, live servers): minutes, not a quarter hour.
 test-fast: install

@@ -15,9 +15,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
+from tests.support import trained  # noqa: E402
 from tests.support.data import make_colour_dataset  # noqa: E402
 
 
 @pytest.fixture
 def colour_dataset(tmp_path: Path) -> Path:
     return make_colour_dataset(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory: pytest.TempPathFactory) -> trained.Trained:
+    """smallcnn trained once per session (in this process) and published as
+    ``colours`` version 1, with its dataset: for tests that need a trained, published
+    version, not a particular training run. Never write to its store; copy it."""
+    return trained.train(tmp_path_factory.mktemp("trained"))

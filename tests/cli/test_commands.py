@@ -92,6 +92,7 @@ def test_version(capsys):
     assert capsys.readouterr().out.startswith("ktl ")
 
 
+@pytest.mark.slow  # a ktl process of its own that imports TensorFlow
 def test_a_closed_pipe_ends_quietly_as_unix_tools_do():
     reader = subprocess.Popen(
         [sys.executable, "-c", KTL, "inspect", "inceptionv3", "--json"],

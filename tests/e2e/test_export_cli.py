@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.support.cli import ktl
+from tests.support.cli import ktl, ktl_here
 from tests.support.tiny import publish_tiny
 
 pytestmark = pytest.mark.slow
@@ -45,13 +45,13 @@ def test_export_savedmodel_writes_a_tf_serving_base_path(store, tmp_path):
 def test_user_errors_exit_2(store, tmp_path, args, message):
     args = [a.replace("{store}", str(store)) for a in args]
     out = [] if "--out" in args else ["--out", str(tmp_path / "exports")]
-    result = ktl("export", *args, *out, "--store", str(store))
+    result = ktl_here("export", *args, *out, "--store", str(store))
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert not (store / "x").exists()
 
 
 def test_an_unknown_format_is_a_usage_error(store):
-    result = ktl("export", "--name", "pets", "--format", "pickle", "--store", str(store))
+    result = ktl_here("export", "--name", "pets", "--format", "pickle", "--store", str(store))
     assert result.returncode == 2
     assert "savedmodel" in result.stderr

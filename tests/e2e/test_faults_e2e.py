@@ -190,19 +190,12 @@ def _ktl_command(*args: str) -> list[str]:
     return [sys.executable, "-c", code, *args]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_an_interrupted_training_job_publishes_nothing_and_resume_publishes_once(tmp_path, signum):
-    data = make_colour_dataset(tmp_path / "data", per_class=40, size=16)
-    store = tmp_path / "store"
-    epochs = "30"
-    args = (
-        "train", str(data), "--name", "colours", "--store", str(store), "--backbone", "smallcnn",
-        "--weights", "none", "--image-size", "16", "--epochs", epochs, "--patience", epochs,
-        "--batch-size", "8", "--no-augment", "--json",
-    )  # fmt: skip
+def _interrupt(args: tuple[str, ...], epochs_begun: int, signum: int, store: Path) -> tuple:
+    """``ktl ARGS...`` sent ``signum`` once ``epochs_begun`` epochs of this run have begun
+    (so one finished and its backup is on disk): (exit code, stdout, stderr, whether
+    the model's folder ever appeared in the store while it trained)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    seen_in_store: list[str] = []
-    lines: list[str] = []
+    seen_in_store, lines = False, []
     process = subprocess.Popen(
         _ktl_command(*args),
         stdout=subprocess.PIPE,
@@ -214,13 +207,11 @@ def test_an_interrupted_training_job_publishes_nothing_and_resume_publishes_once
     try:
         reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
         reader.start()
-        # The second epoch has begun: the first finished and its backup is on disk.
         deadline = time.monotonic() + 180
-        while not any(line.startswith("Epoch 2/") for line in lines):
+        while sum(line.startswith("Epoch ") for line in lines) < epochs_begun:
             assert process.poll() is None, "".join(lines)
             assert time.monotonic() < deadline, "".join(lines)
-            if (store / "colours").exists():
-                seen_in_store.append("during training")
+            seen_in_store = seen_in_store or (store / "colours").exists()
             time.sleep(0.05)
         process.send_signal(signum)
         returncode = process.wait(120)
@@ -232,16 +223,35 @@ def test_an_interrupted_training_job_publishes_nothing_and_resume_publishes_once
             process.wait(10)
         process.stdout.close()
         process.stderr.close()
-    stderr = "".join(lines)
-    assert returncode == 130, stderr
-    assert "interrupted; nothing was published" in stderr
-    assert "Traceback" not in stderr
-    assert stdout == ""
-    assert not seen_in_store and not (store / "colours").exists()
-    assert ModelStore(store).names() == []
-    assert not any((store / ".staging").glob("*")) if (store / ".staging").exists() else True
-    assert (store / ".jobs" / "colours" / "config.json").is_file(), "the job state is kept"
+    return returncode, stdout, "".join(lines), seen_in_store
 
+
+def test_an_interrupted_training_job_publishes_nothing_and_resume_publishes_once(tmp_path):
+    """SIGINT (Ctrl-C) in the first run, SIGTERM (a container stopped) in the resumed
+    one: each exits 130 having published nothing and kept the job's state, and the
+    second --resume finishes the job once, every epoch in its history once."""
+    data = make_colour_dataset(tmp_path / "data", per_class=40, size=16)
+    store = tmp_path / "store"
+    epochs = "12"  # each run is stopped in its second epoch: ten are left to spare
+    args = (
+        "train", str(data), "--name", "colours", "--store", str(store), "--backbone", "smallcnn",
+        "--weights", "none", "--image-size", "16", "--epochs", epochs, "--patience", epochs,
+        "--batch-size", "8", "--no-augment", "--json",
+    )  # fmt: skip
+    for run, signum in ((args, signal.SIGINT), ((*args, "--resume"), signal.SIGTERM)):
+        # The second epoch of this run has begun: the one before finished and is backed up.
+        returncode, stdout, stderr, seen_in_store = _interrupt(run, 2, signum, store)
+        assert returncode == 130, stderr
+        assert "interrupted; nothing was published" in stderr
+        assert "Traceback" not in stderr
+        assert stdout == ""
+        assert not seen_in_store and not (store / "colours").exists()
+        assert ModelStore(store).names() == []
+        assert not any((store / ".staging").glob("*")) if (store / ".staging").exists() else True
+        assert (store / ".jobs" / "colours" / "config.json").is_file(), "the job state is kept"
+    assert "Reusing the decoded images of the interrupted job" in stderr  # the resumed run's
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     resumed = subprocess.run(
         _ktl_command(*args, "--resume"), capture_output=True, text=True, env=env, timeout=300
     )
@@ -252,4 +262,6 @@ def test_an_interrupted_training_job_publishes_nothing_and_resume_publishes_once
     assert ModelStore(store).versions("colours") == [1]
     assert not (store / ".jobs" / "colours").exists()
     assert sorted(p.name for p in (store / "colours").iterdir()) == ["1"]
+    history = (Path(summary["path"]) / "reports" / "history.csv").read_text().splitlines()
+    assert [line.split(",")[1] for line in history[1:]] == [str(e) for e in range(1, 13)]
     shutil.rmtree(tmp_path / "data")

@@ -1,8 +1,8 @@
 """Training through the service, end to end: a real gunicorn whose master starts the
 job runner (KTL_TRAINING=open), a zip of generated images posted to /v1/jobs, its
 events followed to the end, and the new model classifying through the predict
-route, with predictions answered all along; then a service killed in the middle of
-a job, started again, finishing it with exactly one published version."""
+route, with predictions answered all along, though the service is killed in the
+middle of the job and started again: it finishes with exactly one published version."""
 
 from __future__ import annotations
 
@@ -90,27 +90,46 @@ def colours(tmp_path_factory) -> Path:
     return make_colour_dataset(tmp_path_factory.mktemp("colours"), per_class=16, size=32)
 
 
-def test_train_over_http_and_classify_with_the_new_model(tmp_path, colours):
+def test_a_job_over_http_survives_a_killed_service_and_its_model_classifies(tmp_path, colours):
+    """One job through the service, killed in the middle: predictions are answered
+    while it trains, the restarted service finishes it (attempt 2) with each epoch
+    once and exactly one published version, and that version classifies."""
     store = make_tiny_store(tmp_path / "store")
     env = {"KTL_TRAINING": "open", "KTL_MAX_EVENT_STREAMS": "1"}
+    options = {"name": "colours", "epochs": 12, "patience": 12, **OPTIONS}
+    seen, statuses = [], []
     with Gunicorn(store, threads=4, reload_interval=1, env=env) as server:
         load = Predictions(server.base)
         load.start()
-        job = post_job(
-            server.base, zip_folder(colours), {"name": "colours", "epochs": 3, **OPTIONS}
-        )
-        seen = list(events(server.base, job["id"], timeout=600))
+        job = post_job(server.base, zip_folder(colours), options)
+        for kind, data in events(server.base, job["id"], timeout=600):
+            seen.append((kind, data))
+            if kind == "epoch":
+                break  # one epoch finished: kill everything now
         load.stop.set()
         load.join(30)
+        statuses += load.statuses
+        os.killpg(server.pid, signal.SIGKILL)
+        server.process.wait(30)
+    record = json.loads((store / ".queue" / job["id"] / "job.json").read_text())
+    assert record["state"] == "running", record["state"]  # killed in the middle
+    _wait_no_training_process(store)
+    with Gunicorn(store, threads=4, reload_interval=1, env=env) as server:
+        load = Predictions(server.base)
+        load.start()
+        seen += events(server.base, job["id"], timeout=600)
+        load.stop.set()
+        load.join(30)
+        statuses += load.statuses
         kinds = [kind for kind, _ in seen]
         final = seen[-1][1]
-        assert final["state"] == "succeeded", requests.get(
+        assert final["state"] == "succeeded" and final["attempts"] == 2, requests.get(
             f"{server.base}/v1/jobs/{job['id']}"
         ).text
         assert kinds.count("epoch") >= 3 and kinds[-1] == "state"
         assert {"queued", "running"} & {data["state"] for kind, data in seen if kind == "state"}
-        # predictions answered throughout the job
-        assert len(load.statuses) >= 10 and set(load.statuses) == {200}, load.statuses
+        # predictions answered throughout the job, before the kill and after the restart
+        assert len(statuses) >= 10 and set(statuses) == {200}, statuses
         version = final["version"]
         assert version == 1 and final["links"]["try"] == "/?model=colours&version=1"
         green = io.BytesIO()
@@ -118,6 +137,13 @@ def test_train_over_http_and_classify_with_the_new_model(tmp_path, colours):
         answer = _predict_when_loaded(server.base, "colours", green.getvalue())
         assert answer["predictions"][0]["top"][0]["label"] == "green", answer
         assert not (store / ".queue" / job["id"] / "dataset").exists()
+    # the epochs of both runs, each once, in order
+    epochs = [row["epoch"] for row in final["epochs"]]
+    assert {row["phase"] for row in final["epochs"]} == {"scratch"}
+    assert epochs == list(range(1, len(epochs) + 1)), epochs
+    assert sorted(p.name for p in (store / "colours").iterdir() if p.name.isdigit()) == ["1"]
+    log = (store / ".queue" / job["id"] / "log.txt").read_text()
+    assert "Resuming the interrupted job" in log
 
 
 def _predict_when_loaded(base: str, name: str, image: bytes) -> dict:
@@ -133,32 +159,6 @@ def _predict_when_loaded(base: str, name: str, image: bytes) -> dict:
             assert response.status_code == 200, response.text
             return response.json()
         time.sleep(0.5)
-
-
-def test_a_killed_service_finishes_its_job_after_a_restart(tmp_path, colours):
-    store = make_tiny_store(tmp_path / "store")
-    env = {"KTL_TRAINING": "open"}
-    options = {"name": "colours", "epochs": 12, "patience": 12, **OPTIONS}
-    with Gunicorn(store, threads=4, env=env) as server:
-        job = post_job(server.base, zip_folder(colours), options)
-        for kind, _ in events(server.base, job["id"], timeout=600):
-            if kind == "epoch":
-                break  # one epoch finished: kill everything now
-        os.killpg(server.pid, signal.SIGKILL)
-        server.process.wait(30)
-    record = json.loads((store / ".queue" / job["id"] / "job.json").read_text())
-    assert record["state"] == "running", record["state"]  # killed in the middle
-    _wait_no_training_process(store)
-    with Gunicorn(store, threads=4, env=env) as server:
-        final = list(events(server.base, job["id"], timeout=600))[-1][1]
-    assert final["state"] == "succeeded" and final["attempts"] == 2, final
-    # the epochs of both runs, each once, in order
-    epochs = [row["epoch"] for row in final["epochs"]]
-    assert {row["phase"] for row in final["epochs"]} == {"scratch"}
-    assert epochs == list(range(1, len(epochs) + 1)), epochs
-    assert sorted(p.name for p in (store / "colours").iterdir() if p.name.isdigit()) == ["1"]
-    log = (store / ".queue" / job["id"] / "log.txt").read_text()
-    assert "Resuming the interrupted job" in log
 
 
 def _wait_no_training_process(store: Path) -> None:

@@ -1,4 +1,5 @@
-"""The real ``ktl`` command, run as a user runs it: train, publish, predict."""
+"""The real ``ktl`` command, run as a user runs it: train, publish, predict (the
+follow-up commands and the refusals run in this process, ``ktl_here``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from models.bundle import load_bundle, read_metadata
 from models.store import ModelStore
-from tests.support.cli import ktl, offline
+from tests.support.cli import ktl, ktl_here, offline
 from tests.support.data import make_colour_dataset
 
 pytestmark = pytest.mark.slow
@@ -95,7 +96,7 @@ def test_predict_skips_bad_files_and_says_so(trained, tmp_path):
     data, store, _ = trained
     bad = tmp_path / "fake.jpg"
     bad.write_text("<html>not an image</html>")
-    result = ktl(
+    result = ktl_here(
         "predict",
         str(bad),
         str(data / "red" / "red_001.png"),
@@ -113,7 +114,7 @@ def test_predict_skips_bad_files_and_says_so(trained, tmp_path):
 
 def test_a_second_run_publishes_version_two(trained):
     data, store, _ = trained
-    result = ktl(
+    result = ktl_here(
         "train", str(data), "--name", "colours", "--store", str(store), "--backbone", "smallcnn",
         "--weights", "none", "--image-size", "24", "--epochs", "1",
     )  # fmt: skip
@@ -125,7 +126,7 @@ def test_a_second_run_publishes_version_two(trained):
 def test_evaluate_scores_every_image_and_warns_on_those_it_learnt_from(trained, tmp_path):
     data, store, _ = trained
     fresh = make_colour_dataset(tmp_path / "fresh", per_class=5, size=24, seed=11)
-    new = ktl("evaluate", "colours:1", str(fresh), "--store", str(store), "--json")
+    new = ktl_here("evaluate", "colours:1", str(fresh), "--store", str(store), "--json")
     assert new.returncode == 0, new.stderr
     scored = json.loads(new.stdout)
     assert (scored["split"], scored["images"], scored["seen"]) == ("all", 15, 0)
@@ -133,7 +134,7 @@ def test_evaluate_scores_every_image_and_warns_on_those_it_learnt_from(trained, 
     assert "Warning" not in new.stderr
     seen = (store / "colours" / "1" / "seen.txt").read_text().split()
     assert 0 < len(seen) <= 48  # 16 per class (the broken file is not), train and validation
-    old = ktl("evaluate", "colours:1", str(data), "--store", str(store), "--json")
+    old = ktl_here("evaluate", "colours:1", str(data), "--store", str(store), "--json")
     assert old.returncode == 0, old.stderr
     assert (json.loads(old.stdout)["images"], json.loads(old.stdout)["seen"]) == (48, len(seen))
     assert f"Warning: {len(seen)} of the 48 images scored are images colours version 1 " in (
@@ -159,7 +160,7 @@ def test_user_errors_exit_2_with_a_message(tmp_path, args, message):
     data = make_colour_dataset(tmp_path / "data", per_class=3, size=8)
     (tmp_path / "empty").mkdir()
     args = [a.format(data=data, empty=tmp_path / "empty") for a in args]
-    result = ktl(*args, "--store", str(tmp_path / "store"))
+    result = ktl_here(*args, "--store", str(tmp_path / "store"))
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -167,6 +168,8 @@ def test_user_errors_exit_2_with_a_message(tmp_path, args, message):
 
 
 def test_missing_imagenet_weights_stop_the_job_with_instructions(tmp_path):
+    """A backbone whose weights Keras downloads (the default, efficientnet_lite0, ships
+    its own), with nothing in the cache and no network."""
     data = make_colour_dataset(tmp_path / "data", per_class=3, size=8)
     store = tmp_path / "store"
     result = ktl(
@@ -176,6 +179,8 @@ def test_missing_imagenet_weights_stop_the_job_with_instructions(tmp_path):
         "x",
         "--store",
         str(store),
+        "--backbone",
+        "resnet50",
         "--image-size",
         "32",
         env=offline(tmp_path / "keras"),

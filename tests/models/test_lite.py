@@ -193,6 +193,7 @@ def _center_crop(path: Path, size: int) -> np.ndarray:
         return np.asarray(image.crop((left, top, left + size, top + size)))
 
 
+@pytest.mark.slow  # 153 photos through the whole network at 224 px
 @needs_lite0
 @pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="the shared hymenoptera photos are not here")
 def test_zero_shot_the_packaged_weights_know_bees_and_ants(lite0, lite0_state):

@@ -30,6 +30,7 @@ def test_importing_models_changes_no_import_machinery_and_imports_no_keras():
     assert result.stdout.split() == ["True", "False"], result.stderr
 
 
+@pytest.mark.slow  # a Python of its own that imports TensorFlow: seconds each
 @pytest.mark.parametrize(
     "imports",
     ["import models.layers\nimport keras", "import keras\nimport models"],

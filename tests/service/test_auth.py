@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from service.operation import KeySet, Reply, operation
+from tests.support.apps import shared_app
 
 KEYS = ("k3y-one", "k3y-two")
 PROTECTED = [
@@ -17,9 +18,16 @@ PROTECTED = [
 ]
 
 
+@pytest.fixture(scope="module")
+def keyed_app(tiny_store):
+    """One app with keys for the tests that only send requests (none changes the app)."""
+    with shared_app(model_store=tiny_store, api_keys=KEYS) as app:
+        yield app
+
+
 @pytest.fixture
-def client(make_app):
-    return make_app(api_keys=KEYS).test_client()
+def client(keyed_app):
+    return keyed_app.test_client()
 
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED)

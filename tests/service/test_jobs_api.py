@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from models.jobs import JobQueue
+from tests.support.apps import shared_app
 from tests.support.archives import hostile_corpus, zip_folder
 from tests.support.data import make_colour_dataset
 
@@ -173,9 +176,19 @@ def corpus() -> dict[str, bytes]:
     return hostile_corpus()
 
 
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory, tiny_store) -> Iterator[tuple]:
+    """One open app and its store (alone in its folder) for the refusals below: each
+    must leave the store as it found it, so they can share them: (client, store)."""
+    store = tmp_path_factory.mktemp("refusals") / "store"
+    shutil.copytree(tiny_store, store)
+    with shared_app(model_store=store, training="open") as app:
+        yield app.test_client(), store
+
+
 @pytest.mark.parametrize("name", list(CORPUS_NAMES))
-def test_each_hostile_archive_is_a_json_4xx_and_leaves_nothing(make_app, store, corpus, name):
-    client = make_app(model_store=store, training="open").test_client()
+def test_each_hostile_archive_is_a_json_4xx_and_leaves_nothing(refusing, corpus, name):
+    client, store = refusing
     outside = sorted(p.name for p in store.parent.iterdir())
     response = _post(client, corpus[name], {"name": "x"})
     assert 400 <= response.status_code < 500, (name, response.status_code)
@@ -341,9 +354,22 @@ def test_the_corpus_names_are_the_corpus(corpus):
 
 @pytest.fixture
 def rooted(make_app, store, tmp_path):
+    """An open app of its own whose data root holds ``colours``."""
     root = tmp_path / "datasets"
     make_colour_dataset(root / "colours", per_class=2)
     return make_app(model_store=store, training="open", data_root=root).test_client()
+
+
+@pytest.fixture(scope="module")
+def rooted_once(tmp_path_factory, tiny_store) -> Iterator[tuple]:
+    """An open app whose data root holds ``colours``, once for the malformed JSON jobs,
+    which each leave its store as they found it: (client, store)."""
+    work = tmp_path_factory.mktemp("rooted")
+    shutil.copytree(tiny_store, work / "store")
+    make_colour_dataset(work / "datasets" / "colours", per_class=2)
+    settings = {"training": "open", "data_root": work / "datasets"}
+    with shared_app(model_store=work / "store", **settings) as app:
+        yield app.test_client(), work / "store"
 
 
 BAD_JOBS = {
@@ -369,7 +395,8 @@ BAD_JOBS = {
 
 
 @pytest.mark.parametrize("name", list(BAD_JOBS))
-def test_each_malformed_json_job_is_a_json_400_and_leaves_no_folder(rooted, store, name):
+def test_each_malformed_json_job_is_a_json_400_and_leaves_no_folder(rooted_once, name):
+    rooted, store = rooted_once
     response = rooted.post("/v1/jobs", data=BAD_JOBS[name], content_type="application/json")
     assert response.status_code == 400, (name, response.json)
     assert response.json["error"] and response.json["code"], name

@@ -26,6 +26,7 @@ from models.store import NAME_PATTERN, ModelStore
 from service import auth, security
 from tests import corpus
 from tests.service.conftest import IMAGE_SIZE, LABELS, tiny_metadata
+from tests.support.apps import shared_app
 
 PNG = corpus.image_files()[0].data
 
@@ -300,12 +301,13 @@ def _assert_security_headers(response, status):
         assert response.headers.get(name) == value, (name, response.headers)
 
 
-@pytest.fixture
-def secured_app(make_app):
-    app = make_app(max_upload_mb=1)
-    security.init_app(app)
-    security.init_app(app)  # idempotent
-    return app
+@pytest.fixture(scope="module")
+def secured_app(tiny_store):
+    """One app for the requests below, which change nothing it holds."""
+    with shared_app(model_store=tiny_store, max_upload_mb=1) as app:
+        security.init_app(app)
+        security.init_app(app)  # idempotent
+        yield app
 
 
 @pytest.mark.parametrize(("method", "path", "options", "status"), EVERY_KIND_OF_RESPONSE)

@@ -1,9 +1,15 @@
-"""The real ``ktl`` command line, run as a process as the console script runs it."""
+"""The real ``ktl`` command line, run as a process as the console script runs it
+(``ktl``), or in this process (``ktl_here``) where a test checks a refusal, an exit
+code or a message rather than what only a process shows (signals, pipes, its
+environment, TensorFlow's log lines): importing TensorFlow again costs seconds."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +32,24 @@ def ktl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.C
         timeout=timeout,
         env={key: value for key, value in merged.items() if value is not None},
     )
+
+
+def ktl_here(*args: str) -> subprocess.CompletedProcess:
+    """``ktl ARGS...`` run by ``cli.main`` in this process: its exit code (argparse's
+    too), stdout and stderr, as ``ktl`` gives them, without starting Python and
+    importing TensorFlow again."""
+    from cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    sigterm = signal.getsignal(signal.SIGTERM)  # main() turns SIGTERM into an interrupt
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    except SystemExit as exc:  # argparse's refusals
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    return subprocess.CompletedProcess(["ktl", *args], code, out.getvalue(), err.getvalue())
 
 
 def offline(keras_home: Path) -> dict[str, str]:
