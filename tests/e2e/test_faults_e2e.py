@@ -241,7 +241,7 @@ def test_an_interrupted_training_job_publishes_nothing_and_resume_publishes_once
     for run, signum in ((args, signal.SIGINT), ((*args, "--resume"), signal.SIGTERM)):
         # The second epoch of this run has begun: the one before finished and is backed up.
         returncode, stdout, stderr, seen_in_store = _interrupt(run, 2, signum, store)
-        assert returncode == 130, stderr
+        assert returncode == 130, (signum, returncode, stdout[-500:], stderr[-4000:])
         assert "interrupted; nothing was published" in stderr
         assert "Traceback" not in stderr
         assert stdout == ""
