@@ -86,7 +86,11 @@ def _expected(key: str, value: Any) -> str:
         return f"must be {bounds}"
     if choices:
         kinds.append(" or ".join(choices))
-    return f"expected {' or '.join(kinds)}"
+    return f"expected {' or '.join(_KIND_WORDS.get(kind, kind) for kind in kinds)}"
+
+
+# Python's type names, as a user who never read Python says them.
+_KIND_WORDS = {"float": "a number", "int": "a whole number", "bool": "true or false", "str": "text"}
 
 
 def describe(annotation: Any) -> tuple[list[str], list[str], str]:

@@ -39,4 +39,4 @@ def test_lr_find_suggests_a_rate_per_phase_and_publishes_nothing(tmp_path, capsy
 def test_lr_find_checks_the_train_options_before_any_work(tmp_path, capsys):
     code = main(["lr-find", str(tmp_path), "--fine-tune-lr", "fast", "--out", str(tmp_path)])
     assert code == 2
-    assert "--fine-tune-lr 'fast': auto or a number" in capsys.readouterr().err
+    assert "--fine-tune-lr fast: expected a number or auto" in capsys.readouterr().err

@@ -39,7 +39,7 @@ def test_toml_file_is_read_and_flags_win(tmp_path):
         ({"image_size": 4}, "--image-size 4: must be from 8 to 1,024"),
         ({"image_size": 40, "backbone": "inceptionv3"}, "--image-size 40 is out of range"),
         ({"pooling": "median"}, "--pooling"),
-        ({"epochs": "ten"}, "--epochs ten: expected int"),
+        ({"epochs": "ten"}, "--epochs ten: expected a whole number"),
         ({"schedule": "cosin"}, "did you mean 'cosine'"),
     ],
 )
@@ -90,7 +90,7 @@ def test_a_boolean_is_no_number_in_a_job_file(tmp_path, line, setting):
 def test_a_number_is_no_boolean_in_a_job_file(tmp_path):
     job = tmp_path / "job.toml"
     job.write_text("augment = 0\n")
-    with pytest.raises(ConfigError, match="augment = 0: expected bool"):
+    with pytest.raises(ConfigError, match="augment = 0: expected true or false"):
         build_config(read_toml(job), {"data": "d", "name": "n"})
 
 
