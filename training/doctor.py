@@ -34,6 +34,7 @@ from training.data import (
     list_samples,
     split_listing,
 )
+from training.evaluate import wilson
 from training.health import balance
 from training.near_duplicates import close_pairs, group_pairs, look_at_files
 from training.splits import SPLITS
@@ -188,7 +189,8 @@ def _findings(config, listing, found, good, looks, targets, result, size, starte
 def weak_probe_note(quality: dict, issues: int) -> str | None:
     """What a probe too weak to list (not useful) or to pre-fill ``exclude`` (not
     strong) means for its label suggestions; "near" the largest class only within
-    ``NEAR_MAJORITY`` of it."""
+    ``NEAR_MAJORITY`` of it, and noise also when the accuracy's Wilson interval reaches
+    down to the largest class's share (too few images to tell them apart)."""
     accuracy, majority = quality["accuracy"], quality["majority_baseline"]
     if quality["strong"]:
         return None
@@ -199,11 +201,18 @@ def weak_probe_note(quality: dict, issues: int) -> str | None:
             f"under the {probe.STRONG_SKILL:.0%} that makes most suggestions right: the "
             f"{issues} label issues are pre-filled review, not exclude"
         )
+    images = int(quality.get("images", 0))
+    low = wilson(round(accuracy * images), images)[0] if images else 0.0
+    noise = "the features do not tell the classes apart, so the {} label suggestions are noise"
     if accuracy - majority <= NEAR_MAJORITY:
-        how = f"is near always answering the largest class ({majority:.1%})"
-        verdict = (
-            "the features do not tell the classes apart, so the {} label suggestions are noise"
+        how, verdict = f"is near always answering the largest class ({majority:.1%})", noise
+    elif low <= majority:  # on this few images, not shown better than that
+        how = (
+            f"is {(accuracy - majority) * 100:.1f} points above always answering the largest "
+            f"class ({majority:.1%}), within chance on {images} images (95 % interval from "
+            f"{low:.1%})"
         )
+        verdict = noise
     else:
         how = (
             f"is {(accuracy - majority) * 100:.1f} points above always answering the largest "

@@ -195,6 +195,18 @@ def test_a_weak_probe_says_how_weak_and_near_only_when_near(accuracy, majority, 
     assert ("pre-filled review" in note) == quality["useful"]
 
 
+def test_a_few_points_above_the_largest_class_on_few_images_is_called_noise():
+    from training.doctor import weak_probe_note
+
+    few = {"accuracy": 0.55, "majority_baseline": 0.5, "skill": 0.1, "useful": False}
+    note = weak_probe_note({**few, "strong": False, "images": 60}, 22)
+    assert note is not None and "label suggestions are noise" in note
+    assert "within chance on 60 images" in note
+    # The same accuracy on many images is shown better than the largest class.
+    many = weak_probe_note({**few, "strong": False, "images": 2000}, 22)
+    assert many is not None and "noise" not in many and "too poorly" in many
+
+
 def test_a_strong_probe_needs_no_note():
     from training.doctor import weak_probe_note
 
