@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import ConfigError
+from models.errors import ConfigError, OperationalError
 from models.store import write_json_atomically
 from models.store.layout import job_lock_for
 from models.store.progress import JobProgress
@@ -33,6 +33,12 @@ RESUME_KEYS = (
 _DATA_FILES = ("config.json", "data.json", "pixels.npy")
 
 
+class StateNotSaved(OperationalError):
+    """The job's state could not be written into the store (exit 1)."""
+
+    code = "state_not_saved"
+
+
 class JobState:
     """Files of an unfinished job: its config, decoded pixels, finished phases."""
 
@@ -48,7 +54,13 @@ class JobState:
             return None
 
     def write(self, name: str, data: dict | list) -> None:
-        write_json_atomically(self.root / name, data, indent=None)
+        path = self.root / name
+        try:
+            write_json_atomically(path, data, indent=None)
+        except OSError as exc:  # a full disk or a read-only store: say where, no traceback
+            raise StateNotSaved(
+                f"could not save the job's state to {path}: {exc.strerror or exc}"
+            ) from exc
 
     def forget_phases(self) -> None:
         """Drop finished phases and epochs (they were trained on other data)."""

@@ -15,7 +15,8 @@ from pathlib import Path
 import keras
 import pytest
 
-import models.store
+import models.store.atomic
+import models.store.versions
 from cli import main
 from models.store import ModelStore
 from tests.support.data import make_colour_dataset
@@ -67,16 +68,21 @@ def _only_in(store: Path, real, code: int):
 
 
 FAULTS = {
-    # rename(2) of the staging folder refused: permissions of <store>/<name>/
+    # rename(2) refused while the version is staged and moved in: permissions
     "rename EACCES": lambda mp, store: mp.setattr(
-        os, "rename", _only_in(store, os.rename, errno.EACCES)
+        os, "rename", _only_in(store / ".staging", os.rename, errno.EACCES)
     ),
-    # the disk fills up while metadata.json is written
+    # the disk fills up while metadata.json is written into the staged version
     "metadata ENOSPC": lambda mp, store: mp.setattr(
-        models.store, "open", _only_in(store, open, errno.ENOSPC), raising=False
+        models.store.atomic,
+        "open",
+        _only_in(store / ".staging", open, errno.ENOSPC),
+        raising=False,
     ),
-    # fsync reports an I/O error
-    "fsync EIO": lambda mp, store: mp.setattr(os, "fsync", _fail(errno.EIO)),
+    # fsync reports an I/O error when the staged version is made durable
+    "fsync EIO": lambda mp, store: mp.setattr(
+        models.store.versions, "fsync_tree", _fail(errno.EIO)
+    ),
     # the store's root is not writable: no staging folder can be made
     "mkdir EROFS": lambda mp, store: mp.setattr(
         Path, "mkdir", _only_in(store / ".staging", Path.mkdir, errno.EROFS)
@@ -118,3 +124,19 @@ def test_a_failing_store_is_exit_1_named_and_unchanged_and_resume_publishes(
 
     assert main(_args(data, store, "--resume")) == 0
     assert ModelStore(store).versions("colours") == [1, 2]
+
+
+def test_a_job_state_that_cannot_be_saved_is_exit_1_naming_the_file(tmp_path, monkeypatch, capsys):
+    """The store's disk refuses the job's own state (``<store>/.jobs/``) before any
+    training: a ktl error naming the file, no traceback, nothing published."""
+    data = make_colour_dataset(tmp_path / "data", per_class=6, size=12)
+    store = tmp_path / "store"
+    monkeypatch.setattr(os, "rename", _only_in(store / ".jobs", os.rename, errno.ENOSPC))
+    code = main(_args(data, store))
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "Traceback" not in err
+    [message] = [line for line in err.splitlines() if line.startswith("ktl: error:")]
+    assert "could not save the job's state to" in message and str(store) in message, message
+    assert ModelStore(store).names() == []

@@ -14,12 +14,12 @@ import pytest
 from models.backbones import get_backbone
 from models.bundle import load_bundle
 from models.store import ModelStore
+from models.store.progress import JobProgress
 from tests.legacy_h5 import write_legacy_h5
 from tests.support.data import make_colour_dataset
 from training import finetune, job, recipe
 from training.config import ConfigError, build_config
 from training.data import DataError
-from training.state import JobState
 
 pytestmark = pytest.mark.slow
 
@@ -179,15 +179,15 @@ def _never_called(*args, **kwargs):
 
 
 def test_an_interrupted_job_waits_for_resume_or_restart(tmp_path, monkeypatch):
-    real_write = JobState.write
+    real_record = JobProgress.record_epochs
 
-    def interrupt_after_epoch_one(self, name, data):
-        real_write(self, name, data)
-        if name == "epochs_scratch.json" and len(data) == 1:
+    def interrupt_after_epoch_one(self, phase, rows):
+        real_record(self, phase, rows)
+        if phase == "scratch" and len(rows) == 1:
             raise KeyboardInterrupt
 
     settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=3, patience=5)
-    monkeypatch.setattr(JobState, "write", interrupt_after_epoch_one)
+    monkeypatch.setattr(JobProgress, "record_epochs", interrupt_after_epoch_one)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, **settings)
     monkeypatch.undo()
@@ -237,15 +237,15 @@ def test_head_on_cached_features_learns_what_plain_fit_learns(tmp_path, monkeypa
 
 
 def test_a_phase_resumed_mid_way_keeps_the_history_of_its_first_epochs(tmp_path, monkeypatch):
-    real_write = JobState.write
+    real_record = JobProgress.record_epochs
 
-    def interrupt_after_epoch_two(self, name, data):
-        real_write(self, name, data)
-        if name == "epochs_scratch.json" and len(data) == 2:
+    def interrupt_after_epoch_two(self, phase, rows):
+        real_record(self, phase, rows)
+        if phase == "scratch" and len(rows) == 2:
             raise KeyboardInterrupt
 
     settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=4, patience=10)
-    monkeypatch.setattr(JobState, "write", interrupt_after_epoch_two)
+    monkeypatch.setattr(JobProgress, "record_epochs", interrupt_after_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, **settings)
     monkeypatch.undo()
@@ -314,8 +314,15 @@ def test_doctor_corrections_are_applied_and_recorded_in_the_bundle(tmp_path):
 
 def test_a_job_whose_loss_becomes_nan_fails_and_publishes_nothing(tmp_path):
     settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=2, batch_size=8)
+    make_colour_dataset(tmp_path / "data", per_class=6, size=SIZE)
+    flags = {"data": str(tmp_path / "data"), "name": "job", "store": str(tmp_path / "store")}
+    # A rate far over what the options allow (10), set past their check: the loss
+    # overflows within the first steps.
+    config = build_config({}, {**flags, **settings, "augment": False}).model_copy(
+        update={"lr": 1e30}
+    )
     with pytest.raises(job.TrainingDiverged, match="nothing was published") as caught:
-        _run(tmp_path, **settings, lr=1e30, augment=False)
+        job.run_job(config, log=lambda message: None)
     assert "lower the learning rate" in caught.value.message
     store = ModelStore(tmp_path / "store")
     assert store.names() == [] and not store.job_dir("job").exists()
