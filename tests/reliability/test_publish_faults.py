@@ -67,6 +67,14 @@ def _only_in(store: Path, real, code: int):
     return call
 
 
+def _one_clean_error(code: int, err: str) -> str:
+    """Exit 1, no traceback, and the one ``ktl: error:`` line, returned."""
+    assert code == 1, err
+    assert "Traceback" not in err
+    [message] = [line for line in err.splitlines() if line.startswith("ktl: error:")]
+    return message
+
+
 FAULTS = {
     # rename(2) refused while the version is staged and moved in: permissions
     "rename EACCES": lambda mp, store: mp.setattr(
@@ -113,9 +121,7 @@ def test_a_failing_store_is_exit_1_named_and_unchanged_and_resume_publishes(
     monkeypatch.undo()
     err = capsys.readouterr().err
 
-    assert code == 1, err
-    assert "Traceback" not in err
-    [message] = [line for line in err.splitlines() if line.startswith("ktl: error:")]
+    message = _one_clean_error(code, err)
     assert str(store) in message, message
     assert _tree(store) == before, "the store changed"
     assert ModelStore(store).versions("colours") == [1]
@@ -135,8 +141,6 @@ def test_a_job_state_that_cannot_be_saved_is_exit_1_naming_the_file(tmp_path, mo
     code = main(_args(data, store))
     monkeypatch.undo()
     err = capsys.readouterr().err
-    assert code == 1, err
-    assert "Traceback" not in err
-    [message] = [line for line in err.splitlines() if line.startswith("ktl: error:")]
+    message = _one_clean_error(code, err)
     assert "could not save the job's state to" in message and str(store) in message, message
     assert ModelStore(store).names() == []
