@@ -54,7 +54,7 @@ def main() -> None:
         if args.data:
             data = Path(args.data)
         else:
-            from training.demo import make_shapes_dataset
+            from training.dataset.demo import make_shapes_dataset
 
             data = make_shapes_dataset(root / "data", per_class=400, size=64, seed=0)
         common = ["train", str(data), "--name", "bench", "--json", *flags]

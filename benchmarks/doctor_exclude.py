@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tests.support.cli import KTL  # noqa: E402
 from tests.support.patterns import flip_labels  # noqa: E402
-from training.demo import make_shapes_dataset  # noqa: E402
+from training.dataset.demo import make_shapes_dataset  # noqa: E402
 
 
 def ktl_json(*args: str) -> dict:

@@ -1,7 +1,7 @@
 """When are the doctor's label suggestions right most of the time? The precision
 of its label issues (the share that really are flipped labels) against the
 strength of the probe that found them, to choose the rule by which ``ktl doctor``
-pre-fills ``exclude`` rather than ``review`` (``training.suspects.EXCLUDE_ACCURACY``).
+pre-fills ``exclude`` rather than ``review`` (``training.diagnosis.suspects.EXCLUDE_ACCURACY``).
 
 Features of varying strength: the same pictures decoded at several sizes, and the
 features blurred with Gaussian noise (``--noise``, a multiple of each feature's
@@ -39,10 +39,10 @@ KINDS = ("star", "cross", "stripes", "dots")
 
 def features_at(data: Path, backbone: str, weights: str, size: int):
     """Every image's pooled features at ``size`` px, the given labels, the paths."""
-    from models.backbones import get_backbone
-    from models.classifier import build_backbone, resolve_weights
-    from training import probe
-    from training.data import decode_all, list_samples
+    from models.networks.backbones import get_backbone
+    from models.networks.classifier import build_backbone, resolve_weights
+    from training.dataset.data import decode_all, list_samples
+    from training.diagnosis import probe
 
     samples = list_samples(data).samples
     pixels = np.zeros((len(samples), size, size, 3), np.uint8)
@@ -57,7 +57,7 @@ def features_at(data: Path, backbone: str, weights: str, size: int):
 
 
 def measure(features, targets, labels, paths, flipped, noise: float, seed: int) -> dict:
-    from training import probe, suspects
+    from training.diagnosis import probe, suspects
 
     rng = np.random.default_rng(seed)
     blurred = features + rng.normal(0, 1, features.shape) * noise * features.std(0)

@@ -121,8 +121,8 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("benchmarks/engines.py needs wrk: apt-get install wrk")
-    from models import int8
     from models.bundle import load_bundle
+    from models.engines import int8
     from models.metadata import Engine
     from models.store import ModelStore
 

@@ -76,8 +76,8 @@ class Features:
     """The frozen backbone's pooled features, by file content (computed once each)."""
 
     def __init__(self) -> None:
-        from models.backbones import get_backbone
-        from models.classifier import build_backbone, build_classifier
+        from models.networks.backbones import get_backbone
+        from models.networks.classifier import build_backbone, build_classifier
 
         spec = get_backbone(BACKBONE)
         size = (spec.default_size, spec.default_size)
@@ -108,8 +108,8 @@ def probe(data: Path, seed: int, features: Features) -> tuple[float, float]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from training.data import content_hashes, list_samples, split_listing
-    from training.probe import PROBE_CS
+    from training.dataset.data import content_hashes, list_samples, split_listing
+    from training.diagnosis.probe import PROBE_CS
 
     started = time.perf_counter()
     listing = list_samples(data)

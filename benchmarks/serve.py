@@ -41,7 +41,7 @@ def naive_app():
     import keras
     from flask import Flask, jsonify, request
 
-    import models.layers  # noqa: F401  (the bundle's preprocessing layer)
+    import models.networks.layers  # noqa: F401  (the bundle's preprocessing layer)
 
     model = keras.saving.load_model(os.environ["NAIVE_MODEL"], compile=False)
     height, width = model.input_shape[1:3]
@@ -71,10 +71,10 @@ def free_port() -> int:
 
 def make_bundle(store, backbone: str, name: str | None = None) -> Path:
     """A 10-class bundle of ``backbone`` at 224 with random weights (speed only)."""
-    from models.backbones import get_backbone
     from models.bundle import save_bundle
-    from models.classifier import build_backbone, build_classifier
     from models.metadata import BundleMetadata
+    from models.networks.backbones import get_backbone
+    from models.networks.classifier import build_backbone, build_classifier
     from models.preprocessing import RESIZE_POLICY
 
     spec = get_backbone(backbone)
@@ -182,7 +182,7 @@ def load(url: str, images: list[bytes], clients: int, requests_total: int) -> di
 def engine(bundle_dir: Path) -> dict:
     """The compiled forward pass in-process: single-image latency and best img/s."""
     from models.bundle import load_bundle
-    from models.inference import Classifier
+    from models.engines.inference import Classifier
 
     classifier = Classifier(load_bundle(bundle_dir))
     results = {}

@@ -23,11 +23,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from models.backbones import get_backbone  # noqa: E402
-from models.classifier import build_backbone, build_classifier  # noqa: E402
-from training import finetune  # noqa: E402
-from training.data import list_samples, prepare  # noqa: E402
-from training.demo import make_shapes_dataset  # noqa: E402
+from models.networks.backbones import get_backbone  # noqa: E402
+from models.networks.classifier import build_backbone, build_classifier  # noqa: E402
+from training.dataset.data import list_samples, prepare  # noqa: E402
+from training.dataset.demo import make_shapes_dataset  # noqa: E402
+from training.fitting import finetune  # noqa: E402
 
 
 def seconds(function) -> float:

@@ -53,7 +53,7 @@ def describe(move: LabelMove) -> str:
 def change(
     store: ModelStore, name: str, apply: Callable[[], VersionLabels], as_json: bool
 ) -> VersionLabels:
-    """Run ``apply`` (a change of ``models.releases``), then print the label moves it
+    """Run ``apply`` (a change of ``models.store.releases``), then print the label moves it
     made and the default version after them."""
     before = len(store.labels(name).history)
     labels = apply()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cli import summary
-from training import held_out
+from training.dataset import held_out
 
 
 def _phase_line(phase: dict[str, Any], recipe: str) -> str:

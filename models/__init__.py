@@ -9,16 +9,16 @@
     response.predictions[0].top[0].label
 
 To load a bundle's bare Keras model, register ktl's custom layers by importing
-``models.layers`` (it imports Keras)::
+``models.networks.layers`` (it imports Keras)::
 
     import keras
 
-    import models.layers  # noqa: F401  (registers ktl's layers with Keras)
+    import models.networks.layers  # noqa: F401  (registers ktl's layers with Keras)
 
     model = keras.saving.load_model("model_store/demo/1/model.keras")
 
 ``load_bundle`` does that itself. ``import models`` alone imports no TensorFlow,
-so light modules such as ``models.backbones`` stay quick to import; when Keras is
+so light modules such as ``models.networks.backbones`` stay quick to import; when Keras is
 already imported it registers the layers too (there is no import hook), so
 ``import keras, models`` still loads such a model, as in ktl 0.1.
 """
@@ -57,4 +57,4 @@ def load_bundle(
 
 
 if "keras" in sys.modules:  # registering costs nothing once Keras is imported
-    import models.layers  # noqa: F401
+    import models.networks.layers  # noqa: F401

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import keras
 import numpy as np
 
-from models import layers as _layers  # noqa: F401  (registers BackbonePreprocessing)
-from models.inference import Classifier
+from models.engines.inference import Classifier
+from models.networks import layers as _layers  # noqa: F401  (registers BackbonePreprocessing)
 
 if TYPE_CHECKING:
-    from models.int8 import Int8Classifier
+    from models.engines.int8 import Int8Classifier
 
     ServingEngine: TypeAlias = Classifier | Int8Classifier
 from models.metadata import BundleError, BundleMetadata
@@ -77,10 +77,10 @@ class Bundle:
 
     def engine(self, choice: str = "keras", gate: float | None = None) -> ServingEngine:
         """The forward pass that serves this version under ``choice`` (``auto``,
-        ``keras`` or ``int8``, see :func:`models.int8.choose_engine`), warmed up.
+        ``keras`` or ``int8``, see :func:`models.engines.int8.choose_engine`), warmed up.
         ``int8`` on a version without an INT8 artifact is an error that says how to
         make one."""
-        from models import int8
+        from models.engines import int8
 
         if choice == "int8" and int8.int8_agreement(self.metadata) is None:
             raise int8.QuantizationError(

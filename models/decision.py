@@ -6,7 +6,7 @@ The native body, TF Serving's ``decisions``, the Open Inference Protocol's
 ``decision`` output, the INT8 engine's decision agreement and training's selective
 figures all decide here. The threshold is a version's ``Decision.threshold``
 (models/metadata.py), or a request's ``min_confidence``; training chooses it
-(training/decision.py). Probabilities are compared exactly (as float64, which holds
+(training/evaluation/decision.py). Probabilities are compared exactly (as float64, which holds
 every float32 exactly), so the answer agrees with the confidence and threshold a
 native body shows. Numpy only: this module imports no TensorFlow.
 """

@@ -5,7 +5,7 @@ caller's input cannot be used: the command line exits 2, the service answers a
 4xx) or :class:`OperationalError` (the machine, the store or a peer failed: exit
 1, a 5xx). Each class carries its HTTP status and machine code, so the command
 line and the service each turn them into an answer in one place
-(``cli.main`` and ``service.errors``), and no layer translates another's errors.
+(``cli.main`` and ``service.contract.errors``), and no layer translates another's errors.
 Validation errors are also ``ValueError``s, as in Keras. Anything else that
 escapes is a bug: a traceback on the command line, a logged 500 in the service.
 

@@ -182,7 +182,7 @@ class TTAFigures(_Frozen):
 
 
 class TestTimeAugmentation(_Frozen):
-    """``ktl train --tta``: the views averaged (``models.tta``), and whether that
+    """``ktl train --tta``: the views averaged (``models.engines.tta``), and whether that
     helped on validation (``gain``: its accuracy with TTA minus without)."""
 
     views: tuple[str, ...]
@@ -214,7 +214,7 @@ class BundleMetadata(_Frozen):
     training: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)
     activation_layers: tuple[str, ...] | None = None
-    engines: dict[str, Engine] | None = None  # beside the Keras model (models.int8)
+    engines: dict[str, Engine] | None = None  # beside the Keras model (models.engines.int8)
     files: dict[str, str] = Field(default_factory=dict)
     framework: dict[str, str] = Field(default_factory=dict)
 

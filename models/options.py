@@ -2,10 +2,10 @@
 with its type, default, help, valid range and whether HTTP may set it.
 
 ``ktl train``'s flags (cli.commands.train), the TOML job file (training.config) and
-``POST /v1/jobs``'s options with their OpenAPI schema (models.jobs, service.jobs) are
-all generated from ``TrainOptions``; a new field appears in all of them. Checking
-options (``models.option_checks``) needs no TensorFlow, so a bad name or setting is
-refused at once, in the words of the interface that gave it (``Via``).
+``POST /v1/jobs``'s options with their OpenAPI schema (models.jobqueue.jobs,
+service.jobs_api.jobs) are all generated from ``TrainOptions``; a new field appears in
+all of them. Checking options (``models.option_checks``) needs no TensorFlow, so a bad
+name or setting is refused at once, in the words of the interface that gave it (``Via``).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.backbones import get_backbone
 from models.choices import POOLING
+from models.networks.backbones import get_backbone
 
 __all__ = ["SCHEDULES", "STRATEGIES", "TrainOptions", "Via", "http_options"]
 
 Via = Literal["cli", "toml", "http"]  # which interface gave the options
-SCHEDULES = ("constant", "cosine", "onecycle")  # learning-rate schedules (training.regime)
+SCHEDULES = ("constant", "cosine", "onecycle")  # learning-rate schedules (training.fitting.regime)
 STRATEGIES = ("auto", "mirrored", "multiworker")  # how training uses devices and machines
 DEFAULT_BACKBONE = "efficientnet_lite0"  # its ImageNet weights ship in a pip package: offline
 # Over HTTP, weights name no file of the server: imagenet, none or a version of this store.

@@ -2,7 +2,7 @@
 
 Each kind of process has one settings object, read once at its start and passed
 down: the service's ``service.config.ServiceConfig``, the job runner's
-``training.settings.RunnerSettings`` and the command line's ``cli.settings.CliSettings``.
+``training.jobs.settings.RunnerSettings`` and the command line's ``cli.settings.CliSettings``.
 They are pydantic-settings classes with the ``KTL_`` prefix built on ``KtlSettings``
 here, and a variable that several processes read (``KTL_MODEL_STORE``,
 ``KTL_JOB_RUNNER``, ``KTL_INT8_MIN_AGREEMENT``, ``KTL_DATA_ROOT``) is one field of

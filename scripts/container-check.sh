@@ -216,8 +216,8 @@ if [[ -n $PRETRAINED ]]; then
     # shellcheck disable=SC2086
     podman run --rm --no-healthcheck --network none "$TRAIN_IMAGE" python -c '
 import sys
-from models.backbones import get_backbone
-from models.classifier import keras_cache_path
+from models.networks.backbones import get_backbone
+from models.networks.classifier import keras_cache_path
 missing = [n for n in sys.argv[1:] if not keras_cache_path(get_backbone(n)).is_file()]
 sys.exit(f"weights missing in the image: {missing}" if missing else 0)
 ' $PRETRAINED || fail "pre-downloaded weights not found in the image"
@@ -226,7 +226,7 @@ fi
 
 # ---------------------------------------------------------------- a store with a model
 log "a store with a trained model (host venv, smallcnn at 16 px, 1 epoch)"
-"$VENV/bin/python" -c 'import sys; from training.demo import make_shapes_dataset
+"$VENV/bin/python" -c 'import sys; from training.dataset.demo import make_shapes_dataset
 make_shapes_dataset(sys.argv[1], per_class=12, size=16)' "$WORK/data"
 "$VENV/bin/ktl" train "$WORK/data" --name "$MODEL" --store "$WORK/store" --backbone smallcnn \
     --weights none --image-size 16 --epochs 1 --fine-tune-epochs 0 --json \

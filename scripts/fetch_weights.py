@@ -16,8 +16,8 @@ def main(argv: list[str]) -> int:
     if not names:
         print("PRETRAINED is empty: no ImageNet weights fetched", file=sys.stderr)
         return 0
-    from models.backbones import UnknownBackbone, get_backbone
-    from models.classifier import WeightsUnavailable, build_backbone, keras_cache_path
+    from models.networks.backbones import UnknownBackbone, get_backbone
+    from models.networks.classifier import WeightsUnavailable, build_backbone, keras_cache_path
 
     for name in names:
         try:

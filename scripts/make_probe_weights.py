@@ -42,8 +42,8 @@ def pictures(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def main(out: Path = OUT) -> None:
     import keras
 
-    from models.backbones import get_backbone
-    from models.classifier import build_backbone, build_classifier
+    from models.networks.backbones import get_backbone
+    from models.networks.classifier import build_backbone, build_classifier
     from tests.legacy_h5 import write_legacy_h5
     from tests.support.patterns import PRETRAINING_CLASSES
 

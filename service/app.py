@@ -15,28 +15,19 @@ from flask.json.provider import DefaultJSONProvider
 
 from models.bundle import load_bundle
 from models.store import ModelStore
-from service import (
-    api,
-    auth,
-    explain,
-    health,
-    jobs,
-    kserve,
-    metrics,
-    openapi,
-    request_limits,
-    routing,
-    security,
-    tfserving,
-    validation,
-    web,
-)
+from service import health, metrics
 from service.config import ServiceConfig
-from service.errors import register_error_handlers
+from service.contract import openapi, validation
+from service.contract.errors import register_error_handlers
+from service.contract.paths import SegmentConverter
+from service.guards import auth, request_limits, security
+from service.jobs_api import jobs
 from service.metrics import Metrics
-from service.paths import SegmentConverter
-from service.predictor import BatchSettings, Predictor
-from service.registry import ModelRegistry
+from service.pages import web
+from service.protocols import api, explain, kserve, tfserving
+from service.serving import routing
+from service.serving.predictor import BatchSettings, Predictor
+from service.serving.registry import ModelRegistry
 from service.state import EXTENSION, SPOOL, SPOOLED, ServiceState
 
 log = logging.getLogger("ktl.service")

@@ -20,7 +20,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from models.errors import ConfigError  # noqa: E402
-from models.job_runner import start_runner, stop_runner  # noqa: E402
+from models.jobqueue.job_runner import start_runner, stop_runner  # noqa: E402
 from service.config import ServiceConfig  # noqa: E402
 
 try:
@@ -69,7 +69,8 @@ def when_ready(server) -> None:
     _start_job_runner(server)
 
 
-# The training job runner beside gunicorn (models.job_runner starts it), when training is on.
+# The training job runner beside gunicorn (models.jobqueue.job_runner starts it), when
+# training is on.
 _runner: list[subprocess.Popen] = []
 
 
@@ -77,7 +78,7 @@ def _start_job_runner(server) -> None:
     """Start the store's job runner as a child of the master when training is on
     (KTL_TRAINING=open or KTL_TRAIN_KEYS) and KTL_JOB_RUNNER is not none. It runs the
     queued jobs one at a time and dies with the master; ``on_exit`` stops it. A process
-    of its own (``models.job_runner.start_runner``): the service never imports training."""
+    of its own (``models.jobqueue.job_runner.start_runner``): the service never imports training."""
     if not _config.training_enabled or _config.job_runner == "none" or _runner:
         return
     runner = start_runner(_config.model_store)

@@ -6,10 +6,10 @@ from typing import Any
 
 from flask import Blueprint
 
-from service.bodies import Health, Readiness, json_body
-from service.errors import NotReady
-from service.operation import Reply, operation
-from service.replies import error
+from service.contract.errors import NotReady
+from service.contract.operation import Reply, operation
+from service.contract.replies import error
+from service.protocols.bodies import Health, Readiness, json_body
 from service.state import service_state
 
 bp = Blueprint("health", __name__)

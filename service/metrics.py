@@ -22,10 +22,10 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from service.operation import Reply, operation
-from service.paths import openapi_path
-from service.registry import Snapshot
-from service.routing import served
+from service.contract.operation import Reply, operation
+from service.contract.paths import openapi_path
+from service.serving.registry import Snapshot
+from service.serving.routing import served
 from service.state import service_state
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"

@@ -10,7 +10,7 @@ from flask import current_app
 if TYPE_CHECKING:  # the route modules import this one; keep it free of cycles
     from service.config import ServiceConfig
     from service.metrics import Metrics
-    from service.registry import ModelRegistry
+    from service.serving.registry import ModelRegistry
 
 EXTENSION = "ktl"
 SPOOL = "ktl.spool"  # environ key: the folder a streamed upload (a dataset) is written into

@@ -95,11 +95,11 @@ def test_each_fingerprint_says_what_it_fingerprints():
 
 
 def test_training_publishes_in_one_place():
-    """Only training/publish.py saves a bundle: training/quantize.py makes the INT8
-    engine and nothing more."""
+    """Only training/publishing/publish.py saves a bundle: training/publishing/quantize.py
+    makes the INT8 engine and nothing more."""
     publishers = sorted(
         str(path.relative_to(ROOT))
         for path in (ROOT / "training").rglob("*.py")
         if "save_bundle(" in path.read_text()
     )
-    assert publishers == ["training/publish.py"]
+    assert publishers == ["training/publishing/publish.py"]

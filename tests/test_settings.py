@@ -14,16 +14,16 @@ from cli.settings import CliSettings
 from models.errors import ConfigError
 from models.settings import KtlSettings
 from service.config import ServiceConfig
-from training.runner import main as runner_main
-from training.runner import make_launcher
-from training.settings import RunnerSettings
+from training.jobs.runner import main as runner_main
+from training.jobs.runner import make_launcher
+from training.jobs.settings import RunnerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = (ServiceConfig, RunnerSettings, CliSettings)
 SETTINGS_MODULES = {
     "models/settings.py",
     "service/config.py",
-    "training/settings.py",
+    "training/jobs/settings.py",
     "cli/settings.py",
 }
 # Modules that may read a KTL_ variable from the environment themselves, and why.

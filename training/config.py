@@ -9,8 +9,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from models.backbones import get_backbone
 from models.errors import ConfigError, did_you_mean
+from models.networks.backbones import get_backbone
 from models.option_checks import parse, spell
 from models.options import SCHEDULES, STRATEGIES, TrainOptions, Via
 

@@ -1,6 +1,6 @@
 """One training job from dataset to published bundle, as a sequence of named
 steps. A job is resumable after an interruption: its state lives in
-``<store>/.jobs/<name>/`` until it publishes (``training.state``)."""
+``<store>/.jobs/<name>/`` until it publishes (``training.jobs.state``)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,22 @@ from typing import Any
 
 import keras
 
-from models.backbones import BackboneSpec, get_backbone
-from models.classifier import build_backbone, build_classifier, resolve_weights
 from models.errors import ConfigError, UserError
+from models.networks.backbones import BackboneSpec, get_backbone
+from models.networks.classifier import build_backbone, build_classifier, resolve_weights
 from models.store import ModelStore
-from training import distributed, final, held_out, recipe, release, warm_start
-from training.callbacks import tensorboard_images
-from training.cluster import Cluster, connect, plan
 from training.config import TrainConfig
-from training.data import Prepared
-from training.phases import Phase, plan_phases
-from training.publish import bundle_metadata, report_files, save_published
-from training.state import JobState, Log, open_job
+from training.dataset import held_out
+from training.dataset.data import Prepared
+from training.evaluation import final
+from training.fitting import recipe, warm_start
+from training.fitting.callbacks import tensorboard_images
+from training.fitting.phases import Phase, plan_phases
+from training.jobs.state import JobState, Log, open_job
+from training.multiworker import distributed
+from training.multiworker.cluster import Cluster, connect, plan
+from training.publishing import release
+from training.publishing.publish import bundle_metadata, report_files, save_published
 
 _BOARD_IMAGES = ("confusion_matrix.png", "reliability.png", "curves.png")
 

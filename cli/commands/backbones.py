@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.backbones import list_backbones
+    from models.networks.backbones import list_backbones
 
     rows = [
         {

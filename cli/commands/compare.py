@@ -1,5 +1,5 @@
 """``ktl compare DATA --backbones a,b,c``: which backbone's features suit DATA
-best, by a cross-validated linear probe on each (``training.compare``)."""
+best, by a cross-validated linear probe on each (``training.evaluation.compare``)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.compare import compare_backbones, parse_weight_files
+    from training.evaluation.compare import compare_backbones, parse_weight_files
 
     names = [name.strip() for name in args.backbones.split(",") if name.strip()]
     result = compare_backbones(

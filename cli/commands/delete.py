@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.releases import delete_version
     from models.store import ModelStore
+    from models.store.releases import delete_version
 
     store = ModelStore(args.store)
 

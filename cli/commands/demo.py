@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_dataset(args: argparse.Namespace) -> None:
-    from training.demo import make_shapes_dataset
+    from training.dataset.demo import make_shapes_dataset
 
     note(f"Writing the demo dataset (circles, squares, triangles) to {args.data_dir}")
     make_shapes_dataset(args.data_dir, per_class=DEMO_IMAGES_PER_CLASS)
@@ -105,8 +105,8 @@ def _reuse(args: argparse.Namespace, store: ModelStore, version: int) -> int:
 def _train(args: argparse.Namespace) -> dict[str, Any]:
     """Fine-tune Lite0's ImageNet features when its weights are at hand, else smallcnn
     from scratch; the job's result."""
-    from models.backbones import get_backbone
-    from models.classifier import WeightsUnavailable, build_backbone
+    from models.networks.backbones import get_backbone
+    from models.networks.classifier import WeightsUnavailable, build_backbone
     from training.config import build_config
     from training.job import run_job
 

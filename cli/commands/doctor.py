@@ -1,5 +1,5 @@
 """``ktl doctor DATA --out DIR``: label issues, near-duplicates, odd images and
-balance of a dataset, before training on it (``training.doctor``)."""
+balance of a dataset, before training on it (``training.diagnosis.doctor``)."""
 
 from __future__ import annotations
 
@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     }
     settings.update(seed=args.seed, store=args.store)
     config = build_config({}, {"data": args.data, "name": "doctor", **settings})
-    from training.doctor import run_doctor
-    from training.doctor_report import write_outputs
+    from training.diagnosis.doctor import run_doctor
+    from training.diagnosis.doctor_report import write_outputs
 
     result = run_doctor(config, folds=args.folds)
     result["files"] = write_outputs(result, args.out)

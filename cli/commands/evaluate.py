@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from cli.common import load_reference, note
     from models.store import ModelStore
-    from training.scoring import score_version
+    from training.evaluation.scoring import score_version
 
     bundle = load_reference(args.model, ModelStore(args.store))
     result = score_version(bundle, args.data, args.split, log=note)

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from models import deconvnet, explain
+    from models.insight import deconvnet, explain
     from models.preprocessing import load_for_display, load_image
 
     bundle = load_model(args)

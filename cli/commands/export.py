@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.export import check_outside_store, export_bundle
+    from models.engines.export import check_outside_store, export_bundle
 
     if args.int8 != bool(args.calibration):
         raise ConfigError("--int8 and --calibration DATA go together (tflite only)")
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
 def _calibration(bundle, data: str):
     """Images of DATA's train split (the representative images) and its validation
     split (the check), drawn with the version's own settings."""
-    from models.int8 import CALIBRATION_IMAGES
-    from training.scoring import decoded_split, listed
+    from models.engines.int8 import CALIBRATION_IMAGES
+    from training.evaluation.scoring import decoded_split, listed
 
     source = listed(data)
     train = decoded_split(bundle, source, "train", note, at_most=CALIBRATION_IMAGES)
@@ -78,8 +78,8 @@ def _calibration(bundle, data: str):
 
 def _agreement(bundle, path, checked) -> dict[str, Any]:
     from models.decision import threshold_of
-    from models.export import tflite_runner
-    from models.int8 import agreement
+    from models.engines.export import tflite_runner
+    from models.engines.int8 import agreement
 
     reference = bundle.classifier.predict(checked.pixels)
     exported = tflite_runner(path)(checked.pixels)

@@ -33,15 +33,15 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _cached_imagenet(backbone: str) -> str | None:
     """ "imagenet" when the backbone's ImageNet file is already in Keras' cache (nothing
     is downloaded just to draw filters), else None."""
-    from models.backbones import get_backbone
-    from models.classifier import keras_cache_path
+    from models.networks.backbones import get_backbone
+    from models.networks.classifier import keras_cache_path
 
     spec = get_backbone(backbone)
     return "imagenet" if spec.pretrained and keras_cache_path(spec).is_file() else None
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.inspect import inspect_backbone, inspect_bundle, render_text
+    from models.insight.inspect import inspect_backbone, inspect_bundle, render_text
 
     if (args.backbone is None) == (args.name is None):
         raise ConfigError("give a BACKBONE or --name NAME (not both)")
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         weights = _cached_imagenet(args.backbone) if args.filters else None
         model, report = inspect_backbone(args.backbone, args.image_size, weights)
     if args.filters:
-        from models.explain import filter_grid_png, first_conv_kernel
+        from models.insight.explain import filter_grid_png, first_conv_kernel
 
         layer, kernel = first_conv_kernel(model)
         Path(args.filters).write_bytes(filter_grid_png(kernel))

@@ -11,7 +11,7 @@ from cli.common import add_json, add_store, note, print_json
 from models.errors import ConfigError
 
 if TYPE_CHECKING:
-    from models.jobs import Job, JobQueue
+    from models.jobqueue.jobs import Job, JobQueue
 
 _FOLLOW_WAIT_S = 30.0  # longest wait for a change of the record before looking again
 _METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.jobs import JobQueue, UnknownJob
+    from models.jobqueue.jobs import JobQueue, UnknownJob
     from models.store import ModelStore
 
     if (args.follow or args.cancel) and not args.id:
@@ -173,7 +173,7 @@ def follow(
 ) -> int:
     """Print ``follow_job``'s events (the loop the event stream sends too) as they come,
     until the job ends; 0 when it succeeded, else 1."""
-    from models.job_events import follow_job
+    from models.jobqueue.job_events import follow_job
 
     last = None
     try:

@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.releases import remove_label, set_label
     from models.store import ModelStore
+    from models.store.releases import remove_label, set_label
 
     if args.remove == (args.version is not None):
         raise ConfigError("give VERSION to point LABEL at it, or --remove to take LABEL off")

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         args.name = "lr-find"
     config = train_config(args, ignore=("out",))  # checked before TensorFlow is imported
     from training.job import find_rates
-    from training.report import lr_find_png
+    from training.publishing.report import lr_find_png
 
     found = find_rates(config)
     out.mkdir(parents=True, exist_ok=True)

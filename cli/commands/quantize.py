@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from cli.common import load_reference
     from models.store import ModelStore
-    from training.publish import publish_quantized
+    from training.publishing.publish import publish_quantized
 
     store = ModelStore(args.store)
     bundle = load_reference(args.model, store)
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _say_what_serves(path) -> None:
     from models.bundle import read_metadata
-    from models.int8 import DEFAULT_GATE, int8_agreement
+    from models.engines.int8 import DEFAULT_GATE, int8_agreement
 
     lowest = int8_agreement(read_metadata(path)) or 0.0
     verdict = "serves it" if lowest >= DEFAULT_GATE else "keeps the Keras model"

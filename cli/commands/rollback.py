@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.releases import rollback
     from models.store import ModelStore
+    from models.store.releases import rollback
 
     store = ModelStore(args.store)
     change(store, args.name, lambda: rollback(store, args.name, force=args.force), args.json)

@@ -2,12 +2,14 @@
 root. Published versions and their metadata (``versions``: ``ModelStore``), labels
 and their history (``labels``), where unfinished jobs, their locks and progress
 records, and the training job queue live (``layout``), and the one atomic writer
-every record goes through (``atomic``).
+every record goes through (``atomic``); what an operator does to a model's versions
+(``releases``: label, promote, roll back, delete) is written here too.
 
 Every other module asks ``ModelStore`` (or ``QueuePaths``) for a path instead of
 joining a store root with a model name or version itself;
-tests/models/test_store_paths.py checks that. It imports only ``models.errors`` and
-``models.metadata`` (pydantic, no TensorFlow).
+tests/models/test_store_paths.py checks that. It imports only ``models.errors``,
+``models.metadata`` and ``models.timestamps`` (pydantic, no TensorFlow), never
+``training``, ``service`` or ``cli``.
 """
 
 from models.errors import ModelNotFound

@@ -32,10 +32,10 @@ QUEUE_DIR = ".queue"
 JOB_RECORD = "job.json"
 LOG_FILE = "log.txt"
 DATASET_DIR = "dataset"
-# Written by training.runner_child when the job's training state (<store>/.jobs/<name>)
+# Written by training.jobs.runner_child when the job's training state (<store>/.jobs/<name>)
 # is its own, so only that is resumed.
 STATE_OWNED = "state-owned"
-# Written once by training.runner_child when the job's training ends; read by the runner.
+# Written once by training.jobs.runner_child when the job's training ends; read by the runner.
 OUTCOME_FILE = "outcome.json"
 
 
@@ -64,7 +64,7 @@ def job_lock_for(job_dir: Path) -> Path:
 
 class QueuePaths:
     """The folders and files of a store's training job queue. Job ids are checked by
-    the caller (``models.jobs.JobQueue.folder``) before they reach here."""
+    the caller (``models.jobqueue.jobs.JobQueue.folder``) before they reach here."""
 
     def __init__(self, store_root: str | Path):
         self.root = Path(store_root) / QUEUE_DIR

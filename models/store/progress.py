@@ -3,11 +3,11 @@
 ``epochs_<phase>.json`` per phase (the rows of its finished epochs).
 
 ``JobProgress`` is the one way to them: training writes them after each epoch and
-phase (``training.recipe``, through the atomic writer) and reads them to resume;
-``training.state`` asks what an interrupted job got done; the job runner copies
+phase (``training.fitting.recipe``, through the atomic writer) and reads them to resume;
+``training.jobs.state`` asks what an interrupted job got done; the job runner copies
 ``rows()`` into the job's record, from which the event stream and ``ktl jobs``
 report. ``PHASE_ORDER`` is the one list of the phases in the order a job trains
-them (``training.phases`` plans them by these names)."""
+them (``training.fitting.phases`` plans them by these names)."""
 
 from __future__ import annotations
 

@@ -187,7 +187,7 @@ class ModelStore:
     def remove_version(self, name: str, version: int) -> None:
         """Take a version folder out of the store in one step (a rename into the hidden
         staging area), then free its space. Callers record the deletion first
-        (``models.releases.delete_version``), so its number is never reused."""
+        (``models.store.releases.delete_version``), so its number is never reused."""
         source = self.version_dir(name, version)
         trash = self.root / STAGING_DIR / f"deleted-{name}-{version}-{uuid.uuid4().hex}"
         try:

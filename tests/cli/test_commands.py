@@ -128,7 +128,7 @@ def test_explain_keeps_the_images_shape_and_names_its_own_output(tmp_path, monke
 
 
 def test_backbones_table_keeps_every_column_aligned_whatever_the_name_length(capsys):
-    from models.backbones import list_backbones
+    from models.networks.backbones import list_backbones
 
     assert main(["backbones"]) == 0
     lines = capsys.readouterr().out.splitlines()

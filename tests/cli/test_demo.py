@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import training.demo
+import training.dataset.demo
 import training.job
 from cli import main
 from tests.support.server import free_port
@@ -29,7 +29,7 @@ def no_training(monkeypatch):
         raise AssertionError("ktl demo trained or wrote its dataset")
 
     monkeypatch.setattr(training.job, "run_job", refuse)
-    monkeypatch.setattr(training.demo, "make_shapes_dataset", refuse)
+    monkeypatch.setattr(training.dataset.demo, "make_shapes_dataset", refuse)
 
 
 @pytest.fixture
@@ -80,13 +80,13 @@ def test_a_rerun_reuses_the_published_demo_and_trains_nothing(
 def test_retrain_trains_a_new_version_even_when_one_is_published(
     tmp_path, store_with_demo, monkeypatch, capsys
 ):
-    import models.classifier
+    import models.networks.classifier
 
-    write = training.demo.make_shapes_dataset
+    write = training.dataset.demo.make_shapes_dataset
     trained = []
-    monkeypatch.setattr(models.classifier, "build_backbone", lambda *args: None)
+    monkeypatch.setattr(models.networks.classifier, "build_backbone", lambda *args: None)
     monkeypatch.setattr(
-        training.demo,
+        training.dataset.demo,
         "make_shapes_dataset",
         lambda root, per_class: write(root, per_class=2, size=16),
     )

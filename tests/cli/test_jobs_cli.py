@@ -11,7 +11,7 @@ import pytest
 
 from cli import main
 from cli.commands.jobs import follow
-from models.jobs import DATASET_DIR, Job, JobQueue
+from models.jobqueue.jobs import DATASET_DIR, Job, JobQueue
 from tests.support.cli import ktl
 
 ROWS = [

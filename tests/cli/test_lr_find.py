@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cli import main
-from models.backbones import get_backbone
+from models.networks.backbones import get_backbone
 from tests.support.data import make_colour_dataset
 
 pytestmark = pytest.mark.slow  # two range tests and a short head phase: ~30 s

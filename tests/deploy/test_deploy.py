@@ -325,7 +325,7 @@ def _tf_config_of_pod(container: dict, index: int, tmp_path: Path) -> tuple[dict
 
 
 def test_multiworker_pods_get_a_tf_config_ktl_accepts(multiworker, tmp_path):
-    from training.cluster import read_tf_config
+    from training.multiworker.cluster import read_tf_config
 
     job, service = multiworker["Job"], multiworker["Service"]
     spec, pod = job["spec"], job["spec"]["template"]["spec"]

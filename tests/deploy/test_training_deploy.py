@@ -1,5 +1,5 @@
 """Training mode's deployments (deploy/training/, compose.yaml's training service, the
-Dockerfile's serve-train image) agree with each other, with what training.kube
+Dockerfile's serve-train image) agree with each other, with what training.jobs.kube
 expects, and leave read-only serving as it was.
 
 Each object of deploy/training/ is validated with the Kubernetes client's own models
@@ -20,9 +20,9 @@ yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the deployme
 kubernetes = pytest.importorskip("kubernetes", reason="pip install 'ktl[kubernetes]'")
 from kubernetes import client  # noqa: E402
 
-from models.jobs import DATASET_DIR, JobQueue  # noqa: E402
+from models.jobqueue.jobs import DATASET_DIR, JobQueue  # noqa: E402
 from service.config import ServiceConfig  # noqa: E402
-from training.kube import KubeSettings, job_manifest  # noqa: E402
+from training.jobs.kube import KubeSettings, job_manifest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING = ROOT / "deploy" / "training"

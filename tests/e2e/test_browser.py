@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from models.releases import set_label
 from models.store import ModelStore
+from models.store.releases import set_label
 from tests.support.browser import (
     BAD_IMAGES,
     CHROMIUM,
@@ -411,8 +411,8 @@ def test_an_unknown_models_report_shows_only_the_error(served, page):
 @pytest.fixture(scope="module")
 def doctor_page(served, tmp_path_factory):
     """report.html of ktl doctor on the served images, in a folder with a long name."""
-    from training.doctor import run_doctor
-    from training.doctor_report import write_outputs
+    from training.diagnosis.doctor import run_doctor
+    from training.diagnosis.doctor_report import write_outputs
 
     out = tmp_path_factory.mktemp("doctor")
     data = out / "holiday-photos-sorted-by-colour-for-the-classifier-2026-12-07-final"

@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.backbones import get_backbone
 from models.bundle import load_bundle, read_metadata
-from models.inference import Classifier
+from models.engines.inference import Classifier
+from models.networks.backbones import get_backbone
 from models.preprocessing import load_image
 from tests.support.cli import ktl, start_workers
 from tests.support.data import make_colour_dataset
 from tests.support.server import free_port
-from training.report import WORST_COUNT
+from training.publishing.report import WORST_COUNT
 
 pytestmark = pytest.mark.slow
 

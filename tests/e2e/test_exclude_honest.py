@@ -1,7 +1,7 @@
 """doctor -> --exclude -> train as a user runs them, and the three figures that keep
 the published test accuracy honest: the summary names the excluded test images,
 the accuracy on the original test images is published beside the new one, and
-``ktl evaluate`` on DATA's test split agrees with it (``training.held_out``)."""
+``ktl evaluate`` on DATA's test split agrees with it (``training.dataset.held_out``)."""
 
 from __future__ import annotations
 

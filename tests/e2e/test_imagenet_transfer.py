@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from models import lite
 from models.bundle import read_metadata
+from models.networks import lite
 from tests.support.cli import ktl, offline
 
 HYMENOPTERA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "hymenoptera"

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from models.bundle import load_bundle, read_metadata
-from models.int8 import INT8_FILE, int8_agreement
+from models.engines.int8 import INT8_FILE, int8_agreement
 from tests.support.cli import ktl_here
 from tests.support.server import Gunicorn
 from tests.support.trained import CLI_FLAGS, NAME, Trained

@@ -169,7 +169,7 @@ def _wait_no_training_process(store: Path) -> None:
             pid
             for pid in os.listdir("/proc")
             if pid.isdigit()
-            and _cmdline(pid).count("training.runner")
+            and _cmdline(pid).count("training.jobs.runner")
             and str(store) in _cmdline(pid)
         ]
         if not alive:

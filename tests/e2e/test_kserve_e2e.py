@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from models.bundle import load_bundle, save_bundle
-from models.inference import Classifier
+from models.engines.inference import Classifier
 from models.preprocessing import load_image
 from models.store import ModelStore
 from tests.support.server import Gunicorn

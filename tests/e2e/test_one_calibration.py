@@ -13,10 +13,10 @@ import pytest
 
 from cli import main
 from models.bundle import read_metadata
-from models.jobs import DATASET_DIR, JobQueue, check_options
+from models.jobqueue.jobs import DATASET_DIR, JobQueue, check_options
 from models.store import ModelStore
 from tests.support.data import make_colour_dataset
-from training.runner_child import run_child
+from training.jobs.runner_child import run_child
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, SCREENS, WAIT_MS, pla
 from tests.support.data import make_colour_dataset
 from tests.support.server import Gunicorn
 from training.config import build_config
-from training.data import list_samples, prepare
+from training.dataset.data import list_samples, prepare
 from training.job import run_job
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from service.jobs import ENABLE_HINT, TrainingOff
+from service.jobs_api.jobs import ENABLE_HINT, TrainingOff
 from tests.support.browser import (
     BAD_IMAGES,
     CHROMIUM,

@@ -13,11 +13,11 @@ import pytest
 from models.bundle import load_bundle
 from models.metadata import read_metadata_text
 from tests.support.data import colour_image
-from training import data as data_module
-from training import final
-from training.calibration import scale
 from training.config import build_config
-from training.demo import make_shapes_dataset
+from training.dataset import data as data_module
+from training.dataset.demo import make_shapes_dataset
+from training.evaluation import final
+from training.evaluation.calibration import scale
 from training.job import run_job
 
 pytestmark = pytest.mark.slow
@@ -131,7 +131,7 @@ def _run_export(path: Path, fmt: str, pixels: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("fmt", ["onnx", "savedmodel"])
 def test_exports_return_the_calibrated_probabilities(overconfident, tmp_path, fmt):
-    from models.export import export_bundle
+    from models.engines.export import export_bundle
 
     bundle = load_bundle(overconfident["path"])
     pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)

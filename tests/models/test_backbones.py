@@ -8,14 +8,14 @@ import keras
 import pytest
 from keras.src.utils import file_utils
 
-from models.backbones import (
+from models.networks.backbones import (
     BackboneSpec,
     UnknownBackbone,
     get_backbone,
     keras_models_dir,
     list_backbones,
 )
-from models.layers import PREPROCESSING_MODES
+from models.networks.layers import PREPROCESSING_MODES
 
 # Builds that take more than a few seconds on two cores.
 _SLOW = {"resnet101", "resnet152", "resnet101v2", "resnet152v2", "densenet121"}

@@ -15,8 +15,8 @@ import pytest
 from keras.src.backend import config as keras_config
 from keras.src.utils import file_utils
 
-from models.backbones import get_backbone
-from models.classifier import (
+from models.networks.backbones import get_backbone
+from models.networks.classifier import (
     WeightsError,
     WeightsUnavailable,
     build_backbone,
@@ -24,7 +24,7 @@ from models.classifier import (
     keras_cache_path,
     resolve_weights,
 )
-from models.layers import BackbonePreprocessing
+from models.networks.layers import BackbonePreprocessing
 
 ROOT = Path(__file__).resolve().parents[2]
 RESNET50_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -107,8 +107,8 @@ def test_a_job_sent_over_http_is_told_its_own_options_and_no_server_path(monkeyp
 _OFFLINE_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    from models.backbones import get_backbone
-    from models.classifier import build_backbone
+    from models.networks.backbones import get_backbone
+    from models.networks.classifier import build_backbone
     try:
         model = build_backbone(get_backbone("resnet50"), (64, 64), "imagenet")
     except Exception as exc:

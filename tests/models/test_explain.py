@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from models import deconvnet, explain
-from models.classic import zfnet
-from models.explain import ExplainError
+from models.insight import deconvnet, explain
+from models.insight.classic import zfnet
+from models.insight.explain import ExplainError
 from tests.models.conftest import IMAGE_SIZE, make_tiny_model
 
 

@@ -12,9 +12,9 @@ import keras
 import numpy as np
 import pytest
 
-from models.backbones import get_backbone
-from models.classifier import build_backbone, build_classifier
-from models.explain import gradcam
+from models.insight.explain import gradcam
+from models.networks.backbones import get_backbone
+from models.networks.classifier import build_backbone, build_classifier
 
 pytestmark = pytest.mark.slow
 

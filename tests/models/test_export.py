@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 
 from models.bundle import Bundle
-from models.export import (
+from models.engines.export import (
     LABELS_FILE,
     ExportError,
     check_outside_store,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.bundle import Bundle
-from models.inference import Classifier
+from models.engines.inference import Classifier
 from tests.models.conftest import IMAGE_SIZE, LABELS, make_tiny_model
 
 

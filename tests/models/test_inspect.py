@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.backbones import get_backbone
-from models.inspect import (
+from models.insight.inspect import (
     CONVOLUTIONS,
     POOLINGS,
     explicit_padding,
@@ -12,6 +11,7 @@ from models.inspect import (
     output_size,
     render_text,
 )
+from models.networks.backbones import get_backbone
 from tests.models.conftest import IMAGE_SIZE, make_tiny_model
 
 WINDOWS = (*CONVOLUTIONS, *POOLINGS, "ZeroPadding2D")

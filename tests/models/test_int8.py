@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import int8
+from models.engines import int8
 from models.errors import ConfigError
 from models.metadata import Engine
 from tests.support.tiny import tiny_metadata
@@ -128,7 +128,7 @@ def test_a_quantized_model_runs_and_stays_close_to_the_float_one(tmp_path):
     assert figures["max_abs_diff"] < 0.05, figures
     # Fewer bytes: int8 weights (the graph holds a little float besides).
     float_path = tmp_path / "float.onnx"
-    from models.export import save_onnx
+    from models.engines.export import save_onnx
 
     save_onnx(model, (32, 32), float_path)
     assert (tmp_path / int8.INT8_FILE).stat().st_size < 0.5 * float_path.stat().st_size

@@ -1,4 +1,4 @@
-"""Following a job (models.job_events.follow_job): the one loop the event stream and
+"""Following a job (models.jobqueue.job_events.follow_job): the one loop the event stream and
 ``ktl jobs --follow`` are both driven by."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import models.job_events
-from models.job_events import JobEvent, follow_job, wait_changed
-from models.jobs import Job, JobQueue, UnknownJob
+import models.jobqueue.job_events
+from models.jobqueue.job_events import JobEvent, follow_job, wait_changed
+from models.jobqueue.jobs import Job, JobQueue, UnknownJob
 
 ROWS = [{"phase": "head", "epoch": n, "loss": 1.0 / n} for n in (1, 2, 3)]
 
@@ -126,7 +126,7 @@ def test_wait_changed_returns_at_a_change_or_the_timeout(queue):
 def test_the_event_stream_and_ktl_jobs_follow_are_driven_by_follow_job(queue, monkeypatch, capsys):
     """Both print what ``follow_job`` yields, nothing of their own: a scripted loop
     drives each."""
-    import service.events
+    import service.jobs_api.events
     from cli.commands import jobs as jobs_command
 
     job = _finished(queue)
@@ -138,11 +138,11 @@ def test_the_event_stream_and_ktl_jobs_follow_are_driven_by_follow_job(queue, mo
         yield JobEvent("idle", job, 7)
         yield JobEvent("state", job, 7)
 
-    monkeypatch.setattr(models.job_events, "follow_job", scripted)
-    monkeypatch.setattr(service.events, "follow_job", scripted)
-    monkeypatch.setattr(service.events, "summary", lambda job: {"state": job.state})
-    monkeypatch.setattr(service.events, "json_body", lambda body: body)
-    text = "".join(service.events._events(queue, job.id, 5, time.monotonic() + 60))
+    monkeypatch.setattr(models.jobqueue.job_events, "follow_job", scripted)
+    monkeypatch.setattr(service.jobs_api.events, "follow_job", scripted)
+    monkeypatch.setattr(service.jobs_api.events, "summary", lambda job: {"state": job.state})
+    monkeypatch.setattr(service.jobs_api.events, "json_body", lambda body: body)
+    text = "".join(service.jobs_api.events._events(queue, job.id, 5, time.monotonic() + 60))
     assert text == (
         "retry: 2000\n\n"
         'id: 7\nevent: epoch\ndata: {"phase": "head", "epoch": 9, "loss": 0.25}\n\n'

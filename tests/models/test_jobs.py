@@ -1,4 +1,4 @@
-"""The training job queue in the store (models.jobs): records, limits, claims, options."""
+"""The training job queue in the store (models.jobqueue.jobs): records, limits, claims, options."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import models.jobs
-from models.jobs import (
+import models.jobqueue.jobs
+from models.jobqueue.jobs import (
     DATASET_DIR,
     InvalidOptions,
     JobFinished,
@@ -134,7 +134,7 @@ def test_update_and_log_tail(queue):
 
 
 def test_the_queue_speaks_no_http():
-    source = Path(models.jobs.__file__).read_text()
+    source = Path(models.jobqueue.jobs.__file__).read_text()
     for http in ("Retry-After", "GET /", "POST /", "headers="):
         assert http not in source
 

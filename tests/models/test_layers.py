@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from models.layers import PREPROCESSING_MODES, BackbonePreprocessing
+from models.networks.layers import PREPROCESSING_MODES, BackbonePreprocessing
 
 
 def _torch(x: np.ndarray) -> np.ndarray:

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import lite
-from models.backbones import get_backbone
 from models.errors import ConfigError, WeightsUnavailable
-from models.torch_legacy import UnsafeCheckpoint, read_state_dict
+from models.networks import lite
+from models.networks.backbones import get_backbone
+from models.networks.torch_legacy import UnsafeCheckpoint, read_state_dict
 from tests.support.torch_pickle import legacy_checkpoint
 
 LITE0 = lite.VARIANTS["efficientnet_lite0"]
@@ -199,7 +199,7 @@ def _center_crop(path: Path, size: int) -> np.ndarray:
 def test_zero_shot_the_packaged_weights_know_bees_and_ants(lite0, lite0_state):
     """ImageNet class 309 is "bee" and 310 "ant": the converted network with the
     checkpoint's own classifier names them for most of the 153 validation photos."""
-    from models.layers import BackbonePreprocessing
+    from models.networks.layers import BackbonePreprocessing
 
     photos = sorted((HYMENOPTERA / "val").glob("*/*.jpg"))
     assert len(photos) >= 150

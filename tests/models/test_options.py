@@ -12,9 +12,9 @@ import pytest
 
 from cli.commands.train import add_train_options
 from models.errors import ConfigError
-from models.jobs import InvalidOptions, check_options
+from models.jobqueue.jobs import InvalidOptions, check_options
 from models.options import TrainOptions, extra, http_options, http_options_schema
-from service.job_bodies import JobRequest
+from service.jobs_api.job_bodies import JobRequest
 from training.config import build_config, read_toml
 
 FIELDS = list(TrainOptions.model_fields)

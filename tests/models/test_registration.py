@@ -1,4 +1,4 @@
-"""How ktl's layers reach Keras: by importing ``models.layers`` (or ``models`` once Keras
+"""How ktl's layers reach Keras: by importing ``models.networks.layers`` (or ``models`` once Keras
 is imported), with no import hook, so a bundle's bare model loads with Keras alone."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def test_importing_models_changes_no_import_machinery_and_imports_no_keras():
     result = python(
         "import sys\n"
         "finders = list(sys.meta_path)\n"
-        "import models, models.backbones\n"
+        "import models, models.networks.backbones\n"
         "print(sys.meta_path == finders, 'keras' in sys.modules)",
         timeout=60,
     )
@@ -33,8 +33,8 @@ def test_importing_models_changes_no_import_machinery_and_imports_no_keras():
 @pytest.mark.slow  # a Python of its own that imports TensorFlow: seconds each
 @pytest.mark.parametrize(
     "imports",
-    ["import models.layers\nimport keras", "import keras\nimport models"],
-    ids=["models.layers-first", "keras-then-models"],
+    ["import models.networks.layers\nimport keras", "import keras\nimport models"],
+    ids=["models.networks.layers-first", "keras-then-models"],
 )
 def test_a_bundles_model_loads_with_keras_alone(imports):
     result = python(

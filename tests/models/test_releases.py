@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from models.errors import ModelNotFound, UserError
-from models.releases import (
+from models.store import ModelStore
+from models.store.labels import InvalidLabel, read_labels
+from models.store.releases import (
     IncompatibleVersion,
     NoRollbackTarget,
     ProtectedVersion,
@@ -16,8 +18,6 @@ from models.releases import (
     rollback,
     set_label,
 )
-from models.store import ModelStore
-from models.store.labels import InvalidLabel, read_labels
 from tests.support.tiny import publish_metadata_only
 
 

@@ -10,10 +10,10 @@ import stat
 
 import pytest
 
-from models.jobs import JobQueue
+from models.jobqueue.jobs import JobQueue
 from models.store import ModelStore, write_json_atomically, write_text_atomically
 from models.store.labels import LabelMove, update_labels
-from training.state import JobState
+from training.jobs.state import JobState
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from models.jobs import JobQueue, UnknownJob
+from models.jobqueue.jobs import JobQueue, UnknownJob
 from models.metadata import BundleError, BundleMetadata
 from models.store import InvalidName, ModelNotFound, ModelStore, QueuePaths, read_metadata_file
 from models.store.labels import LabelMove

@@ -28,7 +28,7 @@ STORE_JOINS = {
 # Lines that match but build no store path: (module, the line), with why.
 NOT_THE_STORE = {
     # `ktl export` lays its own output folder out as a TF Serving base path.
-    ("models/export.py", "return Path(out) / bundle.name / str(bundle.version)"),
+    ("models/engines/export.py", "return Path(out) / bundle.name / str(bundle.version)"),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.tta import VIEWS, averaged, views, with_tta
+from models.engines.tta import VIEWS, averaged, views, with_tta
 
 
 def _images() -> np.ndarray:

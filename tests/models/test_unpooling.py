@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from models.unpooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
+from models.insight.unpooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 GRID = np.array(
     [[1, 2, 0, 1],

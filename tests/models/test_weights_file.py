@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from models.backbones import get_backbone
-from models.classifier import WeightsError, build_backbone, resolve_weights
+from models.networks.backbones import get_backbone
+from models.networks.classifier import WeightsError, build_backbone, resolve_weights
 from tests.legacy_h5 import legacy_weight_names, write_legacy_h5
 
 SIZE = (32, 32)

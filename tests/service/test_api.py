@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.bundle import load_bundle
-from models.inference import Classifier
+from models.engines.inference import Classifier
 from models.preprocessing import load_image
 
 PREDICT = "/v1/models/tiny/predict"

@@ -1,4 +1,4 @@
-"""service.archives: a corpus of hostile archives, each refused with its own 4xx error and
+"""service.jobs_api.archives: a corpus of hostile archives, each refused with its own 4xx error and
 nothing left outside the extraction folder; and the good ones, unpacked byte for byte."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from models.errors import UserError
-from service.archives import (
+from service.jobs_api.archives import (
     ArchiveError,
     ArchiveLimits,
     ArchiveSummary,
@@ -35,7 +35,7 @@ from service.archives import (
     dataset_root,
     extract,
 )
-from service.tar_headers import ExtendedHeaderTooLarge, SizeInPaxHeader, SparseMember
+from service.jobs_api.tar_headers import ExtendedHeaderTooLarge, SizeInPaxHeader, SparseMember
 from tests.support.archives import MB, Entry, pax_digits
 from tests.support.archives import raw_zip as _raw_zip
 from tests.support.archives import tar_bytes as _tar

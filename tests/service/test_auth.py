@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.operation import KeySet, Reply, operation
+from service.contract.operation import KeySet, Reply, operation
 from tests.support.apps import shared_app
 
 KEYS = ("k3y-one", "k3y-two")
@@ -155,7 +155,7 @@ def test_report_files_and_kserve_models_need_the_key(client):
 
 
 def test_the_key_check_is_one_hook_for_the_whole_app(make_app):
-    from service import auth
+    from service.guards import auth
 
     app = make_app(api_keys=KEYS)
     auth.init_app(app)  # idempotent

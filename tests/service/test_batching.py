@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from service.batching import MicroBatcher
-from service.errors import Overloaded
+from service.contract.errors import Overloaded
+from service.serving.batching import MicroBatcher
 
 
 def images(*values: int) -> np.ndarray:

@@ -116,7 +116,7 @@ def test_every_route_that_takes_a_body_bounds_a_chunked_one(corpus_client):
 
 
 def test_the_body_bound_is_one_hook_for_the_whole_app(corpus_client):
-    from service.request_limits import bound_unsized_body
+    from service.guards.request_limits import bound_unsized_body
 
     hooks = corpus_client.application.before_request_funcs
     assert hooks[None].count(bound_unsized_body) == 1

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 
-from service.predictor import Predictor
+from service.serving.predictor import Predictor
 
 
 def test_an_unknown_route_is_a_json_404(client):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from models.jobs import JobQueue
+from models.jobqueue.jobs import JobQueue
 from tests.support.apps import shared_app
 from tests.support.archives import hostile_corpus, zip_folder
 from tests.support.data import make_colour_dataset

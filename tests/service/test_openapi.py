@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from service.openapi import UndocumentedRoute, build_document
-from service.paths import openapi_path
+from service.contract.openapi import UndocumentedRoute, build_document
+from service.contract.paths import openapi_path
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 

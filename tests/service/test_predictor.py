@@ -5,8 +5,8 @@ import pytest
 
 from models.bundle import load_bundle
 from models.preprocessing import load_image
-from service.errors import ImageTooLarge, InvalidImage
-from service.predictor import BatchSettings, ImageUpload, Predictor
+from service.contract.errors import ImageTooLarge, InvalidImage
+from service.serving.predictor import BatchSettings, ImageUpload, Predictor
 
 BATCHING = BatchSettings(max_batch_size=4, max_delay_s=0, queue_size=8)
 

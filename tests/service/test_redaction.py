@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from models.bundle import save_bundle
-from models.jobs import JobQueue
+from models.jobqueue.jobs import JobQueue
 from models.store import ModelStore
-from service.redaction import public_log, public_metadata, relative_text
+from service.guards.redaction import public_log, public_metadata, relative_text
 from tests.support.tiny import tiny_metadata
 
 KEYS = {"predict": "pr3dict", "report": "rep0rt", "train": "tr4in"}

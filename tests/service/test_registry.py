@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from models.bundle import load_bundle
-from models.inference import Classifier
-from models.releases import delete_version, remove_label, set_label
+from models.engines.inference import Classifier
 from models.store import ModelStore
 from models.store.labels import LabelNotFound
-from service.errors import ModelNotFound, ModelUnavailable
-from service.predictor import BatchSettings, Predictor
-from service.registry import ModelRegistry
+from models.store.releases import delete_version, remove_label, set_label
+from service.contract.errors import ModelNotFound, ModelUnavailable
+from service.serving.predictor import BatchSettings, Predictor
+from service.serving.registry import ModelRegistry
 
 BATCHING = BatchSettings(max_batch_size=4, max_delay_s=0, queue_size=8)
 

@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from models.releases import remove_label, set_label
 from models.store import ModelStore
+from models.store.releases import remove_label, set_label
 from tests.support.tiny import publish_tiny
 
 PNG = {"content_type": "image/png"}

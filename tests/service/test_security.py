@@ -1,6 +1,6 @@
 """Security: API keys compared in constant time, bundles that never run code,
 names checked before any path is built, uploads kept off the disk, and the
-security headers of service/security.py on every response."""
+security headers of service/guards/security.py on every response."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from models.bundle import MODEL_FILE, BundleError, load_bundle, save_bundle, sha256_file
 from models.store import NAME_PATTERN, ModelStore
-from service import auth, security
+from service.guards import auth, security
 from tests import corpus
 from tests.service.conftest import IMAGE_SIZE, LABELS, tiny_metadata
 from tests.support.apps import shared_app

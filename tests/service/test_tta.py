@@ -1,5 +1,5 @@
 """Native predict with ``?tta=true``: the probabilities averaged over the views of
-``models.tta``, the same ones ``ktl train --tta`` scores."""
+``models.engines.tta``, the same ones ``ktl train --tta`` scores."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from models.bundle import load_bundle
-from models.inference import Classifier
+from models.engines.inference import Classifier
+from models.engines.tta import VIEWS, views
 from models.preprocessing import load_image
-from models.tta import VIEWS, views
 
 PREDICT = "/v1/models/tiny/predict"
 

@@ -14,10 +14,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from service.bodies import BASE64_PATTERN, decode_base64
-from service.kserve_bodies import InferenceRequest
-from service.tfserving_bodies import TFServingRequest
-from service.validation import describe, field_path
+from service.contract.validation import describe, field_path
+from service.protocols.bodies import BASE64_PATTERN, decode_base64
+from service.protocols.kserve_bodies import InferenceRequest
+from service.protocols.tfserving_bodies import TFServingRequest
 
 PREDICT = "/v1/models/tiny/predict"
 

@@ -7,7 +7,7 @@ import pytest
 
 from models.bundle import save_bundle
 from models.store import ModelStore
-from service.web import PAGE_POLICY
+from service.pages.web import PAGE_POLICY
 from tests.service.conftest import tiny_metadata
 
 
@@ -85,8 +85,8 @@ def test_training_images_need_a_report_key_when_report_keys_are_set(
 
 def test_the_backbones_say_which_train_offline(client, monkeypatch, tmp_path):
     """The train page marks the backbones whose weights are at hand (GET /v1/backbones)."""
-    from models import classifier, lite
-    from models.backbones import list_backbones
+    from models.networks import classifier, lite
+    from models.networks.backbones import list_backbones
 
     cached = tmp_path / "resnet50_notop.h5"
     monkeypatch.setattr(

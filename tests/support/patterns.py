@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from training.demo import SHAPES, draw_shape
+from training.dataset.demo import SHAPES, draw_shape
 
 TEXTURES = ("stripes", "checks", "dots")
 EXTRA_SHAPES = ("star", "cross")

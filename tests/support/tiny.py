@@ -21,8 +21,8 @@ def tiny_model(
     """smallcnn at ``size`` (height, width) with a ``classes``-way softmax."""
     import keras
 
-    from models.backbones import get_backbone
-    from models.classifier import build_backbone, build_classifier
+    from models.networks.backbones import get_backbone
+    from models.networks.classifier import build_backbone, build_classifier
 
     keras.utils.set_random_seed(seed)
     spec = get_backbone("smallcnn")

@@ -1,6 +1,6 @@
 """Writes small checkpoints in PyTorch's legacy format without torch, laid out as
 ``torch.save(..., _use_new_zipfile_serialization=False)`` does, so the reader in
-``models.torch_legacy`` is tested without the packaged weights.
+``models.networks.torch_legacy`` is tested without the packaged weights.
 
 The pickle is written with stand-ins defined here, then their global references
 are renamed to torch's (protocol 2 spells a global as ``c<module>\\n<name>\\n``).
@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from models.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION
+from models.networks.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION
 
 
 def _rebuild_tensor_v2(*args):  # pickled by reference, renamed to torch._utils'

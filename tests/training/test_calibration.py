@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.calibration import brier, checked_temperature, ece, fit_temperature, nll, scale
+from training.evaluation.calibration import (
+    brier,
+    checked_temperature,
+    ece,
+    fit_temperature,
+    nll,
+    scale,
+)
 
 
 def _overconfident(n: int = 2000, seed: int = 0):

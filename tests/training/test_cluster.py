@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from tests.support.data import COLOURS, colour_image, make_colour_dataset
-from training import finetune
-from training.cluster import (
+from training.config import ConfigError, build_config
+from training.dataset.data import list_samples, prepare
+from training.dataset.health import merge_reports
+from training.fitting import finetune
+from training.multiworker.cluster import (
     Cluster,
     ClusterError,
     _peer_lost,
@@ -20,9 +23,6 @@ from training.cluster import (
     read_tf_config,
     shard,
 )  # fmt: skip
-from training.config import ConfigError, build_config
-from training.data import list_samples, prepare
-from training.health import merge_reports
 
 
 def _tf_config(cluster: dict, kind: str = "worker", index: int = 0) -> str:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from models.backbones import get_backbone
 from models.errors import ConfigError
+from models.networks.backbones import get_backbone
 from tests.support.cli import ktl
 from tests.support.patterns import make_pattern_dataset
-from training import compare
+from training.evaluation import compare
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "smallcnn_patterns.h5"
 

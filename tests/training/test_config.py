@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.backbones import get_backbone
+from models.networks.backbones import get_backbone
 from training.config import ConfigError, TrainConfig, build_config, read_toml
 
 

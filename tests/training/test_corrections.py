@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from training.corrections import CorrectionsError, corrected_listing
+from training.dataset.corrections import CorrectionsError, corrected_listing
 
 HEADER = "path,given_label,suggested_label,kind,score,action\n"
 

@@ -10,8 +10,8 @@ from PIL import Image
 from models.preprocessing import load_image
 from tests.support.data import COLOURS, colour_image, make_colour_dataset
 from tests.support.patterns import scene
-from training import finetune
-from training.data import DataError, list_samples, prepare
+from training.dataset.data import DataError, list_samples, prepare
+from training.fitting import finetune
 
 SIZE = (16, 16)
 
@@ -254,7 +254,7 @@ def test_adding_images_leaves_every_old_image_in_its_split(tmp_path):
 
 
 def test_near_copies_of_training_images_leave_validation(tmp_path):
-    """A resized, re-encoded copy is no new evidence either (training.near_duplicates)."""
+    """A resized, re-encoded copy is no new evidence either (training.diagnosis.near_duplicates)."""
     rng = np.random.default_rng(8)
     for split, count in (("train", 4), ("val", 2)):
         for label in ("a", "b"):

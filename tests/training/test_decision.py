@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models.errors import ConfigError
-from training.decision import auroc, choose_threshold, risk_coverage, selective
+from training.evaluation.decision import auroc, choose_threshold, risk_coverage, selective
 
 
 def _model(n: int = 400, seed: int = 0):

@@ -15,7 +15,7 @@ from PIL import Image
 from tests.support.cli import ktl, offline
 from tests.support.patterns import flip_labels, make_pattern_dataset
 from training.config import build_config
-from training.doctor import run_doctor
+from training.diagnosis.doctor import run_doctor
 
 # smallcnn pretrained on generated shapes and textures (scripts/make_probe_weights.py)
 BACKBONE = Path(__file__).resolve().parents[1] / "fixtures" / "smallcnn_patterns.h5"
@@ -153,8 +153,8 @@ def test_missing_imagenet_weights_stop_before_any_work(colour_dataset, tmp_path)
 
 def test_a_published_versions_backbone_can_probe(tmp_path):
     """``--weights model:NAME``: the features of a model already trained."""
-    from models.backbones import get_backbone
-    from models.classifier import build_backbone, build_classifier
+    from models.networks.backbones import get_backbone
+    from models.networks.classifier import build_backbone, build_classifier
     from tests.support.tiny import publish_tiny
 
     spec = get_backbone("smallcnn")
@@ -168,7 +168,7 @@ def test_a_published_versions_backbone_can_probe(tmp_path):
 
 
 def _quality(accuracy: float, majority: float) -> dict:
-    from training.probe import probe_accuracy
+    from training.diagnosis.probe import probe_accuracy
 
     targets = np.array([0] * round(majority * 1000) + [1] * round((1 - majority) * 1000))
     right = round(accuracy * len(targets))
@@ -185,7 +185,7 @@ def _quality(accuracy: float, majority: float) -> dict:
     ],
 )
 def test_a_weak_probe_says_how_weak_and_near_only_when_near(accuracy, majority, says):
-    from training.doctor import weak_probe_note
+    from training.diagnosis.doctor import weak_probe_note
 
     quality = _quality(accuracy, majority)
     assert quality["accuracy"] == pytest.approx(accuracy, abs=1e-3)
@@ -196,7 +196,7 @@ def test_a_weak_probe_says_how_weak_and_near_only_when_near(accuracy, majority, 
 
 
 def test_a_few_points_above_the_largest_class_on_few_images_is_called_noise():
-    from training.doctor import weak_probe_note
+    from training.diagnosis.doctor import weak_probe_note
 
     few = {"accuracy": 0.55, "majority_baseline": 0.5, "skill": 0.1, "useful": False}
     note = weak_probe_note({**few, "strong": False, "images": 60}, 22)
@@ -208,6 +208,6 @@ def test_a_few_points_above_the_largest_class_on_few_images_is_called_noise():
 
 
 def test_a_strong_probe_needs_no_note():
-    from training.doctor import weak_probe_note
+    from training.diagnosis.doctor import weak_probe_note
 
     assert weak_probe_note(_quality(0.95, 0.513), 3) is None

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.evaluate import baseline, evaluate, history_csv, quality_warnings
+from training.evaluation.evaluate import baseline, evaluate, history_csv, quality_warnings
 
 LABELS = ["a", "b", "c"]
 

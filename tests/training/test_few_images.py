@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from cli.train_summary import print_summary
-from models.backbones import get_backbone
 from models.bundle import load_bundle
-from models.tta import VIEWS
+from models.engines.tta import VIEWS
+from models.networks.backbones import get_backbone
 from tests.support.data import make_colour_dataset
 from training import job
 from training.config import build_config

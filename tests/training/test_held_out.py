@@ -1,6 +1,6 @@
 """``--exclude`` and ``--relabel`` never move an image from one split to another:
 the split is drawn on DATA as it is, and what the CSVs did to the test split is
-counted (``training.held_out``)."""
+counted (``training.dataset.held_out``)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 
 from models.metadata import BundleMetadata
 from tests.support.data import make_colour_dataset
-from training.corrections import corrected_listing
-from training.data import list_samples, prepare, split_listing
-from training.held_out import describe
-from training.scoring import listed, rows_scored, shared_rows
+from training.dataset.corrections import corrected_listing
+from training.dataset.data import list_samples, prepare, split_listing
+from training.dataset.held_out import describe
+from training.evaluation.scoring import listed, rows_scored, shared_rows
 
 SIZE = (8, 8)
 HEADER = "path,given_label,suggested_label,kind,score,action\n"
@@ -90,7 +90,7 @@ def test_without_csvs_nothing_is_recorded(colour_dataset):
 
 
 def _version(seed: int, removed: tuple[str, ...] = ()) -> SimpleNamespace:
-    """What ``training.scoring`` reads of a published version: its split settings and
+    """What ``training.evaluation.scoring`` reads of a published version: its split settings and
     the copies of training images it left out of validation and test."""
     metadata = BundleMetadata(
         name="colours",
@@ -140,7 +140,7 @@ def _assigned(listing, hashes, seed):
 
 
 def _scored_test(files: list[str], targets: list[int], answers: list[int]):
-    from training.distributed import Validation
+    from training.multiworker.distributed import Validation
 
     probabilities = np.eye(3, dtype=np.float32)[answers] * 0.8 + 0.2 / 3
     return Validation(
@@ -151,10 +151,10 @@ def _scored_test(files: list[str], targets: list[int], answers: list[int]):
 def test_the_original_test_figures_use_datas_labels_and_score_the_excluded_images(tmp_path):
     import tensorflow as tf
 
-    from training.cluster import Cluster
     from training.config import build_config
-    from training.data import Prepared
-    from training.final import _original_test
+    from training.dataset.data import Prepared
+    from training.evaluation.final import _original_test
+    from training.multiworker.cluster import Cluster
 
     data = make_colour_dataset(tmp_path / "data", per_class=2, size=8)
     files = [str(data / "red" / "red_000.png"), str(data / "blue" / "blue_000.png")]

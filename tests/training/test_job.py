@@ -11,15 +11,16 @@ import h5py
 import numpy as np
 import pytest
 
-from models.backbones import get_backbone
 from models.bundle import load_bundle
+from models.networks.backbones import get_backbone
 from models.store import ModelStore
 from models.store.progress import JobProgress
 from tests.legacy_h5 import write_legacy_h5
 from tests.support.data import make_colour_dataset
-from training import finetune, job, recipe
+from training import job
 from training.config import ConfigError, build_config
-from training.data import DataError
+from training.dataset.data import DataError
+from training.fitting import finetune, recipe
 
 pytestmark = pytest.mark.slow
 

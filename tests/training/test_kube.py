@@ -1,4 +1,4 @@
-"""training.kube: the Kubernetes Job each training job becomes, and the launcher that
+"""training.jobs.kube: the Kubernetes Job each training job becomes, and the launcher that
 creates, follows and deletes it, against a stand-in for the API (no cluster here).
 
 The manifest is validated the strictest way the client offers: its own models
@@ -19,10 +19,10 @@ from kubernetes import client  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 
 from models.errors import ConfigError, OperationalError  # noqa: E402
-from models.jobs import DATASET_DIR, Job, JobQueue  # noqa: E402
-from training import kube  # noqa: E402
-from training.kube import KubernetesLauncher, KubeSettings, job_manifest, job_name  # noqa: E402
-from training.runner import build_parser, make_launcher  # noqa: E402
+from models.jobqueue.jobs import DATASET_DIR, Job, JobQueue  # noqa: E402
+from training.jobs import kube  # noqa: E402
+from training.jobs.kube import KubernetesLauncher, KubeSettings, job_manifest, job_name  # noqa: E402
+from training.jobs.runner import build_parser, make_launcher  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "registry.example/ktl-serve-train:1.0"
@@ -85,8 +85,9 @@ def test_the_pod_runs_the_runners_child_on_the_store_at_the_same_path(store):
     pod = job_manifest(job, settings)["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == IMAGE
+    runner = ["python", "-m", "training.jobs.runner"]
     assert container["command"] + container["args"] == [
-        "python", "-m", "training.runner", "--run-job", job.id, "--store", str(store.resolve()),
+        *runner, "--run-job", job.id, "--store", str(store.resolve()),
     ]  # fmt: skip
     args = build_parser().parse_args(container["command"][3:] + container["args"])
     assert (args.run_job, args.store) == (job.id, str(store.resolve()))  # the runner's child

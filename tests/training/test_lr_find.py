@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.lr_find import range_test, valley
-from training.regime import Regime
+from training.fitting.lr_find import range_test, valley
+from training.fitting.regime import Regime
 
 
 def test_the_valley_rule_picks_a_rate_on_the_longest_fall():

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from tests.support.patterns import scene
-from training.near_duplicates import (
+from training.diagnosis.near_duplicates import (
     close_pairs,
     copies_across,
     group_pairs,

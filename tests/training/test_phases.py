@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from models.backbones import get_backbone
+from models.networks.backbones import get_backbone
 from training.config import ConfigError, build_config
-from training.phases import Phase, plan_phases, sized_phases, unfreeze_point
+from training.fitting.phases import Phase, plan_phases, sized_phases, unfreeze_point
 
 
 def _config(**settings):
@@ -64,7 +64,7 @@ def test_enough_images_or_min_steps_0_keep_the_epochs_asked_for():
 
 def test_patience_rises_with_the_head_epochs_min_steps_added():
     """At one step an epoch, three epochs of patience would be three noisy steps."""
-    from training.phases import phase_patience
+    from training.fitting.phases import phase_patience
 
     config = _config(backbone="resnet50", epochs=10, patience=3, min_steps=150)
     head, fine_tune = sized_phases(plan_phases(config, get_backbone("resnet50")), config, 10)

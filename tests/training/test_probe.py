@@ -1,4 +1,4 @@
-"""The probe (``training.probe``): stratified folds, out-of-sample probabilities
+"""The probe (``training.diagnosis.probe``): stratified folds, out-of-sample probabilities
 of a linear probe on features computed once, and whether they beat guessing."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from models.backbones import get_backbone
-from models.classifier import build_backbone
+from models.networks.backbones import get_backbone
+from models.networks.classifier import build_backbone
 from tests.support.patterns import make_pattern_dataset
-from training.probe import (
+from training.diagnosis.probe import (
     assign_folds,
     backbone_features,
     linear_probe,

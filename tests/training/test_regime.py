@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from training import finetune
-from training.regime import (
+from training.fitting import finetune
+from training.fitting.regime import (
     LayerwiseAdam,
     Regime,
     layer_factors,

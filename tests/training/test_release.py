@@ -1,5 +1,5 @@
 """What goes live after a job publishes: --promote, --promote-if-better, --keep
-(``training.release``), on tiny bundles whose answers are fixed by hand."""
+(``training.publishing.release``), on tiny bundles whose answers are fixed by hand."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from models.store import ModelStore
 from tests.support.data import make_colour_dataset
 from tests.support.tiny import publish_tiny, tiny_model
 from training.config import build_config
-from training.release import release
+from training.publishing.release import release
 
 LABELS = ["blue", "green", "red"]
 
@@ -129,7 +129,7 @@ def test_promote_and_promote_if_better_exclude_each_other(tmp_path):
 @pytest.mark.slow
 def test_a_warm_start_can_name_the_parent_by_its_label(job, models):
     from models.errors import ConfigError
-    from training.warm_start import load_parent
+    from training.fitting.warm_start import load_parent
 
     job(models["red"], promote=True)
     job(models["blue"])

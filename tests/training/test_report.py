@@ -6,7 +6,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from training.report import WORST_COUNT, confusion_png, curves_png, worst_predictions
+from training.publishing.report import WORST_COUNT, confusion_png, curves_png, worst_predictions
 
 
 def _image(data: bytes) -> Image.Image:
@@ -70,7 +70,7 @@ def test_worst_predictions_are_the_wrong_ones_lowest_true_class_probability_firs
 
 def test_most_wrong_files_are_kept_relative_to_the_dataset(tmp_path, monkeypatch):
     """No path of the training machine (nor a job's upload folder, deleted after) is kept."""
-    from training.publish import dataset_relative
+    from training.publishing.publish import dataset_relative
 
     queue = tmp_path / "model_store" / ".queue" / "20261207-101010-abc" / "dataset"
     assert dataset_relative(str(queue / "val" / "red" / "a.png"), str(queue)) == "val/red/a.png"

@@ -1,4 +1,4 @@
-"""The job runner (training.runner, training.runner_child): its loop with a fake
+"""The job runner (training.jobs.runner, training.jobs.runner_child): its loop with a fake
 launcher (progress, cancel, a child that dies, stop and resume), the child's config
 and outcome, the local launcher's processes, the gunicorn hooks that start it, and
 two real jobs: one run to the end, one whose runner is killed in the middle."""
@@ -24,14 +24,14 @@ import pytest
 import service
 import training
 from models.errors import ConfigError, OperationalError
-from models.job_runner import runner_argv
-from models.jobs import DATASET_DIR, InvalidOptions, Job, JobQueue, Outcome, RunnerBusy
+from models.jobqueue.job_runner import runner_argv
+from models.jobqueue.jobs import DATASET_DIR, InvalidOptions, Job, JobQueue, Outcome, RunnerBusy
 from models.store import ModelStore
 from models.store.progress import JobProgress
 from tests.support.data import make_colour_dataset
 from tests.support.tiny import publish_metadata_only
-from training import runner_child
-from training.runner import (
+from training.jobs import runner_child
+from training.jobs.runner import (
     LocalLauncher,
     Runner,
     build_parser,
@@ -39,7 +39,7 @@ from training.runner import (
     main,
     make_launcher,
 )
-from training.runner_child import job_config, run_child
+from training.jobs.runner_child import job_config, run_child
 
 TINY = {
     "backbone": "smallcnn",
@@ -71,7 +71,7 @@ def submit(store: Path, name: str = "flowers", dataset: bool = False, **options)
 
 
 def interrupted_state(store: Path, name: str, rows: int = 1) -> Path:
-    """State of a job of ``name`` that finished ``rows`` epochs, as training.state keeps it."""
+    """State of a job of ``name`` that finished ``rows`` epochs, as training.jobs.state keeps it."""
     root = ModelStore(store).job_dir(name)
     root.mkdir(parents=True)
     (root / "config.json").write_text("{}")
@@ -318,10 +318,10 @@ def test_the_launcher_is_chosen_by_ktl_job_runner(store, monkeypatch):
     assert isinstance(make_launcher(store), LocalLauncher)
     with pytest.raises(ConfigError, match="KTL_JOB_RUNNER='docker'"):
         make_launcher(store, "docker")
-    monkeypatch.setitem(sys.modules, "training.kube", None)  # not installed
+    monkeypatch.setitem(sys.modules, "training.jobs.kube", None)  # not installed
     # and not imported by an earlier test either (the package keeps a loaded submodule)
     monkeypatch.delattr(training, "kube", raising=False)
-    with pytest.raises(ConfigError, match="needs training.kube"):
+    with pytest.raises(ConfigError, match="needs training.jobs.kube"):
         make_launcher(store, "kubernetes")
     monkeypatch.setenv("KTL_JOB_NICE", "25")
     with pytest.raises(ConfigError, match="KTL_JOB_NICE='25'"):
@@ -513,7 +513,7 @@ def test_the_child_never_writes_the_record_and_reports_its_last_epochs(store, fa
 
 def test_no_module_of_training_but_the_runner_writes_a_job_record():
     """The record's writes are the queue's methods (or its record file's path); only
-    training/runner.py calls them. The child reports through ``report_outcome``."""
+    training/jobs/runner.py calls them. The child reports through ``report_outcome``."""
     methods = "finish|update|record_progress|claim|submit|cancel|_write"
     writes = re.compile(rf"queue\.({methods})\(|paths\.record\(|JOB_RECORD")
     package = Path(training.__file__).parent
@@ -601,7 +601,7 @@ def test_the_local_child_is_niced_capped_logged_and_stopped_with_its_group(store
 
 PARENT = (
     "import sys\nfrom pathlib import Path\n"
-    "from models.jobs import JobQueue\n"
+    "from models.jobqueue.jobs import JobQueue\n"
     "from tests.training.test_runner import Sleeper\n"
     "store = Path(sys.argv[1])\n"
     "print(Sleeper(store).start(JobQueue(store).get(sys.argv[2])), flush=True)\n"
@@ -672,7 +672,7 @@ def test_gunicorn_starts_no_runner_without_training_or_with_runner_none(gunicorn
 
 def test_the_runner_is_started_from_argv_the_runner_parses():
     runner = runner_argv("/srv/store", parent=42)
-    assert runner[:3] == [sys.executable, "-m", "training.runner"]
+    assert runner[:3] == [sys.executable, "-m", "training.jobs.runner"]
     args = build_parser().parse_args(runner[3:])
     assert (args.store, args.parent, args.run_job) == ("/srv/store", 42, None)
     child = runner_argv("/srv/store", job_id="20261202-120000-a1b2c3", python="python")
@@ -685,12 +685,12 @@ def test_the_runner_is_started_from_argv_the_runner_parses():
 
 def test_gunicorn_conf_holds_no_command_line_of_the_runner():
     source = CONF.read_text()
-    assert "training.runner" not in source and '"-m"' not in source
+    assert "training.jobs.runner" not in source and '"-m"' not in source
     assert "Popen(" not in source and "start_runner(" in source
 
 
 def test_the_runner_imports_no_tensorflow():
-    probe = "import sys, training.runner; print('tensorflow' in sys.modules)"
+    probe = "import sys, training.jobs.runner; print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
 
@@ -699,7 +699,7 @@ def test_the_runner_imports_no_tensorflow():
 
 
 def start_runner(store: Path, *flags: str, cwd: Path, **popen) -> subprocess.Popen:
-    command = [sys.executable, "-m", "training.runner", "--store", str(store), "--poll", "0.2"]
+    command = [sys.executable, "-m", "training.jobs.runner", "--store", str(store), "--poll", "0.2"]
     env = {**os.environ, "KTL_JOB_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
     return subprocess.Popen([*command, *flags], cwd=cwd, env=env, **popen)
 

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from training.splits import MIN_IMAGES_FOR_TEST, assign, held_out_share, position
+from training.dataset.splits import MIN_IMAGES_FOR_TEST, assign, held_out_share, position
 
 
 def _hashes(prefix: str, n: int) -> list[str]:

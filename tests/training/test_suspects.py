@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from tests.support.patterns import scene
-from training.near_duplicates import look_at_pixels
-from training.suspects import duplicate_rows, label_issue_rows, odd_rows, outliers
+from training.diagnosis.near_duplicates import look_at_pixels
+from training.diagnosis.suspects import duplicate_rows, label_issue_rows, odd_rows, outliers
 
 
 def _look(picture: Image.Image, size: tuple[int, int] | None = None):

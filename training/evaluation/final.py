@@ -1,0 +1,331 @@
+"""After training: calibration and the decision threshold, chosen on the validation
+split; then the test split, decoded and scored once, last. Nothing before this step
+decodes a test image (their bytes were only hashed, to place them in their split)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from models.decision import answered
+from models.engines import tta
+from models.preprocessing import SkippedImage, decode_images, image_files
+from training.config import TrainConfig
+from training.dataset.data import Listing, Prepared
+from training.dataset.splits import content_fingerprint
+from training.evaluation import calibration, decision
+from training.evaluation.evaluate import baseline, evaluate, quality_warnings
+from training.fitting import finetune
+from training.jobs.state import Log
+from training.multiworker.cluster import Cluster
+from training.multiworker.distributed import Validation, gather_validation
+
+Forward = Callable[[Any], Any]
+
+
+@dataclass
+class Outcome:
+    """What the final steps found, for the summary, the metadata and the report."""
+
+    metrics: dict[str, Any]  # the figures the summary shows: test's, else validation's
+    evaluation: dict[str, Any]
+    calibration: dict[str, Any] | None
+    decision: dict[str, Any]
+    shown: Validation  # the split the metrics come from, calibrated (for the report)
+    checked: dict[str, Validation]  # every split scored, by name (validation, test)
+    warnings: list[str] = field(default_factory=list)
+    tta: dict[str, Any] | None = None  # --tta: the figures with and without it
+
+
+def finish(
+    config: TrainConfig,
+    model: keras.Model,
+    prepared: Prepared,
+    listing: Listing,
+    cluster: Cluster,
+    log: Log,
+) -> Outcome:
+    """Calibrate and choose the threshold on validation, then score the test split."""
+    forward = finetune.inference(model)
+    files = [str(listing.samples[i].path) for i in prepared.val]
+
+    def score_val(forward: Forward) -> Validation:
+        inputs, targets = prepared.pixels, prepared.targets
+        return _scored(cluster, forward, inputs, targets, prepared.val, files, config)
+
+    scorers: dict[str, Callable[[Forward], Validation]] = {"validation": score_val}
+    val, temperature, fitted, how = _calibrated(config, model, score_val, forward, log)
+    assert config.min_confidence is not None
+    threshold = decision.choose_threshold(
+        val.probabilities, val.targets, config.min_confidence, config.target_accuracy
+    )
+    train_counts = {k: v["train"] for k, v in prepared.report["classes"].items()}
+    evaluation = {"validation": _figures(val, prepared.labels, train_counts)}
+    shown, split = val, "validation"
+    checked = {"validation": val}
+    if prepared.report.get("test_images"):  # the same on every worker: all take part
+        log("Scoring the test split: its images are read now, for the first time")
+        test, digests, scorers["test"] = _test(cluster, forward, prepared, listing, config, log)
+        evaluation["test"] = {
+            **_figures(test, prepared.labels, train_counts),
+            "fingerprint": content_fingerprint(digests),
+        }
+        shown, split = test, "test"
+        checked["test"] = test
+        if "original_test" in prepared.report:  # --exclude/--relabel: DATA's own test split
+            evaluation["original_test"] = _original_test(
+                cluster, forward, prepared, test, config, train_counts, log
+            )
+    metrics = {k: v for k, v in evaluation[split].items() if k != "fingerprint"}
+    outcome = Outcome(
+        metrics={**metrics, "split": split},
+        evaluation=evaluation,
+        calibration=_calibration(shown, temperature, split, fitted, val, how),
+        decision={
+            **threshold,
+            "split": split,
+            **decision.selective(shown.probabilities, shown.targets, threshold["threshold"]),
+        },
+        shown=shown,
+        checked=checked,
+        warnings=quality_warnings(metrics),
+    )
+    if config.tta:
+        outcome.tta = _tta(forward, scorers, {"validation": val, "test": shown}, log)
+    if config.ood and cluster.is_chief:
+        outcome.decision["ood"] = _out_of_scope(
+            Path(config.ood), forward, config, shown, threshold["threshold"], log
+        )
+    return outcome
+
+
+def _calibrated(
+    config: TrainConfig,
+    model: keras.Model,
+    score_val: Callable[[Forward], Validation],
+    forward: Forward,
+    log: Log,
+) -> tuple[Validation, float, float | None, str]:
+    """Temperature scaling fitted on validation and folded into ``model``: validation
+    scored with it, the temperature, the NLL it was fitted on, and how it was chosen."""
+    val = score_val(forward)
+    if not config.calibrate:
+        return val, 1.0, None, ""
+    temperature, how = calibration.checked_temperature(val.probabilities, val.targets)
+    fitted = calibration.nll(val.probabilities, val.targets)
+    calibration.fold_into(model, temperature)  # the traced forward pass sees it too
+    log(f"Calibration: temperature {temperature:.3f} ({how})")
+    # What the published model answers, to the last bit (the threshold is compared
+    # with exactly these float32 numbers when it serves).
+    return score_val(forward), temperature, fitted, how
+
+
+def _scored(
+    cluster: Cluster,
+    forward: Forward,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    rows: np.ndarray,
+    files: list[str],
+    config: TrainConfig,
+) -> Validation:
+    """Probabilities of ``inputs[rows]`` on every worker, gathered."""
+    batches = finetune.batches(inputs, targets, rows, config.batch_size, shuffle=False, seed=0)
+    local = Validation(
+        finetune.predict_probabilities(forward, batches), targets[rows], files, inputs, rows
+    )
+    return gather_validation(cluster, local, config.resolved_image_size())
+
+
+def _test(
+    cluster: Cluster,
+    forward: Forward,
+    prepared: Prepared,
+    listing: Listing,
+    config: TrainConfig,
+    log: Log,
+) -> tuple[Validation, list[str], Callable[[Forward], Validation]]:
+    """The test images decoded now, scored; their content hashes (every worker's); and
+    how to score them with another forward pass."""
+    pixels, kept, digests = [], [], []
+    size = config.resolved_image_size()
+    paths = [listing.samples[row].path for row in prepared.test]
+    for image in decode_images(paths, size, _skipped(log, "test"), keep_bytes=True):
+        pixels.append(image.pixels)
+        kept.append(int(prepared.test[image.position]))
+        digests.append(hashlib.sha256(image.data or b"").hexdigest())
+    inputs = np.stack(pixels) if pixels else np.zeros((0, *size, 3), np.uint8)
+    targets = prepared.targets[np.array(kept, np.int64)]
+    files = [str(listing.samples[row].path) for row in kept]
+
+    def score(forward: Forward) -> Validation:
+        return _scored(cluster, forward, inputs, targets, np.arange(len(kept)), files, config)
+
+    if cluster.workers > 1:
+        digests = [d for part in cluster.allgather_json(digests) for d in part]
+    return score(forward), digests, score
+
+
+def _original_test(
+    cluster: Cluster,
+    forward: Forward,
+    prepared: Prepared,
+    test: Validation,
+    config: TrainConfig,
+    train_counts: dict[str, int],
+    log: Log,
+) -> dict[str, Any]:
+    """The figures on the original test images (``training.dataset.held_out``): the test
+    images kept, with DATA's labels, and the excluded ones, decoded now; images of a
+    class the model does not know are left out (counted in ``unknown``)."""
+    entry, labels = prepared.report["original_test"], prepared.labels
+    was = {item["path"]: item["label"] for item in entry["relabelled_files"]}
+    index = {label: k for k, label in enumerate(labels)}
+    given = [
+        index.get(was.get(f, labels[t]), -1) for f, t in zip(test.files, test.targets, strict=True)
+    ]
+    excluded = [x for x in entry["excluded_files"] if x["label"] in index]
+    mine = excluded[cluster.index :: cluster.workers]  # each worker decodes its share
+    size, pixels, files, targets = config.resolved_image_size(), [], [], []
+
+    def skipped(image: SkippedImage) -> None:
+        log(f"  skipped excluded test image {image.reason}")
+
+    for image in decode_images([item["path"] for item in mine], size, skipped):
+        pixels.append(image.pixels)
+        files.append(mine[image.position]["path"])
+        targets.append(index[mine[image.position]["label"]])
+    inputs = np.stack(pixels) if pixels else np.zeros((0, *size, 3), np.uint8)
+    rows, target = np.arange(len(files)), np.array(targets, np.int32)
+    if files:
+        aside = _scored(cluster, forward, inputs, target, rows, files, config)
+    else:  # none excluded from test (relabelled only), or none on this worker
+        empty = Validation(np.zeros((0, len(labels)), np.float32), target, files, inputs, rows)
+        aside = gather_validation(cluster, empty, size)
+    known = np.array([g >= 0 for g in given], bool)
+    scored = Validation(
+        np.concatenate([test.probabilities[known], aside.probabilities]),
+        np.concatenate([np.array(given, np.int32)[known], aside.targets]).astype(np.int32),
+        [f for f, k in zip(test.files, known, strict=True) if k] + aside.files,
+        None,
+        np.zeros(0, np.int64),
+    )
+    unknown = int((~known).sum()) + len(entry["excluded_files"]) - len(excluded)
+    counts = {k: entry[k] for k in ("excluded", "relabelled")}
+    return {**_figures(scored, labels, train_counts), **counts, "unknown": unknown}
+
+
+def _tta(
+    forward: Forward,
+    scorers: dict[str, Callable[[Forward], Validation]],
+    plain: dict[str, Validation],
+    log: Log,
+) -> dict[str, Any]:
+    """``--tta``: each split scored again with the views of ``models.engines.tta`` averaged;
+    accuracy and loss with and without, and whether it helped on validation."""
+    averaged = tta.with_tta(forward)
+    figures = {}
+    for split, score in scorers.items():
+        scored = score(averaged)
+        without, with_ = plain[split], scored
+        figures[split] = {
+            "accuracy": _accuracy(without),
+            "accuracy_tta": _accuracy(with_),
+            "gain": round(_accuracy(with_) - _accuracy(without), 6),
+            "loss": round(calibration.nll(without.probabilities, without.targets), 6),
+            "loss_tta": round(calibration.nll(with_.probabilities, with_.targets), 6),
+        }
+    gain = figures["validation"]["gain"]
+    log(f"Test-time augmentation ({len(tta.VIEWS)} views): validation accuracy "
+        f"{gain * 100:+.1f} points")  # fmt: skip
+    return {"views": list(tta.VIEWS), "helped": gain > 0, "gain": gain, **figures}
+
+
+def _accuracy(scored: Validation) -> float:
+    return round(float((scored.probabilities.argmax(axis=1) == scored.targets).mean()), 6)
+
+
+def _figures(scored: Validation, labels: list[str], train_counts: dict[str, int]) -> dict:
+    figures = evaluate(scored.probabilities, scored.targets, labels)
+    figures["baseline"] = baseline(train_counts, scored.targets, labels)
+    return figures
+
+
+def _calibration(
+    shown: Validation,
+    temperature: float,
+    split: str,
+    fitted_nll: float | None,
+    val: Validation,
+    how: str,
+) -> dict[str, Any] | None:
+    """Temperature scaling's figures on the split shown: the calibrated probabilities,
+    and what the model gave before (the scaling undone); the validation NLL it was
+    fitted on, before and after; and how T was chosen. None: not calibrated."""
+    if fitted_nll is None:
+        return None
+    before = calibration.scale(shown.probabilities, 1 / temperature)
+    return {
+        "temperature": round(temperature, 6),
+        "split": split,
+        "before": calibration.figures(before, shown.targets),
+        "after": calibration.figures(shown.probabilities, shown.targets),
+        "validation_nll": {
+            "before": round(fitted_nll, 6),
+            "after": round(calibration.nll(val.probabilities, val.targets), 6),
+        },
+        "how": how,
+    }
+
+
+def _out_of_scope(
+    folder: Path,
+    forward: Forward,
+    config: TrainConfig,
+    shown: Validation,
+    threshold: float,
+    log: Log,
+) -> dict[str, Any]:
+    """How the model's confidence tells images of none of its classes (``--ood``) from
+    its own: AUROC, and the share of them the threshold turns away."""
+    size = config.resolved_image_size()
+    found = image_files([folder])
+    pixels = [image.pixels for image in decode_images(found, size, _skipped(log, "out-of-scope"))]
+    if not pixels:
+        return {"images": 0, "note": f"no readable image in {folder}"}
+    inputs = np.stack(pixels)
+    batches = finetune.batches(
+        inputs, np.zeros(len(inputs), np.int32), np.arange(len(inputs)), config.batch_size,
+        shuffle=False, seed=0,
+    )  # fmt: skip
+    outside = finetune.predict_probabilities(forward, batches)
+    inside = shown.probabilities
+    return {
+        "images": len(inputs),
+        "auroc": round(decision.auroc(inside.max(axis=1), outside.max(axis=1)), 6),
+        "rejected": round(float((~answered(outside, threshold)).mean()), 6),
+        "in_scope_rejected": round(float((~answered(inside, threshold)).mean()), 6),
+    }
+
+
+def _skipped(log: Log, kind: str) -> Callable[[SkippedImage], None]:
+    return lambda image: log(f"  skipped {kind} image {image.reason}")
+
+
+def describe(outcome: Outcome) -> list[str]:
+    """Lines for the log: where the threshold sits and what it gives."""
+    d = outcome.decision
+    lines = [
+        f"Decision threshold {d['threshold']:.3f} ({d['rule']}): answers "
+        f"{d['coverage']:.1%} of the {d['split']} images"
+        + (f", {d['selective_accuracy']:.1%} of them right" if d["selective_accuracy"] else "")
+    ]
+    if d.get("note"):
+        lines.append(f"  note: {d['note']}")
+    return lines

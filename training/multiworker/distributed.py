@@ -1,0 +1,204 @@
+"""How the workers of a multi-worker job agree: on the settings and the files
+before anything is decoded, on the classes once each has decoded its shard, on
+the validation predictions at the end, and on the version the chief published.
+
+Every function here is a no-op wrapper with one worker. With several, each makes
+the same collective calls in the same order on every worker (see
+``training.multiworker.cluster.Cluster``); a worker that cannot go on tells the others why
+instead of leaving them waiting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.errors import ConfigError
+from models.preprocessing import load_image
+from models.store import PublishError
+from training.config import TrainConfig
+from training.dataset.corrections import corrected_listing
+from training.dataset.corrections import describe as describe_corrections
+from training.dataset.data import (
+    DataError,
+    Listing,
+    Prepared,
+    check_classes,
+)
+from training.dataset.health import merge_reports
+from training.jobs.state import JobState, Log, prepared_data
+from training.multiworker.cluster import Cluster, shard
+
+# Settings that may differ between workers: where each one reads and writes.
+_PER_WORKER = ("data", "store", "cache_dir", "resume", "exclude", "relabel")
+
+
+def on_every_worker(cluster: Cluster, work: Callable[[], tuple[Any, Any]]) -> tuple[Any, list]:
+    """``work()`` returns a result and what to share with the other workers; returns
+    the result and every worker's share. A ``DataError`` on any worker is raised on
+    all of them, naming the workers: the others would otherwise wait for it."""
+    try:
+        result, share = work()
+    except DataError as exc:
+        result, share = None, {"error": str(exc)}
+    shares = cluster.allgather_json(share)
+    errors = [f"worker {i}: {s['error']}" for i, s in enumerate(shares) if "error" in s]
+    if errors:
+        raise DataError("; ".join(errors))
+    return result, shares
+
+
+def list_dataset(cluster: Cluster, config: TrainConfig, log: Log) -> Listing:
+    """This worker's files of DATA: all of them with one worker; with several, its
+    shard, once every worker has checked that they run the same job."""
+    if cluster.workers == 1:
+        listing = _listing(config)
+    else:
+        listing = _agree_on_the_job(cluster, config)
+    for line in describe_corrections(listing.corrections):
+        log(line)
+    check_classes(Counter(sample.label for sample in listing.samples), "image files")
+    if cluster.workers == 1:
+        return listing
+    total = len(listing.samples)
+    # each refused file is reported by one worker, as each listed one is read by one
+    listing = dataclasses.replace(
+        listing,
+        samples=shard(listing.samples, cluster),
+        refused=shard(listing.refused, cluster),
+        withheld=shard(listing.withheld, cluster),
+    )
+    log(f"This worker's shard: {len(listing.samples):,} of {total:,} files")
+    return listing
+
+
+def _listing(config: TrainConfig) -> Listing:
+    return corrected_listing(
+        config.data, config.exclude, config.relabel, confine=config.confine_to_data
+    )
+
+
+def _agree_on_the_job(cluster: Cluster, config: TrainConfig) -> Listing:
+    """The listing of DATA, once the workers have checked they run the same job:
+    workers started with other settings, or seeing other files, would train
+    different steps and wait for each other forever, so every worker stops instead."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in _PER_WORKER}
+
+    def listing_and_share() -> tuple[Listing, dict]:
+        listing = _listing(config)
+        base = Path(config.data)
+        base = base.parent if base.is_file() else base
+        files = hashlib.sha256(
+            "".join(
+                f"{os.path.relpath(s.path, base)}\0{s.label}\n" for s in listing.samples
+            ).encode()
+        ).hexdigest()
+        return listing, {"settings": settings, "files": files, "count": len(listing.samples)}
+
+    listing, shares = on_every_worker(cluster, listing_and_share)
+    differ = sorted({k for s in shares for k, v in s["settings"].items() if v != settings[k]})
+    if differ:
+        raise ConfigError(
+            f"the workers were started with different settings ({', '.join(differ)}); "
+            "start every worker with the same ktl train command"
+        )
+    if len({s["files"] for s in shares}) > 1:
+        counts = ", ".join(f"worker {i}: {s['count']:,} files" for i, s in enumerate(shares))
+        raise DataError(
+            f"the workers see different files in DATA ({counts}); every worker needs the same "
+            "dataset (a shared volume or identical copies)"
+        )
+    return listing
+
+
+def prepared_shards(
+    cluster: Cluster,
+    state: JobState,
+    listing: Listing,
+    size: tuple[int, int],
+    config: TrainConfig,
+    log: Log,
+) -> tuple[Prepared, bool]:
+    """``state.prepared_data`` on every worker, which then agree on the classes and
+    share their health reports (one merged report, and class weights, for all)."""
+    if cluster.workers == 1:
+        return prepared_data(state, listing, size, config, log)
+
+    def prepared_and_share() -> tuple[tuple[Prepared, bool], dict]:
+        prepared, reused = prepared_data(state, listing, size, config, log)
+        return (prepared, reused), {"labels": prepared.labels, "report": prepared.report}
+
+    (prepared, reused), shares = on_every_worker(cluster, prepared_and_share)
+    if any(s["labels"] != prepared.labels for s in shares):
+        found = "; ".join(f"worker {i}: {', '.join(s['labels'])}" for i, s in enumerate(shares))
+        raise DataError(
+            f"the workers' shards hold different classes ({found}): with {cluster.workers} "
+            f"workers every class needs at least {2 * cluster.workers} readable images"
+        )
+    merged = merge_reports([s["report"] for s in shares])
+    return dataclasses.replace(prepared, report=merged), reused
+
+
+@dataclasses.dataclass(frozen=True)
+class Validation:
+    """The validation images' predictions, on every shard: row ``i`` of
+    ``probabilities`` is ``files[i]``, whose pixels are ``pixels[rows[i]]``."""
+
+    probabilities: np.ndarray
+    targets: np.ndarray
+    files: list[str]
+    pixels: Any  # an array or DecodeOnRead: indexed by position
+    rows: np.ndarray
+
+
+def gather_validation(cluster: Cluster, local: Validation, size: tuple[int, int]) -> Validation:
+    """Every worker validated its shard; the chief reports on all of them."""
+    if cluster.workers == 1:
+        return local
+    files = [file for part in cluster.allgather_json(local.files) for file in part]
+    return Validation(
+        np.concatenate(cluster.allgather_array(local.probabilities)),
+        np.concatenate(cluster.allgather_array(local.targets)),
+        files,
+        DecodeOnRead(files, size),
+        np.arange(len(files)),
+    )
+
+
+def publish_on_chief(cluster: Cluster, save: Callable[[], tuple[int, Path]]) -> tuple[int, Path]:
+    """The chief runs ``save`` and tells the other workers the outcome either way;
+    the others wait for it. Returns the published ``(version, path)``."""
+    if not cluster.is_chief:
+        outcome = cluster.allgather_json(None)[0]
+        cluster.farewell()
+        if "error" in outcome:
+            raise PublishError(f"the chief worker could not publish: {outcome['error']}")
+        return outcome["version"], Path(outcome["path"])
+    try:
+        version, path = save()
+    except Exception as exc:
+        if cluster.workers > 1:
+            cluster.allgather_json({"error": str(exc)})
+        raise
+    if cluster.workers > 1:
+        cluster.allgather_json({"version": version, "path": str(path)})
+        cluster.farewell()
+    return version, path
+
+
+class DecodeOnRead:
+    """Validation images by position, decoded when read: the chief holds the pixels
+    of its own shard only, and the report shows a few images of any shard."""
+
+    def __init__(self, files: list[str], size: tuple[int, int]):
+        self.files, self.size = files, size
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return load_image(Path(self.files[int(index)]), self.size)
