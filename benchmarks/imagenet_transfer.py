@@ -108,7 +108,8 @@ def probe(data: Path, seed: int, features: Features) -> tuple[float, float]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from training.dataset.data import content_hashes, list_samples, split_listing
+    from training.dataset.data import list_samples, split_listing
+    from training.dataset.splits import content_hashes
     from training.diagnosis.probe import PROBE_CS
 
     started = time.perf_counter()

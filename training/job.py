@@ -96,8 +96,10 @@ def _prepared(
                 spec, backbone, len(prepared.labels), dropout=config.dropout, pooling=config.pooling
             )
         if parent is not None:
-            log(f"Starting from {parent.lineage['name']} version {parent.lineage['version']}: "
-                + warm_start.take_weights(parent, model, backbone, prepared.labels))  # fmt: skip
+            log(
+                f"Starting from {parent.lineage['name']} version {parent.lineage['version']}: "
+                + warm_start.take_weights(parent, model, backbone, prepared.labels)
+            )
         yield _Prepared(state, spec, listing, phases, prepared, model, backbone, parent)
 
 

@@ -48,22 +48,30 @@ def run(args: argparse.Namespace) -> int:
 
     names = [name.strip() for name in args.backbones.split(",") if name.strip()]
     result = compare_backbones(
-        args.data, names, parse_weight_files(args.weights), args.image_size,
-        {"seed": args.seed}, log=note,
-    )  # fmt: skip
+        args.data,
+        names,
+        parse_weight_files(args.weights),
+        args.image_size,
+        {"seed": args.seed},
+        log=note,
+    )
     print_json(result) if args.json else print_table(result)
     return 0 if result["pick"] else 2
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"{result['images']} images of {len(result['classes'])} classes, "
-          f"{result['folds']}-fold linear probe; always the largest class: "
-          f"{result['baseline']:.3f}")  # fmt: skip
+    print(
+        f"{result['images']} images of {len(result['classes'])} classes, "
+        f"{result['folds']}-fold linear probe; always the largest class: "
+        f"{result['baseline']:.3f}"
+    )
     print(f"{'backbone':<18}{'accuracy':>9}  {'95 % CI':<11}{'seconds':>8}{'params':>13}  weights")
     for row in sorted(result["candidates"], key=lambda r: (-r["right"], r["params"])):
         low, high = row["accuracy_interval"]
-        print(f"{row['backbone']:<18}{row['accuracy']:>9.3f}  {low:.2f}-{high:.2f}  "
-              f"{row['seconds']:>8.1f}{row['params']:>13,}  {row['weights']}")  # fmt: skip
+        print(
+            f"{row['backbone']:<18}{row['accuracy']:>9.3f}  {low:.2f}-{high:.2f}  "
+            f"{row['seconds']:>8.1f}{row['params']:>13,}  {row['weights']}"
+        )
     for row in result["skipped"]:
         print(f"{row['backbone']:<18}  skipped: {row['reason']}")
     if result["pick"]:

@@ -48,8 +48,12 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_model(args)
     calibration, checked = _calibration(bundle, args.calibration) if args.int8 else (None, None)
     path = export_bundle(bundle, args.format, args.out, calibration)
-    result: dict[str, Any] = {"name": bundle.name, "version": bundle.version,
-                              "format": args.format, "path": str(path)}  # fmt: skip
+    result: dict[str, Any] = {
+        "name": bundle.name,
+        "version": bundle.version,
+        "format": args.format,
+        "path": str(path),
+    }
     if checked is not None:
         result["int8_agreement"] = _agreement(bundle, path, checked)
     if args.json:
@@ -58,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"Exported {bundle.name} version {bundle.version} as {args.format}: {path}")
     if checked is not None:
         figures = result["int8_agreement"]
-        print(f"  LiteRT INT8 vs the Keras model on {figures['images']} validation images: "
-              f"top-1 agreement {figures['top1_agreement']:.1%}, same decision "
-              f"{figures['decision_agreement']:.1%}, max probability difference "
-              f"{figures['max_abs_diff']:.4f}")  # fmt: skip
+        print(
+            f"  LiteRT INT8 vs the Keras model on {figures['images']} validation images: "
+            f"top-1 agreement {figures['top1_agreement']:.1%}, same decision "
+            f"{figures['decision_agreement']:.1%}, max probability difference "
+            f"{figures['max_abs_diff']:.4f}"
+        )
     return 0
 
 

@@ -127,13 +127,18 @@ def _show(job: Job, tail: list[str]) -> None:
     if job.attempts > 1:
         state += f", attempt {job.attempts}"
     fields = [
-        ("job", job.id), ("name", job.name), ("state", state),
+        ("job", job.id),
+        ("name", job.name),
+        ("state", state),
         ("phase", f"{job.phase}, epoch {job.epoch}" if job.phase else "-"),
-        ("created", job.created), ("started", job.started), ("finished", job.finished),
+        ("created", job.created),
+        ("started", job.started),
+        ("finished", job.finished),
         ("data", f"{job.data} ({job.source})"),
         ("options", " ".join(f"{k}={v}" for k, v in job.options.items() if k != "name")),
-        ("version", job.version), ("error", job.error),
-    ]  # fmt: skip
+        ("version", job.version),
+        ("error", job.error),
+    ]
     for label, value in fields:
         print(f"{label:<9} {_dash(value) if value != '' else '-'}")
     if job.epochs:

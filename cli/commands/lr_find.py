@@ -44,8 +44,12 @@ def run(args: argparse.Namespace) -> int:
     for phase, test in found.items():
         (out / f"lr_find_{phase}.png").write_bytes(lr_find_png(phase, test))
     if args.json:
-        print_json({phase: {**test, "plot": str(out / f"lr_find_{phase}.png")}
-                    for phase, test in found.items()})  # fmt: skip
+        print_json(
+            {
+                phase: {**test, "plot": str(out / f"lr_find_{phase}.png")}
+                for phase, test in found.items()
+            }
+        )
         return 0
     flags = {"head": "--lr", "scratch": "--lr", "fine_tune": "--fine-tune-lr"}
     for phase, test in found.items():

@@ -133,8 +133,14 @@ def _write_csv(target: Path, bundle, paths: list[Path], predictions: list) -> No
         for path, prediction in zip(paths, predictions, strict=True):
             best = prediction.top[0]
             writer.writerow(
-                [path, bundle.name, bundle.version, prediction.decision.label or "",
-                 best.label, f"{best.probability:.6f}"]
+                [
+                    path,
+                    bundle.name,
+                    bundle.version,
+                    prediction.decision.label or "",
+                    best.label,
+                    f"{best.probability:.6f}",
+                ]
                 + [f"{prediction.probabilities[label]:.6f}" for label in labels]
-            )  # fmt: skip
+            )
     print(f"Wrote {len(paths)} rows to {target}", file=sys.stderr)

@@ -44,17 +44,26 @@ def run(args: argparse.Namespace) -> int:
     new_version, new_path, engine = publish_quantized(bundle, args.calibration, store, note)
     if args.json:
         print_json(
-            {"name": name, "version": new_version, "path": str(new_path),
-             "from_version": bundle.version, "int8": engine.model_dump(mode="json")}
-        )  # fmt: skip
+            {
+                "name": name,
+                "version": new_version,
+                "path": str(new_path),
+                "from_version": bundle.version,
+                "int8": engine.model_dump(mode="json"),
+            }
+        )
         return 0
-    print(f"Published {name} version {new_version} at {new_path}: version {bundle.version} "
-          f"with an INT8 engine ({engine.calibration_images} calibration images, "
-          f"{engine.seconds:.0f} s)")  # fmt: skip
+    print(
+        f"Published {name} version {new_version} at {new_path}: version {bundle.version} "
+        f"with an INT8 engine ({engine.calibration_images} calibration images, "
+        f"{engine.seconds:.0f} s)"
+    )
     for split, figures in engine.agreement.items():
-        print(f"  {split}: top-1 agreement {figures.top1_agreement:.1%} of {figures.images} "
-              f"images, same decision {figures.decision_agreement:.1%}, max probability "
-              f"difference {figures.max_abs_diff:.4f}")  # fmt: skip
+        print(
+            f"  {split}: top-1 agreement {figures.top1_agreement:.1%} of {figures.images} "
+            f"images, same decision {figures.decision_agreement:.1%}, max probability "
+            f"difference {figures.max_abs_diff:.4f}"
+        )
     _say_what_serves(new_path)
     return 0
 
@@ -65,5 +74,7 @@ def _say_what_serves(path) -> None:
 
     lowest = int8_agreement(read_metadata(path)) or 0.0
     verdict = "serves it" if lowest >= DEFAULT_GATE else "keeps the Keras model"
-    print(f"Lowest agreement {lowest:.1%}: with KTL_ENGINE=auto and the default gate "
-          f"({DEFAULT_GATE:.0%}) the service {verdict} for this version.")  # fmt: skip
+    print(
+        f"Lowest agreement {lowest:.1%}: with KTL_ENGINE=auto and the default gate "
+        f"({DEFAULT_GATE:.0%}) the service {verdict} for this version."
+    )

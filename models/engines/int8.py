@@ -174,10 +174,11 @@ def int8_agreement(metadata: BundleMetadata) -> float | None:
     if engine is None:
         return None
     checked = [
-        split.top1_agreement if split.decision_agreement is None else
-        min(split.top1_agreement, split.decision_agreement)
+        split.top1_agreement
+        if split.decision_agreement is None
+        else min(split.top1_agreement, split.decision_agreement)
         for split in engine.agreement.values()
-    ]  # fmt: skip
+    ]
     return min(checked) if checked else 0.0
 
 

@@ -32,8 +32,12 @@ def views(pixels: np.ndarray | tf.Tensor) -> tf.Tensor:
     height, width = int(x.shape[1]), int(x.shape[2])
     crop_h, crop_w = max(1, round(height * CROP)), max(1, round(width * CROP))
     out = [x, tf.reverse(x, axis=[2])]
-    for top, left in ((0, 0), (0, width - crop_w), (height - crop_h, 0),
-                      (height - crop_h, width - crop_w)):  # fmt: skip
+    for top, left in (
+        (0, 0),
+        (0, width - crop_w),
+        (height - crop_h, 0),
+        (height - crop_h, width - crop_w),
+    ):
         crop = tf.cast(x[:, top : top + crop_h, left : left + crop_w, :], tf.float32)
         resized = tf.image.resize(crop, (height, width), method="bilinear")
         out.append(tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), x.dtype))

@@ -190,9 +190,12 @@ def _unpool_down(s: tf.Tensor, lyr, argmax, reference) -> tf.Tensor:
 
 def _avgpool_down(s: tf.Tensor, lyr, in_shape) -> tf.Tensor:
     return tf.raw_ops.AvgPoolGrad(
-        orig_input_shape=in_shape, grad=s, ksize=(1, *lyr.pool_size, 1),
-        strides=(1, *lyr.strides, 1), padding=lyr.padding.upper(),
-    )  # fmt: skip
+        orig_input_shape=in_shape,
+        grad=s,
+        ksize=(1, *lyr.pool_size, 1),
+        strides=(1, *lyr.strides, 1),
+        padding=lyr.padding.upper(),
+    )
 
 
 def _crop_down(s: tf.Tensor, padding) -> tf.Tensor:

@@ -67,16 +67,28 @@ def _geometry(layer: keras.layers.Layer) -> dict | None:
         kernel = _pair(layer.kernel_size)
         # A dilated kernel covers d * (F - 1) + 1 pixels.
         effective = tuple(d * (f - 1) + 1 for d, f in zip(dilation, kernel, strict=True))
-        return {"kernel": kernel, "effective": effective, "strides": _pair(layer.strides),
-                "padding": layer.padding}  # fmt: skip
+        return {
+            "kernel": kernel,
+            "effective": effective,
+            "strides": _pair(layer.strides),
+            "padding": layer.padding,
+        }
     if kind in POOLINGS:
         kernel = _pair(layer.pool_size)
-        return {"kernel": kernel, "effective": kernel, "strides": _pair(layer.strides),
-                "padding": layer.padding}  # fmt: skip
+        return {
+            "kernel": kernel,
+            "effective": kernel,
+            "strides": _pair(layer.strides),
+            "padding": layer.padding,
+        }
     if kind in PADDINGS:
         (top, bottom), (left, right) = layer.padding
-        return {"kernel": (1, 1), "effective": (1, 1), "strides": (1, 1),
-                "padding": ((top, bottom), (left, right))}  # fmt: skip
+        return {
+            "kernel": (1, 1),
+            "effective": (1, 1),
+            "strides": (1, 1),
+            "padding": ((top, bottom), (left, right)),
+        }
     return None
 
 
@@ -243,11 +255,19 @@ def render_text(report: dict) -> str:
             same = row["formula"] == row["output_shape"][:2]
             formula = _cell(row["formula"]) + (" =" if same else " != Keras")
         name = f"  {row['name']}" if row["parent"] else row["name"]
-        table.append((
-            name, row["type"], _cell(row["kernel"]), _cell(row["strides"]),
-            _padding_cell(row), "" if row["filters"] is None else str(row["filters"]),
-            _cell(row["output_shape"]), formula, f"{row['params']:,}",
-        ))  # fmt: skip
+        table.append(
+            (
+                name,
+                row["type"],
+                _cell(row["kernel"]),
+                _cell(row["strides"]),
+                _padding_cell(row),
+                "" if row["filters"] is None else str(row["filters"]),
+                _cell(row["output_shape"]),
+                formula,
+                f"{row['params']:,}",
+            )
+        )
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     right = {2, 3, 5, 8}
     for r in table:

@@ -68,9 +68,15 @@ def set_label(
         compared = serving if label in (STABLE, CANARY) else labels.version_of(label)
         forced = _check_compatible(store, name, compared, version, f"{label} label", force)
         move = LabelMove(
-            at=utc_now(), label=label, version=version, previous=labels.version_of(label),
-            action=action, weight=weight if label == CANARY else None, forced=forced, note=note,
-        )  # fmt: skip
+            at=utc_now(),
+            label=label,
+            version=version,
+            previous=labels.version_of(label),
+            action=action,
+            weight=weight if label == CANARY else None,
+            forced=forced,
+            note=note,
+        )
         labels = labels.moved(move)
         if label == STABLE and labels.version_of(CANARY) == version:
             labels = labels.moved(_removal(labels, CANARY, action, "promoted to stable"))
@@ -110,9 +116,13 @@ def rollback(store: ModelStore, name: str, *, force: bool = False) -> VersionLab
             )
         forced = _check_compatible(store, name, current, target, "rollback", force)
         move = LabelMove(
-            at=utc_now(), label=STABLE, version=target, previous=labels.version_of(STABLE),
-            action="rollback", forced=forced,
-        )  # fmt: skip
+            at=utc_now(),
+            label=STABLE,
+            version=target,
+            previous=labels.version_of(STABLE),
+            action="rollback",
+            forced=forced,
+        )
         return labels.moved(move)
 
     return store.update_labels(name, change)
@@ -246,9 +256,14 @@ def _removal(
     forced: bool = False,
 ) -> LabelMove:
     return LabelMove(
-        at=utc_now(), label=label, version=None, previous=labels.version_of(label),
-        action=action, forced=forced, note=note,
-    )  # fmt: skip
+        at=utc_now(),
+        label=label,
+        version=None,
+        previous=labels.version_of(label),
+        action=action,
+        forced=forced,
+        note=note,
+    )
 
 
 def _check_weight(label: str, weight: float | None) -> None:

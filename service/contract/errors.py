@@ -15,11 +15,24 @@ from models.errors import KtlError, ModelNotFound, Unavailable, UserError
 from models.preprocessing import ImageTooLarge, InvalidImage
 
 __all__ = [
-    "BadRequest", "ImageTooLarge", "InvalidBinaryData", "InvalidImage", "KtlError",
-    "ModelNotFound", "ModelUnavailable", "NotReady", "Overloaded", "PayloadTooLarge",
-    "ShapeMismatch", "Unauthorized", "Unavailable", "UnknownClass", "UnknownLayer",
-    "UnsupportedMediaType", "register_error_handlers",
-]  # fmt: skip
+    "BadRequest",
+    "ImageTooLarge",
+    "InvalidBinaryData",
+    "InvalidImage",
+    "KtlError",
+    "ModelNotFound",
+    "ModelUnavailable",
+    "NotReady",
+    "Overloaded",
+    "PayloadTooLarge",
+    "ShapeMismatch",
+    "Unauthorized",
+    "Unavailable",
+    "UnknownClass",
+    "UnknownLayer",
+    "UnsupportedMediaType",
+    "register_error_handlers",
+]
 
 log = logging.getLogger("ktl.service")
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import gzip
 import lzma
 import os
-import re
 import shutil
-import stat
 import struct
 import tarfile
 import zipfile
@@ -23,66 +21,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
-from models.errors import UserError
 from models.preprocessing import is_image_name
+from service.jobs_api.archive_members import (
+    ArchiveTooLarge,
+    CorruptArchive,
+    DuplicateArchiveMember,
+    Member,
+    NotAnArchive,
+    TooManyFiles,
+    UnsafeArchivePath,
+    junk,
+    tar_member,
+    zip_member,
+)
 from service.jobs_api.tar_headers import CappedStream, check_headers
 
 MB = 2**20
 CHUNK = MB
 FILES_SETTING = "KTL_MAX_DATASET_FILES"
 BYTES_SETTING = "KTL_MAX_DATASET_MB"
-MAX_PATH_BYTES = 1024  # a member's whole path; the job folder's own path comes before it
 _ENTRY_OVERHEAD = 4096  # most tar header bytes (header, pax record, padding) one entry takes
-_DRIVE = re.compile(r"^[A-Za-z]:")
-_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
-_LINK, _CHR, _BLK, _FIFO = "a symbolic link", "a character device", "a block device", "a FIFO"
-_KINDS = {stat.S_IFLNK: _LINK, stat.S_IFCHR: _CHR, stat.S_IFBLK: _BLK, stat.S_IFIFO: _FIFO}
-_TAR_KINDS = {
-    tarfile.SYMTYPE: _LINK, tarfile.LNKTYPE: "a hard link", tarfile.CHRTYPE: _CHR,
-    tarfile.BLKTYPE: _BLK, tarfile.FIFOTYPE: _FIFO,
-}  # fmt: skip
 # What a damaged or truncated archive raises while it is read (never while we write).
 _DECODE_ERRORS = (
-    OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, tarfile.TarError,
-    struct.error, NotImplementedError,
-)  # fmt: skip
-_ONLY = "only regular files and folders are accepted"
-
-
-class ArchiveError(UserError):
-    """An uploaded dataset archive that cannot be used; the message says why."""
-
-    code = "invalid_archive"
-
-
-class NotAnArchive(ArchiveError):
-    code = "not_an_archive"
-
-
-class CorruptArchive(ArchiveError):
-    code = "corrupt_archive"
-
-
-class UnsafeArchivePath(ArchiveError):
-    code = "unsafe_archive_path"
-
-
-class UnsupportedArchiveMember(ArchiveError):
-    code = "unsupported_archive_member"
-
-
-class DuplicateArchiveMember(ArchiveError):
-    code = "duplicate_archive_member"
-
-
-class TooManyFiles(ArchiveError):
-    status = 413
-    code = "too_many_files"
-
-
-class ArchiveTooLarge(ArchiveError):
-    status = 413
-    code = "archive_too_large"
+    OSError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    struct.error,
+    NotImplementedError,
+)
 
 
 @dataclass(frozen=True)
@@ -140,15 +109,6 @@ class _Budget:
         )
 
 
-@dataclass(frozen=True)
-class _Member:
-    name: str
-    parts: tuple[str, ...]
-    is_dir: bool
-    size: int
-    ref: Any  # the ZipInfo or TarInfo
-
-
 def extract(
     source: IO[bytes], dest: Path, limits: ArchiveLimits = DEFAULT_LIMITS
 ) -> ArchiveSummary:
@@ -168,7 +128,7 @@ def extract(
 def dataset_root(dest: Path) -> Path:
     """The folder inside ``dest`` when it holds that one folder and nothing else (archives
     made from a parent folder wrap everything in one); else ``dest`` itself."""
-    entries = [entry for entry in Path(dest).iterdir() if not _junk((entry.name,))]
+    entries = [entry for entry in Path(dest).iterdir() if not junk((entry.name,))]
     if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
         return entries[0]
     return Path(dest)
@@ -178,7 +138,7 @@ def loose_images(root: Path, extracted: Path) -> str | None:
     """What is wrong with an unpacked archive whose images lie at its top level with no
     class folder, in the archive's own terms (the uploader never sees the server's folder);
     None when it has folders of images (or no images), which the job then reads."""
-    entries = [entry for entry in root.iterdir() if not _junk((entry.name,))]
+    entries = [entry for entry in root.iterdir() if not junk((entry.name,))]
     if any(entry.is_dir() for entry in entries):
         return None
     images = sum(1 for entry in entries if entry.is_file() and is_image_name(entry))
@@ -204,7 +164,7 @@ def _extract(source: IO[bytes], dest: Path, limits: ArchiveLimits) -> ArchiveSum
         with _decoding("its table of contents"):
             archive = zipfile.ZipFile(source)
         with archive:
-            members = _distinct(_listed(map(_zip_member, archive.infolist()), budget))
+            members = _distinct(_listed(map(zip_member, archive.infolist()), budget))
             return _write_all(members, dest, budget, archive.open, "zip")
     return _extract_tar(source, dest, budget, gzipped=head.startswith(b"\x1f\x8b"))
 
@@ -221,7 +181,7 @@ def _extract_tar(
         stream.seek(0)
         archive = _open_tar(stream, gzipped=gzipped)
         with _decoding("its member list"):  # tar reads one header at a time, as _listed asks
-            members = _distinct(_listed(map(_tar_member, archive), budget))
+            members = _distinct(_listed(map(tar_member, archive), budget))
         return _write_all(members, dest, budget, archive.extractfile, "tar")
 
 
@@ -250,82 +210,9 @@ def _decoding(where: str) -> Iterator[None]:
         ) from exc
 
 
-def _zip_member(info: zipfile.ZipInfo) -> _Member | None:
-    name = info.filename
-    kind = stat.S_IFMT(info.external_attr >> 16)
-    is_dir = name.endswith("/") or kind == stat.S_IFDIR
-    parts = _parts(name, is_dir)
-    if _junk(parts):
-        return None
-    if not is_dir and kind not in (0, stat.S_IFREG):
-        what = _KINDS.get(kind, f"of file type {kind:#o}")
-        raise UnsupportedArchiveMember(f"Archive member {name!r} is {what}; {_ONLY}")
-    if info.flag_bits & 0x1 or info.compress_type not in _ZIP_METHODS:
-        raise UnsupportedArchiveMember(
-            f"Archive member {name!r} is encrypted or compressed with zip method "
-            f"{info.compress_type}; zip it again without a password, with deflate"
-        )
-    return _Member(name, parts, is_dir, 0 if is_dir else info.file_size, info)
-
-
-def _tar_member(info: tarfile.TarInfo) -> _Member | None:
-    name = info.name
-    is_dir = info.isdir()
-    parts = _parts(name, is_dir)
-    if _junk(parts):
-        return None
-    if not is_dir and not info.isreg():  # sparse files: refused by check_headers
-        what = _TAR_KINDS.get(info.type, f"a tar entry of type {info.type!r}")
-        raise UnsupportedArchiveMember(f"Archive member {name!r} is {what}; {_ONLY}")
-    if info.size < 0:  # base-256 sizes may be negative: one would hide another's bytes
-        raise CorruptArchive(f"Archive member {name!r} declares a negative size")
-    return _Member(name, parts, is_dir, 0 if is_dir else info.size, info)
-
-
-def _parts(name: str, is_dir: bool) -> tuple[str, ...]:
-    """The path components of a member's name; :class:`UnsafeArchivePath` unless it is a
-    plain relative path. A folder named only "." or "./" has none (it is skipped)."""
-    parts = tuple(part for part in name.split("/") if part not in ("", "."))
-    problem = _path_problem(name, parts, is_dir)
-    if problem is not None:
-        raise UnsafeArchivePath(
-            f"Archive member {name!r} {problem}; every member must be a relative path "
-            "inside the archive's own folder"
-        )
-    return parts
-
-
-def _path_problem(name: str, parts: tuple[str, ...], is_dir: bool) -> str | None:
-    if not parts and not is_dir:
-        return "has an empty name"
-    if "\x00" in name:
-        return "contains a NUL byte"
-    if "\\" in name:
-        return "contains a backslash (a Windows path separator)"
-    if name.startswith("/"):
-        return "is an absolute path"
-    if _DRIVE.match(name):
-        return "starts with a drive letter"
-    if ".." in parts:
-        return "climbs out of its folder with '..'"
-    if any(len(os.fsencode(part)) > 255 for part in parts):
-        return "has a name longer than 255 bytes"
-    if len(os.fsencode(name)) > MAX_PATH_BYTES:
-        return f"is a path longer than {MAX_PATH_BYTES:,} bytes"
-    return None
-
-
-def _junk(parts: tuple[str, ...]) -> bool:
-    """Nothing to extract: the archive's own "." folder, or what macOS adds to archives
-    (``__MACOSX/``, ``.DS_Store``, ``._*`` AppleDouble files)."""
-    return (
-        not parts or "__MACOSX" in parts or parts[-1] == ".DS_Store" or parts[-1].startswith("._")
-    )
-
-
-def _listed(found: Iterable[_Member | None], budget: _Budget) -> list[_Member]:
+def _listed(found: Iterable[Member | None], budget: _Budget) -> list[Member]:
     """The members worth writing, taken one at a time: the first over a limit stops it."""
-    members: list[_Member] = []
+    members: list[Member] = []
     total = 0
     for member in found:
         if member is not None:
@@ -335,7 +222,7 @@ def _listed(found: Iterable[_Member | None], budget: _Budget) -> list[_Member]:
     return members
 
 
-def _distinct(kept: list[_Member]) -> list[_Member]:
+def _distinct(kept: list[Member]) -> list[Member]:
     """The members, once no two of them claim the same path."""
     files: set[tuple[str, ...]] = set()
     folders: set[tuple[str, ...]] = set()
@@ -358,7 +245,7 @@ def _distinct(kept: list[_Member]) -> list[_Member]:
 
 
 def _write_all(
-    members: list[_Member], dest: Path, budget: _Budget, opener: Callable[[Any], Any], fmt: Any
+    members: list[Member], dest: Path, budget: _Budget, opener: Callable[[Any], Any], fmt: Any
 ) -> ArchiveSummary:
     root = dest.resolve()
     written = files = 0
@@ -379,7 +266,7 @@ def _write_all(
     return ArchiveSummary(files=files, bytes=written, format=fmt)
 
 
-def _copy(stream: IO[bytes], target: Path, member: _Member, budget: int) -> int:
+def _copy(stream: IO[bytes], target: Path, member: Member, budget: int) -> int:
     """Stream one member into a new file (never through a link), counting what is written;
     it stops just past its declared size or past what is left of the budget."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

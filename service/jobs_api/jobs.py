@@ -134,7 +134,7 @@ def _queue() -> JobQueue:
         413: error(
             "The archive is over KTL_MAX_DATASET_MB, holds too many files, or unpacks "
             "to too much (a compression bomb)"
-        ),  # fmt: skip
+        ),
         415: error("Neither multipart/form-data nor application/json"),
         503: error(
             "KTL_JOB_QUEUE_SIZE jobs are already queued or running", ErrorBody, **RETRY_AFTER

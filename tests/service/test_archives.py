@@ -21,10 +21,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from models.errors import UserError
-from service.jobs_api.archives import (
+from service.jobs_api.archive_members import (
     ArchiveError,
-    ArchiveLimits,
-    ArchiveSummary,
     ArchiveTooLarge,
     CorruptArchive,
     DuplicateArchiveMember,
@@ -32,9 +30,8 @@ from service.jobs_api.archives import (
     TooManyFiles,
     UnsafeArchivePath,
     UnsupportedArchiveMember,
-    dataset_root,
-    extract,
 )
+from service.jobs_api.archives import ArchiveLimits, ArchiveSummary, dataset_root, extract
 from service.jobs_api.tar_headers import ExtendedHeaderTooLarge, SizeInPaxHeader, SparseMember
 from tests.support.archives import MB, Entry, pax_digits
 from tests.support.archives import raw_zip as _raw_zip

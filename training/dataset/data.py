@@ -10,7 +10,6 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from models.errors import UserError
 from models.preprocessing import IMAGE_SUFFIXES, SkippedImage, decode_images, is_image_name
 from training.dataset import held_out
 from training.dataset.health import health_report
-from training.dataset.splits import SPLITS, Assignment, assign
+from training.dataset.splits import SPLITS, Assignment, assign, content_hashes
 from training.diagnosis.near_duplicates import (
     close_pairs,
     copies_across,
@@ -200,30 +199,6 @@ def listing_fingerprint(listing: Listing, image_size: tuple[int, int]) -> str:
     return digest.hexdigest()
 
 
-def content_hashes(
-    samples: list[Sample], progress: Callable[[int, int], None] | None = None
-) -> tuple[list[str | None], list[dict]]:
-    """sha256 of every file's bytes (read, not decoded: its split depends on it);
-    None, and the reason, for files that cannot be read."""
-
-    def digest(index: int) -> tuple[int, str | None, str | None]:
-        try:
-            return index, hashlib.sha256(samples[index].path.read_bytes()).hexdigest(), None
-        except OSError as exc:
-            return index, None, f"{samples[index].path}: cannot read the file ({exc.strerror})"
-
-    hashes: list[str | None] = [None] * len(samples)
-    unreadable: list[dict] = []
-    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        for done, (index, value, error) in enumerate(pool.map(digest, range(len(samples))), 1):
-            hashes[index] = value
-            if error:
-                unreadable.append({"path": str(samples[index].path), "reason": error})
-            if progress:
-                progress(done, len(samples))
-    return hashes, unreadable
-
-
 def split_listing(
     listing: Listing,
     hashes: list[str | None],
@@ -236,10 +211,14 @@ def split_listing(
     label, the split its layout gives it, and its content hash."""
     samples = listing.samples
     return assign(
-        [s.label for s in samples], [s.subset for s in samples], hashes,
-        val_split=val_split, test_split=test_split, seed=seed,
+        [s.label for s in samples],
+        [s.subset for s in samples],
+        hashes,
+        val_split=val_split,
+        test_split=test_split,
+        seed=seed,
         layout_splits=listing.fixed_splits,
-    )  # fmt: skip
+    )
 
 
 def decode_all(

@@ -35,10 +35,12 @@ def draw_shape(shape: str, size: int, rng: np.random.Generator) -> Image.Image:
         corners = 4 if shape == "square" else 3
         angle = rng.uniform(0, 2 * np.pi)
         points = [
-            (cx + radius * np.cos(angle + 2 * np.pi * k / corners),
-             cy + radius * np.sin(angle + 2 * np.pi * k / corners))
+            (
+                cx + radius * np.cos(angle + 2 * np.pi * k / corners),
+                cy + radius * np.sin(angle + 2 * np.pi * k / corners),
+            )
             for k in range(corners)
-        ]  # fmt: skip
+        ]
         draw.polygon(points, fill=fill)
     pixels = np.asarray(image, np.int16) + rng.normal(0, 12, (size, size, 3)).astype(np.int16)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))

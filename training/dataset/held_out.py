@@ -49,9 +49,14 @@ def draw(
     if listing.layout == "train_val":
         layout = layout | {s.subset for s in withheld if s.subset}
     assignment = assign(
-        labels, [s.subset for s in everything], [*hashes, *withheld_hashes],
-        val_split=val_split, test_split=test_split, seed=seed, layout_splits=layout,
-    )  # fmt: skip
+        labels,
+        [s.subset for s in everything],
+        [*hashes, *withheld_hashes],
+        val_split=val_split,
+        test_split=test_split,
+        seed=seed,
+        layout_splits=layout,
+    )
     n = len(samples)
     return dataclasses.replace(assignment, splits=assignment.splits[:n]), assignment.splits[n:]
 
@@ -87,7 +92,7 @@ def original_test(
             }
             for i in test_rows
             if str(samples[i].path) in was
-        ],  # fmt: skip
+        ],
     }
 
 

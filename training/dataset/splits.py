@@ -9,15 +9,22 @@ average; a tiny class is given at least one image in train and val (and test, wh
 there is a test split), which is the one case where a new image may move an old one.
 Layouts fix splits where they say so: ``train/ val/ test/`` folders, or a CSV
 ``split`` column; what they leave open (val out of train/, test out of val/) is
-drawn by hash in the same way.
+drawn by hash in the same way. The content hashes themselves are read here too
+(``content_hashes``: sha256 of each file's bytes, in parallel).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from training.dataset.data import Sample
 
 SPLITS = ("train", "val", "test")
 DEFAULT_TEST_SPLIT = 0.15
@@ -135,3 +142,27 @@ def content_fingerprint(hashes: Sequence[str]) -> str:
     """Identifies a set of images by content, whatever their names or order (a split's
     ``fingerprint`` in bundle metadata)."""
     return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()
+
+
+def content_hashes(
+    samples: list[Sample], progress: Callable[[int, int], None] | None = None
+) -> tuple[list[str | None], list[dict]]:
+    """sha256 of every file's bytes (read, not decoded: its split depends on it);
+    None, and the reason, for files that cannot be read."""
+
+    def digest(index: int) -> tuple[int, str | None, str | None]:
+        try:
+            return index, hashlib.sha256(samples[index].path.read_bytes()).hexdigest(), None
+        except OSError as exc:
+            return index, None, f"{samples[index].path}: cannot read the file ({exc.strerror})"
+
+    hashes: list[str | None] = [None] * len(samples)
+    unreadable: list[dict] = []
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        for done, (index, value, error) in enumerate(pool.map(digest, range(len(samples))), 1):
+            hashes[index] = value
+            if error:
+                unreadable.append({"path": str(samples[index].path), "reason": error})
+            if progress:
+                progress(done, len(samples))
+    return hashes, unreadable

@@ -29,13 +29,12 @@ from training.dataset.corrections import data_root
 from training.dataset.data import (
     Listing,
     check_classes,
-    content_hashes,
     decode_all,
     list_samples,
     split_listing,
 )
 from training.dataset.health import balance
-from training.dataset.splits import SPLITS
+from training.dataset.splits import SPLITS, content_hashes
 from training.diagnosis import probe, suspects
 from training.diagnosis.near_duplicates import close_pairs, group_pairs, look_at_files
 from training.evaluation.evaluate import wilson
@@ -99,9 +98,12 @@ def _ingest(listing: Listing, config: TrainConfig, log: Log) -> dict[str, Any]:
     log(f"Reading {len(samples):,} files ...")
     hashes, skipped = content_hashes(samples)
     assignment = split_listing(
-        listing, hashes, val_split=config.val_split, test_split=config.test_split,
+        listing,
+        hashes,
+        val_split=config.val_split,
+        test_split=config.test_split,
         seed=config.seed,
-    )  # fmt: skip
+    )
     looks, errors = look_at_files([s.path for s in samples])
     skipped += [
         {"path": str(samples[i].path), "reason": reason}
@@ -127,12 +129,20 @@ def _ingest(listing: Listing, config: TrainConfig, log: Log) -> dict[str, Any]:
 
 def _probe(spec, config, backbone, pixels, targets, classes, fold, log) -> probe.ProbeResult:
     if backbone is None:
-        log(f"No pretrained weights for {spec.name}: training it from scratch "
-            f"{len(np.unique(fold))} times")  # fmt: skip
+        log(
+            f"No pretrained weights for {spec.name}: training it from scratch "
+            f"{len(np.unique(fold))} times"
+        )
         return probe.probe_from_scratch(
-            spec, pixels, targets, classes, fold, seed=config.seed, batch_size=config.batch_size,
+            spec,
+            pixels,
+            targets,
+            classes,
+            fold,
+            seed=config.seed,
+            batch_size=config.batch_size,
             log=log,
-        )  # fmt: skip
+        )
     log(f"Computing {spec.name} features of {len(pixels):,} images ...")
     features = probe.backbone_features(spec, backbone, pixels)
     source = str(config.weights)
@@ -229,10 +239,12 @@ def _balance(labels, given, splits, test_split, config) -> dict:
     """Per-class counts by split, as training with the same settings would draw
     them, and the class weights it would use."""
     counts = {
-        label: {name: sum(1 for g, s in zip(given, splits, strict=True) if g == label and s == name)
-                for name in SPLITS}
+        label: {
+            name: sum(1 for g, s in zip(given, splits, strict=True) if g == label and s == name)
+            for name in SPLITS
+        }
         for label in labels
-    }  # fmt: skip
+    }
     ratio, weights = balance([counts[label]["train"] for label in labels])
     return {
         "classes": {label: {"images": sum(c.values()), **c} for label, c in counts.items()},

@@ -181,9 +181,15 @@ def network_probe(
     for fold in np.unique(folds):
         log(f"  fold {fold + 1} of {len(np.unique(folds))}: training {spec.name} from scratch")
         model, backbone = _fit_fold(
-            spec, pixels, targets, classes, np.flatnonzero(folds != fold), seed + int(fold),
-            batch_size, epochs,
-        )  # fmt: skip
+            spec,
+            pixels,
+            targets,
+            classes,
+            np.flatnonzero(folds != fold),
+            seed + int(fold),
+            batch_size,
+            epochs,
+        )
         probabilities[folds == fold] = _predict(model, pixels, np.flatnonzero(folds == fold))
         if fold == folds.min():
             from training.fitting.finetune import batches, pooled_features

@@ -26,11 +26,11 @@ from models.networks.backbones import BackboneSpec, get_backbone
 from models.networks.classifier import build_backbone, keras_cache_path, resolve_weights
 from training.dataset.data import (
     check_classes,
-    content_hashes,
     decode_all,
     list_samples,
     split_listing,
 )
+from training.dataset.splits import content_hashes
 from training.diagnosis import probe
 from training.evaluation.evaluate import wilson
 
@@ -101,12 +101,18 @@ def compare_backbones(
         features = probe.backbone_features(spec, backbone, decoded[size])
         found = probe.probe_features(features, targets, len(labels), folds)
         right = int(np.sum(found.probabilities.argmax(1) == targets))
-        results.append({
-            "backbone": spec.name, "weights": where, "image_size": size[0],
-            "accuracy": round(right / len(targets), 6), "right": right,
-            "accuracy_interval": [round(v, 4) for v in wilson(right, len(targets))],
-            "seconds": round(time.monotonic() - started, 1), "params": spec.params,
-        })  # fmt: skip
+        results.append(
+            {
+                "backbone": spec.name,
+                "weights": where,
+                "image_size": size[0],
+                "accuracy": round(right / len(targets), 6),
+                "right": right,
+                "accuracy_interval": [round(v, 4) for v in wilson(right, len(targets))],
+                "seconds": round(time.monotonic() - started, 1),
+                "params": spec.params,
+            }
+        )
     return {
         "data": str(data),
         "images": len(targets),
@@ -133,9 +139,12 @@ def _images(data: str, settings: dict[str, Any]):
     samples = listing.samples
     hashes, _ = content_hashes(samples)
     assignment = split_listing(
-        listing, hashes, val_split=settings.get("val_split", 0.2),
-        test_split=settings.get("test_split"), seed=settings.get("seed", 42),
-    )  # fmt: skip
+        listing,
+        hashes,
+        val_split=settings.get("val_split", 0.2),
+        test_split=settings.get("test_split"),
+        seed=settings.get("seed", 42),
+    )
     rows = [i for i, h in enumerate(hashes) if h is not None and assignment.splits[i] != "test"]
     check_classes(Counter(samples[i].label for i in rows), "images outside the test split")
     labels = sorted({samples[i].label for i in rows})

@@ -242,8 +242,10 @@ def _tta(
             "loss_tta": round(calibration.nll(with_.probabilities, with_.targets), 6),
         }
     gain = figures["validation"]["gain"]
-    log(f"Test-time augmentation ({len(tta.VIEWS)} views): validation accuracy "
-        f"{gain * 100:+.1f} points")  # fmt: skip
+    log(
+        f"Test-time augmentation ({len(tta.VIEWS)} views): validation accuracy "
+        f"{gain * 100:+.1f} points"
+    )
     return {"views": list(tta.VIEWS), "helped": gain > 0, "gain": gain, **figures}
 
 
@@ -301,9 +303,13 @@ def _out_of_scope(
         return {"images": 0, "note": f"no readable image in {folder}"}
     inputs = np.stack(pixels)
     batches = finetune.batches(
-        inputs, np.zeros(len(inputs), np.int32), np.arange(len(inputs)), config.batch_size,
-        shuffle=False, seed=0,
-    )  # fmt: skip
+        inputs,
+        np.zeros(len(inputs), np.int32),
+        np.arange(len(inputs)),
+        config.batch_size,
+        shuffle=False,
+        seed=0,
+    )
     outside = finetune.predict_probabilities(forward, batches)
     inside = shown.probabilities
     return {

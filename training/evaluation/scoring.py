@@ -23,8 +23,8 @@ from models.engines.int8 import calibration_rows
 from models.errors import ConfigError
 from models.preprocessing import decode_images
 from training.dataset.data import DataError, Listing, list_samples, split_listing
-from training.dataset.data import content_hashes as file_hashes
 from training.dataset.splits import SPLITS, content_fingerprint
+from training.dataset.splits import content_hashes as file_hashes
 from training.evaluation import calibration, decision
 from training.evaluation.evaluate import evaluate
 
@@ -195,7 +195,10 @@ def _rows(bundle: Bundle, listing, hashes: list[str | None], split: str) -> list
             "DATA has none under its settings: pass --split all (or val) to score it"
         )
     assignment = split_listing(
-        listing, hashes, val_split=training.get("val_split", 0.2), test_split=test_share,
+        listing,
+        hashes,
+        val_split=training.get("val_split", 0.2),
+        test_split=test_share,
         seed=training.get("seed", 42),
-    )  # fmt: skip
+    )
     return [i for i, s in enumerate(assignment.splits) if s == split]

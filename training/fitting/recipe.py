@@ -81,12 +81,20 @@ class Run:
         soft = (len(self.prepared.labels), regime) if regime.soft_targets else None
         return self.cluster.distribute(
             lambda batch, pad_to: finetune.batches(
-                inputs, targets, indices, batch, shuffle=epochs is not None, seed=seed,
-                class_weight=weights, pad_to=pad_to, first_epoch=first, soft=soft,
+                inputs,
+                targets,
+                indices,
+                batch,
+                shuffle=epochs is not None,
+                seed=seed,
+                class_weight=weights,
+                pad_to=pad_to,
+                first_epoch=first,
+                soft=soft,
             ),
             len(indices),
             self.config.batch_size,
-        )  # fmt: skip
+        )
 
     def pixel_data(self, epochs: _Epochs, regime: Regime) -> tuple[tuple, tuple]:
         prepared = self.prepared
@@ -140,8 +148,13 @@ class _Epochs:
 def train(run: Run, phases: list[Phase]) -> tuple[list[dict], dict[str, Any]]:
     """Run the phases not yet finished; returns the history rows and what was done."""
     config, model, prepared, state, cluster, log = (
-        run.config, run.model, run.prepared, run.state, run.cluster, run.log
-    )  # fmt: skip
+        run.config,
+        run.model,
+        run.prepared,
+        run.state,
+        run.cluster,
+        run.log,
+    )
     phases = sized_phases(phases, config, prepared.report["train_images"])
     run.details.update(_describe(config, cluster, phases))
     with cluster.fit_scope():

@@ -25,10 +25,24 @@ Log = Callable[[str], None]
 
 # Settings that change what a job computes: a resumed job must match them.
 RESUME_KEYS = (
-    "data", "backbone", "weights", "image_size", "batch_size", "epochs", "fine_tune_epochs",
-    "min_steps", "unfreeze_from", "lr", "fine_tune_lr", "val_split", "test_split", "seed",
-    "augment", "dropout", "pooling",
-)  # fmt: skip
+    "data",
+    "backbone",
+    "weights",
+    "image_size",
+    "batch_size",
+    "epochs",
+    "fine_tune_epochs",
+    "min_steps",
+    "unfreeze_from",
+    "lr",
+    "fine_tune_lr",
+    "val_split",
+    "test_split",
+    "seed",
+    "augment",
+    "dropout",
+    "pooling",
+)
 # What a job keeps of the decoded data when its phases are started over.
 _DATA_FILES = ("config.json", "data.json", "pixels.npy")
 

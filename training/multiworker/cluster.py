@@ -226,9 +226,11 @@ class Cluster:
 def _peer_lost(exc: tf.errors.OpError) -> bool:
     """Whether a TensorFlow error comes from another worker being gone."""
     lost = (
-        tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError,
+        tf.errors.UnavailableError,
+        tf.errors.CancelledError,
+        tf.errors.AbortedError,
         tf.errors.DeadlineExceededError,
-    )  # fmt: skip
+    )
     return isinstance(exc, lost) or "Collective ops is aborted" in (exc.message or "")
 
 

@@ -38,9 +38,11 @@ def release(config: TrainConfig, version: int, log: Log) -> dict[str, Any] | Non
     before = default_version([v for v in store.versions(name) if v != version], store.labels(name))
     outcome: dict[str, Any] = {"promoted": False, "comparison": None}
     if config.promote or (config.promote_if_better and before is None):
-        outcome["reason"] = "promoted to stable (--promote)" if config.promote else (
-            "promoted to stable: the first version, nothing to compare with"
-        )  # fmt: skip
+        outcome["reason"] = (
+            "promoted to stable (--promote)"
+            if config.promote
+            else ("promoted to stable: the first version, nothing to compare with")
+        )
         outcome["promoted"] = _label(store, name, version, version, "--promote")
     elif config.promote_if_better:
         assert before is not None
@@ -91,8 +93,9 @@ def _promote_if_better(
     )
     better = ours > theirs
     promoted = _label(store, config.name, version if better else current, version, figures)
-    reason = ("promoted to stable: " if better else f"not promoted, version {current} stays "
-              "stable: ") + figures  # fmt: skip
+    reason = (
+        "promoted to stable: " if better else f"not promoted, version {current} stays stable: "
+    ) + figures
     return {"promoted": promoted and better, "comparison": comparison, "reason": reason}
 
 

@@ -134,9 +134,13 @@ def risk_coverage_png(probabilities: np.ndarray, targets: np.ndarray, decision: 
     axis.plot(coverage, accuracy, "-", label="every threshold")
     if decision.get("selective_accuracy") is not None:
         axis.plot(
-            [decision["coverage"]], [decision["selective_accuracy"]], "*", color="black",
-            markersize=12, label=f"threshold {decision['threshold']:.2f}",
-        )  # fmt: skip
+            [decision["coverage"]],
+            [decision["selective_accuracy"]],
+            "*",
+            color="black",
+            markersize=12,
+            label=f"threshold {decision['threshold']:.2f}",
+        )
     axis.set_xlabel("share of images answered (coverage)")
     axis.set_ylabel("accuracy of the answered")
     axis.set_xlim(0, 1.02)
@@ -188,8 +192,12 @@ def lr_find_png(phase: str, found: dict) -> bytes:
     rates, losses = zip(*found["curve"], strict=True)
     figure, axis = plt.subplots(figsize=(5.2, 3.6))
     axis.plot(rates, losses)
-    axis.axvline(found["suggestion"], color="black", linestyle="--",
-                 label=f"chosen {found['suggestion']:.2g}")  # fmt: skip
+    axis.axvline(
+        found["suggestion"],
+        color="black",
+        linestyle="--",
+        label=f"chosen {found['suggestion']:.2g}",
+    )
     axis.set_xscale("log")
     axis.set_xlabel("learning rate")
     axis.set_ylabel("smoothed training loss")
