@@ -270,7 +270,7 @@ def test_the_kubernetes_client_is_an_extra_pinned_like_every_other():
 
 def test_the_page_documents_every_setting_and_what_was_run():
     page = (ROOT / "docs" / "jobs-kubernetes.md").read_text()
-    source = (ROOT / "training" / "kube_manifest.py").read_text()
+    source = (ROOT / "training" / "jobs" / "kube_manifest.py").read_text()
     for name in sorted(set(re.findall(r"KTL_K8S_[A-Z_]+", source))):
         assert f"`{name}`" in page, name
     assert "## What was run here" in page

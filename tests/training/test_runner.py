@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import pytest
 
 import service
-import training
+import training.jobs
 from models.errors import ConfigError, OperationalError
 from models.jobqueue.job_runner import runner_argv
 from models.jobqueue.jobs import DATASET_DIR, InvalidOptions, Job, JobQueue, Outcome, RunnerBusy
@@ -320,7 +320,7 @@ def test_the_launcher_is_chosen_by_ktl_job_runner(store, monkeypatch):
         make_launcher(store, "docker")
     monkeypatch.setitem(sys.modules, "training.jobs.kube", None)  # not installed
     # and not imported by an earlier test either (the package keeps a loaded submodule)
-    monkeypatch.delattr(training, "kube", raising=False)
+    monkeypatch.delattr(training.jobs, "kube", raising=False)
     with pytest.raises(ConfigError, match="needs training.jobs.kube"):
         make_launcher(store, "kubernetes")
     monkeypatch.setenv("KTL_JOB_NICE", "25")
@@ -522,7 +522,7 @@ def test_no_module_of_training_but_the_runner_writes_a_job_record():
         for path in package.rglob("*.py")
         if writes.search(path.read_text())
     }
-    assert writers == {"runner.py"}
+    assert writers == {"jobs/runner.py"}
 
 
 def test_an_outcome_left_by_a_runner_that_died_is_recorded_without_training_again(store):
