@@ -43,6 +43,10 @@ def _training(value: str) -> str:
     return "open" if value == "open" else ""
 
 
+def _optional_port(value: str) -> int | None:
+    return port_number(value) if value.strip() else None
+
+
 class ServiceConfig(StoreSetting, JobRunnerSetting, DataRootSetting, Int8GateSetting):
     what: ClassVar[str] = "configuration"
 
@@ -68,6 +72,11 @@ class ServiceConfig(StoreSetting, JobRunnerSetting, DataRootSetting, Int8GateSet
         "127.0.0.1", description="address gunicorn binds (0.0.0.0: every interface)"
     )
     port: Annotated[int, parsed(port_number)] = Field(8000, description="port gunicorn binds")
+    grpc_port: Annotated[int | None, parsed(_optional_port)] = Field(
+        None,
+        description="port of the Open Inference Protocol over gRPC, on KTL_HOST (every "
+        "worker serves it); unset: off",
+    )
     workers: PositiveInt = Field(1, description="gunicorn worker processes")
     threads: PositiveInt = Field(16, description="request threads per worker")
     engine: Annotated[str, parsed(one_of(ENGINES))] = Field(
