@@ -119,6 +119,11 @@ def test_a_100_mb_message_is_refused_cleanly_and_the_server_goes_on(server, clie
     with pytest.raises(InferenceServerException) as refused:
         grpc_client.infer(NAME, [tensor], headers=_headers())
     assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+    # The bound is KTL_MAX_UPLOAD_MB (20 MB), not gRPC's default of 4 MB: 6 MB are read.
+    tensor.set_data_from_numpy(np.array([b"\0" * (6 * 2**20)], dtype=np.object_))
+    with pytest.raises(InferenceServerException) as refused:
+        grpc_client.infer(NAME, [tensor], headers=_headers())
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"  # not an image
     assert _infer(grpcclient, grpc_client, _images(server, 1), "1").as_numpy("labels").size == 1
 
 
