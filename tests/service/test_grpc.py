@@ -187,3 +187,26 @@ def test_grpc_calls_are_counted_apart_from_rest(make_app):
     assert 'ktl_grpc_requests_total{code="INVALID_ARGUMENT",method="ModelInfer"} 1.0' in text
     assert 'ktl_model_requests_total{model="tiny",version="1",via="default"} 2.0' in text
     assert "/v2/models/{name}/infer" not in text
+
+
+def test_a_real_server_bounds_messages_by_the_upload_limit(make_app):
+    from service.oip_grpc.server import SERVICE, serve
+    from tests.support.server import free_port
+
+    app = make_app(max_upload_mb=1)
+    port = free_port()
+    server = serve(app, app.extensions["ktl"].config, port)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            infer = channel.unary_unary(
+                f"/{SERVICE}/ModelInfer",
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            answer = infer(_infer_request([encode_image(seed=1)]), timeout=30)
+            assert answer.model_version == "1"
+            with pytest.raises(grpc.RpcError) as refused:
+                infer(_infer_request([b"\0" * (2 * 2**20)]), timeout=30)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        server.stop(grace=None).wait()
