@@ -5,6 +5,7 @@ shared definitions of models/settings.py."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Annotated, ClassVar
 
 from pydantic import Field
@@ -102,6 +103,21 @@ class ServiceConfig(StoreSetting, JobRunnerSetting, DataRootSetting, Int8GateSet
         300.0,
         description="longest life of one event stream; clients reconnect with Last-Event-ID",
     )
+
+    def check_grpc(self) -> None:
+        """With KTL_GRPC_PORT set: a port of its own, and grpcio installed (looked for,
+        not imported: gunicorn's master must not import grpc before it forks)."""
+        if self.grpc_port is None:
+            return
+        if self.grpc_port == self.port:
+            raise ConfigError(
+                f"KTL_GRPC_PORT and KTL_PORT are both {self.port}; gRPC needs a port of its own"
+            )
+        if importlib.util.find_spec("grpc") is None:
+            raise ConfigError(
+                "KTL_GRPC_PORT is set but grpcio is not installed: pip install 'ktl[grpc]' "
+                "(or unset KTL_GRPC_PORT)"
+            )
 
     @property
     def max_upload_bytes(self) -> int:

@@ -25,6 +25,7 @@ from service.config import ServiceConfig  # noqa: E402
 
 try:
     _config = ServiceConfig.from_env()
+    _config.check_grpc()
 except ConfigError as exc:
     print(f"ktl serve: {exc}", file=sys.stderr)
     sys.exit(2)
