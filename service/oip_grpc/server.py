@@ -193,7 +193,8 @@ def serve(app: Flask, config: ServiceConfig, port: int | None = None) -> grpc.Se
         ],
         maximum_concurrent_rpcs=config.threads + config.queue_size,
     )
-    server.add_insecure_port(f"{config.host}:{port}")
+    host = f"[{config.host}]" if ":" in config.host else config.host  # IPv6: [::]
+    server.add_insecure_port(f"{host}:{port}")
     server.start()
     with app.app_context():  # REST starts it on its first request; gRPC may come first
         service_state().registry.start_polling()
