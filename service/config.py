@@ -5,6 +5,7 @@ shared definitions of models/settings.py."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Annotated, ClassVar
 
 from pydantic import Field
@@ -43,6 +44,10 @@ def _training(value: str) -> str:
     return "open" if value == "open" else ""
 
 
+def _optional_port(value: str) -> int | None:
+    return port_number(value) if value.strip() else None
+
+
 class ServiceConfig(StoreSetting, JobRunnerSetting, DataRootSetting, Int8GateSetting):
     what: ClassVar[str] = "configuration"
 
@@ -68,6 +73,11 @@ class ServiceConfig(StoreSetting, JobRunnerSetting, DataRootSetting, Int8GateSet
         "127.0.0.1", description="address gunicorn binds (0.0.0.0: every interface)"
     )
     port: Annotated[int, parsed(port_number)] = Field(8000, description="port gunicorn binds")
+    grpc_port: Annotated[int | None, parsed(_optional_port)] = Field(
+        None,
+        description="port of the Open Inference Protocol over gRPC, on KTL_HOST (every "
+        "worker serves it); unset: off",
+    )
     workers: PositiveInt = Field(1, description="gunicorn worker processes")
     threads: PositiveInt = Field(16, description="request threads per worker")
     engine: Annotated[str, parsed(one_of(ENGINES))] = Field(
@@ -93,6 +103,21 @@ class ServiceConfig(StoreSetting, JobRunnerSetting, DataRootSetting, Int8GateSet
         300.0,
         description="longest life of one event stream; clients reconnect with Last-Event-ID",
     )
+
+    def check_grpc(self) -> None:
+        """With KTL_GRPC_PORT set: a port of its own, and grpcio installed (looked for,
+        not imported: gunicorn's master must not import grpc before it forks)."""
+        if self.grpc_port is None:
+            return
+        if self.grpc_port == self.port:
+            raise ConfigError(
+                f"KTL_GRPC_PORT and KTL_PORT are both {self.port}; gRPC needs a port of its own"
+            )
+        if importlib.util.find_spec("grpc") is None:
+            raise ConfigError(
+                "KTL_GRPC_PORT is set but grpcio is not installed: pip install 'ktl[grpc]' "
+                "(or unset KTL_GRPC_PORT)"
+            )
 
     @property
     def max_upload_bytes(self) -> int:

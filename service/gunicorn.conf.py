@@ -25,6 +25,7 @@ from service.config import ServiceConfig  # noqa: E402
 
 try:
     _config = ServiceConfig.from_env()
+    _config.check_grpc()
 except ConfigError as exc:
     print(f"ktl serve: {exc}", file=sys.stderr)
     sys.exit(2)
@@ -144,3 +145,30 @@ def post_fork(server, worker) -> None:
     per_worker = str(max(1, (cpus or 1) // server.cfg.workers))
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", per_worker)
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", per_worker)
+
+
+# The Open Inference Protocol over gRPC (KTL_GRPC_PORT), one server in each worker:
+# started once the worker has loaded the app, after the fork (the master never
+# imports grpc, which does not survive a fork), every worker on the one port
+# (SO_REUSEPORT). service/oip_grpc/server.py says why it runs in the workers.
+_grpc_servers: list = []
+
+
+def post_worker_init(worker) -> None:
+    if _config.grpc_port is None:
+        return
+    from service.oip_grpc.server import serve
+
+    _grpc_servers.append(serve(worker.wsgi, _config))
+    worker.log.info(
+        "Worker %d serves the Open Inference Protocol over gRPC on %s:%d",
+        worker.pid,
+        _config.host,
+        _config.grpc_port,
+    )
+
+
+def worker_exit(server, worker) -> None:
+    """Finish the gRPC calls under way (as gunicorn does its requests), then stop."""
+    while _grpc_servers:
+        _grpc_servers.pop().stop(grace=graceful_timeout).wait()

@@ -58,6 +58,20 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=own,
         )
+        self.grpc_requests = Counter(
+            "ktl_grpc_requests",
+            "Open Inference Protocol gRPC calls by method (ModelInfer, ...) and status code "
+            "(OK, NOT_FOUND, ...); the REST routes count in ktl_http_requests",
+            ["method", "code"],
+            registry=own,
+        )
+        self.grpc_latency = Histogram(
+            "ktl_grpc_request_duration_seconds",
+            "Time from call to answer of the gRPC calls, by method",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=own,
+        )
         self.version_requests = Counter(
             "ktl_model_requests",
             "Requests answered by each model version, by how the version was chosen: "
@@ -104,13 +118,23 @@ class Metrics:
         seconds = None if start is None else time.perf_counter() - start
         if seconds is not None:
             self.latency.labels(route, method).observe(seconds)
+        self._count_version(seconds)
+        return response
+
+    def record_grpc(self, method: str, code: str, seconds: float) -> None:
+        """One gRPC call, answered with status ``code`` after ``seconds`` (inside the
+        call's app context, so the version that answered counts as over REST)."""
+        self.grpc_requests.labels(method, code).inc()
+        self.grpc_latency.labels(method).observe(seconds)
+        self._count_version(seconds)
+
+    def _count_version(self, seconds: float | None) -> None:
         answered = served()
         if answered is not None:
             version = str(answered.version)
             self.version_requests.labels(answered.model, version, answered.via).inc()
             if seconds is not None:
                 self.version_latency.labels(answered.model, version).observe(seconds)
-        return response
 
 
 def _start_timer() -> None:

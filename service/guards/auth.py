@@ -8,7 +8,8 @@ needs no key: there is nothing behind it."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from flask import Flask, current_app, request
 
@@ -23,7 +24,13 @@ def _required_keys() -> KeySet | None:
     """The key set the matched route needs; None for a public route or no route."""
     if request.url_rule is None:
         return None
-    record = operation_of(current_app.view_functions.get(request.endpoint or ""))
+    return keys_of_view(current_app.view_functions.get(request.endpoint or ""))
+
+
+def keys_of_view(view: Callable[..., Any] | None) -> KeySet | None:
+    """The key set a view needs: its ``@operation``'s, the predict keys without one;
+    None when it is public. (gRPC asks this of the REST view each call mirrors.)"""
+    record = operation_of(view)
     if record is None:
         return PREDICT_KEYS
     return None if record.public else record.keys
@@ -38,9 +45,15 @@ def require_key() -> None:
 
 def check_bearer(keys: Sequence[str]) -> None:
     """Pass when ``keys`` is empty or the request's bearer token is one of them."""
+    check_authorization(request.headers.get("Authorization", ""), keys)
+
+
+def check_authorization(authorization: str, keys: Sequence[str]) -> None:
+    """Pass when ``keys`` is empty or ``authorization`` (an HTTP header's or gRPC
+    metadata's value) is ``Bearer <one of them>``; ``Unauthorized`` otherwise."""
     if not keys:
         return
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized(

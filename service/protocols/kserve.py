@@ -18,49 +18,29 @@ UTF-8 strings, as Triton answers them.
 from __future__ import annotations
 
 import json
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from typing import Any
 
-import numpy as np
 from flask import Blueprint, Response, request
 
-from models.decision import decided_labels, threshold_of
-from service.contract.errors import Unavailable
 from service.contract.operation import Body, Reply, operation
 from service.contract.replies import BINARY, error, model_errors
+from service.protocols import kserve_core
 from service.protocols.bodies import json_body
 from service.protocols.kserve_bodies import (
-    IMAGE_INPUT,
-    OUTPUTS,
-    PIXEL_INPUT,
     InferenceRequest,
     InferenceResponse,
     KServeError,
     ModelMetadata,
-    ModelParameters,
     ModelReady,
-    PixelInput,
     ServerLive,
     ServerMetadata,
     ServerReady,
-    TensorMetadata,
 )
-from service.protocols.kserve_tensors import (
-    HEADER_LENGTH,
-    images_of,
-    labels_output,
-    pixels_of,
-    probabilities_output,
-    read_request,
-)
-from service.serving.predictor import Predictor
-from service.serving.routing import VERSION_HEADER_DOC, resolve_version_or_label
-from service.state import service_state
+from service.protocols.kserve_tensors import HEADER_LENGTH, read_request
+from service.serving.routing import VERSION_HEADER_DOC
 
 bp = Blueprint("kserve", __name__)
 
-PLATFORM = "tensorflow_keras"
 # The protocol's model version is a string: here a number, or a label of the model.
 VERSION_OR_LABEL = {
     "version": {
@@ -78,12 +58,7 @@ VERSION_OR_LABEL = {
     responses={200: Reply("name, version, extensions", ServerMetadata)},
 )
 def server_metadata() -> dict[str, Any]:
-    try:
-        ktl_version = package_version("ktl")
-    except PackageNotFoundError:
-        ktl_version = "unknown"
-    body = ServerMetadata(name="ktl", version=ktl_version, extensions=["binary_tensor_data"])
-    return json_body(body)
+    return json_body(kserve_core.server_metadata(extensions=["binary_tensor_data"]))
 
 
 @bp.get("/v2/health/live")
@@ -108,8 +83,7 @@ def live() -> dict[str, Any]:
     },
 )
 def ready() -> dict[str, Any]:
-    if not service_state().registry.snapshot.ready:
-        raise Unavailable("No model is servable yet; GET /v1/models shows why")
+    kserve_core.check_server_ready()
     return json_body(ServerReady(ready=True))
 
 
@@ -127,29 +101,7 @@ def ready() -> dict[str, Any]:
     },
 )
 def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
-    predictor = resolve_version_or_label(name, version)
-    state = service_state().registry.snapshot.models.get(name)
-    versions = state.versions if state is not None else (predictor.bundle.version,)
-    height, width = predictor.bundle.image_size
-    classes = len(predictor.bundle.labels)
-    body = ModelMetadata(
-        name=name,
-        versions=[str(v) for v in versions],
-        platform=PLATFORM,
-        inputs=[
-            TensorMetadata(name=IMAGE_INPUT, datatype="BYTES", shape=[-1]),
-            TensorMetadata(name=PIXEL_INPUT, datatype="UINT8", shape=[-1, height, width, 3]),
-        ],
-        outputs=[
-            TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, classes]),
-            TensorMetadata(name="labels", datatype="BYTES", shape=[-1]),
-            TensorMetadata(name="decision", datatype="BYTES", shape=[-1]),
-        ],
-        parameters=ModelParameters(
-            labels=predictor.bundle.labels, version=predictor.bundle.version
-        ),
-    )
-    return json_body(body)
+    return json_body(kserve_core.model_metadata(name, version))
 
 
 @bp.get("/v2/models/<segment:name>/ready")
@@ -167,8 +119,7 @@ def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
     },
 )
 def model_ready(name: str, version: str | None = None) -> dict[str, Any]:
-    predictor = resolve_version_or_label(name, version)
-    return json_body(ModelReady(name=name, version=str(predictor.bundle.version), ready=True))
+    return json_body(kserve_core.model_ready(name, version))
 
 
 _BINARY_FORM = (
@@ -219,54 +170,17 @@ _BINARY_FORM = (
     },
 )
 def infer(name: str, version: str | None = None) -> Response:
-    predictor = resolve_version_or_label(name, version, split=True)
-    inference, binary = read_request(request)
-    probabilities = _probabilities(predictor, inference, binary)
-    bundle = predictor.bundle
-    labels = [bundle.labels[i] for i in np.argmax(probabilities, axis=1)]
-    threshold = threshold_of(bundle.metadata.decision)
-    decided = [label or "" for label in decided_labels(bundle.labels, probabilities, threshold)]
-    outputs = [
-        probabilities_output(probabilities, as_binary)
-        if output == "probabilities"
-        else labels_output(labels if output == "labels" else decided, as_binary, output)
-        for output, as_binary in _requested_outputs(inference)
-    ]
+    inferred = kserve_core.infer(name, version, lambda: read_request(request))
     body = InferenceResponse(
-        model_name=name,
-        model_version=str(predictor.bundle.version),
-        id=inference.id,
-        outputs=[output.tensor for output in outputs],
+        model_name=inferred.model_name,
+        model_version=inferred.model_version,
+        id=inferred.id,
+        outputs=[output.tensor for output in inferred.outputs],
     )
     text = json.dumps(json_body(body, exclude_none=True), separators=(",", ":")).encode()
-    blobs = [output.blob for output in outputs if output.blob is not None]
+    blobs = [output.blob for output in inferred.outputs if output.blob is not None]
     if not blobs:
         return Response(text, mimetype="application/json")
     response = Response(text + b"".join(blobs), mimetype="application/octet-stream")
     response.headers[HEADER_LENGTH] = str(len(text))
     return response
-
-
-def _probabilities(
-    predictor: Predictor, inference: InferenceRequest, binary: memoryview
-) -> np.ndarray:
-    tensor = inference.input
-    if isinstance(tensor, PixelInput):
-        return predictor.infer(pixels_of(tensor, binary, predictor.bundle.image_size))
-    return predictor.predict(images_of(tensor, binary))
-
-
-def _requested_outputs(inference: InferenceRequest) -> list[tuple[str, bool]]:
-    """``(output, as binary data)`` in the order asked for; default: every output."""
-    parameters = inference.parameters
-    default = bool(parameters is not None and parameters.binary_data_output)
-    if inference.outputs is None:
-        return [(output, default) for output in OUTPUTS]
-    wanted = []
-    for output in inference.outputs:
-        options = output.parameters
-        as_binary = (
-            default if options is None or options.binary_data is None else options.binary_data
-        )
-        wanted.append((output.name, as_binary))
-    return wanted

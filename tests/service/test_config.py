@@ -92,3 +92,19 @@ def test_overrides_are_checked_like_the_environment():
         ServiceConfig.from_env({}).replace({"top_k": 0})
     with pytest.raises(ConfigError, match="top_kk"):
         ServiceConfig.from_env({}).replace({"top_kk": 2})
+
+
+def test_grpc_is_off_unless_its_port_is_set_and_then_needs_its_own_port_and_grpcio(monkeypatch):
+    assert ServiceConfig.from_env({}).grpc_port is None
+    config = ServiceConfig.from_env({"KTL_GRPC_PORT": "8081"})
+    assert config.grpc_port == 8081
+    config.check_grpc()  # grpcio is installed here
+    clash = ServiceConfig.from_env({"KTL_GRPC_PORT": "8000"})
+    with pytest.raises(ConfigError, match="port of its own"):
+        clash.check_grpc()
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match=r"pip install 'ktl\[grpc\]'"):
+        config.check_grpc()
+    ServiceConfig.from_env({}).check_grpc()  # off: nothing to look for
