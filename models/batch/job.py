@@ -72,8 +72,10 @@ def _batches(
     keys, size = inputs.keys, bundle.image_size
     chunks = [keys[i : i + options.batch] for i in range(0, len(keys), options.batch)]
     decode = partial(_decode, inputs, size=size, threads=options.threads)
+    if not chunks:
+        return
     with ThreadPoolExecutor(max_workers=1) as ahead:
-        pending = [ahead.submit(decode, chunk) for chunk in chunks[:1]]
+        pending = [ahead.submit(decode, chunks[0])]
         for following in [*chunks[1:], None]:
             batch_keys, pixels, skipped = pending.pop().result()
             if following is not None:  # decoded while this batch is classified
