@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,9 +83,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--engine", default="keras", choices=["keras", "int8"])
+    parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each")
     args = parser.parse_args()
     from models.store import ModelStore
 
+    jobs, served = [], []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         make_bundle(ModelStore(work / "store"), args.backbone)
@@ -92,24 +95,31 @@ def main() -> None:
         (work / "images").mkdir()
         for i, data in enumerate(jpegs):
             (work / "images" / f"{i:05d}.jpg").write_bytes(data)
-        job = score_rate(
-            work / "store", args.backbone, work / "images", work / "out.jsonl", args.engine
-        )
-        served = service_rate(work / "store", args.backbone, jpegs, args.clients, args.engine)
-    scored = job["images_per_second"]
+        for index in range(args.rounds):  # alternating, so a change in load hits both
+            out = work / f"out{index}.jsonl"
+            jobs.append(
+                score_rate(work / "store", args.backbone, work / "images", out, args.engine)
+            )
+            served.append(
+                service_rate(work / "store", args.backbone, jpegs, args.clients, args.engine)
+            )
     print(
         f"{args.backbone} @224, {args.images} JPEGs of 640x480, {args.engine} engine "
-        f"({job['engine']} in ktl score)"
+        f"({jobs[0]['engine']} in ktl score), {args.rounds} alternating rounds"
     )
+    for job, service in zip(jobs, served, strict=True):
+        print(
+            f"  ktl score {job['images_per_second']:7.1f} images/s ({job['seconds']:.1f} s "
+            f"scoring, {job['wall']:.1f} s with start-up); service {service['throughput']:7.1f} "
+            f"images/s ({args.clients} clients, p50 {service['p50']:.0f} ms, "
+            f"{service['errors']} errors)"
+        )
+    scored = statistics.mean(job["images_per_second"] for job in jobs)
+    serving = statistics.mean(service["throughput"] for service in served)
     print(
-        f"  ktl score: {scored:7.1f} images/s ({job['seconds']:.1f} s scoring, "
-        f"{job['wall']:.1f} s with start-up)"
+        f"  mean: ktl score {scored:.1f} images/s, service {serving:.1f} images/s; "
+        f"ratio ktl score / service: {scored / serving:.2f}"
     )
-    print(
-        f"  service:   {served['throughput']:7.1f} images/s ({args.clients} clients, "
-        f"p50 {served['p50']:.0f} ms, {served['errors']} errors)"
-    )
-    print(f"  ratio ktl score / service: {scored / served['throughput']:.2f}")
 
 
 if __name__ == "__main__":

@@ -7,34 +7,28 @@ tests/e2e/test_score_e2e.py."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import fsspec
 import pytest
 
 from tests.support.cli import ktl_here
+from tests.support.data import COLOURS, make_colour_dataset
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-STORE = str(FIXTURES / "store_v1")
+STORE = str(Path(__file__).resolve().parents[1] / "fixtures" / "store_v1")
 
 
 @pytest.fixture
 def images(tmp_path) -> Path:
-    """Six images at two depths, a file that is no image, and a text file."""
-    root = tmp_path / "photos"
-    (root / "deeper").mkdir(parents=True)
-    for i in range(3):
-        shutil.copy(FIXTURES / "red.png", root / f"red{i}.png")
-        shutil.copy(FIXTURES / "blue.png", root / "deeper" / f"blue{i}.png")
-    (root / "deeper" / "broken.png").write_bytes(b"not a png")
+    """Two images of each colour in its folder, a file that is no image, a text file."""
+    root = make_colour_dataset(tmp_path / "photos", per_class=2, size=12)
+    (root / "blue" / "broken.png").write_bytes(b"not a png")
     (root / "notes.txt").write_text("not an image, not even tried")
     return root
 
 
 # The keys of ``images``: its images' paths inside it, the broken one included.
-KEYS = {f"red{i}.png" for i in range(3)} | {f"deeper/blue{i}.png" for i in range(3)}
-KEYS |= {"deeper/broken.png"}
+KEYS = {f"{c}/{c}_{i:03d}.png" for c in COLOURS for i in range(2)} | {"blue/broken.png"}
 
 
 def _score(*args: str) -> dict:
@@ -56,12 +50,14 @@ def test_each_image_gets_the_native_predict_body_and_a_bad_one_an_error_line(ima
     assert (summary["scored"], summary["errors"], summary["engine"]) == (6, 1, "keras")
     lines = _lines(out)
     assert set(lines) == KEYS
-    broken = lines["deeper/broken.png"]
+    broken = lines["blue/broken.png"]
     assert broken["code"] == "invalid_image" and "broken.png" in broken["error"]
-    files = [str(images / "deeper" / "blue1.png"), str(images / "red0.png")]
+    files = [str(images / "blue" / "blue_001.png"), str(images / "red" / "red_000.png")]
     predicted = ktl_here("predict", *files, "--name", "legacy", "--store", STORE, "--json")
     body = json.loads(predicted.stdout)
-    for image, expected in zip(["deeper/blue1.png", "red0.png"], body["predictions"], strict=True):
+    for image, expected in zip(
+        ["blue/blue_001.png", "red/red_000.png"], body["predictions"], strict=True
+    ):
         line = lines[image]
         assert (line["model"], line["version"]) == (body["model"], body["version"])
         (prediction,) = line["predictions"]
@@ -95,9 +91,12 @@ def test_shards_write_their_own_parts_which_together_hold_every_image(
 
 
 def test_a_csv_and_an_fsspec_prefix_are_inputs_too(images, tmp_path):
-    (tmp_path / "list.csv").write_text("path\nphotos/red1.png\nphotos/deeper/blue2.png\n")
+    (tmp_path / "list.csv").write_text("path\nphotos/red/red_001.png\nphotos/green/green_000.png\n")
     _score(str(tmp_path / "list.csv"), "--out", str(tmp_path / "csv.jsonl"))
-    assert list(_lines(tmp_path / "csv.jsonl")) == ["photos/red1.png", "photos/deeper/blue2.png"]
+    assert list(_lines(tmp_path / "csv.jsonl")) == [
+        "photos/red/red_001.png",
+        "photos/green/green_000.png",
+    ]
     fs = fsspec.filesystem("memory")
     fs.put(str(images), "/score-cli", recursive=True)
     try:
