@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    batch: int = 64
+    batch: int = 16
     threads: int = 4
     top_k: int = 5
     min_confidence: float | None = None
