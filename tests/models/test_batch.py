@@ -131,3 +131,19 @@ def test_the_progress_line_gives_rate_and_eta():
     progress.update(150, 0)
     assert stream.getvalue() == "scored 250/1,000 (25%) 50.0 images/s, ETA 0:00:15, 1 errors\n"
     assert eta(3725) == "1:02:05"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_line_is_redrawn_in_place_and_ends_with_a_newline():
+    stream, clock = _Terminal(), _Clock()
+    progress = Progress(10, stream, clock=clock)
+    clock.now += 1.0
+    progress.update(5, 0)
+    progress.finish()
+    drawn = stream.getvalue()
+    assert drawn.startswith("\rscored 5/10 (50%) 5.0 images/s, ETA 0:00:01\033[K")
+    assert drawn.count("\r") == 2 and drawn.endswith("\n") and drawn.count("\n") == 1
