@@ -123,6 +123,7 @@ class SkippedImage:
     position: int
     path: Path
     reason: str  # the error's message, which starts with the file's name
+    code: str = "invalid_image"  # the error's machine code (models.errors), as HTTP gives it
 
     def record(self) -> dict[str, str]:
         """The ``{"path", "reason"}`` entry reports and logs list skipped files with."""
@@ -169,7 +170,7 @@ def decode_each(
         try:
             return position, path, decode(path)
         except errors as exc:
-            return SkippedImage(position, path, str(exc))
+            return SkippedImage(position, path, str(exc), getattr(exc, "code", "unreadable"))
 
     if threads <= 1:
         yield from _reported(map(attempt, enumerate(paths)), skipped)

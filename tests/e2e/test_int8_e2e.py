@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from models.bundle import load_bundle, read_metadata
-from models.engines.int8 import INT8_FILE, int8_agreement
+from models.engines.int8 import INT8_FILE, choose_engine, int8_agreement
 from tests.support.cli import ktl_here
 from tests.support.server import Gunicorn
 from tests.support.trained import CLI_FLAGS, NAME, Trained
@@ -142,3 +142,29 @@ def test_an_int8_tflite_export_is_checked_by_litert(store, tmp_path):
     assert figures["images"] > 0 and figures["top1_agreement"] >= 0.9, figures
     alone = ktl_here(*base, "--int8")
     assert alone.returncode == 2 and "--int8 and --calibration DATA go together" in alone.stderr
+
+
+def test_score_takes_the_engine_the_service_would(store, tmp_path, monkeypatch):
+    root, data = store
+
+    def score(version: int) -> tuple[str, list[dict]]:
+        out = tmp_path / f"{version}-{len(list(tmp_path.iterdir()))}.jsonl"
+        args = [f"colours:{version}", str(data / "red"), "--out", str(out), "--json"]
+        done = ktl_here("score", *args, "--store", str(root))
+        assert done.returncode == 0, done.stderr
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        return json.loads(done.stdout)["engine"], lines
+
+    for version in (1, 2, 3):
+        expected = choose_engine(read_metadata(root / "colours" / str(version)), "auto")
+        assert score(version)[0] == expected
+    monkeypatch.setenv("KTL_INT8_MIN_AGREEMENT", "0")  # every INT8 engine passes the gate
+    engine, lines = score(2)
+    assert engine == "int8"
+    flags = ["--name", "colours", "--version", "2", "--engine", "int8", "--json"]
+    predicted = ktl_here("predict", str(data / "red"), *flags, "--store", str(root))
+    by_name = {p["filename"]: p for p in json.loads(predicted.stdout)["predictions"]}
+    for line in lines:
+        (prediction,) = line["predictions"]
+        expected = by_name[prediction["filename"]]["probabilities"]
+        assert prediction["probabilities"] == pytest.approx(expected, abs=1e-6)
