@@ -10,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from models.errors import ConfigError
+from models.store.location import UnsupportedStore, check_location
 
 if TYPE_CHECKING:
     from cli.settings import CliSettings
@@ -30,8 +31,21 @@ def add_store(parser: argparse.ArgumentParser, default: str | None = STORE_FROM_
     parser.add_argument(
         "--store",
         default=default,
+        type=store_argument,
         help="model store folder (default: $KTL_MODEL_STORE or ./model_store)",
     )
+
+
+def store_argument(text: str) -> str:
+    """``--store``'s text, refused (exit 2, with the reason) when it is a URL that ktl
+    cannot serve; never taken as a folder name."""
+    if text == STORE_FROM_SETTINGS:
+        return text
+    try:
+        check_location(text)
+    except UnsupportedStore as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return text
 
 
 def set_store_defaults(parser: argparse.ArgumentParser, settings: CliSettings) -> None:

@@ -99,6 +99,15 @@ def path(value: str) -> Path:
     return Path(text(value))
 
 
+def store_path(value: str) -> Path:
+    """A model store's folder; a URL is refused, never taken as a folder name."""
+    from models.store.location import check_location
+
+    location = text(value)
+    check_location(location)  # UnsupportedStore is a ValueError: its text is the cause
+    return Path(location)
+
+
 def optional_path(value: str) -> Path | None:
     return Path(value.strip()) if value.strip() else None
 
@@ -212,7 +221,7 @@ class KtlSettings(BaseSettings):
 
 
 class StoreSetting(KtlSettings):
-    model_store: Annotated[Path, parsed(path)] = Field(
+    model_store: Annotated[Path, parsed(store_path)] = Field(
         Path("model_store"), description="folder of published models"
     )
 

@@ -29,6 +29,7 @@ from models.store.layout import (
     job_lock_for,
     validate_name,
 )
+from models.store.location import check_location
 
 
 class PublishError(OperationalError):
@@ -57,7 +58,7 @@ class ModelStore:
     """A folder of published model bundles."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = Path(check_location(root))
 
     def model_dir(self, name: str) -> Path:
         """``<store>/<name>``: the model's versions and labels (``name`` validated)."""
