@@ -90,10 +90,11 @@ def load_reference(reference: str, store: ModelStore) -> Bundle:
 def load_model(args: argparse.Namespace) -> Bundle:
     """The bundle of ``--name`` at ``--version`` in ``--store``, loaded and verified."""
     from models.bundle import load_bundle
-    from models.store import ModelStore, validate_name
+    from models.store import open_store, validate_name
 
-    _, path = ModelStore(args.store).resolve(validate_name(args.name), args.version)
-    return load_bundle(path)
+    store = open_store(args.store, args.settings.cache_dir)
+    version, _ = store.resolve(validate_name(args.name), args.version)
+    return load_bundle(store.local_copy(args.name, version))
 
 
 def note(message: str) -> None:

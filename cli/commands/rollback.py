@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from models.releases import rollback
-    from models.store import ModelStore
+    from models.store import open_store
 
-    store = ModelStore(args.store)
+    store = open_store(args.store, args.settings.cache_dir)
     change(store, args.name, lambda: rollback(store, args.name, force=args.force), args.json)
     return 0

@@ -29,7 +29,7 @@ from models.store.layout import (
     job_lock_for,
     validate_name,
 )
-from models.store.location import check_location
+from models.store.location import UnsupportedStore, check_location, is_remote
 
 
 class PublishError(OperationalError):
@@ -58,7 +58,9 @@ class ModelStore:
     """A folder of published model bundles."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(check_location(root))
+        if is_remote(check_location(root)):
+            raise UnsupportedStore(f"{root}: open an object-storage store with open_store")
+        self.root = Path(root)
 
     def model_dir(self, name: str) -> Path:
         """``<store>/<name>``: the model's versions and labels (``name`` validated)."""
@@ -71,6 +73,11 @@ class ModelStore:
     def has_version(self, name: str, version: int) -> bool:
         """Whether ``version`` of ``name`` is complete (its ``metadata.json`` is there)."""
         return (self.version_dir(name, version) / METADATA_FILE).is_file()
+
+    def local_copy(self, name: str, version: int) -> Path:
+        """The version's folder on this machine, to load it from: here the folder itself;
+        an object-storage store downloads and verifies it first."""
+        return self.version_dir(name, version)
 
     def read_metadata(self, name: str, version: int) -> BundleMetadata:
         """The typed metadata of a version; ``BundleError`` when it cannot be read."""
