@@ -83,8 +83,8 @@ def load_reference(reference: str, store: ModelStore) -> Bundle:
     name, _, version = reference.partition(":")
     if version and (not version.isdigit() or int(version) < 1):
         raise ConfigError(f"{reference!r}: write NAME or NAME:VERSION, a version being 1, 2, ...")
-    _, path = store.resolve(validate_name(name), int(version) if version else None)
-    return load_bundle(path)
+    found, _ = store.resolve(validate_name(name), int(version) if version else None)
+    return load_bundle(store.local_copy(name, found))
 
 
 def load_model(args: argparse.Namespace) -> Bundle:

@@ -59,7 +59,10 @@ class ModelStore:
 
     def __init__(self, root: str | Path):
         if is_remote(check_location(root)):
-            raise UnsupportedStore(f"{root}: open an object-storage store with open_store")
+            raise UnsupportedStore(
+                f"Cannot use the store {str(root)[:200]!r} here: this reads a store in a folder "
+                "only, not in object storage (models.store.open_store opens either)"
+            )
         self.root = Path(root)
 
     def model_dir(self, name: str) -> Path:

@@ -104,3 +104,10 @@ def test_the_service_refuses_a_url_store_at_start_up(monkeypatch, capsys):
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert "KTL_MODEL_STORE" in err and "ftp://" in err
+
+
+def test_the_job_queue_refuses_a_bucket_and_says_where_it_lives():
+    from models.jobs import JobQueue
+
+    with pytest.raises(UnsupportedStore, match="local or shared disk"):
+        JobQueue("s3://bucket/models")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from models.store import ModelNotFound, UnsupportedStore, open_store
 from models.store.layout import MARKER_FILE
 from models.store.location import check_location
 from models.store.remote import RemoteModelStore
-from tests.support.cli import ktl_here
+from tests.support.cli import ktl, ktl_here
 from tests.support.s3 import S3Server, s3_server
 from tests.support.trained import NAME
 
@@ -164,3 +165,27 @@ def test_the_commands_read_and_write_a_bucket(store, trained_store, tmp_path, mo
     assert store.labels(NAME).version_of("stable") == 1
     missing = ktl_here("versions", "nothing", "--store", store.url)
     assert missing.returncode == 2 and "nothing" in missing.stderr
+
+
+def test_a_version_loads_from_the_bucket_through_the_cache(store, trained_store):
+    from cli.common import load_reference
+
+    publish(store, trained_store.bundle)
+    bundle = load_reference(f"{NAME}:1", store)
+    assert (bundle.name, bundle.version) == (NAME, 1)
+    assert bundle.path == store.version_dir(NAME, 1) and bundle.path.is_relative_to(store.root)
+
+
+@pytest.mark.slow
+def test_concurrent_ktl_label_processes_lose_no_change(store, trained_store, s3, tmp_path):
+    publish(store, trained_store.bundle)
+    labels = [f"writer{i}" for i in range(4)]
+    env = {**s3.env, "KTL_CACHE_DIR": str(tmp_path / "cli-cache")}
+    with ThreadPoolExecutor(len(labels)) as pool:
+        runs = list(
+            pool.map(
+                lambda label: ktl("label", NAME, label, "1", "--store", store.url, env=env), labels
+            )
+        )
+    assert [run.returncode for run in runs] == [0] * len(labels), [run.stderr for run in runs]
+    assert sorted(store.labels(NAME).labels) == labels
