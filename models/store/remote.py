@@ -49,8 +49,10 @@ LABEL_ATTEMPTS = 20
 CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 
 
-class RemoteStoreError(OperationalError):
-    """The object store could not be read or written; the message names the URL."""
+class RemoteStoreError(OperationalError, OSError):
+    """The object store could not be read or written; the message names the URL. An
+    ``OSError`` too, so a reader that outlives a failing disk (the service's registry,
+    which keeps what it serves) outlives a failing bucket alike."""
 
     code = "store_unreachable"
 

@@ -176,6 +176,17 @@ def test_a_version_loads_from_the_bucket_through_the_cache(store, trained_store)
     assert bundle.path == store.version_dir(NAME, 1) and bundle.path.is_relative_to(store.root)
 
 
+def test_the_service_keeps_serving_while_the_bucket_cannot_be_read(store, monkeypatch):
+    from service.registry import ModelRegistry
+
+    def unreachable(pattern: str) -> list[str]:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(store.fs, "glob", unreachable)
+    registry = ModelRegistry(store, load_predictor=lambda path: pytest.fail("nothing to load"))
+    assert registry.reload().models == {}  # logged, not raised: the worker starts
+
+
 @pytest.mark.slow
 def test_concurrent_ktl_label_processes_lose_no_change(store, trained_store, s3, tmp_path):
     publish(store, trained_store.bundle)
