@@ -1,17 +1,21 @@
 """The whole path through a bucket, against moto's S3 server on 127.0.0.1: ``ktl
 train --store s3://...`` publishes there, a 2-worker service serves it and follows a
-new version and a label move, and polling with nothing changed loads nothing again."""
+new version, label moves and a rollback with no failed request, and polling with
+nothing changed loads nothing again."""
 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 
-from models.releases import set_label
+from models.releases import rollback, set_label
 from models.store import open_store
 from tests.support.cli import ktl
 from tests.support.s3 import s3_server
@@ -44,6 +48,30 @@ def wait_for(base: str, image: bytes, version: int, timeout: float = 60) -> None
         time.sleep(0.3)
 
 
+@contextmanager
+def steady_traffic(base: str, image: bytes) -> Iterator[list[int]]:
+    """Requests sent one after another from a thread meanwhile: their statuses."""
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def send() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                url = f"{base}/v1/models/{NAME}/predict"
+                headers = {"Content-Type": "image/png"}
+                statuses.append(
+                    session.post(url, data=image, headers=headers, timeout=30).status_code
+                )
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        yield statuses
+    finally:
+        stop.set()
+        sender.join(60)
+
+
 def loads(log: Path) -> int:
     return log.read_text().count("Loaded model")
 
@@ -70,10 +98,16 @@ def test_train_publishes_to_a_bucket_and_two_workers_follow_it(
             staging = store.staging_dir(NAME)
             shutil.copytree(store.local_copy(NAME, 1), staging, dirs_exist_ok=True)
             metadata = store.read_metadata(NAME, 1).model_dump(mode="json")
-            assert store.publish(staging, NAME, metadata) == 2
-            wait_for(server.base, image, 2)
-            set_label(store, NAME, "stable", 1)
-            wait_for(server.base, image, 1)
+            with steady_traffic(server.base, image) as statuses:
+                assert store.publish(staging, NAME, metadata) == 2
+                wait_for(server.base, image, 2)
+                set_label(store, NAME, "stable", 1)
+                wait_for(server.base, image, 1)
+                set_label(store, NAME, "stable", 2)
+                wait_for(server.base, image, 2)
+                rollback(store, NAME)
+                wait_for(server.base, image, 1)
+            assert statuses and set(statuses) == {200}  # no request failed across the moves
             settled = loads(log)
             assert settled == 4  # each worker loaded version 1 and version 2, once
             time.sleep(3)  # ten polls with nothing changed
