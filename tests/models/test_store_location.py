@@ -4,8 +4,10 @@ folder ``s3:/b/m``)."""
 
 from __future__ import annotations
 
+import logging
 import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -111,3 +113,17 @@ def test_the_job_queue_refuses_a_bucket_and_says_where_it_lives():
 
     with pytest.raises(UnsupportedStore, match="local or shared disk"):
         JobQueue("s3://bucket/models")
+
+
+def test_the_service_names_a_bucket_store_as_given_and_starts_no_job_runner(monkeypatch, caplog):
+    for variable in ("KTL_HOST", "KTL_PORT", "KTL_JOB_RUNNER", "KTL_TRAIN_KEYS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("KTL_MODEL_STORE", "s3://bucket/models")
+    monkeypatch.setenv("KTL_TRAINING", "open")
+    settings = runpy.run_path(str(Path(service.__file__).parent / "gunicorn.conf.py"))
+    server = SimpleNamespace(log=logging.getLogger("ktl.test"))
+    with caplog.at_level(logging.INFO, "ktl.test"):
+        settings["when_ready"](server)
+    assert "s3://bucket/models" in caplog.text and "s3:/bucket" not in caplog.text
+    assert "no job runner is started" in caplog.text
+    assert settings["_runner"] == []
