@@ -163,6 +163,9 @@ def test_the_commands_read_and_write_a_bucket(store, trained_store, tmp_path, mo
     assert listed.returncode == 0, listed
     assert [row["version"] for row in json.loads(listed.stdout)["versions"]] == [2, 1]
     assert store.labels(NAME).version_of("stable") == 1
+    models = ktl_here("models", "--store", store.url, "--json")
+    assert models.returncode == 0, models
+    assert [(m["name"], m["default_version"]) for m in json.loads(models.stdout)] == [(NAME, 1)]
     missing = ktl_here("versions", "nothing", "--store", store.url)
     assert missing.returncode == 2 and "nothing" in missing.stderr
 
