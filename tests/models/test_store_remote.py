@@ -21,7 +21,9 @@ from models.store.location import check_location
 from models.store.remote import RemoteModelStore
 from tests.support.cli import ktl, ktl_here
 from tests.support.s3 import S3Server, s3_server
-from tests.support.trained import NAME
+from tests.support.tiny import make_tiny_store
+
+NAME = "tiny"
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +32,12 @@ def s3() -> S3Server:
         for key, value in server.env.items():
             patch.setenv(key, value)
         yield server
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    """A published version folder (the tiny untrained model) to publish again."""
+    return make_tiny_store(tmp_path_factory.mktemp("local") / "store", NAME) / NAME / "1"
 
 
 @pytest.fixture
@@ -53,29 +61,28 @@ def test_s3_is_served_and_other_schemes_say_why():
         check_location("gs://bucket/models")
 
 
-def test_a_published_version_is_listed_and_its_metadata_read(store, trained_store):
+def test_a_published_version_is_listed_and_its_metadata_read(store, bundle):
     assert store.versions(NAME) == []
-    assert publish(store, trained_store.bundle) == 1
-    assert publish(store, trained_store.bundle) == 2
+    assert publish(store, bundle) == 1
+    assert publish(store, bundle) == 2
     assert store.names() == [NAME]
     assert store.versions(NAME) == [1, 2]
     assert store.read_metadata(NAME, 2).version == 2
     assert store.resolve(NAME)[0] == 2
 
 
-def test_a_version_without_its_marker_is_not_seen(store, trained_store):
-    publish(store, trained_store.bundle)
-    publish(store, trained_store.bundle)
+def test_a_version_without_its_marker_is_not_seen(store, bundle):
+    publish(store, bundle)
+    publish(store, bundle)
     store.fs.rm(f"{store.url}/{NAME}/2/{MARKER_FILE}")  # as if the upload stopped there
     assert store.versions(NAME) == [1]
-    assert publish(store, trained_store.bundle) == 3  # its number is never reused
+    assert publish(store, bundle) == 3  # its number is never reused
 
 
-def test_concurrent_publishers_get_distinct_numbers(store, trained_store):
+def test_concurrent_publishers_get_distinct_numbers(store, bundle):
     numbers: list[int] = []
     threads = [
-        threading.Thread(target=lambda: numbers.append(publish(store, trained_store.bundle)))
-        for _ in range(3)
+        threading.Thread(target=lambda: numbers.append(publish(store, bundle))) for _ in range(3)
     ]
     for thread in threads:
         thread.start()
@@ -85,19 +92,19 @@ def test_concurrent_publishers_get_distinct_numbers(store, trained_store):
     assert store.versions(NAME) == [1, 2, 3]
 
 
-def test_a_download_is_verified_and_cached(store, trained_store):
-    publish(store, trained_store.bundle)
+def test_a_download_is_verified_and_cached(store, bundle):
+    publish(store, bundle)
     copy = store.local_copy(NAME, 1)
     assert (copy / METADATA_FILE).is_file() and copy.is_relative_to(store.root)
     for relative in store.read_metadata(NAME, 1).files:
-        assert (copy / relative).read_bytes() == (trained_store.bundle / relative).read_bytes()
+        assert (copy / relative).read_bytes() == (bundle / relative).read_bytes()
     store.fs.rm(f"{store.url}/{NAME}/1/{METADATA_FILE}")
     assert store.local_copy(NAME, 1) == copy  # versions never change: the copy is reused
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt"])
-def test_a_damaged_object_is_refused_and_nothing_is_cached(store, trained_store, damage):
-    publish(store, trained_store.bundle)
+def test_a_damaged_object_is_refused_and_nothing_is_cached(store, bundle, damage):
+    publish(store, bundle)
     key = f"{store.url}/{NAME}/1/model.keras"
     data = store.fs.cat_file(key)
     store.fs.pipe_file(key, data[: len(data) // 2] if damage == "truncated" else data[::-1])
@@ -107,9 +114,9 @@ def test_a_damaged_object_is_refused_and_nothing_is_cached(store, trained_store,
     assert [p.name for p in store.root.iterdir()] == [".staging"]  # no partial download
 
 
-def test_two_writers_lose_no_label_change(store, trained_store):
-    publish(store, trained_store.bundle)
-    publish(store, trained_store.bundle)
+def test_two_writers_lose_no_label_change(store, bundle):
+    publish(store, bundle)
+    publish(store, bundle)
     labels = [f"w{writer}-{i}" for writer in range(2) for i in range(6)]
 
     def write(mine: list[str]) -> None:
@@ -127,8 +134,8 @@ def test_two_writers_lose_no_label_change(store, trained_store):
     assert len(final.history) == len(labels)
 
 
-def test_labels_are_read_again_only_when_their_etag_changed(store, trained_store, monkeypatch):
-    publish(store, trained_store.bundle)
+def test_labels_are_read_again_only_when_their_etag_changed(store, bundle, monkeypatch):
+    publish(store, bundle)
     set_label(store, NAME, "stable", 1)
     reads: list[str] = []
     cat_file = store.fs.cat_file
@@ -136,14 +143,14 @@ def test_labels_are_read_again_only_when_their_etag_changed(store, trained_store
     for _ in range(5):
         assert store.labels(NAME).version_of("stable") == 1
     assert len(reads) <= 1
-    publish(store, trained_store.bundle)
+    publish(store, bundle)
     set_label(open_store(store.url, store.root.parent), NAME, "stable", 2)
     assert store.labels(NAME).version_of("stable") == 2
 
 
-def test_rollback_and_delete_work_in_a_bucket(store, trained_store):
+def test_rollback_and_delete_work_in_a_bucket(store, bundle):
     for _ in range(3):
-        publish(store, trained_store.bundle)
+        publish(store, bundle)
     set_label(store, NAME, "stable", 1)
     set_label(store, NAME, "stable", 2)
     assert rollback(store, NAME).version_of("stable") == 1
@@ -153,9 +160,9 @@ def test_rollback_and_delete_work_in_a_bucket(store, trained_store):
         store.resolve(NAME, 3)
 
 
-def test_the_commands_read_and_write_a_bucket(store, trained_store, tmp_path, monkeypatch):
-    publish(store, trained_store.bundle)
-    publish(store, trained_store.bundle)
+def test_the_commands_read_and_write_a_bucket(store, bundle, tmp_path, monkeypatch):
+    publish(store, bundle)
+    publish(store, bundle)
     monkeypatch.setenv("KTL_CACHE_DIR", str(tmp_path / "cli-cache"))
     labelled = ktl_here("label", NAME, "stable", "1", "--store", store.url)
     assert labelled.returncode == 0, labelled
@@ -170,13 +177,13 @@ def test_the_commands_read_and_write_a_bucket(store, trained_store, tmp_path, mo
     assert missing.returncode == 2 and "nothing" in missing.stderr
 
 
-def test_a_version_loads_from_the_bucket_through_the_cache(store, trained_store):
+def test_a_version_loads_from_the_bucket_through_the_cache(store, bundle):
     from cli.common import load_reference
 
-    publish(store, trained_store.bundle)
-    bundle = load_reference(f"{NAME}:1", store)
-    assert (bundle.name, bundle.version) == (NAME, 1)
-    assert bundle.path == store.version_dir(NAME, 1) and bundle.path.is_relative_to(store.root)
+    publish(store, bundle)
+    loaded = load_reference(f"{NAME}:1", store)
+    assert (loaded.name, loaded.version) == (NAME, 1)
+    assert loaded.path == store.version_dir(NAME, 1) and loaded.path.is_relative_to(store.root)
 
 
 def test_the_service_keeps_serving_while_the_bucket_cannot_be_read(store, monkeypatch):
@@ -191,8 +198,8 @@ def test_the_service_keeps_serving_while_the_bucket_cannot_be_read(store, monkey
 
 
 @pytest.mark.slow
-def test_concurrent_ktl_label_processes_lose_no_change(store, trained_store, s3, tmp_path):
-    publish(store, trained_store.bundle)
+def test_concurrent_ktl_label_processes_lose_no_change(store, bundle, s3, tmp_path):
+    publish(store, bundle)
     labels = [f"writer{i}" for i in range(4)]
     env = {**s3.env, "KTL_CACHE_DIR": str(tmp_path / "cli-cache")}
     with ThreadPoolExecutor(len(labels)) as pool:
