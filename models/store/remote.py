@@ -197,6 +197,8 @@ class RemoteModelStore(ModelStore):
         self, name: str, version: int, relative: str, dest: Path, metadata: BundleMetadata
     ) -> None:
         key = self._key(self.model_dir(name).name, int(version), relative)
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+            raise BundleError(f"{key}: {METADATA_FILE} names a file outside its version")
         dest.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         try:

@@ -114,6 +114,17 @@ def test_a_damaged_object_is_refused_and_nothing_is_cached(store, bundle, damage
     assert [p.name for p in store.root.iterdir()] == [".staging"]  # no partial download
 
 
+def test_a_metadata_naming_a_file_outside_its_version_downloads_nothing(store, bundle):
+    publish(store, bundle)
+    key = f"{store.url}/{NAME}/1/{METADATA_FILE}"
+    metadata = json.loads(store.fs.cat_file(key))
+    metadata["files"] = {"../../escaped.txt": "0" * 64, **metadata["files"]}
+    store.fs.pipe_file(key, json.dumps(metadata).encode())
+    with pytest.raises(BundleError, match="outside its version"):
+        store.local_copy(NAME, 1)
+    assert not list(store.root.parent.rglob("escaped.txt"))
+
+
 def test_two_writers_lose_no_label_change(store, bundle):
     publish(store, bundle)
     publish(store, bundle)
