@@ -10,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from models.errors import ConfigError
+from models.store.location import UnsupportedStore, check_location
 
 if TYPE_CHECKING:
     from cli.settings import CliSettings
@@ -30,8 +31,21 @@ def add_store(parser: argparse.ArgumentParser, default: str | None = STORE_FROM_
     parser.add_argument(
         "--store",
         default=default,
+        type=store_argument,
         help="model store folder (default: $KTL_MODEL_STORE or ./model_store)",
     )
+
+
+def store_argument(text: str) -> str:
+    """``--store``'s text, refused (exit 2, with the reason) when it is a URL that ktl
+    cannot serve; never taken as a folder name."""
+    if text == STORE_FROM_SETTINGS:
+        return text
+    try:
+        check_location(text)
+    except UnsupportedStore as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return text
 
 
 def set_store_defaults(parser: argparse.ArgumentParser, settings: CliSettings) -> None:
@@ -69,17 +83,18 @@ def load_reference(reference: str, store: ModelStore) -> Bundle:
     name, _, version = reference.partition(":")
     if version and (not version.isdigit() or int(version) < 1):
         raise ConfigError(f"{reference!r}: write NAME or NAME:VERSION, a version being 1, 2, ...")
-    _, path = store.resolve(validate_name(name), int(version) if version else None)
-    return load_bundle(path)
+    found, _ = store.resolve(validate_name(name), int(version) if version else None)
+    return load_bundle(store.local_copy(name, found))
 
 
 def load_model(args: argparse.Namespace) -> Bundle:
     """The bundle of ``--name`` at ``--version`` in ``--store``, loaded and verified."""
     from models.bundle import load_bundle
-    from models.store import ModelStore, validate_name
+    from models.store import open_store, validate_name
 
-    _, path = ModelStore(args.store).resolve(validate_name(args.name), args.version)
-    return load_bundle(path)
+    store = open_store(args.store, args.settings.cache_dir)
+    version, _ = store.resolve(validate_name(args.name), args.version)
+    return load_bundle(store.local_copy(args.name, version))
 
 
 def note(message: str) -> None:

@@ -46,14 +46,15 @@ def load_bundle(
     quiet.install()  # before TensorFlow is imported: no start-up banner on the user's terminal
     from models import bundle
     from models.settings import StoreSetting
-    from models.store import METADATA_FILE, ModelStore
+    from models.store import METADATA_FILE, open_store
 
     folder = Path(path_or_name)
     if version is None and store is None and (folder / METADATA_FILE).is_file():
         return bundle.load_bundle(folder)
-    root = store if store is not None else StoreSetting.from_env().model_store
-    _, path = ModelStore(root).resolve(str(path_or_name), version)
-    return bundle.load_bundle(path)
+    settings = StoreSetting.from_env()
+    opened = open_store(store if store is not None else settings.model_store, settings.cache_dir)
+    found, _ = opened.resolve(str(path_or_name), version)
+    return bundle.load_bundle(opened.local_copy(str(path_or_name), found))
 
 
 if "keras" in sys.modules:  # registering costs nothing once Keras is imported

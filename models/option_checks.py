@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from models.errors import ConfigError, KtlError, did_you_mean
 from models.options import TrainOptions, Via
 from models.store import validate_name
+from models.store.location import UnsupportedStore, check_location
 
 __all__ = ["describe", "parse", "spell"]
 
@@ -42,6 +43,10 @@ def parse(
         validate_name(options.name)
     except KtlError as exc:  # a bad name in a path is "no such model"; here, a bad option
         raise ConfigError(f"{speller('name')}: {exc.message}") from None
+    try:
+        check_location(options.store)
+    except UnsupportedStore as exc:
+        raise ConfigError(f"{speller('store')}: {exc.message}") from None
     for rule in options.rules():
         raise ConfigError(rule.format_map(_Spelled(speller)))
     return options

@@ -99,6 +99,16 @@ def path(value: str) -> Path:
     return Path(text(value))
 
 
+def store_location(value: str) -> Path | str:
+    """A model store's folder, or an object-storage URL ktl serves (kept as text); any
+    other URL is refused, never taken as a folder name."""
+    from models.store.location import check_location, is_remote
+
+    location = text(value)
+    check_location(location)  # UnsupportedStore is a ValueError: its text is the cause
+    return location if is_remote(location) else Path(location)
+
+
 def optional_path(value: str) -> Path | None:
     return Path(value.strip()) if value.strip() else None
 
@@ -212,8 +222,13 @@ class KtlSettings(BaseSettings):
 
 
 class StoreSetting(KtlSettings):
-    model_store: Annotated[Path, parsed(path)] = Field(
-        Path("model_store"), description="folder of published models"
+    model_store: Annotated[Path | str, parsed(store_location)] = Field(
+        Path("model_store"), description="folder (or s3://bucket/prefix) of published models"
+    )
+    cache_dir: Annotated[Path | None, parsed(optional_path)] = Field(
+        None,
+        description="local cache of an s3:// store's versions, staging and job state; "
+        "unset: ~/.cache/ktl",
     )
 
 

@@ -14,7 +14,7 @@ from flask import Flask, Request
 from flask.json.provider import DefaultJSONProvider
 
 from models.bundle import load_bundle
-from models.store import ModelStore
+from models.store import open_store
 from service import health, metrics
 from service.config import ServiceConfig
 from service.contract import openapi, validation
@@ -108,13 +108,14 @@ def _registry(config: ServiceConfig, service_metrics: Metrics) -> ModelRegistry:
         queue_size=config.queue_size,
         on_batch=service_metrics.observe_batch,
     )
+    store = open_store(config.model_store, config.cache_dir)
     registry = ModelRegistry(
-        ModelStore(config.model_store),
+        store,
         partial(_load_predictor, batching=batching, config=config),
         config.reload_interval,
     )
     service_metrics.watch_models(lambda: registry.snapshot)
-    if not config.model_store.is_dir():
+    if isinstance(config.model_store, Path) and not config.model_store.is_dir():
         log.warning(
             "The model store %s does not exist (KTL_MODEL_STORE); no model is served until "
             "one is published there",

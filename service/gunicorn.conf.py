@@ -21,6 +21,7 @@ if _ROOT not in sys.path:
 
 from models.errors import ConfigError  # noqa: E402
 from models.jobqueue.job_runner import start_runner, stop_runner  # noqa: E402
+from models.store.location import is_remote  # noqa: E402
 from service.config import ServiceConfig  # noqa: E402
 
 try:
@@ -55,7 +56,7 @@ def when_ready(server) -> None:
     server.log.info(
         "ktl serves the models of %s on %s: open http://%s:%d/ in a browser "
         "(the API is under /v1 and /v2; /openapi.json describes it)",
-        Path(_config.model_store).resolve(),
+        _shown_store(),
         where,
         shown,
         _config.port,
@@ -82,6 +83,13 @@ def _start_job_runner(server) -> None:
     of its own (``models.jobqueue.job_runner.start_runner``): the service never imports training."""
     if not _config.training_enabled or _config.job_runner == "none" or _runner:
         return
+    if is_remote(_config.model_store):
+        server.log.warning(
+            "Training is on but the store %s is in object storage: the job queue stays on "
+            "a local or shared disk (docs/scaling-out.md), so no job runner is started",
+            _shown_store(),
+        )
+        return
     runner = start_runner(_config.model_store)
     _runner.append(runner)
     server.log.info(
@@ -89,8 +97,14 @@ def _start_job_runner(server) -> None:
         "%s one at a time",
         runner.pid,
         _config.job_runner,
-        Path(_config.model_store).resolve(),
+        _shown_store(),
     )
+
+
+def _shown_store() -> str:
+    """The store as the log names it: an object-storage URL as given, a folder resolved."""
+    store = _config.model_store
+    return store if isinstance(store, str) else str(Path(store).resolve())
 
 
 def _stop_job_runner(server) -> None:

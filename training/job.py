@@ -19,7 +19,7 @@ import keras
 from models.errors import ConfigError, UserError
 from models.networks.backbones import BackboneSpec, get_backbone
 from models.networks.classifier import build_backbone, build_classifier, resolve_weights
-from models.store import ModelStore
+from models.store import ModelStore, open_store
 from training.config import TrainConfig
 from training.dataset import held_out
 from training.dataset.data import Prepared
@@ -110,13 +110,13 @@ def find_rates(config: TrainConfig, log: Log = _stderr) -> dict[str, dict]:
     with (
         cluster.failures(),
         tempfile.TemporaryDirectory(prefix="ktl-lr-find-") as folder,
-        _prepared(config, cluster, log, ModelStore(config.store), Path(folder) / "job") as job,
+        _prepared(config, cluster, log, open_store(config.store), Path(folder) / "job") as job,
     ):
         return recipe.find_rates(job.run(config, cluster, log), job.phases)
 
 
 def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dict[str, Any]:
-    store = ModelStore(config.store)
+    store = open_store(config.store)
     root = store.job_dir(config.name, cluster.index)
     with _prepared(config, cluster, log, store, root) as job:
         model, prepared, state, parent = job.model, job.prepared, job.state, job.parent

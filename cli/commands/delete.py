@@ -22,10 +22,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.store import ModelStore
+    from models.store import open_store
     from models.store.releases import delete_version
 
-    store = ModelStore(args.store)
+    store = open_store(args.store, args.settings.cache_dir)
 
     def delete():
         labels = delete_version(store, args.name, args.version, force=args.force)

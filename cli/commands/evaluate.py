@@ -37,10 +37,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from cli.common import load_reference, note
-    from models.store import ModelStore
+    from models.store import open_store
     from training.evaluation.scoring import score_version
 
-    bundle = load_reference(args.model, ModelStore(args.store))
+    bundle = load_reference(args.model, open_store(args.store, args.settings.cache_dir))
     result = score_version(bundle, args.data, args.split, log=note)
     print_json(result) if args.json else print_scores(result)
     return 0

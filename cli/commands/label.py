@@ -35,14 +35,14 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.store import ModelStore
+    from models.store import open_store
     from models.store.releases import remove_label, set_label
 
     if args.remove == (args.version is not None):
         raise ConfigError("give VERSION to point LABEL at it, or --remove to take LABEL off")
     if args.remove and (args.weight is not None or args.force):
         raise ConfigError("--remove takes no --weight or --force")
-    store = ModelStore(args.store)
+    store = open_store(args.store, args.settings.cache_dir)
     if args.remove:
         change(store, args.name, lambda: remove_label(store, args.name, args.label), args.json)
         return 0

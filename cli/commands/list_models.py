@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from cli.common import add_json, add_store, print_json
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = model_rows(args.store)
+    rows = model_rows(args.store, args.settings.cache_dir)
     if args.json:
         print_json(rows)
         return 0
@@ -39,13 +40,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def model_rows(store: str) -> list[dict[str, Any]]:
+def model_rows(store: str, cache: Path | None = None) -> list[dict[str, Any]]:
     """One row per model: versions, and the default version's accuracy and date
     (read from metadata.json alone: nothing is loaded)."""
     from models.metadata import BundleError
-    from models.store import ModelStore
+    from models.store import open_store
 
-    model_store = ModelStore(store)
+    model_store = open_store(store, cache)
     model_store.check_exists()
     rows = []
     for name in model_store.names():

@@ -35,10 +35,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from cli.common import load_reference
-    from models.store import ModelStore
+    from models.store import open_store
     from training.publishing.publish import publish_quantized
 
-    store = ModelStore(args.store)
+    store = open_store(args.store, args.settings.cache_dir)
     bundle = load_reference(args.model, store)
     name = bundle.name
     new_version, new_path, engine = publish_quantized(bundle, args.calibration, store, note)

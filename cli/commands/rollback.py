@@ -21,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.store import ModelStore
+    from models.store import open_store
     from models.store.releases import rollback
 
-    store = ModelStore(args.store)
+    store = open_store(args.store, args.settings.cache_dir)
     change(store, args.name, lambda: rollback(store, args.name, force=args.force), args.json)
     return 0

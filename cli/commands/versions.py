@@ -25,9 +25,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.store import ModelStore
+    from models.store import open_store
 
-    store = ModelStore(args.store)
+    store = open_store(args.store, args.settings.cache_dir)
     store.resolve(args.name)  # ModelNotFound naming what the store holds
     labels = store.labels(args.name)
     rows = version_rows(store, args.name)

@@ -22,6 +22,7 @@ from models.store.layout import (
     QueuePaths,
     validate_name,
 )
+from models.store.location import UnsupportedStore, open_store
 from models.store.versions import DeleteError, ModelStore, PublishError, read_metadata_file
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "ModelStore",
     "PublishError",
     "QueuePaths",
+    "UnsupportedStore",
+    "open_store",
     "read_metadata_file",
     "validate_name",
     "write_json_atomically",

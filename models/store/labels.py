@@ -162,6 +162,11 @@ def read_labels(model_dir: Path) -> VersionLabels:
         return VersionLabels()
     except OSError as exc:
         raise LabelFileError(f"Cannot read {path}: {exc.strerror or exc}") from exc
+    return parse_labels(text, path)
+
+
+def parse_labels(text: str, path: object) -> VersionLabels:
+    """The labels in ``text``, the content of ``path`` (a file or an object's URL)."""
     try:
         labels = VersionLabels.model_validate(json.loads(text))
     except (ValueError, ValidationError) as exc:

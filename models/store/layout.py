@@ -35,6 +35,10 @@ DATASET_DIR = "dataset"
 # Written by training.jobs.runner_child when the job's training state (<store>/.jobs/<name>)
 # is its own, so only that is resumed.
 STATE_OWNED = "state-owned"
+# In a version of an object-storage store (models.store.remote): the conditional create
+# that claims its number, first, and the marker that publishes it, last.
+CLAIM_FILE = ".claim"
+MARKER_FILE = ".published"
 # Written once by training.jobs.runner_child when the job's training ends; read by the runner.
 OUTCOME_FILE = "outcome.json"
 
@@ -67,6 +71,13 @@ class QueuePaths:
     the caller (``models.jobqueue.jobs.JobQueue.folder``) before they reach here."""
 
     def __init__(self, store_root: str | Path):
+        from models.store.location import UnsupportedStore, is_remote
+
+        if is_remote(store_root):
+            raise UnsupportedStore(
+                f"The training job queue cannot live in {store_root}: it stays on a local or "
+                "shared disk (docs/scaling-out.md); run ktl train --store URL to publish there"
+            )
         self.root = Path(store_root) / QUEUE_DIR
 
     @property

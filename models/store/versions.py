@@ -29,6 +29,7 @@ from models.store.layout import (
     job_lock_for,
     validate_name,
 )
+from models.store.location import UnsupportedStore, check_location, is_remote
 
 
 class PublishError(OperationalError):
@@ -57,6 +58,11 @@ class ModelStore:
     """A folder of published model bundles."""
 
     def __init__(self, root: str | Path):
+        if is_remote(check_location(root)):
+            raise UnsupportedStore(
+                f"Cannot use the store {str(root)[:200]!r} here: this reads a store in a folder "
+                "only, not in object storage (models.store.open_store opens either)"
+            )
         self.root = Path(root)
 
     def model_dir(self, name: str) -> Path:
@@ -70,6 +76,11 @@ class ModelStore:
     def has_version(self, name: str, version: int) -> bool:
         """Whether ``version`` of ``name`` is complete (its ``metadata.json`` is there)."""
         return (self.version_dir(name, version) / METADATA_FILE).is_file()
+
+    def local_copy(self, name: str, version: int) -> Path:
+        """The version's folder on this machine, to load it from: here the folder itself;
+        an object-storage store downloads and verifies it first."""
+        return self.version_dir(name, version)
 
     def read_metadata(self, name: str, version: int) -> BundleMetadata:
         """The typed metadata of a version; ``BundleError`` when it cannot be read."""

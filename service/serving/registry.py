@@ -315,7 +315,7 @@ class ModelRegistry:
         path = self._path(name, version)
         fingerprint = _folder_fingerprint(path)
         try:
-            predictor = self._load_predictor(path)
+            predictor = self._load_predictor(self.store.local_copy(name, version))
             bundle = predictor.bundle
             if (bundle.name, bundle.version) != (name, version):
                 raise BundleError(

@@ -59,7 +59,7 @@ class Gunicorn:
 
     def __init__(
         self,
-        store: Path,
+        store: Path | str,
         *,
         workers: int = 1,
         threads: int = 4,
@@ -68,7 +68,8 @@ class Gunicorn:
         log_path: Path | None = None,
         ready_timeout: float = 120,
     ):
-        self.store = Path(store)
+        # A folder, or an object-storage URL as text (Path would make s3:// a folder).
+        self.store = store if isinstance(store, str) else Path(store)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="ktl-gunicorn-", suffix=".log")[1])

@@ -19,7 +19,7 @@ from typing import Any
 
 from models.bundle import load_bundle
 from models.errors import ConfigError, UserError
-from models.store import ModelStore
+from models.store import ModelStore, open_store
 from models.store.labels import STABLE, default_version
 from models.store.releases import IncompatibleVersion, retain, set_label
 from training.config import TrainConfig
@@ -33,7 +33,7 @@ def release(config: TrainConfig, version: int, log: Log) -> dict[str, Any] | Non
     None when it asked for nothing."""
     if not (config.promote or config.promote_if_better or config.keep):
         return None
-    store = ModelStore(config.store)
+    store = open_store(config.store)
     name = config.name
     before = default_version([v for v in store.versions(name) if v != version], store.labels(name))
     outcome: dict[str, Any] = {"promoted": False, "comparison": None}
