@@ -12,7 +12,7 @@ import pytest
 from cli import main
 from cli.commands.jobs import follow
 from models.jobqueue.jobs import DATASET_DIR, Job, JobQueue
-from tests.support.cli import ktl
+from tests.support.cli import ktl_here
 
 ROWS = [
     {"phase": "head", "epoch": 1, "loss": 0.9, "accuracy": 0.5, "val_loss": 0.8},
@@ -142,7 +142,7 @@ def test_cancelling_a_running_job_asks_the_runner(store, capsys):
 
 
 def test_an_unknown_job_or_store_is_a_usage_error(store, tmp_path):
-    result = ktl("jobs", "20990101-000000-abcdef", "--store", str(store))
+    result = ktl_here("jobs", "20990101-000000-abcdef", "--store", str(store))
     assert result.returncode == 2 and "No job '20990101-000000-abcdef'" in result.stderr
     assert main(["jobs", "not-an-id", "--store", str(store)]) == 2
     assert main(["jobs", "--store", str(tmp_path / "nowhere")]) == 2

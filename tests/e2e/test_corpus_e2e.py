@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from models.store import ModelStore
 from tests import corpus
+from tests.support.cli import ktl
 from tests.support.server import Gunicorn
 from tests.support.tiny import make_tiny_store
 
@@ -75,17 +73,6 @@ def test_the_corpus_against_gunicorn_then_it_still_serves(store, tmp_path):
         assert status == 200 and len(json.loads(body)["predictions"]) == 1
         assert server.workers() == workers, "a worker died or was replaced during the corpus"
         assert "Traceback" not in server.log(), server.log()[-3000:]
-
-
-def ktl(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    code = "import sys; from cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
 
 
 def write_corpus(folder: Path, files) -> list[Path]:

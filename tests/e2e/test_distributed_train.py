@@ -20,7 +20,7 @@ from models.bundle import load_bundle, read_metadata
 from models.engines.inference import Classifier
 from models.networks.backbones import get_backbone
 from models.preprocessing import load_image
-from tests.support.cli import ktl, start_workers
+from tests.support.cli import ktl_here, start_workers
 from tests.support.data import make_colour_dataset
 from tests.support.server import free_port
 from training.publishing.report import WORST_COUNT
@@ -62,10 +62,12 @@ def _wait_for(worker, text: str, timeout: float) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The same job in one process and on two workers, each with its own store."""
+    """The same job in this process and on two workers, each with its own store."""
     root = tmp_path_factory.mktemp("distributed")
     data = make_colour_dataset(root / "data", per_class=16, size=24)
-    single = ktl("train", str(data), "--name", "colours", "--store", str(root / "one"), *SCRATCH)
+    single = ktl_here(
+        "train", str(data), "--name", "colours", "--store", str(root / "one"), *SCRATCH
+    )
     assert single.returncode == 0, single.stderr
     workers = start_workers(
         2, root / "logs", "train", str(data), "--name", "colours", "--store", str(root / "two"),
@@ -133,9 +135,9 @@ def test_the_transfer_recipe_on_two_workers_keeps_the_frozen_layers(tmp_path):
     workers = start_workers(
         2, tmp_path / "logs", "train", str(data), "--name", "transfer", "--store",
         str(tmp_path / "store"), "--strategy", "multiworker", "--backbone", "smallcnn",
-        "--weights", str(weights), "--image-size", "24", "--epochs", "2", "--fine-tune-epochs",
-        "2", "--fine-tune-lr", "1e-3", "--unfreeze-from", "block3_conv1", "--no-augment",
-        "--batch-size", "8", "--json",
+        "--weights", str(weights), "--image-size", "24", "--epochs", "2", "--min-steps", "0",
+        "--fine-tune-epochs", "2", "--fine-tune-lr", "1e-3", "--unfreeze-from", "block3_conv1",
+        "--no-augment", "--batch-size", "8", "--json",
     )  # fmt: skip
     (code, chief, err), (code1, _, err1) = _finish(workers)
     assert code == 0 and code1 == 0, err + err1
@@ -211,15 +213,15 @@ def test_a_lost_worker_stops_the_others_and_nothing_is_published(tmp_path):
     assert not (tmp_path / "store" / "lost").exists()
 
 
-def test_resume_is_refused_with_several_workers(tmp_path, colour_dataset):
+def test_resume_is_refused_with_several_workers(tmp_path, colour_dataset, monkeypatch):
     config = {
         "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
         "task": {"type": "worker", "index": 0},
     }
-    result = ktl(
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))  # refused before any cluster starts
+    result = ktl_here(
         "train", str(colour_dataset), "--name", "x", "--store", str(tmp_path / "s"),
         "--weights", "none", "--backbone", "smallcnn", "--resume",
-        env={"TF_CONFIG": json.dumps(config)}, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "--resume is not available with more than one worker" in result.stderr

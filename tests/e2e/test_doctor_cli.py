@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.cli import ktl
+from tests.support.cli import ktl, ktl_here
 from tests.support.patterns import flip_labels, make_pattern_dataset
 
 BACKBONE = Path(__file__).resolve().parents[1] / "fixtures" / "smallcnn_patterns.h5"
@@ -84,7 +84,7 @@ def test_suggestions_from_useless_features_are_called_noise(tmp_path):
             noise = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
             Image.fromarray(noise).save(tmp_path / "data" / label / f"{i}.png")
     out = tmp_path / "out"
-    result = ktl("doctor", str(tmp_path / "data"), *PROBE, "--out", str(out))
+    result = ktl_here("doctor", str(tmp_path / "data"), *PROBE, "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "label suggestions are noise" in result.stdout, result.stdout
     assert not [row for row in _rows(out) if row["kind"] == "label_issue"]

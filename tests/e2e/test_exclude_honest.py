@@ -1,4 +1,5 @@
-"""doctor -> --exclude -> train as a user runs them, and the three figures that keep
+"""doctor -> --exclude -> train as a user runs them (``ktl train`` as a process, the
+doctor and ``ktl evaluate`` in this process), and the three figures that keep
 the published test accuracy honest: the summary names the excluded test images,
 the accuracy on the original test images is published beside the new one, and
 ``ktl evaluate`` on DATA's test split agrees with it (``training.dataset.held_out``)."""
@@ -12,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from models.bundle import load_bundle
-from tests.support.cli import ktl
+from tests.support.cli import ktl, ktl_here
 from tests.support.patterns import flip_labels, make_pattern_dataset
 
 BACKBONE = Path(__file__).resolve().parents[1] / "fixtures" / "smallcnn_patterns.h5"
 PROBE = ("--backbone", "smallcnn", "--weights", str(BACKBONE))
 SPLIT = ("--test-split", "0.3", "--seed", "5")
 
-pytestmark = pytest.mark.slow  # two ktl trainings' worth of processes
+pytestmark = pytest.mark.slow  # a doctor's probe and a training
 
 
 def _excluding_every_suggestion(out: Path) -> tuple[Path, int]:
@@ -43,11 +44,11 @@ def test_doctor_exclude_train_publishes_the_original_test_accuracy_evaluate_agre
     data = make_pattern_dataset(tmp_path / "data", ("star", "cross", "stripes", "dots"), 30, 64, 3)
     flip_labels(data, 0.15, 8)
     out, store = tmp_path / "doctor", tmp_path / "store"
-    doctor = ktl("doctor", str(data), *PROBE, *SPLIT, "--out", str(out))
+    doctor = ktl_here("doctor", str(data), *PROBE, *SPLIT, "--out", str(out))
     assert doctor.returncode == 0, doctor.stderr
     edited, excluded = _excluding_every_suggestion(out)
     assert excluded >= 5, "the planted wrong labels are found"
-    recipe = ("--epochs", "4", "--fine-tune-epochs", "0", "--batch-size", "16")
+    recipe = ("--epochs", "4", "--min-steps", "0", "--fine-tune-epochs", "0", "--batch-size", "16")
     store_flags = ("--name", "pats", "--store", str(store))
     train = ktl("train", str(data), *store_flags, *PROBE, *SPLIT, *recipe, "--exclude", str(edited))
     assert train.returncode == 0, train.stderr
@@ -73,7 +74,7 @@ def test_doctor_exclude_train_publishes_the_original_test_accuracy_evaluate_agre
     assert f"accuracy {original.accuracy:.3f} (95 % CI" in summary
     assert f"{original.images} images), " in summary.split("original")[1]
     # ktl evaluate on DATA's test split scores the same images, the same way
-    evaluate = ktl(
+    evaluate = ktl_here(
         "evaluate", "pats", str(data), "--split", "test", "--store", str(store), "--json"
     )
     assert evaluate.returncode == 0, evaluate.stderr

@@ -20,6 +20,7 @@ import requests
 
 from models.store import ModelStore
 from tests import corpus
+from tests.support.cli import KTL
 from tests.support.data import make_colour_dataset
 from tests.support.server import Gunicorn
 from tests.support.tiny import make_tiny_store
@@ -186,8 +187,7 @@ def test_a_corrupt_version_never_serves_and_a_good_one_takes_over_without_a_fail
 
 
 def _ktl_command(*args: str) -> list[str]:
-    code = "import sys; from cli import main; sys.exit(main(sys.argv[1:]))"
-    return [sys.executable, "-c", code, *args]
+    return [sys.executable, "-c", KTL, *args]
 
 
 def _interrupt(args: tuple[str, ...], epochs_begun: int, signum: int, store: Path) -> tuple:

@@ -1,4 +1,5 @@
-"""``ktl inspect`` and ``ktl explain`` run as a user runs them."""
+"""``ktl inspect`` and ``ktl explain`` run as a user runs them: one ``ktl explain`` as a
+process, the rest by ``cli.main`` in this process (``ktl_here``), TensorFlow imported once."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from PIL import Image
 
 from models.bundle import save_bundle
 from models.store import ModelStore
-from tests.e2e.test_train_cli import ktl
 from tests.models.conftest import IMAGE_SIZE, make_tiny_model, tiny_metadata
+from tests.support.cli import ktl, ktl_here
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,7 @@ def photo(tmp_path_factory) -> Path:
 
 
 def test_inspect_a_backbone_as_json():
-    result = ktl("inspect", "vgg16", "--json")
+    result = ktl_here("inspect", "vgg16", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["backbone"] == "vgg16" and report["total_params"] == 14_714_688
@@ -47,7 +48,7 @@ def test_inspect_a_backbone_as_json():
 
 def test_inspect_a_model_as_text_with_its_filters(store, tmp_path):
     out = tmp_path / "filters.png"
-    result = ktl("inspect", "--name", "flowers", "--store", str(store), "--filters", str(out))
+    result = ktl_here("inspect", "--name", "flowers", "--store", str(store), "--filters", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"flowers version 1 at {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}")
     assert "block1_conv1" in result.stdout and "would need" in result.stdout
@@ -55,15 +56,15 @@ def test_inspect_a_model_as_text_with_its_filters(store, tmp_path):
 
 
 def test_explain_writes_gradcam_and_deconvnet_images(store, photo, tmp_path):
-    for method in ("gradcam", "deconvnet"):
+    for method, run in (("gradcam", ktl), ("deconvnet", ktl_here)):
         out = tmp_path / f"{method}.png"
-        result = ktl(
+        result = run(
             "explain", str(photo), "--name", "flowers", "--store", str(store), "--out", str(out),
             "--method", method, "--class", "rose",
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert png_format(out) == "PNG"
-    assert "'rose'" in ktl(
+    assert "'rose'" in ktl_here(
         "explain", str(photo), "--name", "flowers", "--store", str(store), "--class", "1",
         "--out", str(tmp_path / "x.png"),
     ).stdout  # fmt: skip
@@ -83,6 +84,6 @@ def test_user_errors_exit_2(store, photo, tmp_path, args, message):
     args = [a.format(photo=photo) for a in args]
     if args[0] == "explain":
         args += ["--out", str(tmp_path / "x.png")]
-    result = ktl(*args, "--store", str(store))
+    result = ktl_here(*args, "--store", str(store))
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr

@@ -1,6 +1,7 @@
 """What goes live changes under load: label moves, a canary, a promotion, a rollback
-and deletions made with the real ``ktl`` command line reach a real gunicorn within
-its reload interval, while 16 clients send predictions and none of them fails."""
+and deletions made with the real ``ktl`` command line (``cli.main``, in this process:
+they touch only the store) reach a real gunicorn within its reload interval, while 16
+clients send predictions and none of them fails."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from tests.support.cli import ktl
+from tests.support.cli import ktl_here
 from tests.support.data import encode_image
 from tests.support.server import Gunicorn
 from tests.support.tiny import publish_tiny
@@ -72,7 +73,7 @@ def test_labels_canary_promotion_rollback_and_deletion_under_load(tmp_path):
         publish_tiny(store, seed=seed)
 
     def run(*args: str) -> dict:
-        done = ktl(*args, "--store", str(store), "--json")
+        done = ktl_here(*args, "--store", str(store), "--json")
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
@@ -92,7 +93,7 @@ def test_labels_canary_promotion_rollback_and_deletion_under_load(tmp_path):
         assert run("rollback", "tiny")["default_version"] == 2
         load.wait_for(lambda seen: seen == {"2"}, "rolled back to 2")
         run("delete", "tiny", "--version", "3")
-        refused = ktl("delete", "tiny", "--version", "2", "--store", str(store))
+        refused = ktl_here("delete", "tiny", "--version", "2", "--store", str(store))
         assert refused.returncode == 2 and "--force" in refused.stderr
         assert run("delete", "tiny", "--version", "2", "--force")["default_version"] == 1
         load.wait_for(lambda seen: seen == {"1"}, "the served version deleted: 1 serves")

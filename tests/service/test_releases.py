@@ -5,6 +5,7 @@ and every response names the version that answered."""
 from __future__ import annotations
 
 import base64
+import random
 import shutil
 from collections import Counter
 
@@ -13,9 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models.store import ModelStore
 from models.store.releases import remove_label, set_label
+from service.serving import routing
 from tests.support.tiny import publish_tiny
 
 PNG = {"content_type": "image/png"}
+REQUESTS = 400  # predictions that the canary test routes
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +126,12 @@ def test_a_label_no_version_carries_is_not_found(serving, image_bytes, label):
 
 
 @pytest.mark.slow
-def test_a_canary_at_a_quarter_gets_a_quarter_of_the_default_traffic(released, image_bytes):
+def test_a_canary_at_a_quarter_gets_a_quarter_of_the_default_traffic(
+    released, image_bytes, monkeypatch
+):
+    # Seeded draws: 400 requests give the same share on every run (2,000 unseeded ones
+    # were needed to keep a random miss of the 20-30 % band rare).
+    monkeypatch.setattr(routing, "_draws", random.Random(2))
     store, app = released
     set_label(ModelStore(store), "tiny", "canary", 3, weight=0.25)
     reload(app)
@@ -133,22 +141,22 @@ def test_a_canary_at_a_quarter_gets_a_quarter_of_the_default_traffic(released, i
     data = image_bytes("PNG")
     answered = Counter(
         client.post("/v1/models/tiny/predict", data=data, **PNG).headers["X-Model-Version"]
-        for _ in range(2000)
+        for _ in range(REQUESTS)
     )
     assert set(answered) == {"2", "3"}
-    assert 0.20 <= answered["3"] / 2000 <= 0.30, answered
+    assert 0.20 <= answered["3"] / REQUESTS <= 0.30, answered
     # Pinned routes never take the canary's share.
     pinned = {
         client.post("/v1/models/tiny/labels/stable/predict", data=data, **PNG).headers[
             "X-Model-Version"
         ]
-        for _ in range(50)
+        for _ in range(20)
     }
     assert pinned == {"2"}
     counts = version_requests(client)
     assert counts[("2", "default")] == answered["2"]
     assert counts[("3", "canary")] == answered["3"]
-    assert counts[("2", "label")] == 50
+    assert counts[("2", "label")] == 20
 
     remove_label(ModelStore(store), "tiny", "canary")
     reload(app)

@@ -10,7 +10,7 @@ import pytest
 
 from models.errors import ConfigError
 from models.networks.backbones import get_backbone
-from tests.support.cli import ktl
+from tests.support.cli import ktl, ktl_here
 from tests.support.patterns import make_pattern_dataset
 from training.evaluation import compare
 
@@ -103,6 +103,6 @@ def test_the_command_prints_the_table_and_the_pick(patterns):
     assert done.returncode == 0, done.stderr
     assert "lenet5" in done.stdout and "skipped: lenet5 has no pretrained weights" in done.stdout
     assert "Pick: smallcnn" in done.stdout
-    nothing = ktl("compare", str(patterns), "--backbones", "lenet5", "--json")
+    nothing = ktl_here("compare", str(patterns), "--backbones", "lenet5", "--json")
     assert nothing.returncode == 2
     assert json.loads(nothing.stdout)["pick"] is None

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.cli import ktl, offline
+from tests.support.cli import ktl, ktl_here, offline
 from tests.support.patterns import flip_labels, make_pattern_dataset
 from training.config import build_config
 from training.diagnosis.doctor import run_doctor
@@ -74,7 +74,7 @@ def test_the_command_writes_csv_json_and_a_self_contained_page(tmp_path):
     _grey_tiny_flat_and_copies(data)
     out = tmp_path / "report"
     args = ["--backbone", "smallcnn", "--weights", str(BACKBONE), "--out", str(out)]
-    result = ktl("doctor", str(data), *args, "--json")
+    result = ktl_here("doctor", str(data), *args, "--json")
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert json.loads((out / "doctor.json").read_text())["suspects"] == found["suspects"]
@@ -101,7 +101,7 @@ def test_the_command_writes_csv_json_and_a_self_contained_page(tmp_path):
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 6 and "<style>" in page
     assert 'src="/' not in page and "href=" not in page  # opened from disk: all inline
-    summary = ktl("doctor", str(data), *args)
+    summary = ktl_here("doctor", str(data), *args)
     assert "WARNING: spans train/val" in summary.stdout, summary.stdout
     assert "suspects.csv" in summary.stdout
 

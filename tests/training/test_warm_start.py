@@ -29,7 +29,8 @@ def parent(tmp_path_factory):
 def _child(parent, **changes):
     messages: list[str] = []
     flags = {**parent["flags"], "name": "child", "weights": "model:colours:1",
-             "unfreeze_from": "block3_conv1", "fine_tune_epochs": 1, **changes}  # fmt: skip
+             "unfreeze_from": "block3_conv1", "fine_tune_epochs": 1, "min_steps": 0,
+             **changes}  # fmt: skip
     flags.pop("image_size", None)  # the parent's size is the default
     return run_job(build_config({}, flags), log=messages.append), messages
 
