@@ -51,3 +51,11 @@ def decided_labels(
 ) -> list[str | None]:
     """Each row's answer as a label, or None where it abstains."""
     return [labels[int(i)] if i != ABSTAIN else None for i in decide(probabilities, threshold)]
+
+
+def chosen(probabilities: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Multi-label: for each row of ``probabilities`` (``(n, labels)``), which labels
+    are answered (a boolean per label): those whose probability reaches that label's
+    threshold. A row may choose none ("none of these")."""
+    rows = np.asarray(probabilities).astype(np.float64)
+    return rows >= np.asarray(thresholds, np.float64)[None, :]

@@ -25,6 +25,8 @@ from training.callbacks import tensorboard_images
 from training.cluster import Cluster, connect, plan
 from training.config import TrainConfig
 from training.data import Prepared
+from training.multilabel.data import detect_task
+from training.multilabel.job import run_multilabel
 from training.phases import Phase, plan_phases
 from training.publish import bundle_metadata, report_files, save_published
 from training.state import JobState, Log, open_job
@@ -38,6 +40,8 @@ def _stderr(message: str) -> None:
 
 def run_job(config: TrainConfig, log: Log = _stderr) -> dict[str, Any]:
     """Train, evaluate and publish; returns the summary ``ktl train --json`` prints."""
+    if detect_task(config.data, config.task) == "multilabel":
+        return run_multilabel(config, log)
     started = time.monotonic()
     if config.resume and plan(config.strategy)[1] > 1:
         raise ConfigError(

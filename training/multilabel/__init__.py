@@ -1,0 +1,9 @@
+"""Multi-label training (issue 31): images with zero or more labels each, read from a
+CSV ``path,labels`` (labels separated by ``;``). It owns the listing and the split
+(``data``), the per-label figures, calibration and thresholds (``figures``,
+``decisions``) and the job (``job``), and publishes through ``models``' bundle.
+
+It may import ``models`` and ``training``'s shared pieces (ingestion helpers, the
+split's hash, phases, the fine-tuning helpers); nothing in ``training`` outside this
+package imports it except ``training.job``, which hands a multi-label job here.
+"""

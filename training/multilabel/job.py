@@ -1,0 +1,174 @@
+"""One multi-label training job, from the CSV to the published bundle: list and
+split, decode, train (``recipe``), calibrate and choose each label's threshold on
+validation (``decisions``), then decode and score the test split once, last."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import keras
+import numpy as np
+
+from models.backbones import get_backbone
+from models.classifier import build_backbone, build_classifier, resolve_weights
+from models.metadata import BundleMetadata, InputSpec, Metrics, Multilabel
+from models.preprocessing import RESIZE_POLICY, decode_images
+from models.store import ModelStore
+from models.timestamps import utc_now
+from training.config import TrainConfig
+from training.data import DataError, content_hashes
+from training.multilabel import decisions, recipe
+from training.multilabel.data import MultiListing, list_multilabel, split_multilabel
+from training.multilabel.figures import multilabel_figures
+from training.phases import plan_phases
+from training.publish import save_multilabel
+from training.splits import SPLITS
+from training.state import Log
+
+Split = tuple[np.ndarray, np.ndarray, list[str]]  # pixels, 0/1 targets, files
+
+
+def _decode(listing: MultiListing, rows: list[int], size: tuple[int, int], log: Log) -> Split:
+    """The images at ``rows``, decoded; those that cannot be are skipped and said."""
+    paths = [listing.samples[i].path for i in rows]
+    pixels, kept = [], []
+    for image in decode_images(paths, size, lambda bad: log(f"  skipped {bad.reason}")):
+        pixels.append(image.pixels)
+        kept.append(rows[image.position])
+    targets = listing.targets()[kept] if kept else np.zeros((0, len(listing.labels)), np.float32)
+    stacked = np.stack(pixels) if pixels else np.zeros((0, *size, 3), np.uint8)
+    return stacked, targets, [str(listing.samples[i].path) for i in kept]
+
+
+def _parts(config: TrainConfig, listing: MultiListing, log: Log) -> tuple[dict, dict]:
+    """Each split's rows (copies of a training image left out of validation and
+    test) and the dataset's report."""
+    hashes, unreadable = content_hashes(cast(Any, listing.samples))
+    drawn = split_multilabel(
+        listing, hashes, val_split=config.val_split, test_split=config.test_split, seed=config.seed
+    )
+    parts = {name: [i for i, s in enumerate(drawn.splits) if s == name] for name in SPLITS}
+    trained = {hashes[i] for i in parts["train"]}
+    for name in ("val", "test"):
+        parts[name] = [i for i in parts[name] if hashes[i] not in trained]
+    if not parts["val"]:
+        raise DataError("no validation images are left after removing copies of training images")
+    targets = listing.targets()
+    missing = [lb for k, lb in enumerate(listing.labels) if not targets[parts["train"], k].any()]
+    if missing:
+        raise DataError(f"labels with no training image: {', '.join(missing)}; add images")
+    for line in drawn.notes:
+        log(f"  note: {line}")
+    report = {
+        "task": "multilabel",
+        "labels": {
+            label: {name: int(targets[parts[name], k].sum()) for name in SPLITS}
+            for k, label in enumerate(listing.labels)
+        },
+        "none": {name: int((targets[parts[name]].sum(axis=1) == 0).sum()) for name in SPLITS},
+        **{f"{name}_images": len(parts[name]) for name in ("train", "val", "test")},
+        "test_split": drawn.test_split,
+        "skipped": unreadable,
+        "warnings": drawn.notes,
+        "seen": sorted({str(hashes[i]) for i in parts["train"] + parts["val"]}),
+    }
+    return parts, report
+
+
+def _model(config: TrainConfig, labels: int) -> tuple[keras.Model, keras.Model]:
+    spec = get_backbone(config.backbone)
+    keras.utils.set_random_seed(config.seed)
+    assert config.weights is not None, "a validated config has its weights"
+    with contextlib.redirect_stdout(sys.stderr):  # Keras reports downloads on stdout
+        backbone = build_backbone(
+            spec,
+            config.resolved_image_size(),
+            resolve_weights(spec, config.weights),
+            via=config.via,
+        )
+    model = build_classifier(
+        spec, backbone, labels, dropout=config.dropout, pooling=config.pooling, activation="sigmoid"
+    )
+    return model, backbone
+
+
+def _decide(
+    config: TrainConfig, model: keras.Model, val: Split, labels: list[str], log: Log
+) -> tuple[Multilabel, np.ndarray]:
+    """Temperatures and thresholds on validation; validation's calibrated outputs."""
+    raw = recipe.probabilities(model, val[0], config.batch_size)
+    temps = decisions.temperatures(raw, val[1]) if config.calibrate else np.ones(len(labels))
+    recipe.fold_temperatures(model, temps)
+    calibrated = recipe.probabilities(model, val[0], config.batch_size)
+    chosen = decisions.choose_thresholds(calibrated, val[1], labels, temps, config.min_precision)
+    for label, choice in chosen.items():
+        log(f"  {label}: threshold {choice.threshold:.3f}, temperature {choice.temperature:.3f}"
+            + (f" ({choice.note})" if choice.note else ""))  # fmt: skip
+    how = "per label, fitted on validation, kept where it lowered the NLL of the other half"
+    settings = Multilabel(
+        rule=decisions.rule(config.min_precision),
+        labels=chosen,
+        calibration=how if config.calibrate else None,
+    )
+    return settings, calibrated
+
+
+def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:
+    """Train, evaluate and publish a multi-label version; the summary of ``ktl train``."""
+    started = time.monotonic()
+    recipe.refuse_unsupported(config)
+    listing = list_multilabel(config.data)
+    labels, size = listing.labels, config.resolved_image_size()
+    parts, report = _parts(config, listing, log)
+    log(f"Decoding {len(parts['train']) + len(parts['val']):,} training and validation images")
+    train, val = (_decode(listing, parts[name], size, log) for name in ("train", "val"))
+    model, backbone = _model(config, len(labels))
+    phases = plan_phases(config, get_backbone(config.backbone))
+    inputs = {"train": train[:2], "val": val[:2]}
+    history, details = recipe.train(config, model, backbone, phases, inputs, log)
+    settings, calibrated = _decide(config, model, val, labels, log)
+    thresholds = np.array(settings.thresholds(labels))
+    evaluation = {"validation": multilabel_figures(calibrated, val[1], labels, thresholds)}
+    if parts["test"]:
+        log("Scoring the test split: its images are read now, for the first time")
+        test = _decode(listing, parts["test"], size, log)
+        scored = recipe.probabilities(model, test[0], config.batch_size)
+        evaluation["test"] = multilabel_figures(scored, test[1], labels, thresholds)
+    split = "test" if "test" in evaluation else "validation"
+    settings = settings.model_copy(update={"evaluation": evaluation})
+    shown = {k: v for k, v in evaluation[split].items() if k != "per_label"}
+    metadata = BundleMetadata(
+        name=config.name,
+        labels=tuple(labels),
+        backbone=config.backbone,
+        image_size=size,
+        input=InputSpec(shape=(*size, 3)),
+        resize=RESIZE_POLICY,
+        created_at=utc_now(),
+        metrics=Metrics.model_validate({**shown, "split": split}),
+        task="multilabel",
+        multilabel=Multilabel.model_validate(settings.model_dump()),
+        training={**config.to_dict(), **details},
+        dataset={k: v for k, v in report.items() if k not in ("warnings", "seen")},
+    )
+    reports = {"metrics.json": json.dumps(evaluation, indent=2).encode()}
+    store = ModelStore(config.store)
+    version, path = save_multilabel(store, model, metadata, reports, report["seen"])
+    return {
+        "name": config.name,
+        "version": version,
+        "path": str(Path(path)),
+        "task": "multilabel",
+        "metrics": {**shown, "split": split},
+        "evaluation": evaluation,
+        "multilabel": {k: v for k, v in settings.model_dump().items() if k != "evaluation"},
+        "training": details,
+        "history": history,
+        "warnings": report["warnings"],
+        "seconds": round(time.monotonic() - started, 1),
+    }
