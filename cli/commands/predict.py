@@ -119,9 +119,18 @@ def _decoded(
 
 
 def _answer(decision) -> str:
+    if hasattr(decision, "labels"):  # a multi-label version's set, maybe empty
+        return ", ".join(decision.labels) or "none of these"
     if decision.label is not None:
         return decision.label
     return f"not sure (top probability {decision.confidence:.3f} < {decision.threshold:.3f})"
+
+
+def _cell(decision) -> str:
+    """The CSV's decision: the label, ``;`` between a multi-label set's, or empty."""
+    if hasattr(decision, "labels"):
+        return ";".join(decision.labels)
+    return decision.label or ""
 
 
 def _write_csv(target: Path, bundle, paths: list[Path], predictions: list) -> None:
@@ -133,7 +142,7 @@ def _write_csv(target: Path, bundle, paths: list[Path], predictions: list) -> No
         for path, prediction in zip(paths, predictions, strict=True):
             best = prediction.top[0]
             writer.writerow(
-                [path, bundle.name, bundle.version, prediction.decision.label or "",
+                [path, bundle.name, bundle.version, _cell(prediction.decision),
                  best.label, f"{best.probability:.6f}"]
                 + [f"{prediction.probabilities[label]:.6f}" for label in labels]
             )  # fmt: skip

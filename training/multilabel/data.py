@@ -29,11 +29,11 @@ class MultiListing:
     labels: list[str]  # every label named, sorted
 
     def targets(self) -> np.ndarray:
-        """``(n, labels)`` 0/1 float32: which labels each image has."""
+        """``(n, labels)`` 0/1 float32: which of ``labels`` each image has."""
         index = {label: k for k, label in enumerate(self.labels)}
         out = np.zeros((len(self.samples), len(self.labels)), np.float32)
         for row, sample in enumerate(self.samples):
-            out[row, [index[label] for label in sample.labels]] = 1
+            out[row, [index[label] for label in sample.labels if label in index]] = 1
         return out
 
 
@@ -144,6 +144,24 @@ def split_multilabel(
                     "train): its figures there are missing"
                 )
     return MultiSplit(splits, test, notes)
+
+
+def drawn_parts(
+    listing: MultiListing,
+    hashes: list[str | None],
+    *,
+    val_split: float,
+    test_split: float | None,
+    seed: int,
+) -> tuple[dict[str, list[int]], MultiSplit]:
+    """Each split's rows, validation and test less copies of a training image (by
+    content): what a job trains, validates and tests on, and ``ktl evaluate`` redraws."""
+    drawn = split_multilabel(listing, hashes, val_split=val_split, test_split=test_split, seed=seed)
+    parts = {name: [i for i, s in enumerate(drawn.splits) if s == name] for name in SPLITS}
+    trained = {hashes[i] for i in parts["train"]}
+    for name in ("val", "test"):
+        parts[name] = [i for i in parts[name] if hashes[i] not in trained]
+    return parts, drawn
 
 
 def _one(subset: str | None, digest: str | None, seed: int, val: float, test: float) -> str | None:

@@ -23,7 +23,7 @@ from models.timestamps import utc_now
 from training.config import TrainConfig
 from training.data import DataError, content_hashes
 from training.multilabel import decisions, recipe
-from training.multilabel.data import MultiListing, list_multilabel, split_multilabel
+from training.multilabel.data import MultiListing, drawn_parts, list_multilabel
 from training.multilabel.figures import multilabel_figures
 from training.phases import plan_phases
 from training.publish import save_multilabel
@@ -33,7 +33,7 @@ from training.state import Log
 Split = tuple[np.ndarray, np.ndarray, list[str]]  # pixels, 0/1 targets, files
 
 
-def _decode(listing: MultiListing, rows: list[int], size: tuple[int, int], log: Log) -> Split:
+def decode_rows(listing: MultiListing, rows: list[int], size: tuple[int, int], log: Log) -> Split:
     """The images at ``rows``, decoded; those that cannot be are skipped and said."""
     paths = [listing.samples[i].path for i in rows]
     pixels, kept = [], []
@@ -49,13 +49,9 @@ def _parts(config: TrainConfig, listing: MultiListing, log: Log) -> tuple[dict, 
     """Each split's rows (copies of a training image left out of validation and
     test) and the dataset's report."""
     hashes, unreadable = content_hashes(cast(Any, listing.samples))
-    drawn = split_multilabel(
+    parts, drawn = drawn_parts(
         listing, hashes, val_split=config.val_split, test_split=config.test_split, seed=config.seed
     )
-    parts = {name: [i for i, s in enumerate(drawn.splits) if s == name] for name in SPLITS}
-    trained = {hashes[i] for i in parts["train"]}
-    for name in ("val", "test"):
-        parts[name] = [i for i in parts[name] if hashes[i] not in trained]
     if not parts["val"]:
         raise DataError("no validation images are left after removing copies of training images")
     targets = listing.targets()
@@ -126,7 +122,7 @@ def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:
     labels, size = listing.labels, config.resolved_image_size()
     parts, report = _parts(config, listing, log)
     log(f"Decoding {len(parts['train']) + len(parts['val']):,} training and validation images")
-    train, val = (_decode(listing, parts[name], size, log) for name in ("train", "val"))
+    train, val = (decode_rows(listing, parts[name], size, log) for name in ("train", "val"))
     model, backbone = _model(config, len(labels))
     phases = plan_phases(config, get_backbone(config.backbone))
     inputs = {"train": train[:2], "val": val[:2]}
@@ -136,7 +132,7 @@ def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:
     evaluation = {"validation": multilabel_figures(calibrated, val[1], labels, thresholds)}
     if parts["test"]:
         log("Scoring the test split: its images are read now, for the first time")
-        test = _decode(listing, parts["test"], size, log)
+        test = decode_rows(listing, parts["test"], size, log)
         scored = recipe.probabilities(model, test[0], config.batch_size)
         evaluation["test"] = multilabel_figures(scored, test[1], labels, thresholds)
     split = "test" if "test" in evaluation else "validation"
@@ -167,6 +163,7 @@ def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:
         "metrics": {**shown, "split": split},
         "evaluation": evaluation,
         "multilabel": {k: v for k, v in settings.model_dump().items() if k != "evaluation"},
+        "dataset": {k: v for k, v in report.items() if k != "seen"},
         "training": details,
         "history": history,
         "warnings": report["warnings"],

@@ -127,9 +127,9 @@ def _fit(
     epochs = phase.epochs
     if phase.name != FINE_TUNE:  # the head phase runs at least --min-steps steps
         epochs = max(epochs, math.ceil(config.min_steps / steps))
-    assert isinstance(phase.lr, float)
+    assert phase.lr != "auto", "refused before (refuse_unsupported)"
     fit_model.compile(
-        optimizer=keras.optimizers.Adam(phase.lr),
+        optimizer=keras.optimizers.Adam(float(phase.lr)),
         loss=weighted_binary_crossentropy(weights),
     )
     log(f"Phase {phase.name}: up to {epochs} epochs at learning rate {phase.lr:g}")
