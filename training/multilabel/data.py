@@ -140,8 +140,8 @@ def split_multilabel(
         for split in ("val", "test") if test > 0 else ("val",):
             if not _give(listing, hashes, splits, label, split, seed):
                 notes.append(
-                    f"label {label!r} has no image in {split} (too few images to spare one from "
-                    "train): its figures there are missing"
+                    f"label {label!r} has no image in {split} (too few images to spare one): its "
+                    "figures there are missing"
                 )
     return MultiSplit(splits, test, notes)
 
@@ -179,16 +179,18 @@ def _give(
     split: str,
     seed: int,
 ) -> bool:
-    """Make sure ``split`` has an image with ``label``: move the group of identical
-    training images nearest the boundary there. False when none can be spared."""
+    """Make sure ``split`` has an image with ``label``: move there the group of
+    identical images nearest the boundary from a split holding two groups or more of
+    it (train first, then the other held-out split). False when none can be spared."""
     members = [i for i, s in enumerate(listing.samples) if label in s.labels and splits[i]]
     if any(splits[i] == split for i in members):
         return True
-    movable = [i for i in members if splits[i] == "train" and listing.samples[i].subset is None]
-    if len({hashes[i] for i in movable}) < 2:
-        return False
-    digest = min({str(hashes[i]) for i in movable}, key=lambda d: position(d, seed))
-    for i in movable:
-        if hashes[i] == digest:
-            splits[i] = split
-    return True
+    for donor in ("train", "test" if split == "val" else "val"):
+        movable = [i for i in members if splits[i] == donor and listing.samples[i].subset is None]
+        if len({hashes[i] for i in movable}) >= 2:
+            digest = min({str(hashes[i]) for i in movable}, key=lambda d: position(d, seed))
+            for i in movable:
+                if hashes[i] == digest:
+                    splits[i] = split
+            return True
+    return False
