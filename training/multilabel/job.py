@@ -136,7 +136,7 @@ def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:
         scored = recipe.probabilities(model, test[0], config.batch_size)
         evaluation["test"] = multilabel_figures(scored, test[1], labels, thresholds)
     split = "test" if "test" in evaluation else "validation"
-    settings = settings.model_copy(update={"evaluation": evaluation})
+    settings = Multilabel.model_validate({**settings.model_dump(), "evaluation": evaluation})
     shown = {k: v for k, v in evaluation[split].items() if k != "per_label"}
     metadata = BundleMetadata(
         name=config.name,
@@ -148,7 +148,7 @@ def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:
         created_at=utc_now(),
         metrics=Metrics.model_validate({**shown, "split": split}),
         task="multilabel",
-        multilabel=Multilabel.model_validate(settings.model_dump()),
+        multilabel=settings,
         training={**config.to_dict(), **details},
         dataset={k: v for k, v in report.items() if k not in ("warnings", "seen")},
     )

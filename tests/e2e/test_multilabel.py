@@ -1,0 +1,125 @@
+"""A multi-label version end to end (issue 31), on the session's one trained bundle
+(``multilabel_store``): what it publishes, ``ktl evaluate`` agreeing with it, the
+native answer over HTTP and ``ktl predict`` giving the same set."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from models.bundle import load_bundle
+from models.decision import chosen
+from tests.support.apps import shared_app
+from tests.support.cli import ktl_here
+
+pytestmark = pytest.mark.slow
+
+
+def _images(trained, n: int = 6) -> list[str]:
+    with open(trained.data, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [str(trained.data.parent / row["path"]) for row in rows[:n]]
+
+
+def test_the_bundle_records_its_task_thresholds_and_figures(multilabel_store):
+    bundle = load_bundle(multilabel_store.bundle)
+    meta = bundle.metadata
+    assert meta.task == "multilabel" and bundle.labels == ["circle", "square", "triangle"]
+    assert meta.multilabel is not None and meta.decision is None
+    assert all(0 < d.threshold < 1 and d.temperature > 0 for d in meta.multilabel.labels.values())
+    test = meta.multilabel.evaluation["test"]
+    assert set(test.per_label) == set(bundle.labels)
+    assert 0 <= test.hamming_loss <= 1 and 0 <= test.map <= 1
+    assert meta.metrics.split == "test"
+    # independent sigmoid outputs: rows need not sum to 1, each in [0, 1]
+    rows = bundle.classifier.predict(np.zeros((2, *bundle.image_size, 3), np.uint8))
+    assert rows.shape == (2, 3) and ((rows >= 0) & (rows <= 1)).all()
+
+
+def test_evaluate_on_the_test_split_agrees_with_the_published_figures(multilabel_store):
+    done = ktl_here(
+        "evaluate",
+        "--store",
+        str(multilabel_store.store),
+        "shapes",
+        str(multilabel_store.data),
+        "--split",
+        "test",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    scored = json.loads(done.stdout)["figures"]
+    published = load_bundle(multilabel_store.bundle).metadata.multilabel.evaluation["test"]
+    for key in ("micro_f1", "macro_f1", "map", "exact_match", "hamming_loss"):
+        assert scored[key] == pytest.approx(getattr(published, key), abs=1e-5), key
+    text = ktl_here(
+        "evaluate",
+        "--store",
+        str(multilabel_store.store),
+        "shapes",
+        str(multilabel_store.data),
+        "--split",
+        "test",
+    )
+    assert "mAP" in text.stdout and "triangle" in text.stdout
+
+
+def test_native_http_and_ktl_predict_give_the_same_sets(multilabel_store):
+    images = _images(multilabel_store)
+    bundle = load_bundle(multilabel_store.bundle)
+    thresholds = bundle.metadata.multilabel.thresholds(bundle.labels)
+    with shared_app(model_store=str(multilabel_store.store)) as app:
+        client = app.test_client()
+        answers = []
+        for path in images:
+            with open(path, "rb") as f:
+                reply = client.post(
+                    "/v1/models/shapes/predict?top_k=10", data=f.read(), content_type="image/png"
+                )
+            assert reply.status_code == 200, reply.json  # top_k above the label count
+            answers.append(reply.json["predictions"][0])
+    for answer in answers:
+        assert len(answer["top"]) == 3
+        assert answer["decision"]["thresholds"] == dict(zip(bundle.labels, thresholds, strict=True))
+        probabilities = np.array([[answer["probabilities"][label] for label in bundle.labels]])
+        picked = chosen(probabilities, np.array(thresholds))[0]
+        expected = [label for label, on in zip(bundle.labels, picked, strict=True) if on]
+        assert answer["decision"]["labels"] == expected
+    done = ktl_here(
+        "predict",
+        "--store",
+        str(multilabel_store.store),
+        "--name",
+        "shapes",
+        "--top-k",
+        "9",
+        "--json",
+        *images,
+    )
+    assert done.returncode == 0, done.stderr
+    predicted = json.loads(done.stdout)["predictions"]
+    assert [p["decision"] for p in predicted] == [a["decision"] for a in answers]
+    for mine, served in zip(predicted, answers, strict=True):
+        for label in bundle.labels:
+            assert mine["probabilities"][label] == pytest.approx(
+                served["probabilities"][label], abs=1e-6
+            )
+
+
+def test_mixing_options_are_refused_before_any_work(multilabel_store, tmp_path):
+    done = ktl_here(
+        "train",
+        str(multilabel_store.data),
+        "--name",
+        "mixed",
+        "--store",
+        str(tmp_path / "store"),
+        "--mixup",
+        "0.2",
+    )
+    assert done.returncode == 2
+    assert "--mixup is not available with --task multilabel" in done.stderr
+    assert not (tmp_path / "store" / "mixed").exists()
