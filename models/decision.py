@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from models.metadata import Decision
 
 ABSTAIN = -1  # the class index of "not sure / none of these"
+SEPARATOR = ";"  # between a multi-label set's labels: a CSV's labels cell, OIP's decision
 
 
 def threshold_of(decision: Decision | None, min_confidence: float | None = None) -> float:

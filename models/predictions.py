@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.decision import ABSTAIN, chosen, decide, threshold_of
+from models.decision import ABSTAIN, chosen, decide, decided_labels, threshold_of
 from models.preprocessing import load_array, load_image
 
 if TYPE_CHECKING:
@@ -135,6 +135,14 @@ def version_thresholds(bundle: Bundle, min_confidence: float | None = None) -> l
     if min_confidence is not None:
         return [min_confidence] * len(bundle.labels)
     return bundle.metadata.multilabel.thresholds(bundle.labels)
+
+
+def served_decisions(bundle: Bundle, rows: np.ndarray) -> list[str | None] | list[list[str]]:
+    """Each row's decision at the version's own thresholds, as TF Serving and the Open
+    Inference Protocol carry it: the label or None; a multi-label version's set."""
+    if bundle.metadata.multilabel is None:
+        return decided_labels(bundle.labels, rows, threshold_of(bundle.metadata.decision))
+    return [s.labels for s in label_sets(bundle.labels, rows, version_thresholds(bundle))]
 
 
 def _multilabel_response(

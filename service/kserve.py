@@ -8,7 +8,8 @@ Inputs (exactly one per request, told apart by datatype, any name):
 Outputs: ``probabilities`` (``FP32 [n, classes]``, label order), ``labels``
 (``BYTES [n]``, the top label per image) and ``decision`` (``BYTES [n]``, the top
 label where its probability reaches the version's threshold, else the empty string:
-"not sure / none of these"); ``outputs`` in the request picks them.
+"not sure / none of these"; for a multi-label version, its chosen labels joined by
+``;``, empty for none); ``outputs`` in the request picks them.
 
 Both the JSON form and the binary data extension (what ``tritonclient`` sends by
 default) are read (``service.kserve_tensors``); output labels in JSON are plain
@@ -25,7 +26,8 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, request
 
-from models.decision import decided_labels, threshold_of
+from models.decision import SEPARATOR
+from models.predictions import served_decisions
 from service.bodies import json_body
 from service.errors import Unavailable
 from service.kserve_bodies import (
@@ -224,8 +226,10 @@ def infer(name: str, version: str | None = None) -> Response:
     probabilities = _probabilities(predictor, inference, binary)
     bundle = predictor.bundle
     labels = [bundle.labels[i] for i in np.argmax(probabilities, axis=1)]
-    threshold = threshold_of(bundle.metadata.decision)
-    decided = [label or "" for label in decided_labels(bundle.labels, probabilities, threshold)]
+    decided = [
+        SEPARATOR.join(d) if isinstance(d, list) else d or ""
+        for d in served_decisions(bundle, probabilities)
+    ]
     outputs = [
         probabilities_output(probabilities, as_binary)
         if output == "probabilities"

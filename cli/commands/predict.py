@@ -129,7 +129,9 @@ def _answer(decision) -> str:
 def _cell(decision) -> str:
     """The CSV's decision: the label, ``;`` between a multi-label set's, or empty."""
     if hasattr(decision, "labels"):
-        return ";".join(decision.labels)
+        from models.decision import SEPARATOR
+
+        return SEPARATOR.join(decision.labels)
     return decision.label or ""
 
 

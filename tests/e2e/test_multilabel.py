@@ -1,11 +1,14 @@
 """A multi-label version end to end (issue 31), on the session's one trained bundle
 (``multilabel_store``): what it publishes, ``ktl evaluate`` agreeing with it, the
-native answer over HTTP and ``ktl predict`` giving the same set."""
+native answer, TF Serving's and the Open Inference Protocol's over HTTP and ``ktl
+predict`` giving the same set."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,16 +74,42 @@ def test_native_http_and_ktl_predict_give_the_same_sets(multilabel_store):
     images = _images(multilabel_store)
     bundle = load_bundle(multilabel_store.bundle)
     thresholds = bundle.metadata.multilabel.thresholds(bundle.labels)
+    files = [Path(path).read_bytes() for path in images]
     with shared_app(model_store=str(multilabel_store.store)) as app:
         client = app.test_client()
         answers = []
-        for path in images:
-            with open(path, "rb") as f:
-                reply = client.post(
-                    "/v1/models/shapes/predict?top_k=10", data=f.read(), content_type="image/png"
-                )
+        for data in files:
+            reply = client.post(
+                "/v1/models/shapes/predict?top_k=10", data=data, content_type="image/png"
+            )
             assert reply.status_code == 200, reply.json  # top_k above the label count
             answers.append(reply.json["predictions"][0])
+        encoded = [base64.b64encode(data).decode() for data in files]
+        tfs = client.post(
+            "/v1/models/shapes:predict", json={"instances": [{"b64": e} for e in encoded]}
+        )
+        oip = client.post(
+            "/v2/models/shapes/infer",
+            json={
+                "inputs": [
+                    {
+                        "name": "image_bytes",
+                        "shape": [len(files)],
+                        "datatype": "BYTES",
+                        "data": encoded,
+                    }
+                ]
+            },
+        )
+    sets = [answer["decision"]["labels"] for answer in answers]
+    assert tfs.status_code == 200 and tfs.json["decisions"] == sets
+    assert oip.status_code == 200, oip.json
+    [decision] = [o for o in oip.json["outputs"] if o["name"] == "decision"]
+    assert decision["data"] == [";".join(labels) for labels in sets]
+    [rows] = [o["data"] for o in oip.json["outputs"] if o["name"] == "probabilities"]
+    native = [[answer["probabilities"][label] for label in bundle.labels] for answer in answers]
+    assert np.array(rows).ravel() == pytest.approx(np.array(native).ravel(), abs=1e-6)
+    assert np.array(tfs.json["predictions"]) == pytest.approx(np.array(native), abs=1e-6)
     for answer in answers:
         assert len(answer["top"]) == 3
         assert answer["decision"]["thresholds"] == dict(zip(bundle.labels, thresholds, strict=True))

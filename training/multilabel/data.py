@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from models.decision import SEPARATOR
 from training.data import DataError
 from training.splits import SPLITS, held_out_share, position
-
-SEPARATOR = ";"
 
 
 @dataclass
