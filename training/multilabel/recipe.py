@@ -5,7 +5,9 @@ pixels (or the whole network from scratch without pretrained weights)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 from typing import Any
 
 import keras
@@ -136,13 +138,14 @@ def _fit(
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.patience or epochs, restore_best_weights=True
     )
-    fitted = fit_model.fit(
-        _data(*train, config.batch_size, True, config.seed),
-        validation_data=_data(*val, config.batch_size, False, 0),
-        epochs=epochs,
-        callbacks=[stop],
-        verbose=finetune.progress_verbosity(),
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # Keras' progress: stdout is the summary's
+        fitted = fit_model.fit(
+            _data(*train, config.batch_size, True, config.seed),
+            validation_data=_data(*val, config.batch_size, False, 0),
+            epochs=epochs,
+            callbacks=[stop],
+            verbose=finetune.progress_verbosity(),
+        )
     keys = list(fitted.history)
     return [
         {"phase": phase.name, "epoch": e + 1, **{k: float(fitted.history[k][e]) for k in keys}}
