@@ -138,17 +138,20 @@ def test_native_http_and_ktl_predict_give_the_same_sets(multilabel_store):
             )
 
 
-def test_mixing_options_are_refused_before_any_work(multilabel_store, tmp_path):
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--mixup", "0.2"], "--mixup is not available with --task multilabel"),
+        (["--tta", "--int8"], "--int8, --tta: not available with --task multilabel yet"),
+    ],
+)
+def test_what_a_multilabel_job_cannot_do_is_refused_before_any_work(
+    multilabel_store, tmp_path, flags, said
+):
+    store = tmp_path / "store"
     done = ktl_here(
-        "train",
-        str(multilabel_store.data),
-        "--name",
-        "mixed",
-        "--store",
-        str(tmp_path / "store"),
-        "--mixup",
-        "0.2",
+        "train", str(multilabel_store.data), "--name", "mixed", "--store", str(store), *flags
     )
-    assert done.returncode == 2
-    assert "--mixup is not available with --task multilabel" in done.stderr
-    assert not (tmp_path / "store" / "mixed").exists()
+    assert done.returncode == 2, done.stderr
+    assert said in done.stderr
+    assert not (store / "mixed").exists()

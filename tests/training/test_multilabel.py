@@ -160,3 +160,19 @@ def test_the_demo_dataset_has_every_combination_and_empty_images(tmp_path):
     combos = {sample.labels for sample in listing.samples}
     assert listing.labels == ["circle", "square", "triangle"]
     assert () in combos and any(len(c) >= 2 for c in combos)
+
+
+def test_a_service_job_never_reads_a_file_linked_from_outside(tmp_path):
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(b"private")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "link.png").symlink_to(outside)
+    csv_path = _csv(data, ["a.png,cat;dog", "b.png,dog"])
+    (data / "data.csv").write_text(
+        (data / "data.csv").read_text() + "link.png,cat\n../secret.png,dog\n"
+    )
+    confined = list_multilabel(csv_path, confine=True)
+    assert [s.path.name for s in confined.samples] == ["a.png", "b.png"]
+    assert [r["path"] for r in confined.refused] == ["link.png", "../secret.png"]
+    assert len(list_multilabel(csv_path).samples) == 4  # ktl train on one's own files

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from models.decision import SEPARATOR
-from training.data import DataError
+from training.data import DataError, inside
 from training.splits import SPLITS, held_out_share, position
 
 
@@ -26,6 +26,7 @@ class MultiSample:
 class MultiListing:
     samples: list[MultiSample]
     labels: list[str]  # every label named, sorted
+    refused: list[dict] = field(default_factory=list)  # not read (confine): path and reason
 
     def targets(self) -> np.ndarray:
         """``(n, labels)`` 0/1 float32: which of ``labels`` each image has."""
@@ -78,9 +79,12 @@ def detect_task(data: str | Path, requested: str) -> str:
     )
 
 
-def list_multilabel(data: str | Path) -> MultiListing:
-    """The images of a CSV ``path,labels`` (with an optional ``split`` column)."""
+def list_multilabel(data: str | Path, *, confine: bool = False) -> MultiListing:
+    """The images of a CSV ``path,labels`` (with an optional ``split`` column). With
+    ``confine`` (service jobs), a file whose real path leaves the CSV's folder is
+    never read: it is left out, in ``refused``, with the reason."""
     path = Path(data)
+    base, refused = path.parent.resolve(), []
     fields, rows = _rows(path)
     if "path" not in fields or "labels" not in fields:
         raise DataError(f"{path}: a multi-label CSV needs a header row with columns path,labels")
@@ -95,11 +99,15 @@ def list_multilabel(data: str | Path) -> MultiListing:
         image = (path.parent / file).resolve()
         if not image.is_file():
             raise DataError(f"{path}, line {line}: {file} does not exist")
+        if confine and not inside(image, base):
+            reason = f"{file}: its real path leaves the dataset folder (a link); not read"
+            refused.append({"path": file, "reason": reason})
+            continue
         samples.append(MultiSample(image, split_labels(row.get("labels")), split))
     labels = sorted({label for sample in samples for label in sample.labels})
     if len(labels) < 2:
         raise DataError(f"{path}: a multi-label dataset needs at least 2 labels; found {labels}")
-    return MultiListing(samples, labels)
+    return MultiListing(samples, labels, refused)
 
 
 @dataclass

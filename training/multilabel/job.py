@@ -58,6 +58,8 @@ def _parts(config: TrainConfig, listing: MultiListing, log: Log) -> tuple[dict, 
     missing = [lb for k, lb in enumerate(listing.labels) if not targets[parts["train"], k].any()]
     if missing:
         raise DataError(f"labels with no training image: {', '.join(missing)}; add images")
+    for item in listing.refused + unreadable:
+        log(f"  skipped {item['reason']}")
     for line in drawn.notes:
         log(f"  note: {line}")
     report = {
@@ -69,7 +71,7 @@ def _parts(config: TrainConfig, listing: MultiListing, log: Log) -> tuple[dict, 
         "none": {name: int((targets[parts[name]].sum(axis=1) == 0).sum()) for name in SPLITS},
         **{f"{name}_images": len(parts[name]) for name in ("train", "val", "test")},
         "test_split": drawn.test_split,
-        "skipped": unreadable,
+        "skipped": listing.refused + unreadable,
         "warnings": drawn.notes,
         "seen": sorted({str(hashes[i]) for i in parts["train"] + parts["val"]}),
     }
@@ -118,7 +120,7 @@ def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:
     """Train, evaluate and publish a multi-label version; the summary of ``ktl train``."""
     started = time.monotonic()
     recipe.refuse_unsupported(config)
-    listing = list_multilabel(config.data)
+    listing = list_multilabel(config.data, confine=config.confine_to_data)
     labels, size = listing.labels, config.resolved_image_size()
     parts, report = _parts(config, listing, log)
     log(f"Decoding {len(parts['train']) + len(parts['val']):,} training and validation images")
