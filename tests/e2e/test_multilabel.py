@@ -43,30 +43,15 @@ def test_the_bundle_records_its_task_thresholds_and_figures(multilabel_store):
 
 
 def test_evaluate_on_the_test_split_agrees_with_the_published_figures(multilabel_store):
-    done = ktl_here(
-        "evaluate",
-        "--store",
-        str(multilabel_store.store),
-        "shapes",
-        str(multilabel_store.data),
-        "--split",
-        "test",
-        "--json",
-    )
+    store, data = str(multilabel_store.store), str(multilabel_store.data)
+    args = ("evaluate", "--store", store, "shapes", data, "--split", "test")
+    done = ktl_here(*args, "--json")
     assert done.returncode == 0, done.stderr
     scored = json.loads(done.stdout)["figures"]
     published = load_bundle(multilabel_store.bundle).metadata.multilabel.evaluation["test"]
     for key in ("micro_f1", "macro_f1", "map", "exact_match", "hamming_loss"):
         assert scored[key] == pytest.approx(getattr(published, key), abs=1e-5), key
-    text = ktl_here(
-        "evaluate",
-        "--store",
-        str(multilabel_store.store),
-        "shapes",
-        str(multilabel_store.data),
-        "--split",
-        "test",
-    )
+    text = ktl_here(*args)
     assert "mAP" in text.stdout and "triangle" in text.stdout
 
 
