@@ -36,6 +36,7 @@ from training.data import (
 )
 from training.evaluate import wilson
 from training.health import balance
+from training.multilabel.data import not_multilabel
 from training.near_duplicates import close_pairs, group_pairs, look_at_files
 from training.splits import SPLITS
 
@@ -51,6 +52,7 @@ def run_doctor(config: TrainConfig, folds: int = probe.FOLDS, log: Log = _stderr
     """Examine ``config.data`` with ``config``'s backbone, weights, image size and
     split settings; returns the findings (``ktl doctor --json`` prints them)."""
     started = time.monotonic()
+    not_multilabel(config.data, "ktl doctor")
     listing = list_samples(config.data)
     check_classes(Counter(s.label for s in listing.samples), "image files")
     spec = get_backbone(config.backbone)

@@ -15,6 +15,7 @@ import pytest
 
 from models.bundle import load_bundle
 from models.decision import chosen
+from models.store import ModelStore
 from tests.support.apps import shared_app
 from tests.support.cli import ktl_here
 
@@ -140,3 +141,13 @@ def test_what_a_multilabel_job_cannot_do_is_refused_before_any_work(
     assert done.returncode == 2, done.stderr
     assert said in done.stderr
     assert not (store / "mixed").exists()
+
+
+def test_quantize_and_the_doctor_say_they_do_not_take_multilabel_yet(multilabel_store, tmp_path):
+    store = multilabel_store.copy_to(tmp_path / "store")
+    data = str(multilabel_store.data)
+    quantized = ktl_here("quantize", "shapes", "--calibration", data, "--store", str(store))
+    assert quantized.returncode == 2 and "is multi-label" in quantized.stderr
+    assert ModelStore(store).versions("shapes") == [1]
+    doctor = ktl_here("doctor", data, "--out", str(tmp_path / "out"), "--store", str(store))
+    assert doctor.returncode == 2 and "multi-label CSV" in doctor.stderr
