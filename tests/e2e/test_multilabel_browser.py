@@ -1,7 +1,7 @@
 """A multi-label version in the web pages, in Debian's chromium at 390 px and 1280
 px (issue 31): the try-it page's answer is the set the API gives, each bar carries
-its label's threshold mark, the model info gives mAP and micro F1, and the report
-page opens."""
+its label's threshold mark, the model info gives mAP and micro F1; the report shows
+each label's figures and its precision-recall curve, no wider than the screen."""
 
 from __future__ import annotations
 
@@ -60,4 +60,17 @@ def test_the_try_page_shows_the_set_and_each_threshold(served, multilabel_store,
         assert marks == pytest.approx(api["decision"]["thresholds"])
         page.goto(f"{served}/models/shapes/versions/1/report")
         expect(page.locator("#report")).to_have_attribute("data-state", "ready")
+        rows = page.query_selector_all("#multilabel-labels tbody tr")
+        assert [r.query_selector("th").inner_text() for r in rows] == [
+            "circle",
+            "square",
+            "triangle",
+        ]
+        assert page.is_hidden("#classes-section") and page.is_visible("#labels-section")
+        loaded = "(img) => img.complete && img.naturalWidth > 0"
+        assert page.eval_on_selector("#pr-curves", loaded)
+        assert (
+            page.evaluate("() => document.documentElement.scrollWidth")
+            <= SCREENS[screen]["viewport"]["width"]
+        )
         browser.close()

@@ -22,11 +22,14 @@ from models.store import ModelStore
 from models.timestamps import utc_now
 from training.config import TrainConfig
 from training.data import DataError, content_hashes
+from training.evaluate import history_csv
 from training.multilabel import decisions, recipe
 from training.multilabel.data import MultiListing, drawn_parts, list_multilabel
 from training.multilabel.figures import multilabel_figures
+from training.multilabel.plots import pr_curves_png
 from training.phases import plan_phases
 from training.publish import save_multilabel
+from training.report import curves_png
 from training.splits import SPLITS
 from training.state import Log
 
@@ -116,6 +119,26 @@ def _decide(
     return settings, calibrated
 
 
+def _reports(
+    history: list[dict],
+    details: dict[str, Any],
+    evaluation: dict[str, Any],
+    labels: list[str],
+    thresholds: np.ndarray,
+    scored: tuple,
+) -> dict[str, bytes]:
+    """``reports/``: the figures, the history with each phase's kept epoch, the loss
+    curves and each label's precision-recall curve on the split shown."""
+    kept = {(phase["name"], phase["kept_epoch"]) for phase in details["phases"]}
+    history = [{**row, "kept": int((row["phase"], row["epoch"]) in kept)} for row in history]
+    return {
+        "metrics.json": json.dumps(evaluation, indent=2).encode(),
+        "history.csv": history_csv(history).encode(),
+        "curves.png": curves_png(history),
+        "pr_curves.png": pr_curves_png(scored[3], scored[1], labels, thresholds),
+    }
+
+
 def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:
     """Train, evaluate and publish a multi-label version; the summary of ``ktl train``."""
     started = time.monotonic()
@@ -134,9 +157,10 @@ def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:
     evaluation = {"validation": multilabel_figures(calibrated, val[1], labels, thresholds)}
     if parts["test"]:
         log("Scoring the test split: its images are read now, for the first time")
-        test = decode_rows(listing, parts["test"], size, log)
-        scored = recipe.probabilities(model, test[0], config.batch_size)
-        evaluation["test"] = multilabel_figures(scored, test[1], labels, thresholds)
+        pixels, targets, files = decode_rows(listing, parts["test"], size, log)
+        tested = recipe.probabilities(model, pixels, config.batch_size)
+        test = (pixels, targets, files, tested)
+        evaluation["test"] = multilabel_figures(tested, targets, labels, thresholds)
     split = "test" if "test" in evaluation else "validation"
     settings = Multilabel.model_validate({**settings.model_dump(), "evaluation": evaluation})
     shown = {k: v for k, v in evaluation[split].items() if k != "per_label"}
@@ -154,7 +178,8 @@ def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:
         training={**config.to_dict(), **details},
         dataset={k: v for k, v in report.items() if k not in ("warnings", "seen")},
     )
-    reports = {"metrics.json": json.dumps(evaluation, indent=2).encode()}
+    scored = test if "test" in evaluation else (val[0], val[1], val[2], calibrated)
+    reports = _reports(history, details, evaluation, labels, thresholds, scored)
     store = ModelStore(config.store)
     version, path = save_multilabel(store, model, metadata, reports, report["seen"])
     return {
