@@ -151,3 +151,27 @@ def test_quantize_and_the_doctor_say_they_do_not_take_multilabel_yet(multilabel_
     assert ModelStore(store).versions("shapes") == [1]
     doctor = ktl_here("doctor", data, "--out", str(tmp_path / "out"), "--store", str(store))
     assert doctor.returncode == 2 and "multi-label CSV" in doctor.stderr
+
+
+def test_demo_task_multilabel_writes_its_csv_and_reuses_a_published_version(
+    multilabel_store, tmp_path
+):
+    store = multilabel_store.copy_to(tmp_path / "store")
+    data = tmp_path / "demo_multilabel"
+    done = ktl_here(
+        "demo",
+        "--task",
+        "multilabel",
+        "--name",
+        "shapes",
+        "--store",
+        str(store),
+        "--data-dir",
+        str(data),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Reusing shapes version 1" in done.stdout
+    with open(data / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 600 and any(row["labels"] == "" for row in rows)
+    assert any(";" in row["labels"] for row in rows)
