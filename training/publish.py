@@ -182,7 +182,8 @@ def save_multilabel(
     metadata: BundleMetadata,
     reports: dict[str, bytes],
     seen: list[str],
+    artifacts: dict[str, Path],
 ) -> tuple[int, Path]:
-    """A multi-label job's bundle (``training.multilabel``), with the hashes of the
-    images it learnt from (``seen.txt``, for ``ktl evaluate``)."""
-    return save_bundle(store, model, metadata, reports, {SEEN_FILE: seen_file(seen)})
+    """A multi-label job's bundle (``training.multilabel``), with its INT8 engine
+    when it has one, and the hashes of the images it learnt from (``seen.txt``)."""
+    return save_bundle(store, model, metadata, reports, {**artifacts, SEEN_FILE: seen_file(seen)})

@@ -15,6 +15,7 @@ import pytest
 
 from models.bundle import load_bundle
 from models.decision import chosen
+from models.int8 import int8_agreement
 from models.store import ModelStore
 from tests.support.apps import shared_app
 from tests.support.cli import ktl_here
@@ -26,6 +27,20 @@ def _images(trained, n: int = 6) -> list[str]:
     with open(trained.data, newline="") as f:
         rows = list(csv.DictReader(f))
     return [str(trained.data.parent / row["path"]) for row in rows[:n]]
+
+
+def test_the_int8_gate_counts_label_decisions(multilabel_store):
+    meta = load_bundle(multilabel_store.bundle).metadata
+    agreement = meta.engines["int8"].agreement
+    assert set(agreement) == {"validation", "test"}
+    shares = [split.decision_agreement for split in agreement.values()]
+    assert all(0 <= share <= 1 for share in shares)
+    assert int8_agreement(meta) == min(shares)  # not the top label's agreement
+    image = _images(multilabel_store, 1)
+    args = ("predict", "--store", str(multilabel_store.store), "--name", "shapes", "--json")
+    done = ktl_here(*args, "--engine", "int8", *image)
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(done.stdout)["predictions"][0]["decision"]) == {"labels", "thresholds"}
 
 
 def test_the_bundle_records_its_task_thresholds_and_figures(multilabel_store):
@@ -128,7 +143,7 @@ def test_native_http_and_ktl_predict_give_the_same_sets(multilabel_store):
     ("flags", "said"),
     [
         (["--mixup", "0.2"], "--mixup is not available with --task multilabel"),
-        (["--tta", "--int8"], "--int8, --tta: not available with --task multilabel yet"),
+        (["--tta", "--resume"], "--resume, --tta: not available with --task multilabel yet"),
     ],
 )
 def test_what_a_multilabel_job_cannot_do_is_refused_before_any_work(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -14,6 +15,7 @@ from typing import Any, cast
 import keras
 import numpy as np
 
+from models import int8
 from models.backbones import get_backbone
 from models.classifier import build_backbone, build_classifier, resolve_weights
 from models.metadata import BundleMetadata, InputSpec, Metrics, Multilabel
@@ -108,8 +110,10 @@ def _decide(
     calibrated = recipe.probabilities(model, val[0], config.batch_size)
     chosen = decisions.choose_thresholds(calibrated, val[1], labels, temps, config.min_precision)
     for label, choice in chosen.items():
-        log(f"  {label}: threshold {choice.threshold:.3f}, temperature {choice.temperature:.3f}"
-            + (f" ({choice.note})" if choice.note else ""))  # fmt: skip
+        log(
+            f"  {label}: threshold {choice.threshold:.3f}, temperature {choice.temperature:.3f}"
+            + (f" ({choice.note})" if choice.note else "")
+        )
     how = "per label, fitted on validation, kept where it lowered the NLL of the other half"
     settings = Multilabel(
         rule=decisions.rule(config.min_precision),
@@ -117,6 +121,34 @@ def _decide(
         calibration=how if config.calibrate else None,
     )
     return settings, calibrated
+
+
+def int8_engine(
+    model: keras.Model,
+    size: tuple[int, int],
+    train: np.ndarray,
+    checked: dict[str, tuple[np.ndarray, np.ndarray]],
+    thresholds: np.ndarray,
+    folder: Path,
+    log: Log,
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    """``--int8``: the model quantized, its activation ranges from training images,
+    and on each checked split (pixels, the float model's probabilities) how many of
+    the label decisions (image by label) the INT8 engine makes alike: the gate."""
+    calibration = train[int8.calibration_rows(len(train))]
+    log(f"Quantizing to INT8, activation ranges from {len(calibration)} training images")
+    path = folder / int8.INT8_FILE
+    made = int8.quantize(model, size, calibration, path)
+    runner = int8.Int8Runner(path)
+    agreement = {}
+    for split, (pixels, reference) in checked.items():
+        candidate = runner.predict(pixels)
+        agreement[split] = int8.agreement(reference, candidate, thresholds=thresholds)
+        log(
+            f"  INT8 vs float on {split}: same label decisions "
+            f"{agreement[split]['decision_agreement']:.2%}"
+        )
+    return {int8.INT8_FILE: path}, {**made, "agreement": agreement}
 
 
 def _reports(
@@ -139,6 +171,62 @@ def _reports(
     }
 
 
+Scored = tuple[np.ndarray, np.ndarray, list[str], np.ndarray]  # Split + probabilities
+
+
+def _evaluate(
+    config: TrainConfig,
+    model: keras.Model,
+    listing: MultiListing,
+    parts: dict[str, list[int]],
+    val: Split,
+    log: Log,
+) -> tuple[Multilabel, dict[str, Any], dict[str, Scored]]:
+    """Thresholds and temperatures on validation, then the test split decoded and
+    scored once, last: the decisions, each split's figures, and what was scored."""
+    labels = listing.labels
+    settings, calibrated = _decide(config, model, val, labels, log)
+    thresholds = np.array(settings.thresholds(labels))
+    scored: dict[str, Scored] = {"validation": (*val, calibrated)}
+    if parts["test"]:
+        log("Scoring the test split: its images are read now, for the first time")
+        pixels, targets, files = decode_rows(listing, parts["test"], val[0].shape[1:3], log)
+        tested = recipe.probabilities(model, pixels, config.batch_size)
+        scored["test"] = (pixels, targets, files, tested)
+    evaluation = {
+        split: multilabel_figures(probabilities, targets, labels, thresholds)
+        for split, (_, targets, _, probabilities) in scored.items()
+    }
+    settings = Multilabel.model_validate({**settings.model_dump(), "evaluation": evaluation})
+    return settings, evaluation, scored
+
+
+def _publish(
+    config: TrainConfig,
+    model: keras.Model,
+    metadata: BundleMetadata,
+    reports: dict[str, bytes],
+    seen: list[str],
+    train: np.ndarray,
+    scored: dict[str, Scored],
+    log: Log,
+) -> tuple[int, Path]:
+    """The bundle, with its INT8 engine when ``--int8`` asks for one."""
+    assert metadata.multilabel is not None
+    thresholds = np.array(metadata.multilabel.thresholds(metadata.labels))
+    with tempfile.TemporaryDirectory(prefix="ktl-int8-") as folder:
+        artifacts: dict[str, Path] = {}
+        if config.int8:
+            checked = {split: (s[0], s[3]) for split, s in scored.items()}
+            size = config.resolved_image_size()
+            artifacts, engine = int8_engine(
+                model, size, train, checked, thresholds, Path(folder), log
+            )
+            metadata = metadata.replace(engines={"int8": engine})
+        store = ModelStore(config.store)
+        return save_multilabel(store, model, metadata, reports, seen, artifacts)
+
+
 def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:
     """Train, evaluate and publish a multi-label version; the summary of ``ktl train``."""
     started = time.monotonic()
@@ -152,17 +240,8 @@ def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:
     phases = plan_phases(config, get_backbone(config.backbone))
     inputs = {"train": train[:2], "val": val[:2]}
     history, details = recipe.train(config, model, backbone, phases, inputs, log)
-    settings, calibrated = _decide(config, model, val, labels, log)
-    thresholds = np.array(settings.thresholds(labels))
-    evaluation = {"validation": multilabel_figures(calibrated, val[1], labels, thresholds)}
-    if parts["test"]:
-        log("Scoring the test split: its images are read now, for the first time")
-        pixels, targets, files = decode_rows(listing, parts["test"], size, log)
-        tested = recipe.probabilities(model, pixels, config.batch_size)
-        test = (pixels, targets, files, tested)
-        evaluation["test"] = multilabel_figures(tested, targets, labels, thresholds)
+    settings, evaluation, scored = _evaluate(config, model, listing, parts, val, log)
     split = "test" if "test" in evaluation else "validation"
-    settings = Multilabel.model_validate({**settings.model_dump(), "evaluation": evaluation})
     shown = {k: v for k, v in evaluation[split].items() if k != "per_label"}
     metadata = BundleMetadata(
         name=config.name,
@@ -178,14 +257,15 @@ def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:
         training={**config.to_dict(), **details},
         dataset={k: v for k, v in report.items() if k not in ("warnings", "seen")},
     )
-    scored = test if "test" in evaluation else (val[0], val[1], val[2], calibrated)
-    reports = _reports(history, details, evaluation, labels, thresholds, scored)
-    store = ModelStore(config.store)
-    version, path = save_multilabel(store, model, metadata, reports, report["seen"])
+    thresholds = np.array(settings.thresholds(labels))
+    reports = _reports(history, details, evaluation, labels, thresholds, scored[split])
+    version, path = _publish(
+        config, model, metadata, reports, report["seen"], train[0], scored, log
+    )
     return {
         "name": config.name,
         "version": version,
-        "path": str(Path(path)),
+        "path": str(path),
         "task": "multilabel",
         "metrics": {**shown, "split": split},
         "evaluation": evaluation,

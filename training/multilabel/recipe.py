@@ -24,7 +24,6 @@ MAX_POSITIVE_WEIGHT = 10.0
 _NOT_YET: dict[str, Any] = {  # what the multi-label job does not run yet, and how asked
     "--strategy": lambda c: c.strategy != "auto",
     "--resume": lambda c: c.resume,
-    "--int8": lambda c: c.int8,
     "--tta": lambda c: c.tta,
     "--ood": lambda c: c.ood,
     "--exclude/--relabel": lambda c: c.exclude or c.relabel,
