@@ -4,6 +4,8 @@ CSV ``path,labels`` (labels separated by ``;``). It owns the listing and the spl
 ``decisions``) and the job (``job``), and publishes through ``models``' bundle.
 
 It may import ``models`` and ``training``'s shared pieces (ingestion helpers, the
-split's hash, phases, the fine-tuning helpers); nothing in ``training`` outside this
-package imports it except ``training.job``, which hands a multi-label job here.
+split's hash, phases, the fine-tuning helpers, publishing). Outside this package,
+``training.job`` hands it a multi-label job, ``training.scoring`` a multi-label
+version to score (``ktl evaluate``) and ``training.doctor`` asks it whether DATA is
+a multi-label CSV (which the doctor refuses yet); nothing else imports it.
 """
