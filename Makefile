@@ -75,7 +75,7 @@ run: install
 	KTL_TRAINING=open $(VENV)/bin/ktl serve --host 127.0.0.1 --port $(PORT)
 
 clean:
-	rm -rf $(VENV) model_store demo_data .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
+	rm -rf $(VENV) model_store demo_data demo_multilabel .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
 
 # Builds the Dockerfile for real with podman (no Docker engine needed) and checks
 # the images: service, health check, a prediction, `ktl train` inside the container.

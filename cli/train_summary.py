@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cli import summary
+from cli.multilabel_summary import print_multilabel_summary
 from training.dataset import held_out
 
 
@@ -87,6 +88,8 @@ def _original_test_lines(result: dict[str, Any]) -> list[str]:
 
 def print_summary(result: dict[str, Any]) -> None:
     """What a person reads after ``ktl train``: where the model went, its figures."""
+    if result.get("task") == "multilabel":
+        return print_multilabel_summary(result)
     metrics, dataset, training = result["metrics"], result["dataset"], result["training"]
     worker = result.get("worker")
     if worker and worker["index"]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from models.metadata import Decision
 
 ABSTAIN = -1  # the class index of "not sure / none of these"
+SEPARATOR = ";"  # between a multi-label set's labels: a CSV's labels cell, OIP's decision
 
 
 def threshold_of(decision: Decision | None, min_confidence: float | None = None) -> float:
@@ -51,3 +52,11 @@ def decided_labels(
 ) -> list[str | None]:
     """Each row's answer as a label, or None where it abstains."""
     return [labels[int(i)] if i != ABSTAIN else None for i in decide(probabilities, threshold)]
+
+
+def chosen(probabilities: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Multi-label: for each row of ``probabilities`` (``(n, labels)``), which labels
+    are answered (a boolean per label): those whose probability reaches that label's
+    threshold. A row may choose none ("none of these")."""
+    rows = np.asarray(probabilities).astype(np.float64)
+    return rows >= np.asarray(thresholds, np.float64)[None, :]

@@ -11,7 +11,7 @@ it. Pydantic only: this module imports no TensorFlow.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -192,6 +192,55 @@ class TestTimeAugmentation(_Frozen):
     test: TTAFigures | None = None
 
 
+class LabelFigures(_Frozen):
+    """Multi-label: one label's figures at its threshold; intervals are 95 % (Wilson
+    for precision and recall, a seeded bootstrap over images for AP)."""
+
+    precision: float
+    recall: float
+    f1: float
+    ap: float | None  # None: no image of the split has the label
+    support: int
+    precision_interval: tuple[float, float] | None = None
+    recall_interval: tuple[float, float] | None = None
+    ap_interval: tuple[float, float] | None = None
+
+
+class MultilabelFigures(_Frozen):
+    """Multi-label: one split's figures, each label at its own threshold."""
+
+    images: int
+    micro_f1: float
+    macro_f1: float
+    map: float  # mean AP over the labels present in the split
+    exact_match: float
+    hamming_loss: float
+    loss: float  # binary cross-entropy per label, calibrated
+    none_images: int  # images with no label
+    none_answered_empty: float | None  # share of them answered with the empty set
+    per_label: dict[str, LabelFigures]
+
+
+class LabelDecision(_Frozen):
+    """Multi-label: one label's threshold and temperature, chosen on validation."""
+
+    threshold: float
+    temperature: float = 1.0
+    note: str | None = None
+
+
+class Multilabel(_Frozen):
+    """A multi-label version's decisions (``models.decision.chosen``) and figures."""
+
+    rule: str
+    labels: dict[str, LabelDecision]
+    calibration: str | None = None  # how the temperatures were chosen
+    evaluation: dict[str, MultilabelFigures] = Field(default_factory=dict)
+
+    def thresholds(self, labels: tuple[str, ...] | list[str]) -> list[float]:
+        return [self.labels[label].threshold for label in labels]
+
+
 class BundleMetadata(_Frozen):
     """``metadata.json``. ``version`` and ``files`` are filled in when the bundle is
     published (``models.bundle.save_bundle``); a published bundle always has both."""
@@ -210,6 +259,8 @@ class BundleMetadata(_Frozen):
     calibration: Calibration | None = None
     decision: Decision | None = None
     lineage: Lineage | None = None
+    task: Literal["multilabel"] | None = None  # None: one class per image (every older bundle)
+    multilabel: Multilabel | None = None  # with task multilabel
     tta: TestTimeAugmentation | None = None  # optional: format 2 bundles without it load
     training: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)

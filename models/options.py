@@ -90,6 +90,14 @@ class TrainOptions(BaseModel):
         shown="imagenet where the backbone has it, else none",
         pattern=HTTP_WEIGHTS,
     )
+    task: Literal["auto", "single_label", "multilabel"] = option(
+        "auto",
+        "single_label (one class per image), multilabel (zero or more labels per image: a "
+        "CSV path,labels with labels separated by ';'), or auto: multilabel when a CSV's "
+        "labels column gives a row several labels or none",
+        group="model",
+        http=True,
+    )
     image_size: Size | None = option(
         None, "square input size in pixels", group="model", http=True, shown="the backbone's"
     )
@@ -272,6 +280,15 @@ class TrainOptions(BaseModel):
         http=True,
         shown="none",
         metavar="A",
+    )
+    min_precision: Fraction | None = option(
+        None,
+        "multilabel: each label's threshold is the lowest whose answers reach precision P "
+        "on validation (else the best F1's)",
+        group="figures you can trust",
+        http=True,
+        shown="none: the best F1 per label",
+        metavar="P",
     )
     tta: bool = option(
         False,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.decision import ABSTAIN, decide, threshold_of
+from models.decision import ABSTAIN, chosen, decide, decided_labels, threshold_of
 from models.preprocessing import load_array, load_image
 
 if TYPE_CHECKING:
@@ -39,13 +39,24 @@ class Answer(_Body):
     )
 
 
+class LabelSet(_Body):
+    """A multi-label version's decision: every label whose probability reaches its
+    own threshold; an empty list means "none of these"."""
+
+    labels: list[str] = Field(description="The labels chosen, in label order; may be empty")
+    thresholds: dict[str, float] = Field(
+        description="Each label's threshold: the version's, or the request's min_confidence"
+    )
+
+
 class Prediction(_Body):
     filename: str | None = Field(description="The uploaded file's name, when it had one")
     top: list[TopClass] = Field(description="The top_k classes, most probable first")
     probabilities: dict[str, float] = Field(
-        description="Every label's probability, in label order; they sum to 1"
+        description="Every label's probability, in label order; they sum to 1 for a "
+        "single-label version and are independent for a multi-label one"
     )
-    decision: Answer
+    decision: Answer | LabelSet
 
 
 class PredictResponse(_Body):
@@ -91,6 +102,8 @@ def predict_response(
     """The whole native predict body for a batch of probability rows; each entry's
     decision at the version's threshold, or at ``min_confidence``."""
     top_k = min(top_k, len(bundle.labels))
+    if bundle.metadata.multilabel is not None:
+        return _multilabel_response(bundle, rows, filenames, top_k, min_confidence)
     threshold = threshold_of(bundle.metadata.decision, min_confidence)
     return PredictResponse(
         model=bundle.name,
@@ -100,6 +113,52 @@ def predict_response(
             for row, filename in zip(rows, filenames, strict=True)
         ],
     )
+
+
+def label_sets(
+    labels: Sequence[str], rows: np.ndarray, thresholds: Sequence[float]
+) -> list[LabelSet]:
+    """Each row's multi-label decision (``models.decision.chosen``)."""
+    picks = chosen(rows, np.asarray(thresholds)) if len(rows) else np.zeros((0, len(labels)))
+    shown = {label: float(t) for label, t in zip(labels, thresholds, strict=True)}
+    return [
+        LabelSet(
+            labels=[label for label, on in zip(labels, row, strict=True) if on], thresholds=shown
+        )
+        for row in picks
+    ]
+
+
+def version_thresholds(bundle: Bundle, min_confidence: float | None = None) -> list[float]:
+    """A multi-label version's threshold per label, or ``min_confidence`` for all."""
+    assert bundle.metadata.multilabel is not None
+    if min_confidence is not None:
+        return [min_confidence] * len(bundle.labels)
+    return bundle.metadata.multilabel.thresholds(bundle.labels)
+
+
+def served_decisions(bundle: Bundle, rows: np.ndarray) -> list[str | None] | list[list[str]]:
+    """Each row's decision at the version's own thresholds, as TF Serving and the Open
+    Inference Protocol carry it: the label or None; a multi-label version's set."""
+    if bundle.metadata.multilabel is None:
+        return decided_labels(bundle.labels, rows, threshold_of(bundle.metadata.decision))
+    return [s.labels for s in label_sets(bundle.labels, rows, version_thresholds(bundle))]
+
+
+def _multilabel_response(
+    bundle: Bundle,
+    rows: np.ndarray,
+    filenames: Sequence[str | None],
+    top_k: int,
+    min_confidence: float | None,
+) -> PredictResponse:
+    thresholds = version_thresholds(bundle, min_confidence)
+    sets = label_sets(bundle.labels, rows, thresholds)
+    predictions = []
+    for row, filename, decided in zip(rows, filenames, sets, strict=True):
+        single = format_prediction(bundle.labels, row, top_k, filename)
+        predictions.append(single.model_copy(update={"decision": decided}))
+    return PredictResponse(model=bundle.name, version=bundle.version, predictions=predictions)
 
 
 def predict_images(

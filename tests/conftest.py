@@ -30,3 +30,11 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory) -> trained.Trained:
     ``colours`` version 1, with its dataset: for tests that need a trained, published
     version, not a particular training run. Never write to its store; copy it."""
     return trained.train(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="session")
+def multilabel_store(tmp_path_factory: pytest.TempPathFactory) -> trained.Trained:
+    """A multi-label version (``shapes`` 1: smallcnn on generated shapes in any
+    combination, ``data`` its CSV path,labels), trained once per session. Never write
+    to its store; copy it."""
+    return trained.train_multilabel(tmp_path_factory.mktemp("multilabel"))

@@ -28,6 +28,8 @@ from training.fitting import recipe, warm_start
 from training.fitting.callbacks import tensorboard_images
 from training.fitting.phases import Phase, plan_phases
 from training.jobs.state import JobState, Log, open_job
+from training.multilabel.data import detect_task
+from training.multilabel.job import run_multilabel
 from training.multiworker import distributed
 from training.multiworker.cluster import Cluster, connect, plan
 from training.publishing import release
@@ -42,6 +44,8 @@ def _stderr(message: str) -> None:
 
 def run_job(config: TrainConfig, log: Log = _stderr) -> dict[str, Any]:
     """Train, evaluate and publish; returns the summary ``ktl train --json`` prints."""
+    if detect_task(config.data, config.task) == "multilabel":
+        return run_multilabel(config, log)
     started = time.monotonic()
     if config.resume and plan(config.strategy)[1] > 1:
         raise ConfigError(

@@ -35,6 +35,9 @@ DEMO_SCRATCH: dict[str, Any] = {
     "augment": False,
 }
 DEMO_IMAGES_PER_CLASS = 400
+DEMO_MULTILABEL_IMAGES = 600  # --task multilabel: each shape on 45 % of them, none on 17 %
+# --task multilabel's own defaults, so it neither reuses nor overwrites the classic demo
+MULTILABEL_DEFAULTS = {"data_dir": "demo_multilabel", "name": "demo-multilabel"}
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -46,9 +49,20 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "it, that one is reused and nothing is trained (--retrain trains a new version).",
     )
     parser.add_argument(
-        "--data-dir", default="demo_data", help="where to write the images (default ./demo_data)"
+        "--data-dir",
+        help="where to write the images (default ./demo_data; ./demo_multilabel with "
+        "--task multilabel)",
     )
-    parser.add_argument("--name", default="demo", help="model name (default demo)")
+    parser.add_argument(
+        "--name", help="model name (default demo; demo-multilabel with --task multilabel)"
+    )
+    parser.add_argument(
+        "--task",
+        choices=("single_label", "multilabel"),
+        default="single_label",
+        help="single_label: one shape per image (default); multilabel: any of the three "
+        "shapes on one image, or none, listed in labels.csv (path,labels)",
+    )
     parser.add_argument(
         "--retrain",
         action="store_true",
@@ -68,6 +82,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from models.store import ModelStore
 
+    defaults = MULTILABEL_DEFAULTS if args.task == "multilabel" else {}
+    args.data_dir = args.data_dir or defaults.get("data_dir", "demo_data")
+    args.name = args.name or defaults.get("name", "demo")
     if args.port is not None:
         check_port_free("127.0.0.1", args.port)
     store = ModelStore(args.store)
@@ -82,8 +99,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_dataset(args: argparse.Namespace) -> None:
-    from training.dataset.demo import make_shapes_dataset
+    from training.dataset.demo import make_multilabel_dataset, make_shapes_dataset
 
+    if args.task == "multilabel":
+        note(f"Writing the multi-label demo dataset (shapes in any combination) to {args.data_dir}")
+        make_multilabel_dataset(args.data_dir, images=DEMO_MULTILABEL_IMAGES)
+        return
     note(f"Writing the demo dataset (circles, squares, triangles) to {args.data_dir}")
     make_shapes_dataset(args.data_dir, per_class=DEMO_IMAGES_PER_CLASS)
 
@@ -123,7 +144,10 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             f"{reason}\nSo the demo trains {settings['backbone']} from scratch instead "
             "(no transfer learning; fine on this simple dataset)."
         )
+    data, task = args.data_dir, {}
+    if args.task == "multilabel":
+        data, task = str(Path(args.data_dir) / "labels.csv"), {"task": "multilabel"}
     config = build_config(
-        {}, {"data": args.data_dir, "name": args.name, "store": args.store, **settings}
+        {}, {"data": data, "name": args.name, "store": args.store, **settings, **task}
     )
     return run_job(config)

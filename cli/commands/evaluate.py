@@ -8,6 +8,7 @@ from typing import Any
 
 from cli import summary
 from cli.common import MODEL_HELP, add_json, add_store, print_json
+from cli.multilabel_summary import print_multilabel_scores
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
 def print_scores(result: dict[str, Any]) -> None:
     figures = result["figures"]
+    if result.get("task") == "multilabel":
+        return print_multilabel_scores(result)
     lines = [
         f"{result['name']} version {result['version']} on {result['data']} "
         f"({result['split']} split, content {result['fingerprint'][:12]})",

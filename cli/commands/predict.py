@@ -119,9 +119,20 @@ def _decoded(
 
 
 def _answer(decision) -> str:
+    if hasattr(decision, "labels"):  # a multi-label version's set, maybe empty
+        return ", ".join(decision.labels) or "none of these"
     if decision.label is not None:
         return decision.label
     return f"not sure (top probability {decision.confidence:.3f} < {decision.threshold:.3f})"
+
+
+def _cell(decision) -> str:
+    """The CSV's decision: the label, ``;`` between a multi-label set's, or empty."""
+    if hasattr(decision, "labels"):
+        from models.decision import SEPARATOR
+
+        return SEPARATOR.join(decision.labels)
+    return decision.label or ""
 
 
 def _write_csv(target: Path, bundle, paths: list[Path], predictions: list) -> None:
@@ -137,7 +148,7 @@ def _write_csv(target: Path, bundle, paths: list[Path], predictions: list) -> No
                     path,
                     bundle.name,
                     bundle.version,
-                    prediction.decision.label or "",
+                    _cell(prediction.decision),
                     best.label,
                     f"{best.probability:.6f}",
                 ]

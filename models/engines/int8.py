@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.choices import DEFAULT_GATE, ENGINES
-from models.decision import decide
+from models.decision import chosen, decide
 from models.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
@@ -142,11 +142,13 @@ def agreement(
     candidate: np.ndarray,
     targets: np.ndarray | None = None,
     threshold: float | None = None,
+    thresholds: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """How close ``candidate``'s probabilities are to ``reference``'s (same images):
     top-1 agreement, mean and max absolute difference, both accuracies, and with the
     version's ``threshold`` the share of images given the same decision (the same
-    label, or 'not sure' by both)."""
+    label, or 'not sure' by both); with a multi-label version's ``thresholds``, the
+    share of label decisions (image by label) that agree."""
     figures: dict[str, Any] = {
         "images": int(len(reference)),
         "top1_agreement": _share(reference.argmax(1) == candidate.argmax(1)),
@@ -156,6 +158,10 @@ def agreement(
     if threshold is not None:
         figures["decision_agreement"] = _share(
             decide(reference, threshold) == decide(candidate, threshold)
+        )
+    if thresholds is not None:  # multi-label: each (image, label) decision, one by one
+        figures["decision_agreement"] = _share(
+            chosen(reference, thresholds) == chosen(candidate, thresholds)
         )
     if targets is not None:
         figures["accuracy_float"] = _share(reference.argmax(1) == targets)
@@ -173,6 +179,9 @@ def int8_agreement(metadata: BundleMetadata) -> float | None:
     engine = metadata.engines.get("int8") if metadata.engines else None
     if engine is None:
         return None
+    if metadata.task == "multilabel":  # the label decisions; the top label is no answer
+        checked = [split.decision_agreement or 0.0 for split in engine.agreement.values()]
+        return min(checked) if checked else 0.0
     checked = [
         split.top1_agreement
         if split.decision_agreement is None

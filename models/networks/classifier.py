@@ -103,8 +103,10 @@ def build_classifier(
     *,
     dropout: float = 0.2,
     pooling: str = "avg",
+    activation: str = "softmax",
 ) -> keras.Model:
-    """Wrap ``backbone`` into the bundle's model: raw pixels in, probabilities out.
+    """Wrap ``backbone`` into the bundle's model: raw pixels in, probabilities out
+    (``activation`` "sigmoid" for multi-label: one independent probability per label).
 
     BatchNorm is kept in inference mode while fine-tuning by freezing its layers
     (``trainable = False``, see ``training.fitting.finetune``): in Keras 3 a frozen
@@ -123,7 +125,7 @@ def build_classifier(
     x = pool(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(
-        num_classes, activation="softmax", name="predictions", dtype="float32"
+        num_classes, activation=activation, name="predictions", dtype="float32"
     )(x)
     return keras.Model(inputs, outputs, name=f"ktl_{spec.name}")
 

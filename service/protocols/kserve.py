@@ -8,7 +8,8 @@ Inputs (exactly one per request, told apart by datatype, any name):
 Outputs: ``probabilities`` (``FP32 [n, classes]``, label order), ``labels``
 (``BYTES [n]``, the top label per image) and ``decision`` (``BYTES [n]``, the top
 label where its probability reaches the version's threshold, else the empty string:
-"not sure / none of these"); ``outputs`` in the request picks them.
+"not sure / none of these"; for a multi-label version, its chosen labels joined by
+``;``, empty for none); ``outputs`` in the request picks them.
 
 Both the JSON form and the binary data extension (what ``tritonclient`` sends by
 default) are read (``service.protocols.kserve_tensors``); output labels in JSON are plain

@@ -18,7 +18,8 @@ from importlib.metadata import version as package_version
 
 import numpy as np
 
-from models.decision import decided_labels, threshold_of
+from models.decision import SEPARATOR
+from models.predictions import served_decisions
 from service.contract.errors import Unavailable
 from service.protocols.kserve_bodies import (
     IMAGE_INPUT,
@@ -119,8 +120,10 @@ def infer(
     probabilities = _probabilities(predictor, inference, binary)
     bundle = predictor.bundle
     labels = [bundle.labels[i] for i in np.argmax(probabilities, axis=1)]
-    threshold = threshold_of(bundle.metadata.decision)
-    decided = [label or "" for label in decided_labels(bundle.labels, probabilities, threshold)]
+    decided = [  # a multi-label version's set, joined as its labels output is
+        SEPARATOR.join(d) if isinstance(d, list) else d or ""
+        for d in served_decisions(bundle, probabilities)
+    ]
     outputs = [
         probabilities_output(probabilities, as_binary)
         if output == "probabilities"

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Request, request
 
-from models.decision import decided_labels, threshold_of
+from models.predictions import served_decisions
 from service.contract.errors import UnsupportedMediaType
 from service.contract.operation import Body, Reply, operation
 from service.contract.replies import upload_errors
@@ -68,5 +68,5 @@ def predict(name: str, version: str | None = None, label: str | None = None) -> 
     predictor = resolve(name, version, label, split=True)
     rows = predictor.predict(read_instances(request))
     bundle = predictor.bundle
-    decisions = decided_labels(bundle.labels, rows, threshold_of(bundle.metadata.decision))
+    decisions = served_decisions(bundle, rows)
     return json_body(TFServingResponse(predictions=rows.tolist(), decisions=decisions))

@@ -71,9 +71,10 @@ class TFServingResponse(ResponseModel):
     instance beside them (TF Serving clients read ``predictions`` and pass over it)."""
 
     predictions: list[list[Annotated[float, Field(ge=0, le=1)]]]
-    decisions: list[str | None] = Field(
+    decisions: list[str | None] | list[list[str]] = Field(
         description="Per instance: the top label where its probability reaches the "
-        "version's threshold, else null (not sure / none of these)"
+        "version's threshold, else null (not sure / none of these); for a multi-label "
+        "version, the labels whose probability reaches their own threshold (maybe none)"
     )
 
 

@@ -158,10 +158,14 @@ function noteVersion() {
 function accuracyText(meta) {
   const metrics = meta.metrics || {};
   const split = metrics.split || "validation";
+  if (meta.task === "multilabel") {
+    return `mAP ${metrics.map.toFixed(3)}, micro F1 ${metrics.micro_f1.toFixed(3)} (${metrics.images} ${split} images)`;
+  }
   return ktl.accuracy(metrics, split, split === "test" ? "" : "no test split, so possibly optimistic");
 }
 
 function decisionText(meta) {
+  if (meta.multilabel) return `each label at its own threshold (${meta.multilabel.rule}); the set may be empty`;
   const decision = meta.decision;
   if (!decision) return "always (this version has no threshold)";
   let text = `at least ${ktl.percent(decision.threshold)} sure`;
@@ -196,7 +200,7 @@ async function showVersion() {
       ["Labels", (meta.labels || []).join(", ")],
       ["Backbone", meta.backbone],
       ["Image size", (meta.image_size || []).join(" × ") + " px"],
-      ["Accuracy", accuracyText(meta)],
+      [meta.task === "multilabel" ? "Figures" : "Accuracy", accuracyText(meta)],
       ["Answers when", decisionText(meta)],
       ["Trained", ktl.date(meta.created_at) || "—"],
     ]);
@@ -261,7 +265,7 @@ async function classify(reveal) {
     if (request.stale()) return;
     const prediction = body.predictions[0];
     renderAnswer(prediction);
-    renderBars(prediction.top);
+    renderBars(prediction.top, prediction.decision.thresholds);
     $("result").dataset.version = body.version;
     setState($("result"), "ready");
     if (reveal) {
@@ -289,8 +293,19 @@ function bringIntoView(node) {
   node.scrollIntoView({ behavior: still ? "auto" : "smooth", block: "nearest" });
 }
 
+// A multi-label version's answer: the set of labels that reached their own thresholds.
+function renderSet(answer, decision) {
+  answer.dataset.label = decision.labels.join(";");
+  answer.replaceChildren(decision.labels.length
+    ? ktl.make("strong", decision.labels.join(", "))
+    : ktl.make("strong", "None of these"),
+    decision.labels.length ? " — each reached its own threshold." : " — no label reached its threshold.");
+  answer.classList.toggle("unsure", decision.labels.length === 0);
+}
+
 function renderAnswer({ decision, top }) {
   const answer = $("answer");
+  if (decision.labels) return renderSet(answer, decision);
   answer.dataset.label = decision.label ?? "";
   if (decision.label === null) {
     const digits = ktl.digitsApart(decision.confidence, decision.threshold);
@@ -303,7 +318,7 @@ function renderAnswer({ decision, top }) {
   answer.classList.toggle("unsure", decision.label === null);
 }
 
-function renderBars(top) {
+function renderBars(top, thresholds = null) {
   $("bars").replaceChildren(...top.map((t) => {
     const li = document.createElement("li");
     li.className = "bar";
@@ -311,6 +326,12 @@ function renderBars(top) {
     li.dataset.probability = t.probability;
     const meter = ktl.make("span", "", "meter");
     meter.style.setProperty("--p", t.probability);
+    if (thresholds && t.label in thresholds) { // a multi-label version: its threshold's mark
+      li.dataset.threshold = thresholds[t.label];
+      meter.style.setProperty("--t", thresholds[t.label]);
+      meter.classList.add("marked");
+      meter.title = `threshold ${ktl.percent(thresholds[t.label])}`;
+    }
     li.append(ktl.make("span", t.label, "label"), meter, ktl.make("span", ktl.percent(t.probability), "value"));
     return li;
   }));

@@ -6,6 +6,8 @@ const el = (id) => document.getElementById(id);
 const [, , name, , version] = location.pathname.split("/").map(decodeURIComponent);
 const api = `/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`;
 const SECTIONS = ["summary", "accuracy", "training", "classes", "calibration", "decision", "worst", "dataset", "config"];
+// A multi-label version: its labels' figures replace the single-label sections.
+const MULTILABEL_SECTIONS = ["summary", "labels", "training", "config"];
 // Settings a recipe never reads: listing them would say they shaped the model.
 const FINE_TUNING = ["fine_tune_epochs", "fine_tune_lr", "unfreeze_from"];
 // What training adds to the configuration; shown in their own sections.
@@ -26,7 +28,7 @@ function row(values, numeric = [], header = false) {
   return tr;
 }
 
-const fixed = (x, digits = 3) => (typeof x === "number" ? x.toFixed(digits) : "—");
+const fixed = (x, digits = 3) => (Number.isFinite(x) ? x.toFixed(digits) : "—");
 const pct = (x, digits = 1) => (typeof x === "number" ? ktl.percent(x, digits) : "—");
 const count = (x) => (Array.isArray(x) ? x.length : x || 0);
 const quoted = (label) => `“${label}”`;
@@ -336,12 +338,62 @@ async function renderPrevious() {
   box.hidden = false;
 }
 
+const span = (interval) => (interval ? `${interval[0].toFixed(2)}–${interval[1].toFixed(2)}` : "—");
+
+function renderMultilabel(meta) {
+  const multi = meta.multilabel;
+  const evaluation = multi.evaluation || {};
+  const split = mainSplit(meta);
+  const shown = evaluation[split] || {};
+  ktl.describe(el("summary"), [
+    ["Model", `${meta.name}, version ${meta.version} (multi-label)`],
+    ["Backbone", [meta.backbone, recipeText(meta.training || {})].filter(Boolean).join(", ")],
+    ["Image size", (meta.image_size || []).join(" × ") + " px"],
+    ["Trained", ktl.date(meta.created_at) || "—"],
+    ["Labels", (meta.labels || []).join(", ")],
+    [`mAP (${split})`, `${fixed(shown.map)}; micro F1 ${fixed(shown.micro_f1)} (${shown.images} images)`],
+    ["Answers", "every label whose probability reaches its own threshold; the set may be empty"],
+  ]);
+  el("multilabel-splits").tBodies[0].replaceChildren(...["validation", "test"].filter((s) => evaluation[s]).map((s) => {
+    const f = evaluation[s];
+    return row([s, f.images, fixed(f.map), fixed(f.micro_f1), fixed(f.macro_f1), pct(f.exact_match),
+      fixed(f.hamming_loss), f.none_answered_empty === undefined ? "—" : `${pct(f.none_answered_empty, 0)} of ${f.none_images}`],
+    [1, 2, 3, 4, 5, 6, 7], true);
+  }));
+  el("multilabel-rule").textContent = `Thresholds: ${multi.rule}. ` +
+    (multi.calibration ? `Temperatures: ${multi.calibration}.` : "Not calibrated.");
+  el("multilabel-labels").tBodies[0].replaceChildren(...Object.entries(shown.per_label || {}).map(([label, f]) => {
+    const decided = multi.labels[label] || {};
+    return row([label, fixed(decided.threshold), fixed(decided.temperature), `${fixed(f.precision)} (${span(f.precision_interval)})`,
+      `${fixed(f.recall)} (${span(f.recall_interval)})`, fixed(f.f1),
+      f.ap === null || f.ap === undefined ? "—" : `${fixed(f.ap)} (${span(f.ap_interval)})`, f.support],
+    [1, 2, 3, 4, 5, 6, 7], true);
+  }));
+}
+
+async function renderMultilabelReport(meta) {
+  renderMultilabel(meta);
+  renderTraining(meta);
+  renderConfig(meta);
+  const files = meta.files || {};
+  const report = (file) => api + "/reports/" + file;
+  el("loading").hidden = true;
+  MULTILABEL_SECTIONS.forEach((section) => show(section + "-section"));
+  await Promise.all([
+    plot(el("curves"), "curves.png", files, report),
+    plot(el("pr-curves"), "pr_curves.png", files, report),
+    "reports/history.csv" in files ? renderHistory(report).catch(() => {}) : null,
+  ]);
+  setState("ready");
+}
+
 async function render() {
   document.title = `ktl — ${name} v${version} report`;
   el("title").textContent = `${name} version ${version}: training report`;
   el("try-link").href = "/?" + new URLSearchParams({ model: name, version });
   el("try-link").textContent = "Try this version";
   const meta = await ktl.json(api);
+  if (meta.task === "multilabel") return renderMultilabelReport(meta);
   renderSummary(meta);
   renderSplits(meta);
   renderTraining(meta);

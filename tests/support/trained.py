@@ -29,10 +29,11 @@ class Trained:
     store: Path
     data: Path
     summary: dict
+    name: str = NAME
 
     @property
     def bundle(self) -> Path:
-        return self.store / NAME / "1"
+        return self.store / self.name / "1"
 
     def copy_to(self, root: Path) -> Path:
         """A store of one's own holding this version (and nothing else): ``root``."""
@@ -49,3 +50,22 @@ def train(work: Path) -> Trained:
     flags = {"data": str(data), "name": NAME, "store": str(work / "store"), **FLAGS}
     summary = run_job(build_config({}, flags), log=lambda message: None)
     return Trained(work / "store", data, summary)
+
+
+MULTILABEL_NAME = "shapes"
+# smallcnn from scratch on 160 multi-label shape images of 24 px: a published multi-label
+# version with every figure (validation and test) and an INT8 engine, not a good model.
+MULTILABEL_FLAGS = {**FLAGS, "image_size": 24, "min_steps": 0, "test_split": 0.2, "int8": True}
+
+
+def train_multilabel(work: Path) -> Trained:
+    """Train and publish ``MULTILABEL_NAME`` version 1 under ``work``; ``data`` is the
+    CSV ``path,labels``."""
+    from training.config import build_config
+    from training.dataset.demo import make_multilabel_dataset
+    from training.job import run_job
+
+    data = make_multilabel_dataset(work / "data", images=160, size=24)
+    flags = {"data": str(data), "name": MULTILABEL_NAME, "store": str(work / "store")}
+    summary = run_job(build_config({}, {**flags, **MULTILABEL_FLAGS}), log=lambda message: None)
+    return Trained(work / "store", data, summary, MULTILABEL_NAME)

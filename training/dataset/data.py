@@ -128,7 +128,7 @@ def _confined(listing: Listing, data: Path) -> Listing:
     base = (data.parent if data.is_file() else data).resolve()
     kept, refused = [], []
     for sample in listing.samples:
-        if _inside(sample.path, base):
+        if inside(sample.path, base):
             kept.append(sample)
         else:
             reason = f"{sample.path}: its real path leaves the dataset folder (a link); not read"
@@ -136,7 +136,7 @@ def _confined(listing: Listing, data: Path) -> Listing:
     return dataclasses.replace(listing, samples=kept, refused=refused)
 
 
-def _inside(path: Path, base: Path) -> bool:
+def inside(path: Path, base: Path) -> bool:
     try:
         return path.resolve().is_relative_to(base)
     except (OSError, RuntimeError):  # a loop of links: RuntimeError before Python 3.13

@@ -39,6 +39,7 @@ from training.diagnosis import probe, suspects
 from training.diagnosis.near_duplicates import close_pairs, group_pairs, look_at_files
 from training.evaluation.evaluate import wilson
 from training.fitting import warm_start
+from training.multilabel.data import not_multilabel
 
 Log = Callable[[str], None]
 NEAR_MAJORITY = 0.05  # an accuracy this close to the largest class's share is "near" it
@@ -52,6 +53,7 @@ def run_doctor(config: TrainConfig, folds: int = probe.FOLDS, log: Log = _stderr
     """Examine ``config.data`` with ``config``'s backbone, weights, image size and
     split settings; returns the findings (``ktl doctor --json`` prints them)."""
     started = time.monotonic()
+    not_multilabel(config.data, "ktl doctor")
     listing = list_samples(config.data)
     check_classes(Counter(s.label for s in listing.samples), "image files")
     spec = get_backbone(config.backbone)

@@ -106,6 +106,10 @@ def score_version(
     drawn with the settings of ``drawn_by`` (default: the version's own), so that two
     versions can be scored on the same images; with ``among``, only on the images
     every version of it held out in that split (``shared_rows``)."""
+    if bundle.metadata.task == "multilabel":
+        from training.multilabel.scoring import score_multilabel  # it imports this module
+
+        return score_multilabel(bundle, data, split, log)
     decoded = decoded_split(bundle, data, split, log, drawn_by, among=among)
     seen = seen_by(bundle, decoded.digests)
     if seen:

@@ -174,3 +174,16 @@ def dataset_relative(file: str, data: str) -> str:
         if path.is_relative_to(root):
             return path.relative_to(root).as_posix()
     return Path(file).name
+
+
+def save_multilabel(
+    store: ModelStore,
+    model: keras.Model,
+    metadata: BundleMetadata,
+    reports: dict[str, bytes],
+    seen: list[str],
+    artifacts: dict[str, Path],
+) -> tuple[int, Path]:
+    """A multi-label job's bundle (``training.multilabel``), with its INT8 engine
+    when it has one, and the hashes of the images it learnt from (``seen.txt``)."""
+    return save_bundle(store, model, metadata, reports, {**artifacts, SEEN_FILE: seen_file(seen)})

@@ -75,6 +75,11 @@ def engine_for_version(
     DATA's train split and checked on its validation and test splits (as the version's
     own settings draw them). Returns what ``int8_engine`` returns; publishing it, as a
     new version, is ``training.publishing.publish.publish_quantized``'s."""
+    if bundle.metadata.task == "multilabel":
+        raise ConfigError(
+            f"{bundle.name} version {bundle.version} is multi-label: INT8 engines, and their "
+            "agreement gate, are for single-label versions yet (docs/multilabel.md)"
+        )
     if bundle.metadata.engines and "int8" in bundle.metadata.engines:
         raise ConfigError(f"{bundle.name} version {bundle.version} already has an INT8 engine")
     source = listed(data)  # listed and hashed once for the three splits
