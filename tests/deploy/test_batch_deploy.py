@@ -17,6 +17,7 @@ from cli.commands.score import INDEX_VARIABLE, shard_of_args  # noqa: E402
 from cli.main import build_parser  # noqa: E402
 from cli.settings import CliSettings  # noqa: E402
 from models.batch.output import part_path  # noqa: E402
+from tests.support.kube_models import validate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = ROOT / "deploy" / "batch" / "score-job.yaml"
@@ -39,7 +40,7 @@ def _container(workload: dict) -> dict:
 
 
 def test_the_job_is_valid_for_the_kubernetes_api(job):
-    model = client.V1Job.model_validate(job)
+    model = validate("V1Job", job)
     assert client.ApiClient().sanitize_for_serialization(model) == job
     assert "namespace" not in job["metadata"]
 

@@ -22,6 +22,7 @@ from kubernetes import client  # noqa: E402
 
 from models.jobqueue.jobs import DATASET_DIR, JobQueue  # noqa: E402
 from service.config import ServiceConfig  # noqa: E402
+from tests.support.kube_models import validate  # noqa: E402
 from training.jobs.kube import KubeSettings, job_manifest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,8 +96,8 @@ def test_every_object_is_valid_for_the_kubernetes_api(training):
     for resource in kustomization["resources"]:
         assert (TRAINING / resource).exists(), resource
     for key, obj in training.items():
-        model = getattr(client, MODELS[obj["kind"]])
-        assert client.ApiClient().sanitize_for_serialization(model.model_validate(obj)) == obj
+        model = validate(MODELS[obj["kind"]], obj)
+        assert client.ApiClient().sanitize_for_serialization(model) == obj
         assert "namespace" not in obj["metadata"], key  # the namespace applied to
 
 
@@ -177,7 +178,7 @@ def test_the_training_service_configures_the_kubernetes_runner(training, base, t
     (folder / DATASET_DIR).mkdir()
     queue.submit(job_id, options={"name": "bees"}, data=folder, source="upload", limit=1)
     manifest = job_manifest(queue.claim("kubernetes"), settings)
-    job = client.V1Job.model_validate(manifest)
+    job = validate("V1Job", manifest)
     assert job.spec.template.spec.containers[0].image == container["image"]
     (claim,) = [v for v in job.spec.template.spec.volumes if v.persistent_volume_claim]
     assert claim.persistent_volume_claim.claim_name == volume["persistentVolumeClaim"]["claimName"]
@@ -276,3 +277,12 @@ def test_the_page_documents_every_setting_and_what_was_run():
     assert "## What was run here" in page
     for path in ("deploy/training/", "rbac.yaml", "compose"):
         assert path in page
+
+
+def test_the_models_check_refuses_a_misspelt_field():
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}}
+    job["spec"] = {"template": {"spec": {"containers": [{"name": "a", "imagee": "ktl"}]}}}
+    with pytest.raises(ValueError, match="imagee"):
+        validate("V1Job", job)
+    job["spec"]["template"]["spec"]["containers"][0] = {"name": "a", "image": "ktl"}
+    assert validate("V1Job", job).spec.template.spec.containers[0].image == "ktl"
