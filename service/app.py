@@ -24,6 +24,7 @@ from service import (
     kserve,
     metrics,
     openapi,
+    request_ids,
     request_limits,
     routing,
     security,
@@ -92,6 +93,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
 
     register_error_handlers(app)
     routing.init_app(app)
+    request_ids.init_app(app)
     service_metrics.init_app(app)
 
     @app.before_request

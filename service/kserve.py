@@ -8,7 +8,8 @@ Inputs (exactly one per request, told apart by datatype, any name):
 Outputs: ``probabilities`` (``FP32 [n, classes]``, label order), ``labels``
 (``BYTES [n]``, the top label per image) and ``decision`` (``BYTES [n]``, the top
 label where its probability reaches the version's threshold, else the empty string:
-"not sure / none of these"); ``outputs`` in the request picks them.
+"not sure / none of these") and ``id`` (``BYTES [n]``, each prediction's id, which
+feedback names); ``outputs`` in the request picks them.
 
 Both the JSON form and the binary data extension (what ``tritonclient`` sends by
 default) are read (``service.kserve_tensors``); output labels in JSON are plain
@@ -26,6 +27,7 @@ import numpy as np
 from flask import Blueprint, Response, request
 
 from models.decision import decided_labels, threshold_of
+from models.ids import new_id
 from service.bodies import json_body
 from service.errors import Unavailable
 from service.kserve_bodies import (
@@ -144,6 +146,7 @@ def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
             TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, classes]),
             TensorMetadata(name="labels", datatype="BYTES", shape=[-1]),
             TensorMetadata(name="decision", datatype="BYTES", shape=[-1]),
+            TensorMetadata(name="id", datatype="BYTES", shape=[-1]),
         ],
         parameters=ModelParameters(
             labels=predictor.bundle.labels, version=predictor.bundle.version
@@ -196,7 +199,8 @@ _BINARY_FORM = (
         200: Reply(
             "probabilities (FP32 [n, classes]), labels (BYTES [n]) and decision (BYTES [n]: "
             "the label, or an empty string where the top probability is under the version's "
-            "threshold: not sure); outputs asked for as binary data come after the JSON, "
+            "threshold: not sure) and id (BYTES [n]: each prediction's id); outputs asked "
+            "for as binary data come after the JSON, "
             f"whose length is in the {HEADER_LENGTH} header",
             InferenceResponse,
             content={"application/octet-stream": {"schema": BINARY}},
@@ -226,10 +230,11 @@ def infer(name: str, version: str | None = None) -> Response:
     labels = [bundle.labels[i] for i in np.argmax(probabilities, axis=1)]
     threshold = threshold_of(bundle.metadata.decision)
     decided = [label or "" for label in decided_labels(bundle.labels, probabilities, threshold)]
+    texts = {"labels": labels, "decision": decided, "id": [new_id() for _ in labels]}
     outputs = [
         probabilities_output(probabilities, as_binary)
         if output == "probabilities"
-        else labels_output(labels if output == "labels" else decided, as_binary, output)
+        else labels_output(texts[output], as_binary, output)
         for output, as_binary in _requested_outputs(inference)
     ]
     body = InferenceResponse(

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Request, request
 
 from models.decision import decided_labels, threshold_of
+from models.ids import new_id
 from service.bodies import json_body
 from service.errors import UnsupportedMediaType
 from service.operation import Body, Reply, operation
@@ -69,4 +70,5 @@ def predict(name: str, version: str | None = None, label: str | None = None) -> 
     rows = predictor.predict(read_instances(request))
     bundle = predictor.bundle
     decisions = decided_labels(bundle.labels, rows, threshold_of(bundle.metadata.decision))
-    return json_body(TFServingResponse(predictions=rows.tolist(), decisions=decisions))
+    ids = [new_id() for _ in decisions]
+    return json_body(TFServingResponse(predictions=rows.tolist(), decisions=decisions, ids=ids))

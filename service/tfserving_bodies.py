@@ -75,6 +75,10 @@ class TFServingResponse(ResponseModel):
         description="Per instance: the top label where its probability reaches the "
         "version's threshold, else null (not sure / none of these)"
     )
+    ids: list[str] = Field(
+        description="Per instance: the prediction's id (unique, sortable by time), which "
+        "feedback names"
+    )
 
 
 class TFServingError(ResponseModel):
