@@ -19,6 +19,7 @@ from service.bodies import (
     VersionDetail,
     json_body,
 )
+from service.capture import observe_native
 from service.operation import Reply, operation
 from service.redaction import public_metadata
 from service.registry import ModelState
@@ -148,7 +149,7 @@ def predict(name: str, version: str | None = None, label: str | None = None) -> 
     predictor = resolve(name, version, label, split=True)
     asked = query(PredictQuery)
     top_k = asked.top_k or state.config.top_k
-    response = predictor.predict_native(
-        read_images(request), top_k, asked.min_confidence, bool(asked.tta)
-    )
+    images = read_images(request)
+    response = predictor.predict_native(images, top_k, asked.min_confidence, bool(asked.tta))
+    observe_native(predictor, [image.data for image in images], response)
     return json_body(response)

@@ -14,6 +14,7 @@ from flask import Flask, Request
 from flask.json.provider import DefaultJSONProvider
 
 from models.bundle import load_bundle
+from models.capture.folder import CaptureFolder
 from models.store import ModelStore
 from service import (
     api,
@@ -32,6 +33,7 @@ from service import (
     validation,
     web,
 )
+from service.capture import Capturer
 from service.config import ServiceConfig
 from service.errors import register_error_handlers
 from service.metrics import Metrics
@@ -89,7 +91,9 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
 
     service_metrics = Metrics()
     registry = _registry(config, service_metrics)
-    app.extensions[EXTENSION] = ServiceState(config, registry, service_metrics)
+    app.extensions[EXTENSION] = ServiceState(
+        config, registry, service_metrics, _capturer(config, service_metrics)
+    )
 
     register_error_handlers(app)
     routing.init_app(app)
@@ -109,6 +113,18 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
         app.register_blueprint(module.bp)
     security.init_app(app)
     return app
+
+
+def _capturer(config: ServiceConfig, service_metrics: Metrics) -> Capturer:
+    """Counts predictions; with KTL_CAPTURE_DIR, logs and captures them there."""
+    folder = CaptureFolder(config.capture_dir) if config.capture_dir is not None else None
+    return Capturer(
+        folder,
+        config.capture_rules,
+        config.capture_max_per_minute,
+        int(config.capture_max_mb * 1024 * 1024),
+        service_metrics.loop,
+    )
 
 
 def _registry(config: ServiceConfig, service_metrics: Metrics) -> ModelRegistry:

@@ -5,10 +5,12 @@ shared definitions of models/settings.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, ClassVar
 
 from pydantic import Field
 
+from models.capture.rules import CaptureRules, parse_rules
 from models.choices import ENGINES
 from models.errors import ConfigError
 from models.preprocessing import DEFAULT_MAX_PIXELS
@@ -21,6 +23,7 @@ from models.settings import (
     key_list,
     non_negative_float,
     one_of,
+    optional_path,
     parsed,
     port_number,
     positive_float,
@@ -41,6 +44,10 @@ def _training(value: str) -> str:
     if value not in ("", "off", "open"):
         raise ValueError("must be open (training routes without a key), or off/empty")
     return "open" if value == "open" else ""
+
+
+def _rules(value: str) -> str:
+    return str(parse_rules(value))
 
 
 class ServiceConfig(StoreSetting, JobRunnerSetting, DataRootSetting, Int8GateSetting):
@@ -93,6 +100,25 @@ class ServiceConfig(StoreSetting, JobRunnerSetting, DataRootSetting, Int8GateSet
         300.0,
         description="longest life of one event stream; clients reconnect with Last-Event-ID",
     )
+
+    capture_dir: Annotated[Path | None, parsed(optional_path)] = Field(
+        None, description="folder of captured predictions and feedback; unset: capture off"
+    )
+    capture: Annotated[str, parsed(_rules)] = Field(
+        "abstained",
+        description="which predictions keep their image: abstained, below:P, sample:F, "
+        "comma-joined",
+    )
+    capture_max_per_minute: PositiveInt = Field(
+        60, description="most images captured per minute, over every worker"
+    )
+    capture_max_mb: PositiveFloat = Field(
+        1024.0, description="disk budget of the capture folder, in MB; oldest files go first"
+    )
+
+    @property
+    def capture_rules(self) -> CaptureRules:
+        return parse_rules(self.capture)
 
     @property
     def max_upload_bytes(self) -> int:

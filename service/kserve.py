@@ -19,6 +19,7 @@ UTF-8 strings, as Triton answers them.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from typing import Any
@@ -29,6 +30,7 @@ from flask import Blueprint, Response, request
 from models.decision import decided_labels, threshold_of
 from models.ids import new_id
 from service.bodies import json_body
+from service.capture import observe_batch
 from service.errors import Unavailable
 from service.kserve_bodies import (
     IMAGE_INPUT,
@@ -225,12 +227,13 @@ _BINARY_FORM = (
 def infer(name: str, version: str | None = None) -> Response:
     predictor = resolve_version_or_label(name, version, split=True)
     inference, binary = read_request(request)
-    probabilities = _probabilities(predictor, inference, binary)
+    probabilities, images = _probabilities(predictor, inference, binary)
     bundle = predictor.bundle
     labels = [bundle.labels[i] for i in np.argmax(probabilities, axis=1)]
     threshold = threshold_of(bundle.metadata.decision)
     decided = [label or "" for label in decided_labels(bundle.labels, probabilities, threshold)]
     texts = {"labels": labels, "decision": decided, "id": [new_id() for _ in labels]}
+    observe_batch(predictor, images, probabilities, texts["id"], threshold)
     outputs = [
         probabilities_output(probabilities, as_binary)
         if output == "probabilities"
@@ -254,11 +257,14 @@ def infer(name: str, version: str | None = None) -> Response:
 
 def _probabilities(
     predictor: Predictor, inference: InferenceRequest, binary: memoryview
-) -> np.ndarray:
+) -> tuple[np.ndarray, Sequence[bytes | np.ndarray]]:
+    """The probabilities, and the images as sent (encoded bytes, or pixel arrays)."""
     tensor = inference.input
     if isinstance(tensor, PixelInput):
-        return predictor.infer(pixels_of(tensor, binary, predictor.bundle.image_size))
-    return predictor.predict(images_of(tensor, binary))
+        pixels = pixels_of(tensor, binary, predictor.bundle.image_size)
+        return predictor.infer(pixels), list(pixels)
+    images = images_of(tensor, binary)
+    return predictor.predict(images), [image.data for image in images]
 
 
 def _requested_outputs(inference: InferenceRequest) -> list[tuple[str, bool]]:

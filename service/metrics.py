@@ -22,6 +22,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from service.capture import LoopMetrics
 from service.operation import Reply, operation
 from service.paths import openapi_path
 from service.registry import Snapshot
@@ -83,6 +84,7 @@ class Metrics:
             "Time of one forward pass",
             registry=own,
         )
+        self.loop = LoopMetrics(own)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from flask import current_app
 
 if TYPE_CHECKING:  # the route modules import this one; keep it free of cycles
+    from service.capture import Capturer
     from service.config import ServiceConfig
     from service.metrics import Metrics
     from service.registry import ModelRegistry
@@ -22,6 +23,7 @@ class ServiceState:
     config: ServiceConfig
     registry: ModelRegistry
     metrics: Metrics
+    capture: Capturer
 
 
 def service_state() -> ServiceState:

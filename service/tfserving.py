@@ -15,6 +15,7 @@ from flask import Blueprint, Request, request
 from models.decision import decided_labels, threshold_of
 from models.ids import new_id
 from service.bodies import json_body
+from service.capture import observe_batch
 from service.errors import UnsupportedMediaType
 from service.operation import Body, Reply, operation
 from service.predictor import ImageUpload
@@ -67,8 +68,11 @@ def read_instances(req: Request) -> list[ImageUpload]:
 )
 def predict(name: str, version: str | None = None, label: str | None = None) -> dict[str, Any]:
     predictor = resolve(name, version, label, split=True)
-    rows = predictor.predict(read_instances(request))
+    instances = read_instances(request)
+    rows = predictor.predict(instances)
     bundle = predictor.bundle
-    decisions = decided_labels(bundle.labels, rows, threshold_of(bundle.metadata.decision))
+    threshold = threshold_of(bundle.metadata.decision)
+    decisions = decided_labels(bundle.labels, rows, threshold)
     ids = [new_id() for _ in decisions]
+    observe_batch(predictor, [instance.data for instance in instances], rows, ids, threshold)
     return json_body(TFServingResponse(predictions=rows.tolist(), decisions=decisions, ids=ids))
