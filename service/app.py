@@ -24,6 +24,7 @@ from service import (
     jobs,
     kserve,
     metrics,
+    monitor,
     openapi,
     request_ids,
     request_limits,
@@ -109,7 +110,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
     auth.init_app(app)
     validation.init_app(app)
     request_limits.init_app(app)
-    for module in (health, api, explain, tfserving, kserve, jobs, openapi, metrics, web):
+    for module in (health, api, explain, tfserving, kserve, monitor, jobs, openapi, metrics, web):
         app.register_blueprint(module.bp)
     security.init_app(app)
     return app

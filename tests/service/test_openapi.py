@@ -81,6 +81,7 @@ OPERATION_IDS = {
     "metrics", "getModelLabel",
     "predictLabel", "tfServingPredictLabel", "explainLabel", "activationsLabel",
     "trainPage", "createJob", "listJobs", "getJob", "cancelJob", "jobEvents", "listBackbones",
+    "feedback", "monitor",
 }  # fmt: skip
 
 
