@@ -13,6 +13,7 @@ prediction is answered as if capture were off.
 
 from __future__ import annotations
 
+import atexit
 import io
 import logging
 import queue
@@ -140,6 +141,7 @@ class Capturer:
                 self._writer = writer_token()
                 self._thread = threading.Thread(target=self._run, name="ktl-capture", daemon=True)
                 self._thread.start()
+                atexit.register(self.drain, 2.0)  # a worker stopping writes what it queued
 
     def drain(self, timeout: float = 10.0) -> None:
         """Wait until everything queued so far is written (tests, shutdown)."""
