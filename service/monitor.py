@@ -87,6 +87,16 @@ class Histogram(ResponseModel):
     counts: list[int]
 
 
+class Estimates(ResponseModel):
+    """Label-free accuracy estimates from the calibrated probabilities (Garg et al., 2022)."""
+
+    average_confidence: float | None = Field(description="The mean top probability")
+    average_thresholded_confidence: float | None = Field(
+        description="The share of top probabilities over the threshold fitted on validation "
+        "(metadata monitoring.atc_threshold); null for versions trained without it"
+    )
+
+
 class VersionMonitor(ResponseModel):
     version: int
     requests: int
@@ -98,9 +108,7 @@ class VersionMonitor(ResponseModel):
         description="Share of each top label on the version's test split"
     )
     class_mix_distance: float | None = Field(description="Total variation, live vs test")
-    estimated_accuracy: float | None = Field(
-        description="Label-free estimate: the average calibrated top probability"
-    )
+    estimated_accuracy: Estimates
     feedback: FeedbackFigures
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from models.intervals import wilson
+from models.label_free import average_confidence, average_thresholded_confidence
 from models.metadata import BundleMetadata
 
 EDGES = tuple(round(0.1 * step, 1) for step in range(11))  # the confidence histogram's bins
@@ -45,6 +46,22 @@ def feedback_accuracy(feedback: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _estimates(confidences: np.ndarray, metadata: BundleMetadata | None) -> dict[str, Any]:
+    """The label-free accuracy estimates (``models.label_free``); ATC where the version
+    has its threshold (bundles trained before it was saved do not)."""
+    if not len(confidences):
+        return {"average_confidence": None, "average_thresholded_confidence": None}
+    monitoring = metadata.monitoring if metadata is not None else None
+    threshold = monitoring.atc_threshold if monitoring is not None else None
+    atc = None
+    if threshold is not None:
+        atc = round(average_thresholded_confidence(confidences, threshold), 6)
+    return {
+        "average_confidence": round(average_confidence(confidences), 6),
+        "average_thresholded_confidence": atc,
+    }
+
+
 def version_figures(
     lines: Sequence[Mapping[str, Any]],
     feedback: Sequence[Mapping[str, Any]],
@@ -71,6 +88,6 @@ def version_figures(
         "class_mix": live_mix,
         "test_class_mix": reference,
         "class_mix_distance": distance,
-        "estimated_accuracy": round(float(confidences.mean()), 6) if n else None,
+        "estimated_accuracy": _estimates(confidences, metadata),
         "feedback": feedback_accuracy(feedback),
     }

@@ -79,6 +79,10 @@ def test_capture_feedback_and_monitor_across_two_workers(trained_store: Trained,
     assert sum(version["confidence_histogram"]["counts"]) == 36
     assert set(version["class_mix"]) <= {"red", "green", "blue"}
     assert version["test_class_mix"] is not None and 0 <= version["class_mix_distance"] <= 1
+    # Training saved the ATC threshold; both label-free estimates are shares.
+    estimates = version["estimated_accuracy"]
+    assert 0 < estimates["average_confidence"] <= 1
+    assert 0 <= estimates["average_thresholded_confidence"] <= 1
 
     # The per-minute cap holds over both workers (the stream may straddle a minute).
     captured = [json.loads(p.read_text()) for p in (capture / NAME / "images").glob("*.json")]

@@ -40,7 +40,9 @@ def test_feedback_is_scored_per_version_with_its_interval(captured):
     assert 0 < low < 2 / 3 < high < 1
     assert sum(version["confidence_histogram"]["counts"]) == 6
     assert sum(version["class_mix"].values()) == pytest.approx(1, abs=1e-5)
-    assert 0 < version["estimated_accuracy"] <= 1
+    estimates = version["estimated_accuracy"]
+    assert 0 < estimates["average_confidence"] <= 1
+    assert estimates["average_thresholded_confidence"] is None  # the tiny bundle has none
     assert version["abstained"] == round(version["abstain_rate"] * 6)
 
 
