@@ -18,7 +18,7 @@ from models.metadata import BundleMetadata
 EDGES = tuple(round(0.1 * step, 1) for step in range(11))  # the confidence histogram's bins
 
 
-def test_class_mix(metadata: BundleMetadata | None) -> dict[str, float] | None:
+def mix_on_test(metadata: BundleMetadata | None) -> dict[str, float] | None:
     """The share of each label among the version's answers on its test split (the
     columns of its confusion matrix), or None without one."""
     test = metadata.evaluation.test if metadata and metadata.evaluation else None
@@ -74,7 +74,7 @@ def version_figures(
     abstained = sum(line["label"] is None for line in lines)
     mix = Counter(line["top"] for line in lines)
     live_mix = {label: round(count / n, 6) for label, count in sorted(mix.items())}
-    reference = test_class_mix(metadata)
+    reference = mix_on_test(metadata)
     distance = None
     if reference is not None and n:
         labels = set(reference) | set(live_mix)

@@ -111,3 +111,29 @@ def test_predictions_are_counted_without_capture(client, image_bytes):
     before = _metric(client, "ktl_prediction_confidence_count")
     _predict(client, image_bytes, [1, 2])
     assert _metric(client, "ktl_prediction_confidence_count") == before + 2
+
+
+def test_the_log_names_the_request_id(make_app, tmp_path, image_bytes):
+    app = make_app(capture_dir=tmp_path / "cap", capture="")
+    client = app.test_client()
+    body = {"instances": [{"b64": base64.b64encode(image_bytes("PNG", seed=1)).decode()}]}
+    response = client.post("/v1/models/tiny:predict", json=body, headers={"X-Request-Id": "r-9"})
+    app.extensions["ktl"].capture.drain()
+    line = find_prediction(CaptureFolder(tmp_path / "cap"), "tiny", response.json["ids"][0])
+    assert line["request_id"] == "r-9" and line["captured"] is False
+
+
+def test_a_fault_while_observing_never_fails_a_prediction(
+    make_app, tmp_path, image_bytes, monkeypatch
+):
+    from service import capture
+
+    app = make_app(capture_dir=tmp_path / "cap")
+    client = app.test_client()
+
+    def broken(*args):
+        raise RuntimeError("a bug in capture")
+
+    monkeypatch.setattr(capture, "decide", broken)
+    _predict(client, image_bytes, [1])
+    assert _metric(client, "ktl_capture_failures_total") == 1
