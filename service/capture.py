@@ -63,6 +63,14 @@ class LoopMetrics:
             ["model", "version"],
             registry=registry,
         )
+        self.above_atc = Counter(
+            "ktl_predictions_above_atc_threshold",
+            "Predictions whose top probability is over the version's ATC threshold (metadata "
+            "monitoring.atc_threshold); over ktl_prediction_confidence_count it is the "
+            "label-free accuracy estimate ATC",
+            ["model", "version"],
+            registry=registry,
+        )
         self.captured = Counter(
             "ktl_capture_images", "Images written to KTL_CAPTURE_DIR", registry=registry
         )
@@ -102,6 +110,7 @@ class Batch:
     ids: Sequence[str]
     images: Sequence[bytes | np.ndarray]
     threshold: float
+    atc_threshold: float | None = None
 
 
 class Capturer:
@@ -225,6 +234,8 @@ class Capturer:
             self.metrics.confidence.labels(meta["model"], version).observe(confidence)
             if abstained:
                 self.metrics.abstained.labels(meta["model"], version).inc()
+            if batch.atc_threshold is not None and confidence > batch.atc_threshold:
+                self.metrics.above_atc.labels(meta["model"], version).inc()
             if self.folder is None:
                 continue
             line = {
@@ -257,7 +268,9 @@ def observe_batch(
         "engine": predictor.classifier.engine,
         "request_id": request_id(),
     }
-    batch = Batch(meta, bundle.labels, rows, ids, images, threshold)
+    monitoring = bundle.metadata.monitoring
+    atc = monitoring.atc_threshold if monitoring is not None else None
+    batch = Batch(meta, bundle.labels, rows, ids, images, threshold, atc)
     service_state().capture.observe(batch)
 
 

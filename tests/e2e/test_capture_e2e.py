@@ -36,6 +36,14 @@ def _predict(base: str, path: Path, index: int) -> str:
     return response.json()["predictions"][0]["id"]
 
 
+def _series(text: str, name: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
+
+
 def _monitor(base: str, requests_expected: int) -> dict:
     """The monitor once both workers' writers have logged every prediction."""
     deadline = time.monotonic() + 30
@@ -100,3 +108,6 @@ def test_capture_feedback_and_monitor_across_two_workers(trained_store: Trained,
     assert low <= right / 20 <= high
     assert unknown.status_code == 400 and unknown.json()["code"] == "unknown_label"
     assert "ktl_prediction_confidence_count" in metrics and "ktl_capture_images_total" in metrics
+    # ATC from the series, over both workers, is the monitor's.
+    above = _series(metrics, "ktl_predictions_above_atc_threshold_total")
+    assert above / 36 == pytest.approx(estimates["average_thresholded_confidence"], abs=1e-6)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.bundle import load_bundle
-from models.ids import is_id, save_bundle
+from models.bundle import load_bundle, save_bundle
+from models.ids import is_id
 from models.inference import Classifier
 from models.preprocessing import load_image
 from models.store import ModelStore
