@@ -27,5 +27,7 @@ def average_confidence(confidence: np.ndarray) -> float:
     return float(confidence.mean())
 
 
-def average_thresholded_confidence(confidence: np.ndarray, threshold: float) -> float:
-    return float((confidence > threshold).mean())
+def average_thresholded_confidence(confidence: np.ndarray, cutoff: float) -> float:
+    """The share of top probabilities over ``cutoff`` (``atc_threshold``'s). Not the
+    decision rule (``models.decision``): another cut-off, and strictly over it."""
+    return float((confidence > cutoff).mean())
