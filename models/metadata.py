@@ -241,6 +241,12 @@ class Multilabel(_Frozen):
         return [self.labels[label].threshold for label in labels]
 
 
+class Monitoring(_Frozen):
+    """What the monitor compares live predictions with (``models.label_free``)."""
+
+    atc_threshold: float | None = None  # fitted on the calibrated validation split
+
+
 class BundleMetadata(_Frozen):
     """``metadata.json``. ``version`` and ``files`` are filled in when the bundle is
     published (``models.bundle.save_bundle``); a published bundle always has both."""
@@ -262,6 +268,7 @@ class BundleMetadata(_Frozen):
     task: Literal["multilabel"] | None = None  # None: one class per image (every older bundle)
     multilabel: Multilabel | None = None  # with task multilabel
     tta: TestTimeAugmentation | None = None  # optional: format 2 bundles without it load
+    monitoring: Monitoring | None = None  # optional: bundles without it load
     training: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)
     activation_layers: tuple[str, ...] | None = None

@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.decision import ABSTAIN, chosen, decide, decided_labels, threshold_of
+from models.ids import new_id
 from models.preprocessing import load_array, load_image
 
 if TYPE_CHECKING:
@@ -50,6 +51,10 @@ class LabelSet(_Body):
 
 
 class Prediction(_Body):
+    id: str = Field(
+        description="This prediction's id, unique and sortable by time (a ULID: 26 "
+        "characters of Crockford base32); feedback names it"
+    )
     filename: str | None = Field(description="The uploaded file's name, when it had one")
     top: list[TopClass] = Field(description="The top_k classes, most probable first")
     probabilities: dict[str, float] = Field(
@@ -73,11 +78,12 @@ def format_prediction(
     threshold: float = 0.0,
 ) -> Prediction:
     """One entry of a native predict response; ``top_k`` classes in ``top``, and the
-    decision at ``threshold``."""
+    decision at ``threshold``, with a new id."""
     order = np.argsort(-probabilities, kind="stable")[:top_k]
     best = int(order[0])
     answer = int(decide(probabilities[None, :], threshold)[0])
     return Prediction(
+        id=new_id(),
         filename=filename,
         top=[
             TopClass(label=labels[i], index=int(i), probability=float(probabilities[i]))

@@ -14,15 +14,18 @@ from flask import Flask, Request
 from flask.json.provider import DefaultJSONProvider
 
 from models.bundle import load_bundle
+from models.capture.folder import CaptureFolder
 from models.store import open_store
 from service import health, metrics
 from service.config import ServiceConfig
-from service.contract import openapi, validation
+from service.contract import openapi, request_ids, validation
 from service.contract.errors import register_error_handlers
 from service.contract.paths import SegmentConverter
 from service.guards import auth, request_limits, security
 from service.jobs_api import jobs
 from service.metrics import Metrics
+from service.monitoring import monitor
+from service.monitoring.capture import Capturer
 from service.pages import web
 from service.protocols import api, explain, kserve, tfserving
 from service.serving import routing
@@ -79,10 +82,13 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
 
     service_metrics = Metrics()
     registry = _registry(config, service_metrics)
-    app.extensions[EXTENSION] = ServiceState(config, registry, service_metrics)
+    app.extensions[EXTENSION] = ServiceState(
+        config, registry, service_metrics, _capturer(config, service_metrics)
+    )
 
     register_error_handlers(app)
     routing.init_app(app)
+    request_ids.init_app(app)
     service_metrics.init_app(app)
 
     @app.before_request
@@ -94,10 +100,22 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
     auth.init_app(app)
     validation.init_app(app)
     request_limits.init_app(app)
-    for module in (health, api, explain, tfserving, kserve, jobs, openapi, metrics, web):
+    for module in (health, api, explain, tfserving, kserve, monitor, jobs, openapi, metrics, web):
         app.register_blueprint(module.bp)
     security.init_app(app)
     return app
+
+
+def _capturer(config: ServiceConfig, service_metrics: Metrics) -> Capturer:
+    """Counts predictions; with KTL_CAPTURE_DIR, logs and captures them there."""
+    folder = CaptureFolder(config.capture_dir) if config.capture_dir is not None else None
+    return Capturer(
+        folder,
+        config.capture_rules,
+        config.capture_max_per_minute,
+        int(config.capture_max_mb * 1024 * 1024),
+        service_metrics.loop,
+    )
 
 
 def _registry(config: ServiceConfig, service_metrics: Metrics) -> ModelRegistry:

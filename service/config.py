@@ -6,10 +6,12 @@ shared definitions of models/settings.py."""
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Annotated, ClassVar
 
 from pydantic import Field
 
+from models.capture.rules import CaptureRules, parse_rules
 from models.choices import ENGINES
 from models.errors import ConfigError
 from models.preprocessing import DEFAULT_MAX_PIXELS
@@ -22,6 +24,7 @@ from models.settings import (
     key_list,
     non_negative_float,
     one_of,
+    optional_path,
     parsed,
     port_number,
     positive_float,
@@ -46,6 +49,10 @@ def _training(value: str) -> str:
 
 def _optional_port(value: str) -> int | None:
     return port_number(value) if value.strip() else None
+
+
+def _rules(value: str) -> str:
+    return str(parse_rules(value))
 
 
 class ServiceConfig(StoreSetting, JobRunnerSetting, DataRootSetting, Int8GateSetting):
@@ -118,6 +125,25 @@ class ServiceConfig(StoreSetting, JobRunnerSetting, DataRootSetting, Int8GateSet
                 "KTL_GRPC_PORT is set but grpcio is not installed: pip install 'ktl[grpc]' "
                 "(or unset KTL_GRPC_PORT)"
             )
+
+    capture_dir: Annotated[Path | None, parsed(optional_path)] = Field(
+        None, description="folder of captured predictions and feedback; unset: capture off"
+    )
+    capture: Annotated[str, parsed(_rules)] = Field(
+        "abstained",
+        description="which predictions keep their image: abstained, below:P, sample:F, "
+        "comma-joined",
+    )
+    capture_max_per_minute: PositiveInt = Field(
+        60, description="most images captured per minute, over every worker"
+    )
+    capture_max_mb: PositiveFloat = Field(
+        1024.0, description="disk budget of the capture folder, in MB; oldest files go first"
+    )
+
+    @property
+    def capture_rules(self) -> CaptureRules:
+        return parse_rules(self.capture)
 
     @property
     def max_upload_bytes(self) -> int:

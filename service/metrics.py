@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from service.contract.operation import Reply, operation
 from service.contract.paths import openapi_path
+from service.monitoring.capture import LoopMetrics
 from service.serving.registry import Snapshot
 from service.serving.routing import served
 from service.state import service_state
@@ -97,6 +98,7 @@ class Metrics:
             "Time of one forward pass",
             registry=own,
         )
+        self.loop = LoopMetrics(own)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

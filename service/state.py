@@ -10,6 +10,7 @@ from flask import current_app
 if TYPE_CHECKING:  # the route modules import this one; keep it free of cycles
     from service.config import ServiceConfig
     from service.metrics import Metrics
+    from service.monitoring.capture import Capturer
     from service.serving.registry import ModelRegistry
 
 EXTENSION = "ktl"
@@ -22,6 +23,7 @@ class ServiceState:
     config: ServiceConfig
     registry: ModelRegistry
     metrics: Metrics
+    capture: Capturer
 
 
 def service_state() -> ServiceState:

@@ -17,6 +17,7 @@ from werkzeug.routing import Rule
 from service.config import ServiceConfig
 from service.contract.operation import Operation, Reply, operation, operation_of
 from service.contract.paths import openapi_path, path_arguments
+from service.contract.request_ids import REQUEST_ID_DOC, REQUEST_ID_PARAMETER
 from service.protocols.bodies import LIMIT_MARKER
 from service.state import service_state
 
@@ -138,8 +139,7 @@ def _operation(
 ) -> dict[str, Any]:
     described: dict[str, Any] = {"summary": record.summary, "operationId": operation_id}
     parameters = [*_path_parameters(rule, record, examples), *_query_parameters(record)]
-    if parameters:
-        described["parameters"] = parameters
+    described["parameters"] = [*parameters, REQUEST_ID_PARAMETER]
     if not record.public:
         # {}, anonymous access, is an alternative only while none of its keys is configured.
         keyed: list[dict[str, list[str]]] = [{record.keys.scheme: []}]
@@ -220,8 +220,7 @@ def _response(reply: Reply, schemas: SchemaRefs) -> dict[str, Any]:
     response: dict[str, Any] = {"description": reply.description}
     if content:
         response["content"] = content
-    if reply.headers:
-        response["headers"] = dict(reply.headers)
+    response["headers"] = {**reply.headers, **REQUEST_ID_DOC}
     return response
 
 

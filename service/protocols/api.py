@@ -14,6 +14,7 @@ from service.contract.operation import Reply, operation
 from service.contract.replies import image_upload, model_errors, upload_errors
 from service.contract.validation import query
 from service.guards.redaction import public_metadata
+from service.monitoring.capture import observe_native
 from service.protocols.bodies import (
     Maybe,
     ModelList,
@@ -148,7 +149,7 @@ def predict(name: str, version: str | None = None, label: str | None = None) -> 
     predictor = resolve(name, version, label, split=True)
     asked = query(PredictQuery)
     top_k = asked.top_k or state.config.top_k
-    response = predictor.predict_native(
-        read_images(request), top_k, asked.min_confidence, bool(asked.tta)
-    )
+    images = read_images(request)
+    response = predictor.predict_native(images, top_k, asked.min_confidence, bool(asked.tta))
+    observe_native(predictor, [image.data for image in images], response)
     return json_body(response)

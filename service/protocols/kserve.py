@@ -9,7 +9,8 @@ Outputs: ``probabilities`` (``FP32 [n, classes]``, label order), ``labels``
 (``BYTES [n]``, the top label per image) and ``decision`` (``BYTES [n]``, the top
 label where its probability reaches the version's threshold, else the empty string:
 "not sure / none of these"; for a multi-label version, its chosen labels joined by
-``;``, empty for none); ``outputs`` in the request picks them.
+``;``, empty for none) and ``id`` (``BYTES [n]``, each prediction's id, which feedback
+names); ``outputs`` in the request picks them.
 
 Both the JSON form and the binary data extension (what ``tritonclient`` sends by
 default) are read (``service.protocols.kserve_tensors``); output labels in JSON are plain
@@ -148,7 +149,8 @@ _BINARY_FORM = (
         200: Reply(
             "probabilities (FP32 [n, classes]), labels (BYTES [n]) and decision (BYTES [n]: "
             "the label, or an empty string where the top probability is under the version's "
-            "threshold: not sure); outputs asked for as binary data come after the JSON, "
+            "threshold: not sure) and id (BYTES [n]: each prediction's id); outputs asked "
+            "for as binary data come after the JSON, "
             f"whose length is in the {HEADER_LENGTH} header",
             InferenceResponse,
             content={"application/octet-stream": {"schema": BINARY}},

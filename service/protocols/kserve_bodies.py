@@ -39,7 +39,7 @@ from service.protocols.bodies import (
 
 IMAGE_INPUT = "image_bytes"
 PIXEL_INPUT = "pixels"
-OUTPUTS = ("probabilities", "labels", "decision")
+OUTPUTS = ("probabilities", "labels", "decision", "id")
 INPUT_FORMS = (
     f"{IMAGE_INPUT!r} (BYTES [n], encoded images) or {PIXEL_INPUT!r} (UINT8 [n, height, width, 3])"
 )

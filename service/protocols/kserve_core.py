@@ -11,16 +11,18 @@ which each transport words in its own way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
 import numpy as np
 
-from models.decision import SEPARATOR
+from models.decision import SEPARATOR, threshold_of
+from models.ids import new_id
 from models.predictions import served_decisions
 from service.contract.errors import Unavailable
+from service.monitoring.capture import observe_batch
 from service.protocols.kserve_bodies import (
     IMAGE_INPUT,
     OUTPUTS,
@@ -79,6 +81,7 @@ def model_metadata(name: str, version: str | None = None) -> ModelMetadata:
             TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, classes]),
             TensorMetadata(name="labels", datatype="BYTES", shape=[-1]),
             TensorMetadata(name="decision", datatype="BYTES", shape=[-1]),
+            TensorMetadata(name="id", datatype="BYTES", shape=[-1]),
         ],
         parameters=ModelParameters(
             labels=predictor.bundle.labels, version=predictor.bundle.version
@@ -117,17 +120,20 @@ def infer(
     (gRPC's raw or typed contents)."""
     predictor = resolve_version_or_label(name, version, split=True)
     inference, binary = read()
-    probabilities = _probabilities(predictor, inference, binary)
+    probabilities, images = _probabilities(predictor, inference, binary)
     bundle = predictor.bundle
     labels = [bundle.labels[i] for i in np.argmax(probabilities, axis=1)]
     decided = [  # a multi-label version's set, joined as its labels output is
         SEPARATOR.join(d) if isinstance(d, list) else d or ""
         for d in served_decisions(bundle, probabilities)
     ]
+    texts = {"labels": labels, "decision": decided, "id": [new_id() for _ in labels]}
+    threshold = threshold_of(bundle.metadata.decision)
+    observe_batch(predictor, images, probabilities, texts["id"], threshold)
     outputs = [
         probabilities_output(probabilities, as_binary)
         if output == "probabilities"
-        else labels_output(labels if output == "labels" else decided, as_binary, output)
+        else labels_output(texts[output], as_binary, output)
         for output, as_binary in _requested_outputs(inference, all_binary)
     ]
     return Inferred(name, str(bundle.version), inference.id, outputs)
@@ -135,11 +141,14 @@ def infer(
 
 def _probabilities(
     predictor: Predictor, inference: InferenceRequest, binary: memoryview
-) -> np.ndarray:
+) -> tuple[np.ndarray, Sequence[bytes | np.ndarray]]:
+    """The probabilities, and the images as sent (encoded bytes, or pixel arrays)."""
     tensor = inference.input
     if isinstance(tensor, PixelInput):
-        return predictor.infer(pixels_of(tensor, binary, predictor.bundle.image_size))
-    return predictor.predict(images_of(tensor, binary))
+        pixels = pixels_of(tensor, binary, predictor.bundle.image_size)
+        return predictor.infer(pixels), list(pixels)
+    images = images_of(tensor, binary)
+    return predictor.predict(images), [image.data for image in images]
 
 
 def _requested_outputs(

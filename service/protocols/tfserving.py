@@ -12,12 +12,15 @@ from typing import Any
 
 from flask import Blueprint, Request, request
 
+from models.decision import threshold_of
+from models.ids import new_id
 from models.predictions import served_decisions
 from service.contract.errors import UnsupportedMediaType
 from service.contract.operation import Body, Reply, operation
 from service.contract.replies import upload_errors
 from service.contract.validation import validate_json
 from service.guards.request_limits import check_image_count
+from service.monitoring.capture import observe_batch
 from service.protocols.bodies import json_body
 from service.protocols.tfserving_bodies import TFServingError, TFServingRequest, TFServingResponse
 from service.serving.predictor import ImageUpload
@@ -66,7 +69,11 @@ def read_instances(req: Request) -> list[ImageUpload]:
 )
 def predict(name: str, version: str | None = None, label: str | None = None) -> dict[str, Any]:
     predictor = resolve(name, version, label, split=True)
-    rows = predictor.predict(read_instances(request))
+    instances = read_instances(request)
+    rows = predictor.predict(instances)
     bundle = predictor.bundle
     decisions = served_decisions(bundle, rows)
-    return json_body(TFServingResponse(predictions=rows.tolist(), decisions=decisions))
+    ids = [new_id() for _ in decisions]
+    threshold = threshold_of(bundle.metadata.decision)
+    observe_batch(predictor, [instance.data for instance in instances], rows, ids, threshold)
+    return json_body(TFServingResponse(predictions=rows.tolist(), decisions=decisions, ids=ids))

@@ -76,6 +76,10 @@ class TFServingResponse(ResponseModel):
         "version's threshold, else null (not sure / none of these); for a multi-label "
         "version, the labels whose probability reaches their own threshold (maybe none)"
     )
+    ids: list[str] = Field(
+        description="Per instance: the prediction's id (unique, sortable by time), which "
+        "feedback names"
+    )
 
 
 class TFServingError(ResponseModel):

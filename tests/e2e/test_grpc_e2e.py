@@ -99,7 +99,7 @@ def test_health_and_metadata_through_the_grpc_client(clients):
     assert not grpc_client.is_model_ready("nope", headers=_headers())
     metadata = grpc_client.get_model_metadata(NAME, headers=_headers(), as_json=True)
     assert metadata["versions"] == ["1", "2"]
-    assert [o["name"] for o in metadata["outputs"]] == ["probabilities", "labels", "decision"]
+    assert [o["name"] for o in metadata["outputs"]] == ["probabilities", "labels", "decision", "id"]
 
 
 def test_a_call_without_the_key_is_refused(server, clients):

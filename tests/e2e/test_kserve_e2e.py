@@ -11,6 +11,7 @@ from PIL import Image
 
 from models.bundle import load_bundle, save_bundle
 from models.engines.inference import Classifier
+from models.ids import is_id
 from models.preprocessing import load_image
 from models.store import ModelStore
 from tests.support.server import Gunicorn
@@ -57,7 +58,7 @@ def test_health_and_metadata_through_tritonclient(client):
     assert not client.is_model_ready("nope")
     metadata = client.get_model_metadata("tiny")
     assert metadata["name"] == "tiny" and metadata["versions"] == ["1"]
-    assert {o["name"] for o in metadata["outputs"]} == {"probabilities", "labels", "decision"}
+    assert {o["name"] for o in metadata["outputs"]} == {"probabilities", "labels", "decision", "id"}
 
 
 def test_infer_with_encoded_images_at_client_defaults(server, client):
@@ -76,6 +77,8 @@ def test_infer_with_encoded_images_at_client_defaults(server, client):
     np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-6)
     labels = [label.decode() for label in result.as_numpy("labels")]
     assert labels == [LABELS[i] for i in expected.argmax(axis=1)]
+    ids = [identifier.decode() for identifier in result.as_numpy("id")]
+    assert len(set(ids)) == 2 and all(is_id(identifier) for identifier in ids)
 
 
 def test_infer_with_pixels_a_version_and_requested_outputs(server, client):

@@ -21,6 +21,7 @@ from models.bundle import (
     seen_file,
     sha256_file,
 )
+from models.ids import is_id
 from models.metadata import FORMAT_VERSION
 from models.store import METADATA_FILE, ModelStore, PublishError
 from tests.models.conftest import IMAGE_SIZE, LABELS, make_tiny_model, tiny_metadata
@@ -215,6 +216,7 @@ def test_a_bundle_written_before_the_typed_contract_loads_and_predicts_as_it_did
     for prediction in answered["predictions"]:
         # No threshold was published then: such a version always answers.
         decision = prediction.pop("decision")
+        assert is_id(prediction.pop("id"))  # ids came after ktl 0.1
         assert decision["threshold"] == 0 and decision["label"] == prediction["top"][0]["label"]
     # Floats within a tolerance: AVX-512 machines differ from AVX2 in the last bits (6e-8).
     assert _floats_approx(answered) == expected

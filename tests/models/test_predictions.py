@@ -69,7 +69,7 @@ def test_predict_response_has_exactly_the_documented_shape(tiny_bundle):
     assert response["version"] == 1 and isinstance(response["version"], int)
     assert [p["filename"] for p in response["predictions"]] == ["rose.jpg", None]
     for prediction, row in zip(response["predictions"], rows, strict=True):
-        assert set(prediction) == {"filename", "top", "probabilities", "decision"}
+        assert set(prediction) == {"id", "filename", "top", "probabilities", "decision"}
         assert prediction["decision"]["label"] == prediction["top"][0]["label"]
         assert len(prediction["top"]) == 2
         for item in prediction["top"]:

@@ -83,7 +83,7 @@ def test_raw_infer_answers_raw_outputs_equal_to_rest(app, client):
     images = [encode_image(seed=1), encode_image(seed=2, size=(50, 20))]
     answer = call(app, "ModelInfer", _infer_request(images, id="r-7"), Context())
     assert (answer.model_name, answer.model_version, answer.id) == ("tiny", "1", "r-7")
-    assert [o.name for o in answer.outputs] == ["probabilities", "labels", "decision"]
+    assert [o.name for o in answer.outputs] == ["probabilities", "labels", "decision", "id"]
     assert list(answer.outputs[0].shape) == [2, len(LABELS)]
     assert not any(o.HasField("contents") for o in answer.outputs)
     probabilities = np.frombuffer(answer.raw_output_contents[0], "<f4").reshape(2, -1)
@@ -91,6 +91,8 @@ def test_raw_infer_answers_raw_outputs_equal_to_rest(app, client):
     assert np.array_equal(probabilities, np.float32(rest["probabilities"]).reshape(2, -1))
     assert _strings(answer.raw_output_contents[1]) == rest["labels"]
     assert _strings(answer.raw_output_contents[2]) == rest["decision"]
+    ids = _strings(answer.raw_output_contents[3])  # each prediction's own, new each call
+    assert len(set(ids)) == 2 and not set(ids) & set(rest["id"])
 
 
 def test_typed_contents_in_and_out_and_requested_outputs(app, client):
@@ -146,7 +148,7 @@ def test_health_readiness_and_metadata(app):
     metadata = call(app, "ModelMetadata", pb.ModelMetadataRequest(name="tiny"), Context())
     assert (metadata.name, list(metadata.versions)) == ("tiny", ["1"])
     assert [list(t.shape) for t in metadata.inputs] == [[-1], [-1, *IMAGE_SIZE[::-1], 3]]
-    assert [t.name for t in metadata.outputs] == ["probabilities", "labels", "decision"]
+    assert [t.name for t in metadata.outputs] == ["probabilities", "labels", "decision", "id"]
 
 
 def test_api_keys_as_metadata_as_rest_guards_the_routes(make_app):

@@ -53,6 +53,7 @@ def test_model_metadata_has_the_protocol_shape(client):
         {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(LABELS)]},
         {"name": "labels", "datatype": "BYTES", "shape": [-1]},
         {"name": "decision", "datatype": "BYTES", "shape": [-1]},
+        {"name": "id", "datatype": "BYTES", "shape": [-1]},
     ]
     assert client.get("/v2/models/tiny/versions/1").json["name"] == "tiny"
     assert client.get("/v2/models/tiny/ready").json["ready"] is True

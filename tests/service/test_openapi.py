@@ -81,6 +81,7 @@ OPERATION_IDS = {
     "metrics", "getModelLabel",
     "predictLabel", "tfServingPredictLabel", "explainLabel", "activationsLabel",
     "trainPage", "createJob", "listJobs", "getJob", "cancelJob", "jobEvents", "listBackbones",
+    "feedback", "monitor",
 }  # fmt: skip
 
 
@@ -187,7 +188,8 @@ def test_json_bodies_are_their_models_and_the_name_example_is_a_served_model(cli
         "Inference-Header-Content-Length"
         in content["application/octet-stream"]["schema"]["description"]
     )
-    assert all(p["in"] != "header" for p in infer["parameters"])
+    headers = [p["name"] for p in infer["parameters"] if p["in"] == "header"]
+    assert headers == ["X-Request-Id"]
     [name] = [p for p in infer["parameters"] if p["name"] == "name"]
     assert name["example"] == "tiny"
     tfs = document["paths"]["/v1/models/{name}:predict"]["post"]["requestBody"]["content"]

@@ -15,6 +15,7 @@ import numpy as np
 
 from models.decision import answered
 from models.engines import tta
+from models.label_free import atc_threshold
 from models.preprocessing import SkippedImage, decode_images, image_files
 from training.config import TrainConfig
 from training.dataset.data import Listing, Prepared
@@ -41,6 +42,12 @@ class Outcome:
     checked: dict[str, Validation]  # every split scored, by name (validation, test)
     warnings: list[str] = field(default_factory=list)
     tta: dict[str, Any] | None = None  # --tta: the figures with and without it
+
+    @property
+    def monitoring(self) -> dict[str, Any]:
+        """The monitor's reference (``metadata.Monitoring``), from calibrated validation."""
+        validation = self.checked["validation"]
+        return {"atc_threshold": atc_threshold(validation.probabilities, validation.targets)}
 
 
 def finish(

@@ -22,6 +22,7 @@ from models.metadata import (
     InputSpec,
     Lineage,
     Metrics,
+    Monitoring,
     TestTimeAugmentation,
 )
 from models.networks.backbones import BackboneSpec
@@ -64,6 +65,7 @@ def bundle_metadata(
         ),
         decision=Decision.model_validate(outcome.decision),
         tta=TestTimeAugmentation.model_validate(outcome.tta) if outcome.tta else None,
+        monitoring=Monitoring.model_validate(outcome.monitoring) if outcome.monitoring else None,
         training={**config.to_dict(), **details},
         dataset={**dataset, "fingerprint": fingerprint},
         activation_layers=tuple(activation_layers(model)),
