@@ -5,6 +5,7 @@ steps. A job is resumable after an interruption: its state lives in
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 import tempfile
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import keras
+from pydantic import BaseModel
 
 from models.errors import ConfigError, UserError
+from models.metadata import Calibration, Decision, Evaluation, Metrics, TestTimeAugmentation
 from models.networks.backbones import BackboneSpec, get_backbone
 from models.networks.classifier import build_backbone, build_classifier, resolve_weights
 from models.store import ModelStore
@@ -40,8 +43,52 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_job(config: TrainConfig, log: Log = _stderr) -> dict[str, Any]:
-    """Train, evaluate and publish; returns the summary ``ktl train --json`` prints."""
+@dataclass(frozen=True)
+class JobResult:
+    """What a job did: the version it published and the figures it published with it
+    (typed as ``metadata.json`` has them); ``to_json`` is ``ktl train --json``'s object."""
+
+    name: str
+    version: int
+    path: Path
+    metrics: Metrics
+    evaluation: Evaluation
+    calibration: Calibration | None
+    decision: Decision
+    tta: TestTimeAugmentation | None
+    dataset: dict[str, Any]  # the data's report, summarised (_dataset_summary)
+    training: dict[str, Any]  # metadata.json's ``training``: the recipe and its phases
+    warnings: tuple[str, ...]
+    worker: tuple[int, int] | None  # (this worker, workers) of a multi-worker job
+    seconds: float
+    release: release.Release | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """``ktl train --json``'s object: the figures as ``metadata.json`` has them."""
+        figures = ("metrics", "evaluation", "calibration", "decision")
+        worker = self.worker and {"index": self.worker[0], "workers": self.worker[1]}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "path": str(self.path),
+            **{key: _dumped(getattr(self, key)) for key in figures},
+            **({"tta": _dumped(self.tta)} if self.tta else {}),
+            "dataset": self.dataset,
+            "training": self.training,
+            "warnings": list(self.warnings),
+            **({"worker": worker} if worker else {}),
+            "seconds": self.seconds,
+            **({"release": _dumped(self.release)} if self.release else {}),
+        }
+
+
+def _dumped(model: BaseModel | None) -> dict[str, Any] | None:
+    """A result as JSON, with exactly the fields its step set."""
+    return model.model_dump(mode="json", exclude_unset=True) if model is not None else None
+
+
+def run_job(config: TrainConfig, log: Log = _stderr) -> JobResult:
+    """Train, evaluate and publish; returns what ``ktl train`` shows."""
     started = time.monotonic()
     if config.resume and plan(config.strategy)[1] > 1:
         raise ConfigError(
@@ -50,8 +97,8 @@ def run_job(config: TrainConfig, log: Log = _stderr) -> dict[str, Any]:
     cluster = connect(config.strategy, log=log)  # before any other TensorFlow work
     with cluster.failures():
         result = _run(config, cluster, log, started)
-    released = release.release(config, result["version"], log) if cluster.is_chief else None
-    return {**result, "release": released} if released else result
+    released = release.release(config, result.version, log) if cluster.is_chief else None
+    return dataclasses.replace(result, release=released) if released else result
 
 
 @dataclass
@@ -113,12 +160,13 @@ def find_rates(config: TrainConfig, log: Log = _stderr) -> dict[str, dict]:
         return recipe.find_rates(job.run(config, cluster, log), job.phases)
 
 
-def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dict[str, Any]:
+def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> JobResult:
     store = ModelStore(config.store)
     root = store.job_dir(config.name, cluster.index)
     with _prepared(config, cluster, log, store, root) as job:
         model, prepared, state, parent = job.model, job.prepared, job.state, job.parent
-        history, details = recipe.train(job.run(config, cluster, log), job.phases)
+        trained = recipe.train(job.run(config, cluster, log), job.phases)
+        history, details = trained.history, trained.details
         diverged = _diverged(history)
         if diverged is not None:
             state.remove()  # resuming would only go on from the broken weights
@@ -141,25 +189,21 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
 
         version, path = distributed.publish_on_chief(cluster, save)
         state.remove()
-    return {
-        "name": config.name,
-        "version": version,
-        "path": str(path),
-        "metrics": outcome.metrics,
-        "evaluation": outcome.evaluation,
-        "calibration": outcome.calibration,
-        "decision": outcome.decision,
-        **({"tta": outcome.tta} if outcome.tta else {}),
-        "dataset": _dataset_summary(prepared),
-        "training": details,
-        "warnings": outcome.warnings,
-        **(
-            {"worker": {"index": cluster.index, "workers": cluster.workers}}
-            if cluster.workers > 1
-            else {}
-        ),
-        "seconds": round(time.monotonic() - started, 1),
-    }
+    return JobResult(
+        name=config.name,
+        version=version,
+        path=Path(path),
+        metrics=outcome.metrics,
+        evaluation=outcome.evaluation,
+        calibration=outcome.calibration,
+        decision=outcome.decision,
+        tta=outcome.tta,
+        dataset=_dataset_summary(prepared),
+        training=details,
+        warnings=outcome.warnings,
+        worker=(cluster.index, cluster.workers) if cluster.workers > 1 else None,
+        seconds=round(time.monotonic() - started, 1),
+    )
 
 
 class TrainingDiverged(UserError):

@@ -126,4 +126,4 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     config = build_config(
         {}, {"data": args.data_dir, "name": args.name, "store": args.store, **settings}
     )
-    return run_job(config)
+    return run_job(config).to_json()

@@ -73,15 +73,13 @@ def test_the_test_split_is_decoded_only_at_the_final_evaluation(colours):
     data = str(colours["data"])
     tested = {path for who, path in decoded if who == "final" and path.startswith(data)}
     trained = {path for who, path in decoded if who == "training"}
-    assert len(tested) == result["evaluation"]["test"]["images"] > 0
+    assert len(tested) == result.evaluation.test.images > 0
     assert not tested & trained, "a test image was decoded before the final evaluation"
     first_final = next(i for i, (who, _) in enumerate(decoded) if who == "final")
     assert all(who == "final" for who, _ in decoded[first_final:]), "training decoded after"
-    assert len(trained) == result["dataset"]["train_images"] + result["dataset"]["val_images"]
-    assert result["metrics"]["split"] == "test"
-    metadata = read_metadata_text(
-        (Path(result["path"]) / "metadata.json").read_text(), result["path"]
-    )
+    assert len(trained) == result.dataset["train_images"] + result.dataset["val_images"]
+    assert result.metrics.split == "test"
+    metadata = read_metadata_text((Path(result.path) / "metadata.json").read_text(), result.path)
     assert metadata.evaluation.test.fingerprint and metadata.metrics.split == "test"
     low, high = metadata.metrics.accuracy_interval
     assert low <= metadata.metrics.accuracy <= high

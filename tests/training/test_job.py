@@ -62,7 +62,7 @@ def test_head_only_run_leaves_the_file_weights_exactly(tmp_path, resnet_file):
         tmp_path, backbone="resnet50", weights=str(resnet_file), image_size=SIZE,
         epochs=1, fine_tune_epochs=0, augment=False, batch_size=8, min_steps=0,
     )  # fmt: skip
-    backbone = _backbone_of(load_bundle(result["path"]).model)
+    backbone = _backbone_of(load_bundle(result.path).model)
     expected = _file_weights(resnet_file)
     assert len(expected) == sum(1 for layer in backbone.layers if layer.weights)
     for name, arrays in expected.items():
@@ -71,7 +71,7 @@ def test_head_only_run_leaves_the_file_weights_exactly(tmp_path, resnet_file):
         ]
         for got, want in zip(saved, arrays, strict=True):
             np.testing.assert_array_equal(got, want, err_msg=name)
-    assert [(p["name"], p["epochs"]) for p in result["training"]["phases"]] == [("head", 1)]
+    assert [(p["name"], p["epochs"]) for p in result.training["phases"]] == [("head", 1)]
 
 
 def test_fine_tuning_trains_only_the_top_block_and_keeps_batchnorm_frozen(tmp_path, resnet_file):
@@ -79,7 +79,7 @@ def test_fine_tuning_trains_only_the_top_block_and_keeps_batchnorm_frozen(tmp_pa
         tmp_path, backbone="resnet50", weights=str(resnet_file), image_size=SIZE,
         epochs=1, fine_tune_epochs=1, fine_tune_lr=1e-3, augment=False, batch_size=8,
     )  # fmt: skip
-    backbone = _backbone_of(load_bundle(result["path"]).model)
+    backbone = _backbone_of(load_bundle(result.path).model)
     expected = _file_weights(resnet_file)
     names = [layer.name for layer in backbone.layers]
     start = names.index("conv5_block1_1_conv")
@@ -93,7 +93,7 @@ def test_fine_tuning_trains_only_the_top_block_and_keeps_batchnorm_frozen(tmp_pa
         else:
             changed_top += not same
     assert changed_top > 0, "the unfrozen top block did not train"
-    assert result["training"]["unfreeze_from"] == "conv5_block1_1_conv"
+    assert result.training["unfreeze_from"] == "conv5_block1_1_conv"
 
 
 def test_unknown_unfreeze_layer_is_a_clear_error(tmp_path, resnet_file):
@@ -133,8 +133,8 @@ def test_interrupted_job_publishes_nothing_and_resume_finishes_it_once(tmp_path,
 
     result = _run(tmp_path, **settings, resume=True)
     assert phases_run == ["head", "fine_tune", "fine_tune"], "the head phase was not redone"
-    assert result["version"] == 1 and store.versions("job") == [1]
-    assert [p["name"] for p in result["training"]["phases"]] == ["head", "fine_tune"]
+    assert result.version == 1 and store.versions("job") == [1]
+    assert [p["name"] for p in result.training["phases"]] == ["head", "fine_tune"]
     assert not store.job_dir("job").exists()
 
 
@@ -161,7 +161,7 @@ def test_a_job_that_fails_before_its_first_epoch_leaves_nothing(tmp_path, monkey
         {}, {"data": str(tmp_path / "data"), "name": "job", "store": str(tmp_path / "store"),
              **settings},
     )  # fmt: skip
-    assert job.run_job(config, log=messages.append)["version"] == 1
+    assert job.run_job(config, log=messages.append).version == 1
     assert not any("interrupted" in m for m in messages), messages
 
 
@@ -204,16 +204,16 @@ def test_an_interrupted_job_waits_for_resume_or_restart(tmp_path, monkeypatch):
     )  # fmt: skip
     result = job.run_job(config, log=messages.append)
     assert any("Discarding the interrupted job" in m for m in messages), messages
-    assert result["version"] == 1
-    assert [p["epochs"] for p in result["training"]["phases"]] == [3], "started over"
+    assert result.version == 1
+    assert [p["epochs"] for p in result.training["phases"]] == [3], "started over"
 
 
 def test_the_same_seed_gives_the_same_model(tmp_path):
     settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=2, batch_size=8)
     first = _run(tmp_path, **settings)
     second = _run(tmp_path, **settings)
-    assert second["version"] == 2
-    assert first["metrics"] == second["metrics"]
+    assert second.version == 2
+    assert first.metrics == second.metrics
     a, b = (load_bundle(r["path"]).model.get_weights() for r in (first, second))
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
@@ -251,11 +251,11 @@ def test_a_phase_resumed_mid_way_keeps_the_history_of_its_first_epochs(tmp_path,
         _run(tmp_path, **settings)
     monkeypatch.undo()
     result = _run(tmp_path, **settings, resume=True)
-    history = (Path(result["path"]) / "reports" / "history.csv").read_text().splitlines()
+    history = (Path(result.path) / "reports" / "history.csv").read_text().splitlines()
     assert [line.split(",")[:2] for line in history[1:]] == [
         ["scratch", str(e)] for e in (1, 2, 3, 4)
     ]
-    assert [p["epochs"] for p in result["training"]["phases"]] == [4]
+    assert [p["epochs"] for p in result.training["phases"]] == [4]
     # The same epochs as a run that was never interrupted: same shuffles, same random
     # augmentation and dropout, same optimizer state, same early-stopping memory.
     shutil.copytree(tmp_path / "data", tmp_path / "whole" / "data")
@@ -289,7 +289,7 @@ def test_the_decoded_image_cache_can_live_in_another_folder(tmp_path, monkeypatc
         {}, {"data": str(tmp_path / "data"), "name": "job", "store": str(tmp_path / "store"),
              "resume": True, **settings},
     )  # fmt: skip
-    assert job.run_job(config, log=messages.append)["version"] == 1
+    assert job.run_job(config, log=messages.append).version == 1
     assert "Reusing the decoded images of the interrupted job" in messages
     assert not (cache / "job.pixels.npy").exists(), "the cache goes with the finished job"
 
@@ -305,11 +305,11 @@ def test_doctor_corrections_are_applied_and_recorded_in_the_bundle(tmp_path):
     settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=1, batch_size=8)
     result = _run(tmp_path, exclude=str(suspects), relabel=str(suspects), **settings)
     digest = hashlib.sha256(suspects.read_bytes()).hexdigest()
-    corrections = load_bundle(result["path"]).metadata.dataset["corrections"]
+    corrections = load_bundle(result.path).metadata.dataset["corrections"]
     assert corrections["exclude"]["excluded"] == 1 and corrections["exclude"]["sha256"] == digest
     assert corrections["relabel"]["changes"] == {"red -> blue": 1}
-    assert result["dataset"]["corrections"] == corrections
-    classes = result["dataset"]["classes"]
+    assert result.dataset["corrections"] == corrections
+    classes = result.dataset["classes"]
     assert sum(classes["red"].values()) == 4 and sum(classes["blue"].values()) == 7
 
 

@@ -137,7 +137,16 @@ class _Epochs:
     first: int
 
 
-def train(run: Run, phases: list[Phase]) -> tuple[list[dict], dict[str, Any]]:
+@dataclass(frozen=True)
+class Trained:
+    """What the phases did: every epoch's row (``reports/history.csv``), and the
+    ``training`` part of ``metadata.json`` (the recipe, each phase's summary)."""
+
+    history: list[dict[str, Any]]
+    details: dict[str, Any]
+
+
+def train(run: Run, phases: list[Phase]) -> Trained:
     """Run the phases not yet finished; returns the history rows and what was done."""
     config, model, prepared, state, cluster, log = (
         run.config, run.model, run.prepared, run.state, run.cluster, run.log
@@ -176,7 +185,7 @@ def train(run: Run, phases: list[Phase]) -> tuple[list[dict], dict[str, Any]]:
     ]
     run.details["trainable_params"] = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     run.details["total_params"] = int(model.count_params())
-    return progress["history"], run.details
+    return Trained(progress["history"], run.details)
 
 
 def phase_summary(phase: Phase, rows: list[dict]) -> dict[str, Any]:
