@@ -17,7 +17,7 @@ from models.store import ModelStore
 from models.store.progress import JobProgress
 from tests.legacy_h5 import write_legacy_h5
 from tests.support.data import make_colour_dataset
-from training import job
+from training import distribution, job
 from training.config import ConfigError, build_config
 from training.dataset.data import DataError
 from training.fitting import finetune, recipe
@@ -169,7 +169,7 @@ def test_a_dataset_of_one_class_is_refused_before_decoding(tmp_path, monkeypatch
     data = make_colour_dataset(tmp_path / "data", per_class=3)
     for colour in ("green", "blue"):
         shutil.rmtree(data / colour)
-    monkeypatch.setattr(job.distributed, "prepared_shards", _never_called)
+    monkeypatch.setattr(distribution, "prepared_data", _never_called)
     with pytest.raises(DataError, match="only class 'red'"):
         _run(tmp_path, backbone="smallcnn", weights="none", image_size=16, epochs=1)
     assert list((tmp_path / "store").glob(".jobs/*")) == []

@@ -1,14 +1,30 @@
-"""Validation metrics: accuracy, top-k accuracy, per-class precision, recall and
-F1, the confusion matrix, and the training history as CSV."""
+"""Validation metrics: a split's scored images (``Validation``), accuracy, top-k
+accuracy, per-class precision, recall and F1, the confusion matrix, and the training
+history as CSV."""
 
 from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from models.metadata import Baseline, ClassFigures, ConfusionMatrix, Figures
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A split's images scored by the model (validation, test; on every shard of a
+    multi-worker job): row ``i`` of ``probabilities`` is ``files[i]``, whose pixels
+    are ``pixels[rows[i]]``."""
+
+    probabilities: np.ndarray
+    targets: np.ndarray
+    files: list[str]
+    pixels: Any  # an array or DecodeOnRead: indexed by position
+    rows: np.ndarray
 
 
 def evaluate(probabilities: np.ndarray, targets: np.ndarray, labels: list[str]) -> Figures:

@@ -29,12 +29,11 @@ from models.preprocessing import SkippedImage, decode_images, image_files
 from training.config import TrainConfig
 from training.dataset.data import Listing, Prepared
 from training.dataset.splits import content_fingerprint
+from training.distribution import Distribution
 from training.evaluation import calibration, decision
-from training.evaluation.evaluate import baseline, evaluate, quality_warnings
+from training.evaluation.evaluate import Validation, baseline, evaluate, quality_warnings
 from training.fitting import finetune
 from training.jobs.state import Log
-from training.multiworker.cluster import Cluster
-from training.multiworker.distributed import Validation, gather_validation
 
 Forward = Callable[[Any], Any]
 F = TypeVar("F", bound=Figures)
@@ -60,7 +59,7 @@ def finish(
     model: keras.Model,
     prepared: Prepared,
     listing: Listing,
-    cluster: Cluster,
+    distribution: Distribution,
     log: Log,
 ) -> Outcome:
     """Calibrate and choose the threshold on validation, then score the test split."""
@@ -69,7 +68,7 @@ def finish(
 
     def score_val(forward: Forward) -> Validation:
         inputs, targets = prepared.pixels, prepared.targets
-        return _scored(cluster, forward, inputs, targets, prepared.val, files, config)
+        return _scored(distribution, forward, inputs, targets, prepared.val, files, config)
 
     scorers: dict[str, Callable[[Forward], Validation]] = {"validation": score_val}
     val, temperature, fitted, how = _calibrated(config, model, score_val, forward, log)
@@ -85,14 +84,16 @@ def finish(
     checked = {"validation": val}
     if prepared.report.get("test_images"):  # the same on every worker: all take part
         log("Scoring the test split: its images are read now, for the first time")
-        test, digests, scorers["test"] = _test(cluster, forward, prepared, listing, config, log)
+        test, digests, scorers["test"] = _test(
+            distribution, forward, prepared, listing, config, log
+        )
         fingerprint = content_fingerprint(digests)
         figures["test"] = _figures(SplitFigures, test, prepared.labels, counts, fingerprint)
         shown, split = test, "test"
         checked["test"] = test
         if "original_test" in prepared.report:  # --exclude/--relabel: DATA's own test split
             figures["original_test"] = _original_test(
-                cluster, forward, prepared, test, config, counts, log
+                distribution, forward, prepared, test, config, counts, log
             )
     metrics = Metrics.model_validate(
         {**figures[split].model_dump(exclude_unset=True, exclude={"fingerprint"}), "split": split}
@@ -100,7 +101,7 @@ def finish(
     answers = decision.selective(shown.probabilities, shown.targets, threshold.threshold)
     tested = _tta(forward, scorers, {"validation": val, "test": shown}, log) if config.tta else None
     chosen = answers.on(threshold, split)
-    if config.ood and cluster.is_chief:
+    if config.ood and distribution.is_chief:
         ood = _out_of_scope(Path(config.ood), forward, config, shown, threshold.threshold, log)
         chosen = chosen.model_copy(update={"ood": ood})
     return Outcome(
@@ -137,7 +138,7 @@ def _calibrated(
 
 
 def _scored(
-    cluster: Cluster,
+    distribution: Distribution,
     forward: Forward,
     inputs: np.ndarray,
     targets: np.ndarray,
@@ -150,11 +151,11 @@ def _scored(
     local = Validation(
         finetune.predict_probabilities(forward, batches), targets[rows], files, inputs, rows
     )
-    return gather_validation(cluster, local, config.resolved_image_size())
+    return distribution.gather(local, config.resolved_image_size())
 
 
 def _test(
-    cluster: Cluster,
+    distribution: Distribution,
     forward: Forward,
     prepared: Prepared,
     listing: Listing,
@@ -175,15 +176,14 @@ def _test(
     files = [str(listing.samples[row].path) for row in kept]
 
     def score(forward: Forward) -> Validation:
-        return _scored(cluster, forward, inputs, targets, np.arange(len(kept)), files, config)
+        return _scored(distribution, forward, inputs, targets, np.arange(len(kept)), files, config)
 
-    if cluster.workers > 1:
-        digests = [d for part in cluster.allgather_json(digests) for d in part]
+    digests = distribution.joined(digests)  # every worker's test images
     return score(forward), digests, score
 
 
 def _original_test(
-    cluster: Cluster,
+    distribution: Distribution,
     forward: Forward,
     prepared: Prepared,
     test: Validation,
@@ -201,7 +201,7 @@ def _original_test(
         index.get(was.get(f, labels[t]), -1) for f, t in zip(test.files, test.targets, strict=True)
     ]
     excluded = [x for x in entry["excluded_files"] if x["label"] in index]
-    mine = excluded[cluster.index :: cluster.workers]  # each worker decodes its share
+    mine = excluded[distribution.index :: distribution.workers]  # each worker decodes its share
     size, pixels, files, targets = config.resolved_image_size(), [], [], []
 
     def skipped(image: SkippedImage) -> None:
@@ -214,10 +214,10 @@ def _original_test(
     inputs = np.stack(pixels) if pixels else np.zeros((0, *size, 3), np.uint8)
     rows, target = np.arange(len(files)), np.array(targets, np.int32)
     if files:
-        aside = _scored(cluster, forward, inputs, target, rows, files, config)
+        aside = _scored(distribution, forward, inputs, target, rows, files, config)
     else:  # none excluded from test (relabelled only), or none on this worker
         empty = Validation(np.zeros((0, len(labels)), np.float32), target, files, inputs, rows)
-        aside = gather_validation(cluster, empty, size)
+        aside = distribution.gather(empty, size)
     known = np.array([g >= 0 for g in given], bool)
     scored = Validation(
         np.concatenate([test.probabilities[known], aside.probabilities]),
