@@ -60,12 +60,7 @@ class Distribution(Protocol):
     def details(self, batch_size: int) -> dict[str, Any] | None: ...
     def list_dataset(self, config: TrainConfig, log: Log) -> Listing: ...
     def prepared_data(
-        self,
-        state: JobState,
-        listing: Listing,
-        size: tuple[int, int],
-        config: TrainConfig,
-        log: Log,
+        self, state: JobState, listing: Listing, config: TrainConfig, log: Log
     ) -> tuple[Prepared, bool]: ...
     def gather(self, local: Validation, size: tuple[int, int]) -> Validation: ...
     def joined(self, items: list[str]) -> list[str]: ...
@@ -108,14 +103,9 @@ class Local:
         return checked(listing_of(config), log)
 
     def prepared_data(
-        self,
-        state: JobState,
-        listing: Listing,
-        size: tuple[int, int],
-        config: TrainConfig,
-        log: Log,
+        self, state: JobState, listing: Listing, config: TrainConfig, log: Log
     ) -> tuple[Prepared, bool]:
-        return prepared_data(state, listing, size, config, log)
+        return prepared_data(state, listing, config.resolved_image_size(), config, log)
 
     def gather(self, local: Validation, size: tuple[int, int]) -> Validation:
         return local

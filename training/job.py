@@ -127,11 +127,10 @@ def _prepared(
     phases = plan_phases(config, spec)
     for line in distribution.describe(config.batch_size):
         log(line)
-    size = config.resolved_image_size()
     with open_job(root, config, log, resumable=distribution.workers == 1) as state:
         # The backbone first: missing ImageNet weights stop the job before any decoding.
         backbone = _backbone(config, spec, weights, distribution)
-        prepared, reused = distribution.prepared_data(state, listing, size, config, log)
+        prepared, reused = distribution.prepared_data(state, listing, config, log)
         if not reused:  # phases finished on other data are worth nothing now
             state.forget_phases()
         with distribution.scope():

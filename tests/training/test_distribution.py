@@ -64,9 +64,8 @@ def test_mirrored_training_goes_through_the_workers_wrapper():
 
     workers = Workers(Cluster(tf.distribute.MirroredStrategy(["/cpu:0"])))
     assert not workers.one_device and (workers.workers, workers.is_chief) == (1, True)
-    assert workers.details(10) == {
-        "kind": "mirrored", "workers": 1, "replicas": 1, "global_batch_size": 10,
-    }  # fmt: skip
+    details = {"kind": "mirrored", "workers": 1, "replicas": 1, "global_batch_size": 10}
+    assert workers.details(10) == details
     assert workers.describe(2)[0].startswith("Training on mirrored: 1 replicas")
     assert "raise --batch-size" in workers.describe(2)[1]
     scored = _scored()

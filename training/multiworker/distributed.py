@@ -249,13 +249,9 @@ class Workers:
         return list_dataset(self.cluster, config, log)
 
     def prepared_data(
-        self,
-        state: JobState,
-        listing: Listing,
-        size: tuple[int, int],
-        config: TrainConfig,
-        log: Log,
+        self, state: JobState, listing: Listing, config: TrainConfig, log: Log
     ) -> tuple[Prepared, bool]:
+        size = config.resolved_image_size()
         return prepared_shards(self.cluster, state, listing, size, config, log)
 
     def gather(self, local: Validation, size: tuple[int, int]) -> Validation:
