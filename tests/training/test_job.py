@@ -214,7 +214,7 @@ def test_the_same_seed_gives_the_same_model(tmp_path):
     second = _run(tmp_path, **settings)
     assert second.version == 2
     assert first.metrics == second.metrics
-    a, b = (load_bundle(r["path"]).model.get_weights() for r in (first, second))
+    a, b = (load_bundle(r.path).model.get_weights() for r in (first, second))
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
 
@@ -227,14 +227,14 @@ def test_head_on_cached_features_learns_what_plain_fit_learns(tmp_path, monkeypa
     cached = _run(tmp_path / "cached", **settings)
     monkeypatch.setattr(recipe, "uses_cached_features", lambda config: False)
     plain = _run(tmp_path / "plain", **settings)
-    assert cached["training"].get("cached_features") is True
-    assert "cached_features" not in plain["training"]
+    assert cached.training.get("cached_features") is True
+    assert "cached_features" not in plain.training
     a, b = (
-        load_bundle(r["path"]).model.get_layer("predictions").get_weights() for r in (cached, plain)
+        load_bundle(r.path).model.get_layer("predictions").get_weights() for r in (cached, plain)
     )
     for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-4)
-    assert cached["metrics"]["accuracy"] == plain["metrics"]["accuracy"]
+    assert cached.metrics.accuracy == plain.metrics.accuracy
 
 
 def test_a_phase_resumed_mid_way_keeps_the_history_of_its_first_epochs(tmp_path, monkeypatch):
@@ -260,9 +260,9 @@ def test_a_phase_resumed_mid_way_keeps_the_history_of_its_first_epochs(tmp_path,
     # augmentation and dropout, same optimizer state, same early-stopping memory.
     shutil.copytree(tmp_path / "data", tmp_path / "whole" / "data")
     whole = _run(tmp_path / "whole", **settings)
-    whole_history = (Path(whole["path"]) / "reports" / "history.csv").read_text()
+    whole_history = (Path(whole.path) / "reports" / "history.csv").read_text()
     assert "\n".join(history) + "\n" == whole_history
-    a, b = (load_bundle(r["path"]).model.get_weights() for r in (result, whole))
+    a, b = (load_bundle(r.path).model.get_weights() for r in (result, whole))
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
 
