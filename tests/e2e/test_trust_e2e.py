@@ -79,16 +79,16 @@ def test_the_test_split_is_decoded_only_at_the_final_evaluation(colours):
     assert all(who == "final" for who, _ in decoded[first_final:]), "training decoded after"
     assert len(trained) == result.dataset["train_images"] + result.dataset["val_images"]
     assert result.metrics.split == "test"
-    metadata = read_metadata_text((Path(result.path) / "metadata.json").read_text(), result.path)
+    metadata = read_metadata_text((result.path / "metadata.json").read_text(), str(result.path))
     assert metadata.evaluation.test.fingerprint and metadata.metrics.split == "test"
     low, high = metadata.metrics.accuracy_interval
     assert low <= metadata.metrics.accuracy <= high
 
 
 def test_a_class_left_out_of_training_is_turned_away_far_more_often(colours):
-    decision = colours["result"]["decision"]
-    assert decision["coverage"] >= 0.9, "the threshold still answers its own classes"
-    ood = decision["ood"]
+    decision = colours["result"].decision
+    assert decision.coverage >= 0.9, "the threshold still answers its own classes"
+    ood = decision.ood
     assert ood["images"] == 30
     assert ood["rejected"] >= 0.5 and ood["rejected"] >= ood["in_scope_rejected"] + 0.4, ood
     assert ood["auroc"] >= 0.8
@@ -109,11 +109,11 @@ def overconfident(tmp_path_factory):
 
 
 def test_calibration_cools_an_overconfident_model_without_raising_validation_nll(overconfident):
-    calibration = overconfident["calibration"]
-    assert calibration["temperature"] > 1.5, "an over-confident model is cooled"
-    assert calibration["validation_nll"]["after"] <= calibration["validation_nll"]["before"]
-    assert calibration["split"] == "test"
-    assert calibration["after"]["ece"] < calibration["before"]["ece"]
+    calibration = overconfident.calibration
+    assert calibration.temperature > 1.5, "an over-confident model is cooled"
+    assert calibration.validation_nll["after"] <= calibration.validation_nll["before"]
+    assert calibration.split == "test"
+    assert calibration.after.ece < calibration.before.ece
 
 
 def _run_export(path: Path, fmt: str, pixels: np.ndarray) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -39,7 +38,7 @@ def test_the_same_classes_continue_the_whole_model_and_record_the_parent(parent)
     assert any("backbone and head (same classes)" in m for m in messages), messages
     bundle = load_bundle(result.path)
     assert bundle.image_size == (16, 16)
-    parent_model = Path(parent["result"]["path"]) / "model.keras"
+    parent_model = parent["result"].path / "model.keras"
     assert bundle.metadata.lineage.model_dump() == {
         "kind": "warm_start", "name": "colours", "version": 1,
         "model_sha256": sha256_file(parent_model),
