@@ -131,10 +131,10 @@ def _run_export(path: Path, fmt: str, pixels: np.ndarray) -> np.ndarray:
 def test_exports_return_the_calibrated_probabilities(overconfident, tmp_path, fmt):
     from models.engines.export import export_bundle
 
-    bundle = load_bundle(overconfident["path"])
+    bundle = load_bundle(overconfident.path)
     pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     served = bundle.classifier.predict(pixels)
     exported = _run_export(export_bundle(bundle, fmt, tmp_path), fmt, pixels)
     np.testing.assert_allclose(exported, served, atol=1e-5)
-    raw = scale(served, 1 / overconfident["calibration"]["temperature"])
+    raw = scale(served, 1 / overconfident.calibration.temperature)
     assert np.abs(exported - raw).max() > 1e-2, "the export is not the uncalibrated model"
