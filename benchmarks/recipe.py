@@ -156,9 +156,9 @@ def pretrain(work: Path, images: int, epochs: int) -> Path:
     result, seconds = train(data, work / "store", "source", weights="none", epochs=epochs,
                             patience=4, test_split=0)  # fmt: skip
     weights = work / "smallcnn_source.weights.h5"
-    load_bundle(result["path"]).model.get_layer("smallcnn").save_weights(weights)
+    load_bundle(result.path).model.get_layer("smallcnn").save_weights(weights)
     print(f"pretrained smallcnn on {len(SOURCE)} source classes: validation accuracy "
-          f"{result['metrics']['accuracy']:.3f} in {seconds:.0f} s", flush=True)  # fmt: skip
+          f"{result.metrics.accuracy:.3f} in {seconds:.0f} s", flush=True)  # fmt: skip
     return weights
 
 
@@ -184,7 +184,7 @@ def compare_recipes(work: Path, weights: Path, sizes: list[int], seeds: int) -> 
                 data = target(work, per_class, seed)
                 result, seconds = train(data, work / "store", "t", seed=seed, **settings)
                 runs.setdefault(f"{per_class}|{name}", []).append(
-                    (result["metrics"]["accuracy"], seconds)
+                    (result.metrics.accuracy, seconds)
                 )
             accs, secs = zip(*runs[f"{per_class}|{name}"], strict=True)
             print(f"{per_class:3d}/class {_row(name, list(accs), list(secs))}", flush=True)
@@ -198,8 +198,8 @@ def compare_rates(work: Path, weights: Path, per_class: int, seeds: int, grid_se
         for seed in range(seeds if rate == "auto" else grid_seeds):
             result, seconds = train(target(work, per_class, seed), work / "store", "lr",
                                     seed=seed, lr=rate, **head)  # fmt: skip
-            found = result["training"].get("lr_find", {}).get("head", {}).get("suggestion")
-            runs.setdefault(str(rate), []).append((result["metrics"]["accuracy"], seconds, found))
+            found = result.training.get("lr_find", {}).get("head", {}).get("suggestion")
+            runs.setdefault(str(rate), []).append((result.metrics.accuracy, seconds, found))
         accs, secs, _ = zip(*runs[str(rate)], strict=True)
         print(f"lr {rate!s:>6} {_row(str(rate), list(accs), list(secs))}", flush=True)
     return runs

@@ -5,6 +5,7 @@ steps. A job is resumable after an interruption: its state lives in
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 import tempfile
@@ -15,23 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import keras
+from pydantic import BaseModel
 
-from models.errors import ConfigError, UserError
+from models.errors import UserError
+from models.metadata import Calibration, Decision, Evaluation, Metrics, TestTimeAugmentation
 from models.networks.backbones import BackboneSpec, get_backbone
 from models.networks.classifier import build_backbone, build_classifier, resolve_weights
 from models.store import ModelStore, open_store
 from training.config import TrainConfig
 from training.dataset import held_out
 from training.dataset.data import Prepared
+from training.distribution import Distribution, Local, choose
 from training.evaluation import final
 from training.fitting import recipe, warm_start
 from training.fitting.callbacks import tensorboard_images
 from training.fitting.phases import Phase, plan_phases
 from training.jobs.state import JobState, Log, open_job
 from training.multilabel.data import detect_task
-from training.multilabel.job import run_multilabel
-from training.multiworker import distributed
-from training.multiworker.cluster import Cluster, connect, plan
+from training.multilabel.job import MultilabelResult, run_multilabel
 from training.publishing import release
 from training.publishing.publish import bundle_metadata, report_files, save_published
 
@@ -42,20 +44,60 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_job(config: TrainConfig, log: Log = _stderr) -> dict[str, Any]:
-    """Train, evaluate and publish; returns the summary ``ktl train --json`` prints."""
+@dataclass(frozen=True)
+class JobResult:
+    """What a job did: the version it published and the figures it published with it
+    (typed as ``metadata.json`` has them); ``to_json`` is ``ktl train --json``'s object."""
+
+    name: str
+    version: int
+    path: Path
+    metrics: Metrics
+    evaluation: Evaluation
+    calibration: Calibration | None
+    decision: Decision
+    tta: TestTimeAugmentation | None
+    dataset: dict[str, Any]  # the data's report, summarised (_dataset_summary)
+    training: dict[str, Any]  # metadata.json's ``training``: the recipe and its phases
+    warnings: tuple[str, ...]
+    worker: tuple[int, int] | None  # (this worker, workers) of a multi-worker job
+    seconds: float
+    release: release.Release | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """``ktl train --json``'s object: the figures as ``metadata.json`` has them."""
+        figures = ("metrics", "evaluation", "calibration", "decision")
+        worker = self.worker and {"index": self.worker[0], "workers": self.worker[1]}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "path": str(self.path),
+            **{key: _dumped(getattr(self, key)) for key in figures},
+            **({"tta": _dumped(self.tta)} if self.tta else {}),
+            "dataset": self.dataset,
+            "training": self.training,
+            "warnings": list(self.warnings),
+            **({"worker": worker} if worker else {}),
+            "seconds": self.seconds,
+            **({"release": _dumped(self.release)} if self.release else {}),
+        }
+
+
+def _dumped(model: BaseModel | None) -> dict[str, Any] | None:
+    """A result as JSON, with exactly the fields its step set."""
+    return model.model_dump(mode="json", exclude_unset=True) if model is not None else None
+
+
+def run_job(config: TrainConfig, log: Log = _stderr) -> JobResult | MultilabelResult:
+    """Train, evaluate and publish; returns what ``ktl train`` shows."""
     if detect_task(config.data, config.task) == "multilabel":
-        return run_multilabel(config, log)
+        return MultilabelResult(run_multilabel(config, log))
     started = time.monotonic()
-    if config.resume and plan(config.strategy)[1] > 1:
-        raise ConfigError(
-            "--resume is not available with more than one worker; run the job again to restart it"
-        )
-    cluster = connect(config.strategy, log=log)  # before any other TensorFlow work
-    with cluster.failures():
-        result = _run(config, cluster, log, started)
-    released = release.release(config, result["version"], log) if cluster.is_chief else None
-    return {**result, "release": released} if released else result
+    distribution = choose(config, log)  # before any other TensorFlow work
+    with distribution.failures():
+        result = _run(config, distribution, log, started)
+    released = release.release(config, result.version, log) if distribution.is_chief else None
+    return dataclasses.replace(result, release=released) if released else result
 
 
 @dataclass
@@ -71,31 +113,31 @@ class _Prepared:
     backbone: keras.Model
     parent: warm_start.Parent | None
 
-    def run(self, config: TrainConfig, cluster: Cluster, log: Log) -> recipe.Run:
+    def run(self, config: TrainConfig, distribution: Distribution, log: Log) -> recipe.Run:
         return recipe.Run(
-            config, self.model, self.backbone, self.prepared, self.state, cluster, log
+            config, self.model, self.backbone, self.prepared, self.state, distribution, log
         )
 
 
 @contextlib.contextmanager
 def _prepared(
-    config: TrainConfig, cluster: Cluster, log: Log, store: ModelStore, root: Path
+    config: TrainConfig, distribution: Distribution, log: Log, store: ModelStore, root: Path
 ) -> Iterator[_Prepared]:
     """List and decode the data, build the model (from a parent version for a warm
     start), with the job's state in ``root``."""
-    listing = distributed.list_dataset(cluster, config, log)
+    listing = distribution.list_dataset(config, log)
     spec = get_backbone(config.backbone)
     weights, parent = _weights(config, spec, store)
     phases = plan_phases(config, spec)
-    _describe_cluster(cluster, config, log)
-    size = config.resolved_image_size()
-    with open_job(root, config, log, resumable=cluster.workers == 1) as state:
+    for line in distribution.describe(config.batch_size):
+        log(line)
+    with open_job(root, config, log, resumable=distribution.workers == 1) as state:
         # The backbone first: missing ImageNet weights stop the job before any decoding.
-        backbone = _backbone(config, spec, weights, cluster)
-        prepared, reused = distributed.prepared_shards(cluster, state, listing, size, config, log)
+        backbone = _backbone(config, spec, weights, distribution)
+        prepared, reused = distribution.prepared_data(state, listing, config, log)
         if not reused:  # phases finished on other data are worth nothing now
             state.forget_phases()
-        with cluster.scope():
+        with distribution.scope():
             model = build_classifier(
                 spec, backbone, len(prepared.labels), dropout=config.dropout, pooling=config.pooling
             )
@@ -110,26 +152,26 @@ def _prepared(
 def find_rates(config: TrainConfig, log: Log = _stderr) -> dict[str, dict]:
     """``ktl lr-find``: the range test of every phase, as ``--lr auto`` runs it, without
     publishing; the job's state lives in a temporary folder and goes with it."""
-    cluster = Cluster()  # the range test needs one device
+    local = Local()  # the range test needs one device
     with (
-        cluster.failures(),
         tempfile.TemporaryDirectory(prefix="ktl-lr-find-") as folder,
-        _prepared(config, cluster, log, open_store(config.store), Path(folder) / "job") as job,
+        _prepared(config, local, log, open_store(config.store), Path(folder) / "job") as job,
     ):
-        return recipe.find_rates(job.run(config, cluster, log), job.phases)
+        return recipe.find_rates(job.run(config, local, log), job.phases)
 
 
-def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dict[str, Any]:
+def _run(config: TrainConfig, distribution: Distribution, log: Log, started: float) -> JobResult:
     store = open_store(config.store)
-    root = store.job_dir(config.name, cluster.index)
-    with _prepared(config, cluster, log, store, root) as job:
+    root = store.job_dir(config.name, distribution.index)
+    with _prepared(config, distribution, log, store, root) as job:
         model, prepared, state, parent = job.model, job.prepared, job.state, job.parent
-        history, details = recipe.train(job.run(config, cluster, log), job.phases)
+        trained = recipe.train(job.run(config, distribution, log), job.phases)
+        history, details = trained.history, trained.details
         diverged = _diverged(history)
         if diverged is not None:
             state.remove()  # resuming would only go on from the broken weights
             raise TrainingDiverged(diverged)
-        outcome = final.finish(config, model, prepared, job.listing, cluster, log)
+        outcome = final.finish(config, model, prepared, job.listing, distribution, log)
         for line in final.describe(outcome) + [f"Warning: {w}" for w in outcome.warnings]:
             log(line)
         if "original_test" in prepared.report:  # --exclude/--relabel
@@ -145,27 +187,23 @@ def _run(config: TrainConfig, cluster: Cluster, log: Log, started: float) -> dic
                 tensorboard_images(config, {k: reports[k] for k in _BOARD_IMAGES})
             return save_published(store, model, metadata, reports, config, prepared, outcome, log)
 
-        version, path = distributed.publish_on_chief(cluster, save)
+        version, path = distribution.publish(save)
         state.remove()
-    return {
-        "name": config.name,
-        "version": version,
-        "path": str(path),
-        "metrics": outcome.metrics,
-        "evaluation": outcome.evaluation,
-        "calibration": outcome.calibration,
-        "decision": outcome.decision,
-        **({"tta": outcome.tta} if outcome.tta else {}),
-        "dataset": _dataset_summary(prepared),
-        "training": details,
-        "warnings": outcome.warnings,
-        **(
-            {"worker": {"index": cluster.index, "workers": cluster.workers}}
-            if cluster.workers > 1
-            else {}
-        ),
-        "seconds": round(time.monotonic() - started, 1),
-    }
+    return JobResult(
+        name=config.name,
+        version=version,
+        path=Path(path),
+        metrics=outcome.metrics,
+        evaluation=outcome.evaluation,
+        calibration=outcome.calibration,
+        decision=outcome.decision,
+        tta=outcome.tta,
+        dataset=_dataset_summary(prepared),
+        training=details,
+        warnings=outcome.warnings,
+        worker=(distribution.index, distribution.workers) if distribution.workers > 1 else None,
+        seconds=round(time.monotonic() - started, 1),
+    )
 
 
 class TrainingDiverged(UserError):
@@ -202,25 +240,13 @@ def _weights(
     return None, parent
 
 
-def _describe_cluster(cluster: Cluster, config: TrainConfig, log: Log) -> None:
-    if cluster.strategy is None:
-        return
-    log(f"Training on {cluster.describe()}")
-    per_replica = cluster.per_replica_batch(config.batch_size)
-    if per_replica < 4:
-        log(
-            f"  note: each of the {cluster.replicas} replicas trains on {per_replica} "
-            "image(s) a step; BatchNorm statistics of so few are noisy: raise --batch-size"
-        )
-
-
 def _backbone(
-    config: TrainConfig, spec: BackboneSpec, weights: str | None, cluster: Cluster
+    config: TrainConfig, spec: BackboneSpec, weights: str | None, distribution: Distribution
 ) -> keras.Model:
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:  # float16 compute for GPUs; the softmax stays float32
         keras.mixed_precision.set_global_policy("mixed_float16")
-    with contextlib.redirect_stdout(sys.stderr), cluster.scope():  # downloads on stdout
+    with contextlib.redirect_stdout(sys.stderr), distribution.scope():  # downloads on stdout
         return build_backbone(spec, config.resolved_image_size(), weights, via=config.via)
 
 

@@ -150,4 +150,4 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     config = build_config(
         {}, {"data": data, "name": args.name, "store": args.store, **settings, **task}
     )
-    return run_job(config)
+    return run_job(config).to_json()

@@ -97,6 +97,6 @@ def run(args: argparse.Namespace) -> int:
     config = train_config(args)  # settings are checked before TensorFlow is imported
     from training.job import run_job
 
-    result = run_job(config)
+    result = run_job(config).to_json()
     print_json(result) if args.json else print_summary(result)
     return 0

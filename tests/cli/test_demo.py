@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -90,9 +91,8 @@ def test_retrain_trains_a_new_version_even_when_one_is_published(
         "make_shapes_dataset",
         lambda root, per_class: write(root, per_class=2, size=16),
     )
-    monkeypatch.setattr(
-        training.job, "run_job", lambda config: trained.append(config) or {"version": 2}
-    )
+    result = SimpleNamespace(to_json=lambda: {"version": 2})  # what ktl demo --json prints
+    monkeypatch.setattr(training.job, "run_job", lambda config: trained.append(config) or result)
     data = tmp_path / "data"
     argv = ["demo", "--store", str(store_with_demo), "--data-dir", str(data), "--json"]
     assert main([*argv, "--retrain"]) == 0

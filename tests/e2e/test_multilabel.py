@@ -195,9 +195,9 @@ def test_demo_task_multilabel_writes_its_csv_and_reuses_a_published_version(
 def test_the_train_summary_gives_overall_and_per_label_figures(multilabel_store, capsys):
     from cli.train_summary import print_summary
 
-    print_summary(multilabel_store.summary)
+    print_summary(multilabel_store.summary.to_json())
     text = capsys.readouterr().out
-    test = multilabel_store.summary["evaluation"]["test"]
+    test = multilabel_store.summary.to_json()["evaluation"]["test"]
     assert f"mAP {test['map']:.3f}, micro F1 {test['micro_f1']:.3f}" in text
     assert "3 labels (multi-label)" in text and "empty set means none of these" in text
     rows = [
@@ -205,7 +205,7 @@ def test_the_train_summary_gives_overall_and_per_label_figures(multilabel_store,
         for line in text.splitlines()
         if line.split()[:1] in (["circle"], ["square"], ["triangle"])
     ]
-    thresholds = multilabel_store.summary["multilabel"]["labels"]
+    thresholds = multilabel_store.summary.to_json()["multilabel"]["labels"]
     assert {row[0]: float(row[1]) for row in rows} == pytest.approx(
         {label: d["threshold"] for label, d in thresholds.items()}, abs=5e-4
     )

@@ -73,24 +73,22 @@ def test_the_test_split_is_decoded_only_at_the_final_evaluation(colours):
     data = str(colours["data"])
     tested = {path for who, path in decoded if who == "final" and path.startswith(data)}
     trained = {path for who, path in decoded if who == "training"}
-    assert len(tested) == result["evaluation"]["test"]["images"] > 0
+    assert len(tested) == result.evaluation.test.images > 0
     assert not tested & trained, "a test image was decoded before the final evaluation"
     first_final = next(i for i, (who, _) in enumerate(decoded) if who == "final")
     assert all(who == "final" for who, _ in decoded[first_final:]), "training decoded after"
-    assert len(trained) == result["dataset"]["train_images"] + result["dataset"]["val_images"]
-    assert result["metrics"]["split"] == "test"
-    metadata = read_metadata_text(
-        (Path(result["path"]) / "metadata.json").read_text(), result["path"]
-    )
+    assert len(trained) == result.dataset["train_images"] + result.dataset["val_images"]
+    assert result.metrics.split == "test"
+    metadata = read_metadata_text((result.path / "metadata.json").read_text(), str(result.path))
     assert metadata.evaluation.test.fingerprint and metadata.metrics.split == "test"
     low, high = metadata.metrics.accuracy_interval
     assert low <= metadata.metrics.accuracy <= high
 
 
 def test_a_class_left_out_of_training_is_turned_away_far_more_often(colours):
-    decision = colours["result"]["decision"]
-    assert decision["coverage"] >= 0.9, "the threshold still answers its own classes"
-    ood = decision["ood"]
+    decision = colours["result"].decision
+    assert decision.coverage >= 0.9, "the threshold still answers its own classes"
+    ood = decision.ood
     assert ood["images"] == 30
     assert ood["rejected"] >= 0.5 and ood["rejected"] >= ood["in_scope_rejected"] + 0.4, ood
     assert ood["auroc"] >= 0.8
@@ -111,11 +109,11 @@ def overconfident(tmp_path_factory):
 
 
 def test_calibration_cools_an_overconfident_model_without_raising_validation_nll(overconfident):
-    calibration = overconfident["calibration"]
-    assert calibration["temperature"] > 1.5, "an over-confident model is cooled"
-    assert calibration["validation_nll"]["after"] <= calibration["validation_nll"]["before"]
-    assert calibration["split"] == "test"
-    assert calibration["after"]["ece"] < calibration["before"]["ece"]
+    calibration = overconfident.calibration
+    assert calibration.temperature > 1.5, "an over-confident model is cooled"
+    assert calibration.validation_nll["after"] <= calibration.validation_nll["before"]
+    assert calibration.split == "test"
+    assert calibration.after.ece < calibration.before.ece
 
 
 def _run_export(path: Path, fmt: str, pixels: np.ndarray) -> np.ndarray:
@@ -133,10 +131,10 @@ def _run_export(path: Path, fmt: str, pixels: np.ndarray) -> np.ndarray:
 def test_exports_return_the_calibrated_probabilities(overconfident, tmp_path, fmt):
     from models.engines.export import export_bundle
 
-    bundle = load_bundle(overconfident["path"])
+    bundle = load_bundle(overconfident.path)
     pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     served = bundle.classifier.predict(pixels)
     exported = _run_export(export_bundle(bundle, fmt, tmp_path), fmt, pixels)
     np.testing.assert_allclose(exported, served, atol=1e-5)
-    raw = scale(served, 1 / overconfident["calibration"]["temperature"])
+    raw = scale(served, 1 / overconfident.calibration.temperature)
     assert np.abs(exported - raw).max() > 1e-2, "the export is not the uncalibrated model"

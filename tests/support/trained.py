@@ -10,8 +10,13 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.support.data import make_colour_dataset
+
+if TYPE_CHECKING:
+    from training.job import JobResult
+    from training.multilabel.job import MultilabelResult
 
 NAME = "colours"
 # smallcnn from scratch on 3 colours x 45 images of 20 px, at 16 px: enough images
@@ -28,7 +33,7 @@ class Trained:
 
     store: Path
     data: Path
-    summary: dict
+    summary: JobResult | MultilabelResult
     name: str = NAME
 
     @property

@@ -26,33 +26,32 @@ def _model(n: int = 400, seed: int = 0):
 def test_auto_answers_95_percent_of_validation_and_never_zero_for_a_good_model():
     probabilities, targets = _model()
     choice = choose_threshold(probabilities, targets, "auto")
-    answered = selective(probabilities, targets, choice["threshold"])
-    assert answered["coverage"] == pytest.approx(0.95, abs=0.005)
-    assert choice["threshold"] > 0.4
+    answered = selective(probabilities, targets, choice.threshold)
+    assert answered.coverage == pytest.approx(0.95, abs=0.005)
+    assert choice.threshold > 0.4
 
 
 def test_a_target_accuracy_picks_the_lowest_threshold_reaching_it():
     probabilities, targets = _model()
     choice = choose_threshold(probabilities, targets, "auto", target_accuracy=0.9)
-    answered = selective(probabilities, targets, choice["threshold"])
-    assert answered["selective_accuracy"] >= 0.9
-    lower = selective(probabilities, targets, choice["threshold"] - 1e-6)
-    assert lower["answered"] == answered["answered"] or lower["selective_accuracy"] < 0.9
+    answered = selective(probabilities, targets, choice.threshold)
+    assert answered.selective_accuracy >= 0.9
+    lower = selective(probabilities, targets, choice.threshold - 1e-6)
+    assert lower.answered == answered.answered or lower.selective_accuracy < 0.9
 
 
 def test_an_unreachable_target_falls_back_to_auto_and_says_so():
     probabilities, targets = _model()
     probabilities = probabilities[:, ::-1].copy()  # always wrong when sure
     choice = choose_threshold(probabilities, targets, "auto", target_accuracy=0.99)
-    assert "no threshold reaches accuracy 0.99" in choice["note"]
-    assert choice["rule"].startswith("answers 95%")
+    assert "no threshold reaches accuracy 0.99" in choice.note
+    assert choice.rule.startswith("answers 95%")
 
 
 def test_a_number_fixes_the_threshold_and_junk_is_refused():
     probabilities, targets = _model()
-    assert choose_threshold(probabilities, targets, 0.7) == {
-        "threshold": 0.7, "rule": "fixed (--min-confidence)"
-    }  # fmt: skip
+    fixed = choose_threshold(probabilities, targets, 0.7)
+    assert (fixed.threshold, fixed.rule) == (0.7, "fixed (--min-confidence)")
     with pytest.raises(ConfigError):
         choose_threshold(probabilities, targets, "sometimes")
 

@@ -28,19 +28,19 @@ def test_a_tiny_set_trains_the_head_by_steps_and_records_what_tta_gave(tmp_path,
     }  # fmt: skip
     result = job.run_job(build_config({}, flags), log=lambda message: None)
 
-    (head,) = result["training"]["phases"]
+    (head,) = result.training["phases"]
     steps = head["steps_per_epoch"]
-    assert steps == -(-result["dataset"]["train_images"] // 16)
+    assert steps == -(-result.dataset["train_images"] // 16)
     assert head["epochs_asked"] == 2 and head["max_epochs"] == -(-12 // steps) > 2
     assert head["epochs"] == head["max_epochs"], "patience 50: it ran every raised epoch"
 
-    tta = load_bundle(result["path"]).metadata.tta
+    tta = load_bundle(result.path).metadata.tta
     assert tta is not None and tta.views == VIEWS and tta.test is not None
     assert tta.helped == (tta.gain > 0) and tta.gain == tta.validation.gain
     assert tta.validation.accuracy == pytest.approx(
-        result["evaluation"]["validation"]["accuracy"], abs=1e-6
+        result.evaluation.validation.accuracy, abs=1e-6
     ), "the accuracy without TTA is the validation figure the bundle reports"
-    print_summary(result)
+    print_summary(result.to_json())
     out = capsys.readouterr().out
     assert f"(raised from 2: at {steps} steps an epoch" in out
     assert f"tta         {len(VIEWS)} views: validation accuracy " in out

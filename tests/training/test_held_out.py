@@ -140,7 +140,7 @@ def _assigned(listing, hashes, seed):
 
 
 def _scored_test(files: list[str], targets: list[int], answers: list[int]):
-    from training.multiworker.distributed import Validation
+    from training.evaluation.evaluate import Validation
 
     probabilities = np.eye(3, dtype=np.float32)[answers] * 0.8 + 0.2 / 3
     return Validation(
@@ -153,8 +153,8 @@ def test_the_original_test_figures_use_datas_labels_and_score_the_excluded_image
 
     from training.config import build_config
     from training.dataset.data import Prepared
+    from training.distribution import Local
     from training.evaluation.final import _original_test
-    from training.multiworker.cluster import Cluster
 
     data = make_colour_dataset(tmp_path / "data", per_class=2, size=8)
     files = [str(data / "red" / "red_000.png"), str(data / "blue" / "blue_000.png")]
@@ -190,11 +190,11 @@ def test_the_original_test_figures_use_datas_labels_and_score_the_excluded_image
     def red(pixels):  # answers red for every image
         return tf.one_hot(tf.fill([tf.shape(pixels)[0]], 2), 3)
 
-    figures = _original_test(Cluster(), red, prepared, test, config, counts, lambda m: None)
-    assert figures["images"] == 2 and figures["accuracy"] == 1.0  # blue, as DATA says
-    assert figures["relabelled"] == 1 and figures["unknown"] == 0
+    figures = _original_test(Local(), red, prepared, test, config, counts, lambda m: None)
+    assert figures.images == 2 and figures.accuracy == 1.0  # blue, as DATA says
+    assert figures.relabelled == 1 and figures.unknown == 0
     excluded = [{"path": str(data / "green" / "green_000.png"), "label": "green"}]
     entry.update(excluded=1, excluded_files=excluded)
-    figures = _original_test(Cluster(), red, prepared, test, config, counts, lambda m: None)
-    assert figures["images"] == 3 and figures["accuracy"] == pytest.approx(2 / 3)
-    assert figures["excluded"] == 1
+    figures = _original_test(Local(), red, prepared, test, config, counts, lambda m: None)
+    assert figures.images == 3 and figures.accuracy == pytest.approx(2 / 3)
+    assert figures.excluded == 1

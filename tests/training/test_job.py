@@ -17,7 +17,7 @@ from models.store import ModelStore
 from models.store.progress import JobProgress
 from tests.legacy_h5 import write_legacy_h5
 from tests.support.data import make_colour_dataset
-from training import job
+from training import distribution, job
 from training.config import ConfigError, build_config
 from training.dataset.data import DataError
 from training.fitting import finetune, recipe
@@ -62,7 +62,7 @@ def test_head_only_run_leaves_the_file_weights_exactly(tmp_path, resnet_file):
         tmp_path, backbone="resnet50", weights=str(resnet_file), image_size=SIZE,
         epochs=1, fine_tune_epochs=0, augment=False, batch_size=8, min_steps=0,
     )  # fmt: skip
-    backbone = _backbone_of(load_bundle(result["path"]).model)
+    backbone = _backbone_of(load_bundle(result.path).model)
     expected = _file_weights(resnet_file)
     assert len(expected) == sum(1 for layer in backbone.layers if layer.weights)
     for name, arrays in expected.items():
@@ -71,7 +71,7 @@ def test_head_only_run_leaves_the_file_weights_exactly(tmp_path, resnet_file):
         ]
         for got, want in zip(saved, arrays, strict=True):
             np.testing.assert_array_equal(got, want, err_msg=name)
-    assert [(p["name"], p["epochs"]) for p in result["training"]["phases"]] == [("head", 1)]
+    assert [(p["name"], p["epochs"]) for p in result.training["phases"]] == [("head", 1)]
 
 
 def test_fine_tuning_trains_only_the_top_block_and_keeps_batchnorm_frozen(tmp_path):
@@ -83,7 +83,7 @@ def test_fine_tuning_trains_only_the_top_block_and_keeps_batchnorm_frozen(tmp_pa
         min_steps=0, fine_tune_epochs=1, fine_tune_lr=1e-2, unfreeze_from="block3_conv1",
         augment=False, batch_size=8,
     )  # fmt: skip
-    backbone = _backbone_of(load_bundle(result["path"]).model, "smallcnn")
+    backbone = _backbone_of(load_bundle(result.path).model, "smallcnn")
     names = [layer.name for layer in backbone.layers]
     start = names.index("block3_conv1")
     changed_top = 0
@@ -96,7 +96,7 @@ def test_fine_tuning_trains_only_the_top_block_and_keeps_batchnorm_frozen(tmp_pa
         else:
             changed_top += not same
     assert changed_top == 2, "both convolutions of the unfrozen top block train"
-    assert result["training"]["unfreeze_from"] == "block3_conv1"
+    assert result.training["unfreeze_from"] == "block3_conv1"
 
 
 def test_unknown_unfreeze_layer_is_a_clear_error(tmp_path):
@@ -138,8 +138,8 @@ def test_interrupted_job_publishes_nothing_and_resume_finishes_it_once(tmp_path,
 
     result = _run(tmp_path, **settings, resume=True)
     assert phases_run == ["head", "fine_tune", "fine_tune"], "the head phase was not redone"
-    assert result["version"] == 1 and store.versions("job") == [1]
-    assert [p["name"] for p in result["training"]["phases"]] == ["head", "fine_tune"]
+    assert result.version == 1 and store.versions("job") == [1]
+    assert [p["name"] for p in result.training["phases"]] == ["head", "fine_tune"]
     assert not store.job_dir("job").exists()
 
 
@@ -166,7 +166,7 @@ def test_a_job_that_fails_before_its_first_epoch_leaves_nothing(tmp_path, monkey
         {}, {"data": str(tmp_path / "data"), "name": "job", "store": str(tmp_path / "store"),
              **settings},
     )  # fmt: skip
-    assert job.run_job(config, log=messages.append)["version"] == 1
+    assert job.run_job(config, log=messages.append).version == 1
     assert not any("interrupted" in m for m in messages), messages
 
 
@@ -174,7 +174,7 @@ def test_a_dataset_of_one_class_is_refused_before_decoding(tmp_path, monkeypatch
     data = make_colour_dataset(tmp_path / "data", per_class=3)
     for colour in ("green", "blue"):
         shutil.rmtree(data / colour)
-    monkeypatch.setattr(job.distributed, "prepared_shards", _never_called)
+    monkeypatch.setattr(distribution, "prepared_data", _never_called)
     with pytest.raises(DataError, match="only class 'red'"):
         _run(tmp_path, backbone="smallcnn", weights="none", image_size=16, epochs=1)
     assert list((tmp_path / "store").glob(".jobs/*")) == []
@@ -209,17 +209,17 @@ def test_an_interrupted_job_waits_for_resume_or_restart(tmp_path, monkeypatch):
     )  # fmt: skip
     result = job.run_job(config, log=messages.append)
     assert any("Discarding the interrupted job" in m for m in messages), messages
-    assert result["version"] == 1
-    assert [p["epochs"] for p in result["training"]["phases"]] == [3], "started over"
+    assert result.version == 1
+    assert [p["epochs"] for p in result.training["phases"]] == [3], "started over"
 
 
 def test_the_same_seed_gives_the_same_model(tmp_path):
     settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=2, batch_size=8)
     first = _run(tmp_path, **settings)
     second = _run(tmp_path, **settings)
-    assert second["version"] == 2
-    assert first["metrics"] == second["metrics"]
-    a, b = (load_bundle(r["path"]).model.get_weights() for r in (first, second))
+    assert second.version == 2
+    assert first.metrics == second.metrics
+    a, b = (load_bundle(r.path).model.get_weights() for r in (first, second))
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
 
@@ -232,15 +232,15 @@ def test_head_on_cached_features_learns_what_plain_fit_learns(tmp_path, monkeypa
     cached = _run(tmp_path / "cached", **settings)
     monkeypatch.setattr(recipe, "uses_cached_features", lambda config: False)
     plain = _run(tmp_path / "plain", **settings)
-    assert cached["training"].get("cached_features") is True
-    assert "cached_features" not in plain["training"]
-    assert [p["epochs"] for p in cached["training"]["phases"]] == [3]
+    assert cached.training.get("cached_features") is True
+    assert "cached_features" not in plain.training
+    assert [p["epochs"] for p in cached.training["phases"]] == [3]
     a, b = (
-        load_bundle(r["path"]).model.get_layer("predictions").get_weights() for r in (cached, plain)
+        load_bundle(r.path).model.get_layer("predictions").get_weights() for r in (cached, plain)
     )
     for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-4)
-    assert cached["metrics"]["accuracy"] == pytest.approx(plain["metrics"]["accuracy"])
+    assert cached.metrics.accuracy == pytest.approx(plain.metrics.accuracy)
 
 
 def test_a_phase_resumed_mid_way_keeps_the_history_of_its_first_epochs(tmp_path, monkeypatch):
@@ -257,18 +257,18 @@ def test_a_phase_resumed_mid_way_keeps_the_history_of_its_first_epochs(tmp_path,
         _run(tmp_path, **settings)
     monkeypatch.undo()
     result = _run(tmp_path, **settings, resume=True)
-    history = (Path(result["path"]) / "reports" / "history.csv").read_text().splitlines()
+    history = (Path(result.path) / "reports" / "history.csv").read_text().splitlines()
     assert [line.split(",")[:2] for line in history[1:]] == [
         ["scratch", str(e)] for e in (1, 2, 3, 4)
     ]
-    assert [p["epochs"] for p in result["training"]["phases"]] == [4]
+    assert [p["epochs"] for p in result.training["phases"]] == [4]
     # The same epochs as a run that was never interrupted: same shuffles, same random
     # augmentation and dropout, same optimizer state, same early-stopping memory.
     shutil.copytree(tmp_path / "data", tmp_path / "whole" / "data")
     whole = _run(tmp_path / "whole", **settings)
-    whole_history = (Path(whole["path"]) / "reports" / "history.csv").read_text()
+    whole_history = (Path(whole.path) / "reports" / "history.csv").read_text()
     assert "\n".join(history) + "\n" == whole_history
-    a, b = (load_bundle(r["path"]).model.get_weights() for r in (result, whole))
+    a, b = (load_bundle(r.path).model.get_weights() for r in (result, whole))
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
 
@@ -295,7 +295,7 @@ def test_the_decoded_image_cache_can_live_in_another_folder(tmp_path, monkeypatc
         {}, {"data": str(tmp_path / "data"), "name": "job", "store": str(tmp_path / "store"),
              "resume": True, **settings},
     )  # fmt: skip
-    assert job.run_job(config, log=messages.append)["version"] == 1
+    assert job.run_job(config, log=messages.append).version == 1
     assert "Reusing the decoded images of the interrupted job" in messages
     assert not (cache / "job.pixels.npy").exists(), "the cache goes with the finished job"
 
@@ -311,11 +311,11 @@ def test_doctor_corrections_are_applied_and_recorded_in_the_bundle(tmp_path):
     settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=1, batch_size=8)
     result = _run(tmp_path, exclude=str(suspects), relabel=str(suspects), **settings)
     digest = hashlib.sha256(suspects.read_bytes()).hexdigest()
-    corrections = load_bundle(result["path"]).metadata.dataset["corrections"]
+    corrections = load_bundle(result.path).metadata.dataset["corrections"]
     assert corrections["exclude"]["excluded"] == 1 and corrections["exclude"]["sha256"] == digest
     assert corrections["relabel"]["changes"] == {"red -> blue": 1}
-    assert result["dataset"]["corrections"] == corrections
-    classes = result["dataset"]["classes"]
+    assert result.dataset["corrections"] == corrections
+    classes = result.dataset["classes"]
     assert sum(classes["red"].values()) == 4 and sum(classes["blue"].values()) == 7
 
 

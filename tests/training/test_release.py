@@ -55,15 +55,15 @@ def job(tmp_path):
 def test_a_worse_version_is_kept_out_of_stable_even_without_labels(job, models):
     job(models["red"])
     version, outcome = job(models["blue"], promote_if_better=True)
-    assert version == 2 and not outcome["promoted"]
-    assert outcome["stable"] == 1 and outcome["default_version"] == 1
-    comparison = outcome["comparison"]
-    assert comparison["split"] == "val" and comparison["stable_version"] == 1
+    assert version == 2 and not outcome.promoted
+    assert outcome.stable == 1 and outcome.default_version == 1
+    comparison = outcome.comparison
+    assert comparison.split == "val" and comparison.stable_version == 1
     # The red answers are right on the red half of the validation images.
-    assert comparison["accuracy"] == 0.0 and 0 < comparison["stable_accuracy"] < 1
-    assert comparison["images"] > 0 and comparison["difference"] < 0
-    assert "not promoted, version 1 stays stable" in outcome["reason"]
-    assert f"{comparison['difference'] * 100:+.1f} points" in outcome["reason"]
+    assert comparison.accuracy == 0.0 and 0 < comparison.stable_accuracy < 1
+    assert comparison.images > 0 and comparison.difference < 0
+    assert "not promoted, version 1 stays stable" in outcome.reason
+    assert f"{comparison.difference * 100:+.1f} points" in outcome.reason
     assert job.store.default("colours") == 1
 
 
@@ -71,9 +71,9 @@ def test_a_worse_version_is_kept_out_of_stable_even_without_labels(job, models):
 def test_a_better_version_takes_stable_and_says_by_how_much(job, models):
     job(models["blue"], promote=True)
     version, outcome = job(models["red"], promote_if_better=True)
-    assert outcome["promoted"] and outcome["stable"] == version == 2
-    assert outcome["comparison"]["difference"] == outcome["comparison"]["accuracy"] > 0
-    assert outcome["reason"].startswith("promoted to stable: validation accuracy")
+    assert outcome.promoted and outcome.stable == version == 2
+    assert outcome.comparison.difference == outcome.comparison.accuracy > 0
+    assert outcome.reason.startswith("promoted to stable: validation accuracy")
     [move] = [m for m in job.store.labels("colours").history if m.version == 2]
     assert move.action == "promote" and move.previous == 1
 
@@ -82,7 +82,7 @@ def test_a_better_version_takes_stable_and_says_by_how_much(job, models):
 def test_an_equal_version_does_not_take_stable(job, models):
     job(models["red"], promote=True)
     _, outcome = job(models["red"], promote_if_better=True)
-    assert not outcome["promoted"] and outcome["default_version"] == 1
+    assert not outcome.promoted and outcome.default_version == 1
 
 
 @pytest.mark.slow
@@ -91,7 +91,7 @@ def test_promote_labels_the_new_version_stable(job, models):
     version, outcome = job(models["blue"])  # no option: stable stays where it is
     assert outcome is None and job.store.default("colours") == 1
     version, outcome = job(models["blue"], promote=True)
-    assert outcome["promoted"] and job.store.default("colours") == version == 3
+    assert outcome.promoted and job.store.default("colours") == version == 3
 
 
 @pytest.mark.slow
@@ -100,8 +100,8 @@ def test_other_classes_are_not_compared_and_promote_needs_the_label_command(job,
     classes = ["cat", "dog", "fox"]
     other = always("cat", classes)
     version, outcome = job(other, classes, promote_if_better=True)
-    assert not outcome["promoted"] and outcome["default_version"] == 1
-    assert "other classes" in outcome["reason"]
+    assert not outcome.promoted and outcome.default_version == 1
+    assert "other classes" in outcome.reason
     with pytest.raises(UserError, match="did not promote it"):
         job(other, classes, promote=True)
 
@@ -112,7 +112,7 @@ def test_keep_deletes_the_oldest_but_never_stable(job, models):
     for _ in range(3):
         job(models["blue"])
     version, outcome = job(models["blue"], keep=2)
-    assert outcome["deleted"] == [2, 3]
+    assert outcome.deleted == [2, 3]
     assert job.store.versions("colours") == [1, 4, 5]
 
 

@@ -392,7 +392,7 @@ def fake_training(monkeypatch):
     """``training.job`` replaced: ``calls`` gets each config, ``outcome`` says what to do."""
     calls: list = []
     fake = types.ModuleType("training.job")
-    fake.outcome = lambda config: {"version": 7}  # type: ignore[attr-defined]
+    fake.outcome = lambda config: SimpleNamespace(version=7)  # type: ignore[attr-defined]
 
     def run_job(config, log):
         calls.append(config)
@@ -488,14 +488,14 @@ def test_the_child_never_writes_the_record_and_reports_its_last_epochs(store, fa
         progress.root.mkdir(parents=True)
         progress.record_epochs("scratch", rows)
         fake_training.calls[-1] = config
-        return {"version": 7}
+        return SimpleNamespace(version=7)
 
     def run_job(config, log):  # epochs recorded, a line logged, then the state goes
         fake_training.calls.append(config)
         trains_then_publishes(config)
         log("Published flowers version 7")
         ModelStore(store).job_dir("flowers").joinpath("epochs_scratch.json").unlink()
-        return {"version": 7}
+        return SimpleNamespace(version=7)
 
     fake_training.run_job = run_job
     assert run_child(claimed.id, str(store)) == 0

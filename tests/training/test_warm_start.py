@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -38,14 +37,14 @@ def _child(parent, **changes):
 def test_the_same_classes_continue_the_whole_model_and_record_the_parent(parent):
     result, messages = _child(parent)
     assert any("backbone and head (same classes)" in m for m in messages), messages
-    bundle = load_bundle(result["path"])
+    bundle = load_bundle(result.path)
     assert bundle.image_size == (16, 16)
-    parent_model = Path(parent["result"]["path"]) / "model.keras"
+    parent_model = parent["result"].path / "model.keras"
     assert bundle.metadata.lineage.model_dump() == {
         "kind": "warm_start", "name": "colours", "version": 1,
         "model_sha256": sha256_file(parent_model),
     }  # fmt: skip
-    assert [p["name"] for p in result["training"]["phases"]] == ["head", "fine_tune"]
+    assert [p["name"] for p in result.training["phases"]] == ["head", "fine_tune"]
 
 
 def test_other_classes_keep_the_backbone_and_train_a_new_head(parent, tmp_path):
@@ -54,7 +53,7 @@ def test_other_classes_keep_the_backbone_and_train_a_new_head(parent, tmp_path):
     shutil.rmtree(two / "blue")
     result, messages = _child(parent, data=str(two))
     assert any("backbone (other classes)" in m for m in messages), messages
-    assert load_bundle(result["path"]).labels == ["green", "red"]
+    assert load_bundle(result.path).labels == ["green", "red"]
 
 
 def test_a_parent_of_another_backbone_is_refused_with_what_to_pass(parent):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from models.metadata import CalibrationFigures
+
 ECE_BINS = 15
 _TINY = 1e-30  # float32 probabilities can underflow to 0; their log must stay finite
 
@@ -101,12 +103,12 @@ def checked_temperature(probabilities: np.ndarray, targets: np.ndarray) -> tuple
     return fit_temperature(probabilities, targets), "fitted on validation, checked by halves"
 
 
-def figures(probabilities: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    return {
-        "ece": round(ece(probabilities, targets), 6),
-        "nll": round(nll(probabilities, targets), 6),
-        "brier": round(brier(probabilities, targets), 6),
-    }
+def figures(probabilities: np.ndarray, targets: np.ndarray) -> CalibrationFigures:
+    return CalibrationFigures(
+        ece=round(ece(probabilities, targets), 6),
+        nll=round(nll(probabilities, targets), 6),
+        brier=round(brier(probabilities, targets), 6),
+    )
 
 
 def fold_into(model: keras.Model, temperature: float) -> None:

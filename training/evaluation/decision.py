@@ -13,10 +13,13 @@ lowest one whose answered validation images are at least A right.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 
 from models.decision import answered as answered_by
 from models.errors import ConfigError
+from models.metadata import Decision
 
 AUTO_COVERAGE = 0.95  # the share of validation images the auto rule answers
 
@@ -26,31 +29,30 @@ def choose_threshold(
     targets: np.ndarray,
     setting: str | float,
     target_accuracy: float | None = None,
-) -> dict:
+) -> Decision:
     """The threshold and the rule that chose it, on the validation split."""
     if not isinstance(setting, str):
-        return {"threshold": float(setting), "rule": "fixed (--min-confidence)"}
+        return Decision(threshold=float(setting), rule="fixed (--min-confidence)")
     if setting != "auto":
         raise ConfigError(f"--min-confidence must be auto or a number; got {setting!r}")
     confidence = np.sort(probabilities.max(axis=1))
     if target_accuracy is not None:
         reached = _reaching(probabilities, targets, target_accuracy)
         if reached is not None:
-            return {
-                "threshold": reached,
-                "rule": f"lowest with validation accuracy >= {target_accuracy:g} when answering",
-            }
+            return Decision(
+                threshold=reached,
+                rule=f"lowest with validation accuracy >= {target_accuracy:g} when answering",
+            )
     index = int(np.floor((1 - AUTO_COVERAGE) * len(confidence)))
-    choice = {
-        "threshold": float(confidence[min(index, len(confidence) - 1)]),
-        "rule": f"answers {AUTO_COVERAGE:.0%} of validation images",
-    }
-    if target_accuracy is not None:
-        choice["note"] = (
-            f"no threshold reaches accuracy {target_accuracy:g} on the validation images "
-            "(even the surest answers are wrong too often): the auto rule was used instead"
-        )
-    return choice
+    threshold = float(confidence[min(index, len(confidence) - 1)])
+    rule = f"answers {AUTO_COVERAGE:.0%} of validation images"
+    if target_accuracy is None:
+        return Decision(threshold=threshold, rule=rule)
+    note = (
+        f"no threshold reaches accuracy {target_accuracy:g} on the validation images "
+        "(even the surest answers are wrong too often): the auto rule was used instead"
+    )
+    return Decision(threshold=threshold, rule=rule, note=note)
 
 
 def _reaching(probabilities: np.ndarray, targets: np.ndarray, target: float) -> float | None:
@@ -66,17 +68,34 @@ def _reaching(probabilities: np.ndarray, targets: np.ndarray, target: float) -> 
     return float(confidence[order][meets[-1]])
 
 
-def selective(probabilities: np.ndarray, targets: np.ndarray, threshold: float) -> dict:
+@dataclass(frozen=True)
+class Selective:
+    """What a threshold gives on some images: how many it answers, and how many of
+    those right (``selective_accuracy`` None when it answers none)."""
+
+    images: int
+    answered: int
+    coverage: float
+    selective_accuracy: float | None
+
+    def on(self, decision: Decision, split: str) -> Decision:
+        """``decision`` with what it gives on ``split`` (the figures of metadata.json)."""
+        return Decision.model_validate(
+            {**decision.model_dump(exclude_unset=True), "split": split, **asdict(self)}
+        )
+
+
+def selective(probabilities: np.ndarray, targets: np.ndarray, threshold: float) -> Selective:
     """What a threshold gives: the share of images answered, and how many of those right."""
     answered = answered_by(probabilities, threshold)
     correct = probabilities.argmax(axis=1) == targets
     count = int(answered.sum())
-    return {
-        "images": int(len(targets)),
-        "answered": count,
-        "coverage": round(float(answered.mean()), 6) if len(targets) else 0.0,
-        "selective_accuracy": round(float(correct[answered].mean()), 6) if count else None,
-    }
+    return Selective(
+        images=int(len(targets)),
+        answered=count,
+        coverage=round(float(answered.mean()), 6) if len(targets) else 0.0,
+        selective_accuracy=round(float(correct[answered].mean()), 6) if count else None,
+    )
 
 
 def risk_coverage(probabilities: np.ndarray, targets: np.ndarray) -> list[tuple[float, float]]:

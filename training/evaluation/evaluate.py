@@ -1,17 +1,34 @@
-"""Validation metrics: accuracy, top-k accuracy, per-class precision, recall and
-F1, the confusion matrix, and the training history as CSV."""
+"""Validation metrics: a split's scored images (``Validation``), accuracy, top-k
+accuracy, per-class precision, recall and F1, the confusion matrix, and the training
+history as CSV."""
 
 from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from models.intervals import wilson
+from models.metadata import Baseline, ClassFigures, ConfusionMatrix, Figures
 
 
-def evaluate(probabilities: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict:
+@dataclass(frozen=True)
+class Validation:
+    """A split's images scored by the model (validation, test; on every shard of a
+    multi-worker job): row ``i`` of ``probabilities`` is ``files[i]``, whose pixels
+    are ``pixels[rows[i]]``."""
+
+    probabilities: np.ndarray
+    targets: np.ndarray
+    files: list[str]
+    pixels: Any  # an array or DecodeOnRead: indexed by position
+    rows: np.ndarray
+
+
+def evaluate(probabilities: np.ndarray, targets: np.ndarray, labels: list[str]) -> Figures:
     """Figures for ``probabilities`` (n, classes) against true label indices."""
     n_classes = len(labels)
     predicted = probabilities.argmax(axis=1)
@@ -27,55 +44,56 @@ def evaluate(probabilities: np.ndarray, targets: np.ndarray, labels: list[str]) 
         precision = tp / predicted_i if predicted_i else 0.0
         recall = tp / actual_i if actual_i else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[label] = {
-            "precision": round(precision, 6),
-            "recall": round(recall, 6),
-            "f1": round(f1, 6),
-            "support": actual_i,
-        }
+        per_class[label] = ClassFigures(
+            precision=round(precision, 6),
+            recall=round(recall, 6),
+            f1=round(f1, 6),
+            support=actual_i,
+        )
     right = int((predicted == targets).sum())
-    return {
-        "images": int(len(targets)),
-        "accuracy": round(right / len(targets), 6),
-        "accuracy_interval": [round(bound, 6) for bound in wilson(right, len(targets))],
-        "top_k": k,
-        "top_k_accuracy": round(float((top_k == targets[:, None]).any(axis=1).mean()), 6),
-        "loss": round(log_loss(probabilities, targets), 6) + 0.0,  # not -0.0
-        "macro_f1": round(float(np.mean([c["f1"] for c in per_class.values()])), 6),
-        "per_class": per_class,
-        "confusion_matrix": {"labels": labels, "matrix": confusion.tolist()},
-    }
+    low, high = wilson(right, len(targets))
+    return Figures(
+        images=int(len(targets)),
+        accuracy=round(right / len(targets), 6),
+        accuracy_interval=(round(low, 6), round(high, 6)),
+        top_k=k,
+        top_k_accuracy=round(float((top_k == targets[:, None]).any(axis=1).mean()), 6),
+        loss=round(log_loss(probabilities, targets), 6) + 0.0,  # not -0.0
+        macro_f1=round(float(np.mean([c.f1 for c in per_class.values()])), 6),
+        per_class=per_class,
+        confusion_matrix=ConfusionMatrix(
+            labels=tuple(labels), matrix=tuple(map(tuple, confusion.tolist()))
+        ),
+    )
 
 
-def baseline(train_counts: dict[str, int], targets: np.ndarray, labels: list[str]) -> dict:
+def baseline(train_counts: dict[str, int], targets: np.ndarray, labels: list[str]) -> Baseline:
     """What a model must beat: always answering the largest class of the training
     split (scored on these targets), and guessing at random."""
     majority = max(labels, key=lambda label: train_counts.get(label, 0))
     share = float((targets == labels.index(majority)).mean()) if len(targets) else 0.0
-    return {
-        "majority_class": majority,
-        "majority_accuracy": round(share, 6),
-        "chance": round(1 / len(labels), 6),
-    }
+    return Baseline(
+        majority_class=majority, majority_accuracy=round(share, 6), chance=round(1 / len(labels), 6)
+    )
 
 
-def quality_warnings(metrics: dict) -> list[str]:
+def quality_warnings(metrics: Figures) -> list[str]:
     """Plain words when a model is no better than a baseline that learns nothing."""
-    base = metrics.get("baseline")
-    if not base:
+    base = metrics.baseline
+    if base is None or metrics.accuracy is None:
         return []
-    accuracy, majority = metrics["accuracy"], base["majority_accuracy"]
+    accuracy, majority = metrics.accuracy, base.majority_accuracy
     if accuracy <= majority:
         return [
             f"accuracy {accuracy:.3f} is no better than always answering "
-            f"{base['majority_class']!r} ({majority:.3f}): this model has not learnt to tell "
+            f"{base.majority_class!r} ({majority:.3f}): this model has not learnt to tell "
             "the classes apart. More epochs, more images, or pretrained weights (--weights) "
             "may help; see docs/training.md"
         ]
     if accuracy < majority + 0.05:
         return [
             f"accuracy {accuracy:.3f} is barely above always answering "
-            f"{base['majority_class']!r} ({majority:.3f}): treat this model with caution"
+            f"{base.majority_class!r} ({majority:.3f}): treat this model with caution"
         ]
     return []
 

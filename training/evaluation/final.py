@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import keras
 import numpy as np
@@ -16,38 +16,50 @@ import numpy as np
 from models.decision import answered
 from models.engines import tta
 from models.label_free import atc_threshold
+from models.metadata import (
+    Calibration,
+    Decision,
+    Evaluation,
+    Figures,
+    Metrics,
+    Monitoring,
+    OriginalTest,
+    SplitFigures,
+    TestTimeAugmentation,
+)
 from models.preprocessing import SkippedImage, decode_images, image_files
 from training.config import TrainConfig
 from training.dataset.data import Listing, Prepared
 from training.dataset.splits import content_fingerprint
+from training.distribution import Distribution
 from training.evaluation import calibration, decision
-from training.evaluation.evaluate import baseline, evaluate, quality_warnings
+from training.evaluation.evaluate import Validation, baseline, evaluate, quality_warnings
 from training.fitting import finetune
 from training.jobs.state import Log
-from training.multiworker.cluster import Cluster
-from training.multiworker.distributed import Validation, gather_validation
 
 Forward = Callable[[Any], Any]
+F = TypeVar("F", bound=Figures)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
-    """What the final steps found, for the summary, the metadata and the report."""
+    """What the final steps found, for the summary, the metadata and the report: the
+    typed parts of ``metadata.json`` as they are published."""
 
-    metrics: dict[str, Any]  # the figures the summary shows: test's, else validation's
-    evaluation: dict[str, Any]
-    calibration: dict[str, Any] | None
-    decision: dict[str, Any]
+    metrics: Metrics  # the figures the summary shows: test's, else validation's
+    evaluation: Evaluation
+    calibration: Calibration | None
+    decision: Decision
     shown: Validation  # the split the metrics come from, calibrated (for the report)
     checked: dict[str, Validation]  # every split scored, by name (validation, test)
-    warnings: list[str] = field(default_factory=list)
-    tta: dict[str, Any] | None = None  # --tta: the figures with and without it
+    warnings: tuple[str, ...] = ()
+    tta: TestTimeAugmentation | None = None  # --tta: the figures with and without it
 
     @property
-    def monitoring(self) -> dict[str, Any]:
-        """The monitor's reference (``metadata.Monitoring``), from calibrated validation."""
+    def monitoring(self) -> Monitoring:
+        """The monitor's reference, from the calibrated validation split."""
         validation = self.checked["validation"]
-        return {"atc_threshold": atc_threshold(validation.probabilities, validation.targets)}
+        return Monitoring(atc_threshold=atc_threshold(validation.probabilities, validation.targets))
 
 
 def finish(
@@ -55,7 +67,7 @@ def finish(
     model: keras.Model,
     prepared: Prepared,
     listing: Listing,
-    cluster: Cluster,
+    distribution: Distribution,
     log: Log,
 ) -> Outcome:
     """Calibrate and choose the threshold on validation, then score the test split."""
@@ -64,7 +76,7 @@ def finish(
 
     def score_val(forward: Forward) -> Validation:
         inputs, targets = prepared.pixels, prepared.targets
-        return _scored(cluster, forward, inputs, targets, prepared.val, files, config)
+        return _scored(distribution, forward, inputs, targets, prepared.val, files, config)
 
     scorers: dict[str, Callable[[Forward], Validation]] = {"validation": score_val}
     val, temperature, fitted, how = _calibrated(config, model, score_val, forward, log)
@@ -72,44 +84,44 @@ def finish(
     threshold = decision.choose_threshold(
         val.probabilities, val.targets, config.min_confidence, config.target_accuracy
     )
-    train_counts = {k: v["train"] for k, v in prepared.report["classes"].items()}
-    evaluation = {"validation": _figures(val, prepared.labels, train_counts)}
+    counts = {k: v["train"] for k, v in prepared.report["classes"].items()}
+    figures: dict[str, Figures] = {
+        "validation": _figures(SplitFigures, val, prepared.labels, counts)
+    }
     shown, split = val, "validation"
     checked = {"validation": val}
     if prepared.report.get("test_images"):  # the same on every worker: all take part
         log("Scoring the test split: its images are read now, for the first time")
-        test, digests, scorers["test"] = _test(cluster, forward, prepared, listing, config, log)
-        evaluation["test"] = {
-            **_figures(test, prepared.labels, train_counts),
-            "fingerprint": content_fingerprint(digests),
-        }
+        test, digests, scorers["test"] = _test(
+            distribution, forward, prepared, listing, config, log
+        )
+        fingerprint = content_fingerprint(digests)
+        figures["test"] = _figures(SplitFigures, test, prepared.labels, counts, fingerprint)
         shown, split = test, "test"
         checked["test"] = test
         if "original_test" in prepared.report:  # --exclude/--relabel: DATA's own test split
-            evaluation["original_test"] = _original_test(
-                cluster, forward, prepared, test, config, train_counts, log
+            figures["original_test"] = _original_test(
+                distribution, forward, prepared, test, config, counts, log
             )
-    metrics = {k: v for k, v in evaluation[split].items() if k != "fingerprint"}
-    outcome = Outcome(
-        metrics={**metrics, "split": split},
-        evaluation=evaluation,
+    metrics = Metrics.model_validate(
+        {**figures[split].model_dump(exclude_unset=True, exclude={"fingerprint"}), "split": split}
+    )
+    answers = decision.selective(shown.probabilities, shown.targets, threshold.threshold)
+    tested = _tta(forward, scorers, {"validation": val, "test": shown}, log) if config.tta else None
+    chosen = answers.on(threshold, split)
+    if config.ood and distribution.is_chief:
+        ood = _out_of_scope(Path(config.ood), forward, config, shown, threshold.threshold, log)
+        chosen = chosen.model_copy(update={"ood": ood})
+    return Outcome(
+        metrics=metrics,
+        evaluation=Evaluation.model_validate(figures),
         calibration=_calibration(shown, temperature, split, fitted, val, how),
-        decision={
-            **threshold,
-            "split": split,
-            **decision.selective(shown.probabilities, shown.targets, threshold["threshold"]),
-        },
+        decision=chosen,
         shown=shown,
         checked=checked,
-        warnings=quality_warnings(metrics),
+        warnings=tuple(quality_warnings(metrics)),
+        tta=tested,
     )
-    if config.tta:
-        outcome.tta = _tta(forward, scorers, {"validation": val, "test": shown}, log)
-    if config.ood and cluster.is_chief:
-        outcome.decision["ood"] = _out_of_scope(
-            Path(config.ood), forward, config, shown, threshold["threshold"], log
-        )
-    return outcome
 
 
 def _calibrated(
@@ -134,7 +146,7 @@ def _calibrated(
 
 
 def _scored(
-    cluster: Cluster,
+    distribution: Distribution,
     forward: Forward,
     inputs: np.ndarray,
     targets: np.ndarray,
@@ -147,11 +159,11 @@ def _scored(
     local = Validation(
         finetune.predict_probabilities(forward, batches), targets[rows], files, inputs, rows
     )
-    return gather_validation(cluster, local, config.resolved_image_size())
+    return distribution.gather(local, config.resolved_image_size())
 
 
 def _test(
-    cluster: Cluster,
+    distribution: Distribution,
     forward: Forward,
     prepared: Prepared,
     listing: Listing,
@@ -172,22 +184,21 @@ def _test(
     files = [str(listing.samples[row].path) for row in kept]
 
     def score(forward: Forward) -> Validation:
-        return _scored(cluster, forward, inputs, targets, np.arange(len(kept)), files, config)
+        return _scored(distribution, forward, inputs, targets, np.arange(len(kept)), files, config)
 
-    if cluster.workers > 1:
-        digests = [d for part in cluster.allgather_json(digests) for d in part]
+    digests = distribution.joined(digests)  # every worker's test images
     return score(forward), digests, score
 
 
 def _original_test(
-    cluster: Cluster,
+    distribution: Distribution,
     forward: Forward,
     prepared: Prepared,
     test: Validation,
     config: TrainConfig,
     train_counts: dict[str, int],
     log: Log,
-) -> dict[str, Any]:
+) -> OriginalTest:
     """The figures on the original test images (``training.dataset.held_out``): the test
     images kept, with DATA's labels, and the excluded ones, decoded now; images of a
     class the model does not know are left out (counted in ``unknown``)."""
@@ -198,7 +209,7 @@ def _original_test(
         index.get(was.get(f, labels[t]), -1) for f, t in zip(test.files, test.targets, strict=True)
     ]
     excluded = [x for x in entry["excluded_files"] if x["label"] in index]
-    mine = excluded[cluster.index :: cluster.workers]  # each worker decodes its share
+    mine = excluded[distribution.index :: distribution.workers]  # each worker decodes its share
     size, pixels, files, targets = config.resolved_image_size(), [], [], []
 
     def skipped(image: SkippedImage) -> None:
@@ -211,10 +222,10 @@ def _original_test(
     inputs = np.stack(pixels) if pixels else np.zeros((0, *size, 3), np.uint8)
     rows, target = np.arange(len(files)), np.array(targets, np.int32)
     if files:
-        aside = _scored(cluster, forward, inputs, target, rows, files, config)
+        aside = _scored(distribution, forward, inputs, target, rows, files, config)
     else:  # none excluded from test (relabelled only), or none on this worker
         empty = Validation(np.zeros((0, len(labels)), np.float32), target, files, inputs, rows)
-        aside = gather_validation(cluster, empty, size)
+        aside = distribution.gather(empty, size)
     known = np.array([g >= 0 for g in given], bool)
     scored = Validation(
         np.concatenate([test.probabilities[known], aside.probabilities]),
@@ -224,8 +235,8 @@ def _original_test(
         np.zeros(0, np.int64),
     )
     unknown = int((~known).sum()) + len(entry["excluded_files"]) - len(excluded)
-    counts = {k: entry[k] for k in ("excluded", "relabelled")}
-    return {**_figures(scored, labels, train_counts), **counts, "unknown": unknown}
+    changed = {"excluded": entry["excluded"], "relabelled": entry["relabelled"], "unknown": unknown}
+    return _figures(OriginalTest, scored, labels, train_counts, **changed)
 
 
 def _tta(
@@ -233,7 +244,7 @@ def _tta(
     scorers: dict[str, Callable[[Forward], Validation]],
     plain: dict[str, Validation],
     log: Log,
-) -> dict[str, Any]:
+) -> TestTimeAugmentation:
     """``--tta``: each split scored again with the views of ``models.engines.tta`` averaged;
     accuracy and loss with and without, and whether it helped on validation."""
     averaged = tta.with_tta(forward)
@@ -253,17 +264,34 @@ def _tta(
         f"Test-time augmentation ({len(tta.VIEWS)} views): validation accuracy "
         f"{gain * 100:+.1f} points"
     )
-    return {"views": list(tta.VIEWS), "helped": gain > 0, "gain": gain, **figures}
+    return TestTimeAugmentation.model_validate(
+        {"views": tta.VIEWS, "helped": gain > 0, "gain": gain, **figures}
+    )
 
 
 def _accuracy(scored: Validation) -> float:
     return round(float((scored.probabilities.argmax(axis=1) == scored.targets).mean()), 6)
 
 
-def _figures(scored: Validation, labels: list[str], train_counts: dict[str, int]) -> dict:
+def _figures(
+    kind: type[F],
+    scored: Validation,
+    labels: list[str],
+    train_counts: dict[str, int],
+    fingerprint: str | None = None,
+    **changed: int,
+) -> F:
+    """A split's figures with the baseline, as ``kind`` records them."""
     figures = evaluate(scored.probabilities, scored.targets, labels)
-    figures["baseline"] = baseline(train_counts, scored.targets, labels)
-    return figures
+    extra: dict[str, Any] = {"fingerprint": fingerprint} if fingerprint else {}
+    return kind.model_validate(
+        {
+            **figures.model_dump(exclude_unset=True),
+            "baseline": baseline(train_counts, scored.targets, labels),
+            **extra,
+            **changed,
+        }
+    )
 
 
 def _calibration(
@@ -273,24 +301,24 @@ def _calibration(
     fitted_nll: float | None,
     val: Validation,
     how: str,
-) -> dict[str, Any] | None:
+) -> Calibration | None:
     """Temperature scaling's figures on the split shown: the calibrated probabilities,
     and what the model gave before (the scaling undone); the validation NLL it was
     fitted on, before and after; and how T was chosen. None: not calibrated."""
     if fitted_nll is None:
         return None
     before = calibration.scale(shown.probabilities, 1 / temperature)
-    return {
-        "temperature": round(temperature, 6),
-        "split": split,
-        "before": calibration.figures(before, shown.targets),
-        "after": calibration.figures(shown.probabilities, shown.targets),
-        "validation_nll": {
+    return Calibration(
+        temperature=round(temperature, 6),
+        split=split,
+        before=calibration.figures(before, shown.targets),
+        after=calibration.figures(shown.probabilities, shown.targets),
+        validation_nll={
             "before": round(fitted_nll, 6),
             "after": round(calibration.nll(val.probabilities, val.targets), 6),
         },
-        "how": how,
-    }
+        how=how,
+    )
 
 
 def _out_of_scope(
@@ -334,11 +362,12 @@ def _skipped(log: Log, kind: str) -> Callable[[SkippedImage], None]:
 def describe(outcome: Outcome) -> list[str]:
     """Lines for the log: where the threshold sits and what it gives."""
     d = outcome.decision
+    assert d.coverage is not None, "a decision finish() measured"
     lines = [
-        f"Decision threshold {d['threshold']:.3f} ({d['rule']}): answers "
-        f"{d['coverage']:.1%} of the {d['split']} images"
-        + (f", {d['selective_accuracy']:.1%} of them right" if d["selective_accuracy"] else "")
+        f"Decision threshold {d.threshold:.3f} ({d.rule}): answers "
+        f"{d.coverage:.1%} of the {d.split} images"
+        + (f", {d.selective_accuracy:.1%} of them right" if d.selective_accuracy else "")
     ]
-    if d.get("note"):
-        lines.append(f"  note: {d['note']}")
+    if d.note:
+        lines.append(f"  note: {d.note}")
     return lines

@@ -12,7 +12,7 @@ trained on the same or a grown dataset are compared on images neither trained on
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +122,13 @@ def score_version(
         "version": bundle.version,
         "data": str(data),
         "split": split,
-        "figures": evaluate(probabilities, targets, bundle.labels),
-        "calibration": calibration.figures(probabilities, targets),
+        "figures": evaluate(probabilities, targets, bundle.labels).model_dump(
+            mode="json", exclude_unset=True
+        ),
+        "calibration": calibration.figures(probabilities, targets).model_dump(),
         "decision": {
             "threshold": threshold,
-            **decision.selective(probabilities, targets, threshold),
+            **asdict(decision.selective(probabilities, targets, threshold)),
         },
         "fingerprint": content_fingerprint(decoded.digests),
         "skipped": decoded.skipped,

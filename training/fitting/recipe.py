@@ -14,6 +14,7 @@ import numpy as np
 from models.errors import ConfigError
 from training.config import TrainConfig
 from training.dataset.data import Prepared
+from training.distribution import Distribution
 from training.fitting import finetune, lr_find
 from training.fitting.callbacks import EpochSeeds, SettledValidation, tensorboard
 from training.fitting.phases import (
@@ -27,7 +28,6 @@ from training.fitting.phases import (
 )
 from training.fitting.regime import Regime, layer_factors
 from training.jobs.state import JobState, Log
-from training.multiworker.cluster import Cluster
 
 
 def uses_cached_features(config: TrainConfig) -> bool:
@@ -49,7 +49,7 @@ class Run:
     backbone: keras.Model
     prepared: Prepared
     state: JobState
-    cluster: Cluster
+    distribution: Distribution
     log: Log
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -79,7 +79,7 @@ class Run:
         seed = (self.config.seed, epochs.phase) if epochs else self.config.seed
         first = epochs.first if epochs else 0
         soft = (len(self.prepared.labels), regime) if regime.soft_targets else None
-        return self.cluster.distribute(
+        return self.distribution.distribute(
             lambda batch, pad_to: finetune.batches(
                 inputs,
                 targets,
@@ -123,9 +123,9 @@ class Run:
     def settled_validation(self) -> SettledValidation:
         """Validation after BatchNorm statistics are measured on up to 1,024 training
         images (the same ones every epoch)."""
-        prepared, cluster = self.prepared, self.cluster
+        prepared, distribution = self.prepared, self.distribution
         sample = np.random.default_rng(self.config.seed).permutation(prepared.train)[:1024]
-        size = cluster.per_replica_batch(self.config.batch_size)
+        size = distribution.per_replica_batch(self.config.batch_size)
         forward = finetune.inference(self.model)
         return SettledValidation(
             lambda: finetune.recalibrate_batchnorm(
@@ -145,21 +145,30 @@ class _Epochs:
     first: int
 
 
-def train(run: Run, phases: list[Phase]) -> tuple[list[dict], dict[str, Any]]:
+@dataclass(frozen=True)
+class Trained:
+    """What the phases did: every epoch's row (``reports/history.csv``), and the
+    ``training`` part of ``metadata.json`` (the recipe, each phase's summary)."""
+
+    history: list[dict[str, Any]]
+    details: dict[str, Any]
+
+
+def train(run: Run, phases: list[Phase]) -> Trained:
     """Run the phases not yet finished; returns the history rows and what was done."""
-    config, model, prepared, state, cluster, log = (
+    config, model, prepared, state, distribution, log = (
         run.config,
         run.model,
         run.prepared,
         run.state,
-        run.cluster,
+        run.distribution,
         run.log,
     )
     phases = sized_phases(phases, config, prepared.report["train_images"])
-    run.details.update(_describe(config, cluster, phases))
-    with cluster.fit_scope():
+    run.details.update(_describe(config, distribution, phases))
+    with distribution.fit_scope():
         fit_model = finetune.training_model(
-            model, config.augment, config.seed, cluster.model_class, config.randaugment
+            model, config.augment, config.seed, distribution.model_class, config.randaugment
         )
     if not config.transfer:
         log(
@@ -189,7 +198,7 @@ def train(run: Run, phases: list[Phase]) -> tuple[list[dict], dict[str, Any]]:
     ]
     run.details["trainable_params"] = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     run.details["total_params"] = int(model.count_params())
-    return progress["history"], run.details
+    return Trained(progress["history"], run.details)
 
 
 def phase_summary(phase: Phase, rows: list[dict]) -> dict[str, Any]:
@@ -210,15 +219,13 @@ def phase_summary(phase: Phase, rows: list[dict]) -> dict[str, Any]:
     return summary
 
 
-def _describe(config: TrainConfig, cluster: Cluster, phases: list[Phase]) -> dict[str, Any]:
+def _describe(
+    config: TrainConfig, distribution: Distribution, phases: list[Phase]
+) -> dict[str, Any]:
     details: dict[str, Any] = {"recipe": "transfer" if config.transfer else "scratch"}
-    if cluster.strategy is not None:
-        details["distribution"] = {
-            "kind": "multiworker" if cluster.workers > 1 else "mirrored",
-            "workers": cluster.workers,
-            "replicas": cluster.replicas,
-            "global_batch_size": -(-config.batch_size // cluster.replicas) * cluster.replicas,
-        }
+    spread = distribution.details(config.batch_size)
+    if spread is not None:
+        details["distribution"] = spread
     if config.transfer:
         details["unfreeze_from"] = unfreeze_point(phases)
     details["regime"] = {
@@ -252,7 +259,7 @@ def _without(progress: dict, phase: str) -> dict:
 
 def _run_phase(run: Run, fit_model: keras.Model, phase: Phase, index: int) -> list[dict]:
     """Train one phase (with its layers frozen as it needs); its history rows."""
-    state, single = run.state, run.cluster.workers == 1
+    state, single = run.state, run.distribution.workers == 1
     earlier = state.records.epochs(phase.name)
     if earlier:
         run.log(f"Phase {phase.name} resumes at epoch {len(earlier) + 1} of {phase.epochs}")
@@ -264,7 +271,7 @@ def _run_phase(run: Run, fit_model: keras.Model, phase: Phase, index: int) -> li
         val = (None, None)
     if run.config.tensorboard:
         first += tensorboard(run.config, phase.name)
-    with run.cluster.scope():
+    with run.distribution.scope():
         return finetune.run_phase(
             phase_model,
             phase,
@@ -298,7 +305,7 @@ def find_rates(run: Run, phases: list[Phase]) -> dict[str, dict]:
     next phase's test starts from the model a job would have there."""
     config = run.config
     fit_model = finetune.training_model(
-        run.model, config.augment, config.seed, run.cluster.model_class, config.randaugment
+        run.model, config.augment, config.seed, run.distribution.model_class, config.randaugment
     )
     sized = sized_phases(phases, config, run.prepared.report["train_images"])
     phases = [replace(phase, lr="auto") for phase in sized]
@@ -316,8 +323,8 @@ def _phase_model(run: Run, fit_model: keras.Model, phase: Phase) -> keras.Model:
     if phase.name == HEAD:
         finetune.freeze_for_head(run.backbone)
         if uses_cached_features(run.config):
-            with run.cluster.fit_scope():
-                return finetune.head_model(run.model, run.cluster.model_class)
+            with run.distribution.fit_scope():
+                return finetune.head_model(run.model, run.distribution.model_class)
     elif phase.name == FINE_TUNE:
         assert phase.unfreeze_from is not None
         count = finetune.unfreeze_top(run.backbone, phase.unfreeze_from)
@@ -348,7 +355,7 @@ def _with_learning_rate(
     """The phase with its rate: given, or chosen by a range test (kept for a resume)."""
     if phase.lr != "auto":
         return phase
-    if run.cluster.strategy is not None:
+    if not run.distribution.one_device:
         raise ConfigError("--lr auto and --fine-tune-lr auto need one device: give the rates")
     saved = run.state.read(f"lr_{phase.name}.json")
     if saved is None:
@@ -363,17 +370,17 @@ def _with_learning_rate(
 def _recalibrate_batchnorm(run: Run) -> None:
     """After training from scratch: BatchNorm statistics measured on the training
     images, in batches of the size each replica trained on."""
-    cluster = run.cluster
+    distribution = run.distribution
     batches = run.batches(
-        run.prepared.train, False, cluster.per_replica_batch(run.config.batch_size)
+        run.prepared.train, False, distribution.per_replica_batch(run.config.batch_size)
     )
     if not finetune.recalibrate_batchnorm(run.model, run.backbone, batches):
         return
     run.log("Recalibrated BatchNorm statistics on the training images")
-    if cluster.workers > 1:  # each worker measured its shard: average them
+    if distribution.workers > 1:  # each worker measured its shard: average them
         statistics = finetune.batchnorm_statistics(run.backbone)
         for variable, mean in zip(
-            statistics, cluster.mean([v.numpy() for v in statistics]), strict=True
+            statistics, distribution.mean([v.numpy() for v in statistics]), strict=True
         ):
             variable.assign(mean)
     run.details["batchnorm_recalibrated"] = True

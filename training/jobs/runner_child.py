@@ -219,9 +219,9 @@ def _train(queue: JobQueue, job: Job, store: str | Path, log: JobLog) -> int:
     config = job_config(queue, job, store)
     from training.job import run_job
 
-    summary = run_job(config, log)
-    log.report("succeeded", version=summary["version"])
-    log(f"Job {job.id} succeeded: published {job.name} version {summary['version']}")
+    result = run_job(config, log)
+    log.report("succeeded", version=result.version)
+    log(f"Job {job.id} succeeded: published {job.name} version {result.version}")
     return 0
 
 

@@ -9,6 +9,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -225,6 +226,29 @@ def _publish(
             metadata = metadata.replace(engines={"int8": engine})
         store = ModelStore(config.store)
         return save_multilabel(store, model, metadata, reports, seen, artifacts)
+
+
+@dataclass(frozen=True)
+class MultilabelResult:
+    """What a multi-label job did, as ``training.job.JobResult`` answers it: the version it
+    published, and ``ktl train --json``'s object (its figures are ``Multilabel``'s)."""
+
+    summary: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.summary["name"])
+
+    @property
+    def version(self) -> int:
+        return int(self.summary["version"])
+
+    @property
+    def path(self) -> Path:
+        return Path(self.summary["path"])
+
+    def to_json(self) -> dict[str, Any]:
+        return self.summary
 
 
 def run_multilabel(config: TrainConfig, log: Log) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 before anything is decoded, on the classes once each has decoded its shard, on
 the validation predictions at the end, and on the version the chief published.
 
-Every function here is a no-op wrapper with one worker. With several, each makes
-the same collective calls in the same order on every worker (see
-``training.multiworker.cluster.Cluster``); a worker that cannot go on tells the others why
-instead of leaving them waiting.
+``Workers`` is the ``training.distribution.Distribution`` of a job that trains
+through ``tf.distribute``; a job on one device never gets here (``Local``). With
+several workers each function makes the same collective calls in the same order
+on every worker (see ``training.multiworker.cluster.Cluster``); a worker that
+cannot go on tells the others why instead of leaving them waiting. With one
+(``--strategy mirrored``: the GPUs of one machine) each is the plain call.
 """
 
 from __future__ import annotations
@@ -13,26 +15,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
 from models.errors import ConfigError
 from models.preprocessing import load_image
 from models.store import PublishError
 from training.config import TrainConfig
-from training.dataset.corrections import corrected_listing
-from training.dataset.corrections import describe as describe_corrections
-from training.dataset.data import (
-    DataError,
-    Listing,
-    Prepared,
-    check_classes,
-)
+from training.dataset.data import DataError, Listing, Prepared
 from training.dataset.health import merge_reports
+from training.distribution import MakeBatches, checked, listing_of
+from training.evaluation.evaluate import Validation
 from training.jobs.state import JobState, Log, prepared_data
 from training.multiworker.cluster import Cluster, shard
 
@@ -59,14 +57,8 @@ def list_dataset(cluster: Cluster, config: TrainConfig, log: Log) -> Listing:
     """This worker's files of DATA: all of them with one worker; with several, its
     shard, once every worker has checked that they run the same job."""
     if cluster.workers == 1:
-        listing = _listing(config)
-    else:
-        listing = _agree_on_the_job(cluster, config)
-    for line in describe_corrections(listing.corrections):
-        log(line)
-    check_classes(Counter(sample.label for sample in listing.samples), "image files")
-    if cluster.workers == 1:
-        return listing
+        return checked(listing_of(config), log)
+    listing = checked(_agree_on_the_job(cluster, config), log)
     total = len(listing.samples)
     # each refused file is reported by one worker, as each listed one is read by one
     listing = dataclasses.replace(
@@ -79,12 +71,6 @@ def list_dataset(cluster: Cluster, config: TrainConfig, log: Log) -> Listing:
     return listing
 
 
-def _listing(config: TrainConfig) -> Listing:
-    return corrected_listing(
-        config.data, config.exclude, config.relabel, confine=config.confine_to_data
-    )
-
-
 def _agree_on_the_job(cluster: Cluster, config: TrainConfig) -> Listing:
     """The listing of DATA, once the workers have checked they run the same job:
     workers started with other settings, or seeing other files, would train
@@ -92,7 +78,7 @@ def _agree_on_the_job(cluster: Cluster, config: TrainConfig) -> Listing:
     settings = {k: v for k, v in config.to_dict().items() if k not in _PER_WORKER}
 
     def listing_and_share() -> tuple[Listing, dict]:
-        listing = _listing(config)
+        listing = listing_of(config)
         base = Path(config.data)
         base = base.parent if base.is_file() else base
         files = hashlib.sha256(
@@ -146,18 +132,6 @@ def prepared_shards(
     return dataclasses.replace(prepared, report=merged), reused
 
 
-@dataclasses.dataclass(frozen=True)
-class Validation:
-    """The validation images' predictions, on every shard: row ``i`` of
-    ``probabilities`` is ``files[i]``, whose pixels are ``pixels[rows[i]]``."""
-
-    probabilities: np.ndarray
-    targets: np.ndarray
-    files: list[str]
-    pixels: Any  # an array or DecodeOnRead: indexed by position
-    rows: np.ndarray
-
-
 def gather_validation(cluster: Cluster, local: Validation, size: tuple[int, int]) -> Validation:
     """Every worker validated its shard; the chief reports on all of them."""
     if cluster.workers == 1:
@@ -202,3 +176,92 @@ class DecodeOnRead:
 
     def __getitem__(self, index: int) -> np.ndarray:
         return load_image(Path(self.files[int(index)]), self.size)
+
+
+class Workers:
+    """The ``Distribution`` of a job trained through ``tf.distribute``: its cluster's
+    strategy scopes and batches per replica, and the agreement of its workers."""
+
+    one_device = False
+
+    def __init__(self, cluster: Cluster):
+        assert cluster.strategy is not None, "one device is training.distribution.Local"
+        self.cluster = cluster
+
+    @property
+    def workers(self) -> int:
+        return self.cluster.workers
+
+    @property
+    def index(self) -> int:
+        return self.cluster.index
+
+    @property
+    def is_chief(self) -> bool:
+        return self.cluster.is_chief
+
+    @property
+    def model_class(self) -> type[keras.Model]:
+        return self.cluster.model_class
+
+    def failures(self) -> AbstractContextManager[None]:
+        return self.cluster.failures()
+
+    def scope(self) -> AbstractContextManager[Any]:
+        return self.cluster.scope()
+
+    def fit_scope(self) -> AbstractContextManager[Any]:
+        return self.cluster.fit_scope()
+
+    def per_replica_batch(self, batch_size: int) -> int:
+        return self.cluster.per_replica_batch(batch_size)
+
+    def distribute(
+        self, make: MakeBatches, count: int, batch_size: int
+    ) -> tuple[object, int | None]:
+        return self.cluster.distribute(make, count, batch_size)
+
+    def mean(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return self.cluster.mean(arrays) if self.workers > 1 else arrays
+
+    def describe(self, batch_size: int) -> list[str]:
+        """Where the job trains, and a note when each replica's batch is small."""
+        lines = [f"Training on {self.cluster.describe()}"]
+        per_replica, replicas = self.per_replica_batch(batch_size), self.cluster.replicas
+        if per_replica < 4:
+            lines.append(
+                f"  note: each of the {replicas} replicas trains on {per_replica} "
+                "image(s) a step; BatchNorm statistics of so few are noisy: raise --batch-size"
+            )
+        return lines
+
+    def details(self, batch_size: int) -> dict[str, Any] | None:
+        """``metadata.json``'s ``training.distribution``."""
+        replicas = self.cluster.replicas
+        return {
+            "kind": "multiworker" if self.workers > 1 else "mirrored",
+            "workers": self.workers,
+            "replicas": replicas,
+            "global_batch_size": -(-batch_size // replicas) * replicas,
+        }
+
+    def list_dataset(self, config: TrainConfig, log: Log) -> Listing:
+        return list_dataset(self.cluster, config, log)
+
+    def prepared_data(
+        self, state: JobState, listing: Listing, config: TrainConfig, log: Log
+    ) -> tuple[Prepared, bool]:
+        size = config.resolved_image_size()
+        return prepared_shards(self.cluster, state, listing, size, config, log)
+
+    def gather(self, local: Validation, size: tuple[int, int]) -> Validation:
+        return gather_validation(self.cluster, local, size)
+
+    def joined(self, items: list[str]) -> list[str]:
+        """Every worker's ``items``, in worker order."""
+        if self.workers == 1:
+            return items
+        return [item for part in self.cluster.allgather_json(items) for item in part]
+
+    def publish(self, save: Callable[[], tuple[int, Path]]) -> tuple[int, Path]:
+        return publish_on_chief(self.cluster, save)

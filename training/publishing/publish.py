@@ -13,18 +13,7 @@ import keras
 
 from models.bundle import MODEL_FILE, REPORTS_DIR, SEEN_FILE, Bundle, save_bundle, seen_file
 from models.insight.explain import activation_layers
-from models.metadata import (
-    BundleMetadata,
-    Calibration,
-    Decision,
-    Engine,
-    Evaluation,
-    InputSpec,
-    Lineage,
-    Metrics,
-    Monitoring,
-    TestTimeAugmentation,
-)
+from models.metadata import BundleMetadata, Engine, InputSpec, Lineage
 from models.networks.backbones import BackboneSpec
 from models.preprocessing import RESIZE_POLICY
 from models.store import ModelStore
@@ -58,14 +47,12 @@ def bundle_metadata(
         input=InputSpec(shape=(*size, 3)),
         resize=RESIZE_POLICY,
         created_at=utc_now(),
-        metrics=Metrics.model_validate(outcome.metrics),
-        evaluation=Evaluation.model_validate(outcome.evaluation),
-        calibration=(
-            Calibration.model_validate(outcome.calibration) if outcome.calibration else None
-        ),
-        decision=Decision.model_validate(outcome.decision),
-        tta=TestTimeAugmentation.model_validate(outcome.tta) if outcome.tta else None,
-        monitoring=Monitoring.model_validate(outcome.monitoring) if outcome.monitoring else None,
+        metrics=outcome.metrics,
+        evaluation=outcome.evaluation,
+        calibration=outcome.calibration,
+        decision=outcome.decision,
+        tta=outcome.tta,
+        monitoring=outcome.monitoring,
         training={**config.to_dict(), **details},
         dataset={**dataset, "fingerprint": fingerprint},
         activation_layers=tuple(activation_layers(model)),
@@ -80,14 +67,15 @@ def report_files(
     kept = {(phase["name"], phase["kept_epoch"]) for phase in training["phases"]}
     history = [{**row, "kept": int((row["phase"], row["epoch"]) in kept)} for row in history]
     metrics, validation = outcome.metrics, outcome.shown
-    split = metrics["split"]
+    assert metrics.confusion_matrix is not None and metrics.split is not None, "evaluated"
     lr_found = training.get("lr_find", {})
+    figures = metrics.model_dump(mode="json", exclude_unset=True)
     return {
-        "metrics.json": json.dumps(metrics, indent=2).encode(),
+        "metrics.json": json.dumps(figures, indent=2).encode(),
         "history.csv": history_csv(history).encode(),
         "curves.png": report.curves_png(history),
         "confusion_matrix.png": report.confusion_png(
-            labels, metrics["confusion_matrix"]["matrix"], split
+            labels, metrics.confusion_matrix.matrix, metrics.split
         ),
         "reliability.png": report.reliability_png(
             validation.probabilities, validation.targets, outcome.calibration
@@ -126,7 +114,7 @@ def save_published(
     if not config.int8:
         return save_bundle(store, model, metadata, reports, seen)
     with tempfile.TemporaryDirectory(prefix="ktl-int8-") as tmp:
-        size, threshold = config.resolved_image_size(), outcome.decision["threshold"]
+        size, threshold = config.resolved_image_size(), outcome.decision.threshold
         artifacts, engine = int8_engine(
             model, size, prepared.pixels, prepared.train, outcome.checked, threshold, Path(tmp), log
         )

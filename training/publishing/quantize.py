@@ -16,9 +16,9 @@ from models.decision import threshold_of
 from models.engines import int8
 from models.errors import ConfigError
 from models.metadata import Engine
+from training.evaluation.evaluate import Validation
 from training.evaluation.scoring import decoded_split, listed
 from training.jobs.state import Log
-from training.multiworker.distributed import Validation
 
 _CHUNK = 64  # images run through the INT8 session at a time
 

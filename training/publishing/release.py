@@ -15,7 +15,7 @@ no label yet (where the newest version would otherwise be the default).
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import BaseModel, ConfigDict
 
 from models.bundle import load_bundle
 from models.errors import ConfigError, UserError
@@ -28,7 +28,35 @@ from training.evaluation.scoring import score_version
 from training.jobs.state import Log
 
 
-def release(config: TrainConfig, version: int, log: Log) -> dict[str, Any] | None:
+class Comparison(BaseModel):
+    """``--promote-if-better``: the new version and the stable one on the same images."""
+
+    model_config = ConfigDict(frozen=True)
+
+    split: str
+    images: int
+    fingerprint: str
+    accuracy: float
+    stable_version: int
+    stable_accuracy: float
+    difference: float
+
+
+class Release(BaseModel):
+    """What the release options did; ``ktl train --json`` shows it as ``release``, with
+    ``reason`` when a promotion was decided and ``deleted`` with ``--keep``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    promoted: bool
+    comparison: Comparison | None
+    reason: str | None = None
+    deleted: list[int] | None = None
+    default_version: int | None
+    stable: int | None
+
+
+def release(config: TrainConfig, version: int, log: Log) -> Release | None:
     """Apply the job's release options to the version it published; what happened, or
     None when it asked for nothing."""
     if not (config.promote or config.promote_if_better or config.keep):
@@ -36,40 +64,50 @@ def release(config: TrainConfig, version: int, log: Log) -> dict[str, Any] | Non
     store = open_store(config.store)
     name = config.name
     before = default_version([v for v in store.versions(name) if v != version], store.labels(name))
-    outcome: dict[str, Any] = {"promoted": False, "comparison": None}
+    promoted, comparison, reason = False, None, None
     if config.promote or (config.promote_if_better and before is None):
-        outcome["reason"] = (
+        reason = (
             "promoted to stable (--promote)"
             if config.promote
             else ("promoted to stable: the first version, nothing to compare with")
         )
-        outcome["promoted"] = _label(store, name, version, version, "--promote")
+        promoted = _label(store, name, version, version, "--promote")
     elif config.promote_if_better:
         assert before is not None
-        outcome.update(_promote_if_better(config, store, version, before, log))
+        promoted, comparison, reason = _promote_if_better(config, store, version, before, log)
+    kept: dict[str, list[int]] = {}
     if config.keep:
-        outcome["deleted"] = retain(store, name, config.keep)
-        if outcome["deleted"]:
-            log(f"Deleted versions {outcome['deleted']} of {name} (--keep {config.keep})")
-    outcome["default_version"] = store.default(name)
-    outcome["stable"] = store.labels(name).version_of(STABLE)
-    if "reason" in outcome:
-        log(f"{name} version {version}: {outcome['reason']}")
-    return outcome
+        kept["deleted"] = deleted = retain(store, name, config.keep)
+        if deleted:
+            log(f"Deleted versions {deleted} of {name} (--keep {config.keep})")
+    if reason is not None:
+        log(f"{name} version {version}: {reason}")
+    return Release.model_validate(
+        {
+            "promoted": promoted,
+            "comparison": comparison,
+            **({"reason": reason} if reason is not None else {}),
+            **kept,
+            "default_version": store.default(name),
+            "stable": store.labels(name).version_of(STABLE),
+        }
+    )
 
 
 def _promote_if_better(
     config: TrainConfig, store: ModelStore, version: int, current: int, log: Log
-) -> dict[str, Any]:
+) -> tuple[bool, Comparison | None, str]:
+    """Whether the new version became stable, the comparison it took, and why."""
     new = load_bundle(store.resolve(config.name, version)[1])
     old = load_bundle(store.resolve(config.name, current)[1])
     if old.labels != new.labels or old.image_size != new.image_size:
         _label(store, config.name, current, version, "kept: the new version answers otherwise")
-        return {
-            "reason": f"not promoted: version {current} (stable) has other classes or another "
+        why = (
+            f"not promoted: version {current} (stable) has other classes or another "
             f"input size, so accuracy is not comparable; promote it with ktl label "
             f"{config.name} stable {version} --force when clients are ready"
-        }
+        )
+        return False, None, why
     split = "test"
     try:
         scores = [score_version(b, config.data, split, log, among=(new, old)) for b in (new, old)]
@@ -77,18 +115,18 @@ def _promote_if_better(
         split = "val"
         scores = [score_version(b, config.data, split, log, among=(new, old)) for b in (new, old)]
     ours, theirs = (s["figures"]["accuracy"] for s in scores)
-    comparison = {
-        "split": split,
-        "images": scores[0]["figures"]["images"],
-        "fingerprint": scores[0]["fingerprint"],
-        "accuracy": ours,
-        "stable_version": current,
-        "stable_accuracy": theirs,
-        "difference": round(ours - theirs, 6),
-    }
+    comparison = Comparison(
+        split=split,
+        images=scores[0]["figures"]["images"],
+        fingerprint=scores[0]["fingerprint"],
+        accuracy=ours,
+        stable_version=current,
+        stable_accuracy=theirs,
+        difference=round(ours - theirs, 6),
+    )
     figures = (
         f"{'test' if split == 'test' else 'validation'} accuracy {ours:.3f} against "
-        f"{theirs:.3f} for version {current} on the same {comparison['images']} images "
+        f"{theirs:.3f} for version {current} on the same {comparison.images} images "
         f"({(ours - theirs) * 100:+.1f} points)"
     )
     better = ours > theirs
@@ -96,7 +134,7 @@ def _promote_if_better(
     reason = (
         "promoted to stable: " if better else f"not promoted, version {current} stays stable: "
     ) + figures
-    return {"promoted": promoted and better, "comparison": comparison, "reason": reason}
+    return promoted and better, comparison, reason
 
 
 def _label(store: ModelStore, name: str, target: int, new: int, note: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -14,6 +15,8 @@ matplotlib.use("Agg")  # no display: a training job runs on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from models.metadata import Calibration, Decision  # noqa: E402
 
 WORST_COUNT = 12
 THUMBNAIL = 96
@@ -67,7 +70,9 @@ def curves_png(history: list[dict]) -> bytes:
     return _png(figure)
 
 
-def confusion_png(labels: list[str], matrix: list[list[int]], split: str = "validation") -> bytes:
+def confusion_png(
+    labels: list[str], matrix: Sequence[Sequence[int]], split: str = "validation"
+) -> bytes:
     """Rows: true class; columns: predicted class; each cell shows its count."""
     counts = np.array(matrix)
     side = max(3.0, 0.6 * len(labels) + 1.5)
@@ -92,7 +97,7 @@ def confusion_png(labels: list[str], matrix: list[list[int]], split: str = "vali
 
 
 def reliability_png(
-    probabilities: np.ndarray, targets: np.ndarray, calibration: dict | None
+    probabilities: np.ndarray, targets: np.ndarray, calibration: Calibration | None
 ) -> bytes:
     """Confidence against accuracy in 15 bins: on the diagonal, the probabilities mean
     what they say. With calibration, the uncalibrated model's curve too."""
@@ -102,9 +107,7 @@ def reliability_png(
     axis.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     curves = [("calibrated" if calibration else "model", probabilities)]
     if calibration:
-        curves.insert(
-            0, ("before calibration", scale(probabilities, 1 / calibration["temperature"]))
-        )
+        curves.insert(0, ("before calibration", scale(probabilities, 1 / calibration.temperature)))
     for name, p in curves:
         confidence, correct = p.max(axis=1), p.argmax(axis=1) == targets
         which = np.clip((confidence * ECE_BINS).astype(int), 0, ECE_BINS - 1)
@@ -124,7 +127,7 @@ def reliability_png(
     return _png(figure)
 
 
-def risk_coverage_png(probabilities: np.ndarray, targets: np.ndarray, decision: dict) -> bytes:
+def risk_coverage_png(probabilities: np.ndarray, targets: np.ndarray, decision: Decision) -> bytes:
     """Accuracy of the answered images against the share answered, as the threshold
     rises; the chosen threshold marked."""
     from training.evaluation.decision import risk_coverage
@@ -132,21 +135,21 @@ def risk_coverage_png(probabilities: np.ndarray, targets: np.ndarray, decision: 
     figure, axis = plt.subplots(figsize=(4.6, 4.2))
     coverage, accuracy = zip(*risk_coverage(probabilities, targets), strict=True)
     axis.plot(coverage, accuracy, "-", label="every threshold")
-    if decision.get("selective_accuracy") is not None:
+    if decision.selective_accuracy is not None and decision.coverage is not None:
         axis.plot(
-            [decision["coverage"]],
-            [decision["selective_accuracy"]],
+            [decision.coverage],
+            [decision.selective_accuracy],
             "*",
             color="black",
             markersize=12,
-            label=f"threshold {decision['threshold']:.2f}",
+            label=f"threshold {decision.threshold:.2f}",
         )
     axis.set_xlabel("share of images answered (coverage)")
     axis.set_ylabel("accuracy of the answered")
     axis.set_xlim(0, 1.02)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower left")
-    axis.set_title(f"risk and coverage ({decision.get('split', 'validation')})")
+    axis.set_title(f"risk and coverage ({decision.split or 'validation'})")
     return _png(figure)
 
 
