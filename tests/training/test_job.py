@@ -99,13 +99,16 @@ def test_fine_tuning_trains_only_the_top_block_and_keeps_batchnorm_frozen(tmp_pa
     assert result.training["unfreeze_from"] == "block3_conv1"
 
 
-def test_unknown_unfreeze_layer_is_a_clear_error(tmp_path):
+def test_unknown_unfreeze_layer_is_a_clear_error_before_anything_trains(tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(finetune, "run_phase", lambda *args, **kwargs: trained.append(args))
     with pytest.raises(ValueError, match="not a layer of smallcnn"):
         _run(
             tmp_path, backbone="smallcnn", weights=str(_smallcnn_file(tmp_path)),
             image_size=16, epochs=1, min_steps=0, fine_tune_epochs=1, unfreeze_from="conv9",
             augment=False,
         )  # fmt: skip
+    assert trained == [], "the head phase trained before the wrong layer name was found"
 
 
 def test_interrupted_job_publishes_nothing_and_resume_finishes_it_once(tmp_path, monkeypatch):

@@ -133,15 +133,21 @@ def freeze_for_head(backbone: keras.Model) -> None:
     backbone.trainable = False
 
 
-def unfreeze_top(backbone: keras.Model, unfreeze_from: str) -> int:
-    """Train layers from ``unfreeze_from`` on, except BatchNorm; returns how many."""
+def unfreeze_index(backbone: keras.Model, unfreeze_from: str) -> int:
+    """The index of layer ``unfreeze_from`` in ``backbone``; a ``ConfigError`` naming its
+    last layers when there is none (checked before the first phase trains)."""
     names = [layer.name for layer in backbone.layers]
     if unfreeze_from not in names:
         raise ConfigError(
             f"--unfreeze-from {unfreeze_from!r} is not a layer of {backbone.name}; "
             f"its last layers are: {', '.join(names[-8:])} (ktl inspect lists all)"
         )
-    start = names.index(unfreeze_from)
+    return names.index(unfreeze_from)
+
+
+def unfreeze_top(backbone: keras.Model, unfreeze_from: str) -> int:
+    """Train layers from ``unfreeze_from`` on, except BatchNorm; returns how many."""
+    start = unfreeze_index(backbone, unfreeze_from)
     backbone.trainable = True
     trainable = 0
     for position, layer in enumerate(backbone.layers):

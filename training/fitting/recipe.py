@@ -165,6 +165,9 @@ def train(run: Run, phases: list[Phase]) -> Trained:
         run.log,
     )
     phases = sized_phases(phases, config, prepared.report["train_images"])
+    for phase in phases:  # a wrong --unfreeze-from fails now, not after the head trained
+        if phase.unfreeze_from is not None:
+            finetune.unfreeze_index(run.backbone, phase.unfreeze_from)
     run.details.update(_describe(config, distribution, phases))
     with distribution.fit_scope():
         fit_model = finetune.training_model(
