@@ -24,7 +24,8 @@ COPY models/ models/
 COPY training/ training/
 COPY service/ service/
 COPY cli/ cli/
-RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".[cpu,serve,train,export,kubernetes]"
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt \
+    ".[cpu,serve,train,export,kubernetes,grpc,s3]"
 
 # Stage 2: each image's virtual environment, installed from those wheels here and copied
 # whole into its image below, so the wheels never become a layer of an image. (Not
@@ -34,16 +35,16 @@ RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".
 # of a job recompiles TensorFlow's modules, ~20 s more per import measured here.
 FROM build AS train-venv
 RUN python -m venv /opt/ktl \
-    && /opt/ktl/bin/pip install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu,train,export]"
+    && /opt/ktl/bin/pip install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu,train,export,s3]"
 
 FROM build AS serve-train-venv
 RUN python -m venv /opt/ktl \
     && /opt/ktl/bin/pip install --no-cache-dir --no-index --find-links=/wheels \
-        "ktl[cpu,serve,train,export,kubernetes]"
+        "ktl[cpu,serve,train,export,kubernetes,grpc,s3]"
 
 FROM build AS serve-venv
 RUN python -m venv /opt/ktl \
-    && /opt/ktl/bin/pip install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu,serve]"
+    && /opt/ktl/bin/pip install --no-cache-dir --no-index --find-links=/wheels "ktl[cpu,serve,grpc,s3]"
 
 # Stage 3: what the images share: the user, the store and Keras' cache.
 FROM python:3.11-slim AS runtime
@@ -65,7 +66,7 @@ RUN groupadd --system --gid 10001 ktl \
     && mkdir -p /models /opt/keras \
     && chown ktl:ktl /models /opt/keras
 
-# Stage 4: the fine-tune job (ktl[cpu,train,export]: no web framework; export brings
+# Stage 4: the fine-tune job (ktl[cpu,train,export,s3]: no web framework; export brings
 # the INT8 quantization tooling of ktl train --int8).
 FROM runtime AS train
 COPY --from=train-venv /opt/ktl /opt/ktl
@@ -94,7 +95,7 @@ STOPSIGNAL SIGQUIT
 CMD ["nginx", "-g", "daemon off;"]
 
 # Stage 6: training mode (docs/jobs-kubernetes.md): the service and its job runner in one
-# image, ktl[cpu,serve,train,export,kubernetes]. POST /v1/jobs trains beside gunicorn
+# image, ktl[cpu,serve,train,export,kubernetes,grpc,s3]. POST /v1/jobs trains beside gunicorn
 # (KTL_JOB_RUNNER=local, compose.yaml's training service) or in Kubernetes Jobs of this
 # same image (KTL_JOB_RUNNER=kubernetes, deploy/training/). Read-only serving keeps the
 # smaller default image below.
@@ -112,7 +113,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('KTL_PORT', '8000') + '/healthz', timeout=4)"]
 CMD ["ktl", "serve"]
 
-# Stage 7, the default: the HTTP service (ktl[cpu,serve]: no training report tools;
+# Stage 7, the default: the HTTP service (ktl[cpu,serve,grpc,s3]: no training report tools;
 # serve brings ONNX Runtime, which runs the INT8 engine).
 FROM runtime AS serve
 COPY --from=serve-venv /opt/ktl /opt/ktl

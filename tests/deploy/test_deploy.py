@@ -79,15 +79,15 @@ def _extras(target: str) -> list[str]:
     copies = " ".join(_instruction("COPY", target))
     stages = [target, *re.findall(r"--from=(\S+)", copies)]
     runs = " ".join(run for stage in stages for run in _instruction("RUN", stage))
-    return re.findall(r'"ktl\[([a-z,]+)\]"', runs)
+    return re.findall(r'"ktl\[([a-z0-9,]+)\]"', runs)
 
 
 def test_the_default_image_is_the_service_and_the_job_has_its_own():
     stages = _dockerfile_stages()
     assert stages[""] is stages[SERVE_TARGET]
     # The job's image has no web framework, the service's no training report tools.
-    assert _extras(SERVE_TARGET) == ["cpu,serve"]
-    assert _extras(TRAIN_TARGET) == ["cpu,train,export"]
+    assert _extras(SERVE_TARGET) == ["cpu,serve,grpc,s3"]
+    assert _extras(TRAIN_TARGET) == ["cpu,train,export,s3"]
     for target in (SERVE_TARGET, TRAIN_TARGET):
         assert _instruction("USER", target) == _instruction("USER", SERVE_TARGET)
         # The wheels stay in the build stages: the image copies an installed venv only.

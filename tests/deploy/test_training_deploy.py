@@ -230,7 +230,7 @@ def test_the_serve_train_image_holds_the_service_training_and_the_client():
     stage = _stage(TARGET)
     assert stage.startswith("runtime AS ")
     assert f"COPY --from={TARGET}-venv /opt/ktl /opt/ktl" in stage
-    assert '"ktl[cpu,serve,train,export,kubernetes]"' in _stage(f"{TARGET}-venv")
+    assert '"ktl[cpu,serve,train,export,kubernetes,grpc,s3]"' in _stage(f"{TARGET}-venv")
     assert "kubernetes" in re.search(r"pip wheel [^\n]*", _stage("build")).group(0)
     for other in ("serve", "train"):
         assert "kubernetes" not in _stage(other) + _stage(f"{other}-venv"), other
