@@ -53,8 +53,8 @@ function splitsOf(meta) {
 }
 
 function recipeText(training) {
-  if (training.fitting.recipe === "scratch") return "trained from scratch (random weights)";
-  if (training.fitting.recipe === "transfer") return `transfer learning from ${training.weights} weights`;
+  if (training.recipe === "scratch") return "trained from scratch (random weights)";
+  if (training.recipe === "transfer") return `transfer learning from ${training.weights} weights`;
   return training.weights ? `${training.weights} weights` : "";
 }
 
@@ -151,7 +151,7 @@ function phaseText(phase, training) {
 
 function renderTraining(meta) {
   const training = meta.training || {};
-  el("phases").replaceChildren(...(training.fitting.phases || []).map((p) => {
+  el("phases").replaceChildren(...(training.phases || []).map((p) => {
     const li = ktl.make("li", phaseText(p, training));
     if (p.kept_epoch !== undefined && p.kept_epoch !== null) li.dataset.keptEpoch = p.kept_epoch;
     return li;
@@ -260,16 +260,16 @@ function renderDataset(meta) {
 
 function renderConfig(meta) {
   const training = meta.training || {};
-  const fineTuned = (training.fitting.phases || []).some((p) => p.name === "fine_tune");
-  const unused = training.fitting.recipe === "scratch" ? FINE_TUNING
-    : training.fitting.recipe === "transfer" && !fineTuned ? FINE_TUNING.filter((k) => k !== "fine_tune_epochs") : [];
+  const fineTuned = (training.phases || []).some((p) => p.name === "fine_tune");
+  const unused = training.recipe === "scratch" ? FINE_TUNING
+    : training.recipe === "transfer" && !fineTuned ? FINE_TUNING.filter((k) => k !== "fine_tune_epochs") : [];
   const settings = Object.entries(training).filter(([key]) => !DETAILS.includes(key));
   const unset = settings.filter(([key, value]) => value === null && !unused.includes(key)).map(([key]) => key);
   const config = Object.fromEntries(settings.filter(([key, value]) => value !== null && !unused.includes(key)));
   el("config").textContent = JSON.stringify(config, null, 2);
   const notes = [];
   if (unused.length) {
-    const why = training.fitting.recipe === "scratch" ? "training from scratch has no fine-tuning phase" : "no fine-tuning phase ran";
+    const why = training.recipe === "scratch" ? "training from scratch has no fine-tuning phase" : "no fine-tuning phase ran";
     notes.push(`Not used, as ${why}: ${unused.join(", ")}.`);
   }
   if (unset.length) notes.push(`Not set (the defaults applied): ${unset.join(", ")}.`);

@@ -697,7 +697,7 @@ function describeJob() {
 }
 
 // "3 of up to 10": the phase's epochs as asked (early stopping may end it sooner). The
-// head phase runs more epochs than asked when there are few images (training.fitting.phases
+// head phase runs more epochs than asked when there are few images (training.phases
 // sized_phases): its count is known only when the record gives it (phase_epochs).
 function epochText(record) {
   const options = record.options || {};
