@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "model:NAME[:VERSION] (a published version's backbone); without pretrained weights a "
         "small backbone is trained from scratch k-fold instead",
     )
-    add_option_flags(parser, ["image_size", "batch_size"])
+    add_option_flags(parser, ["image_size", "batch_size", "task"])
     parser.add_argument("--folds", type=int, default=5, help="k of the k-fold (default 5)")
     split = parser.add_argument_group("the split, as ktl train would draw it (same defaults)")
     add_option_flags(split, ["val_split", "test_split", "seed"])
@@ -51,7 +51,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: a file is there; give a folder for the report files")
     settings = {
         key: getattr(args, key)
-        for key in ("backbone", "weights", "image_size", "batch_size", "val_split", "test_split")
+        for key in (
+            "backbone",
+            "weights",
+            "image_size",
+            "batch_size",
+            "task",
+            "val_split",
+            "test_split",
+        )
     }
     settings.update(seed=args.seed, store=args.store)
     config = build_config({}, {"data": args.data, "name": "doctor", **settings})
