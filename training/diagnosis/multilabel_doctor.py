@@ -43,17 +43,7 @@ def run_multilabel_doctor(config: TrainConfig, folds: int, log: Log) -> dict:
         )
     size = config.resolved_image_size()
     samples = listing.samples
-    log(f"Reading {len(samples):,} files ...")
-    hashes, skipped = content_hashes(cast(Any, samples))
-    drawn = split_multilabel(
-        listing, hashes, val_split=config.val_split, test_split=config.test_split, seed=config.seed
-    )
-    looks, errors = look_at_files([s.path for s in samples])
-    skipped += [
-        {"path": str(samples[i].path), "reason": reason}
-        for i, reason in errors.items()
-        if hashes[i] is not None
-    ]
+    hashes, skipped, drawn, looks = _read(listing, config, log)
     readable = [i for i, h in enumerate(hashes) if h is not None and looks[i] is not None]
     log(f"Decoding {len(readable):,} images at {size[0]}x{size[1]} ...")
     good, pixels = _decode(listing, readable, size, skipped)
@@ -91,6 +81,24 @@ def run_multilabel_doctor(config: TrainConfig, folds: int, log: Log) -> dict:
     result.update(layout="csv (multi-label)", task="multilabel", ignored_files=0)
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
+
+
+def _read(listing: MultiListing, config: TrainConfig, log: Log) -> tuple:
+    """Content hashes, the files that cannot be read, the split training would draw,
+    and a look at every file."""
+    samples = listing.samples
+    log(f"Reading {len(samples):,} files ...")
+    hashes, skipped = content_hashes(cast(Any, samples))
+    drawn = split_multilabel(
+        listing, hashes, val_split=config.val_split, test_split=config.test_split, seed=config.seed
+    )
+    looks, errors = look_at_files([s.path for s in samples])
+    skipped += [
+        {"path": str(samples[i].path), "reason": reason}
+        for i, reason in errors.items()
+        if hashes[i] is not None
+    ]
+    return hashes, skipped, drawn, looks
 
 
 def _decode(

@@ -231,7 +231,10 @@ def probe_accuracy(probabilities: np.ndarray, targets: np.ndarray) -> dict:
     (its label issues are listed) and strong (they are pre-filled ``exclude``, else
     ``review``): ``skill`` is the share of the gap to a perfect score it closes."""
     accuracy = float((probabilities.argmax(1) == targets).mean())
-    majority = float(np.bincount(targets).max() / len(targets))
+    return _quality(accuracy, float(np.bincount(targets).max() / len(targets)), len(targets))
+
+
+def _quality(accuracy: float, majority: float, images: int) -> dict:
     skill = (accuracy - majority) / (1 - majority) if majority < 1 else 0.0
     return {
         "accuracy": round(accuracy, 4),
@@ -239,7 +242,7 @@ def probe_accuracy(probabilities: np.ndarray, targets: np.ndarray) -> dict:
         "skill": round(skill, 4),
         "useful": skill >= USEFUL_SKILL,
         "strong": skill >= STRONG_SKILL,
-        "images": int(len(targets)),
+        "images": int(images),
     }
 
 
@@ -290,13 +293,4 @@ def multilabel_accuracy(probabilities: np.ndarray, targets: np.ndarray) -> dict:
     more common value."""
     accuracy = float(((probabilities >= 0.5) == (targets >= 0.5)).mean())
     share = targets.mean(axis=0)
-    majority = float(np.maximum(share, 1 - share).mean())
-    skill = (accuracy - majority) / (1 - majority) if majority < 1 else 0.0
-    return {
-        "accuracy": round(accuracy, 4),
-        "majority_baseline": round(majority, 4),
-        "skill": round(skill, 4),
-        "useful": skill >= USEFUL_SKILL,
-        "strong": skill >= STRONG_SKILL,
-        "images": int(len(targets)),
-    }
+    return _quality(accuracy, float(np.maximum(share, 1 - share).mean()), len(targets))
