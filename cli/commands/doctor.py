@@ -82,12 +82,14 @@ def _named(rows: list[dict[str, Any]], text) -> list[str]:
 def print_summary(result: dict[str, Any]) -> None:
     """What a person reads after ``ktl doctor``."""
     p, rows = result["probe"], result["suspects"]
+    multi = result.get("task") == "multilabel"  # label sets; accuracy per label
     lines = [
         f"Doctor's findings for {result['data']} ({result['layout']}): {result['images']} "
-        f"images, {len(result['labels'])} classes; {len(result['skipped'])} skipped, "
-        f"{result['ignored_files']} non-image files ignored",
+        f"images, {len(result['labels'])} {'labels' if multi else 'classes'}; "
+        f"{len(result['skipped'])} skipped, {result['ignored_files']} non-image files ignored",
         f"  scored by   {p['description']}",
-        f"  accuracy    {p['accuracy']:.1%} out of sample (always the largest class: "
+        f"  accuracy    {p['accuracy']:.1%} {'per label ' if multi else ''}out of sample ("
+        f"{'each label its more common answer' if multi else 'always the largest class'}: "
         f"{p['majority_baseline']:.1%})",
     ]
     issues = [r for r in rows if r["kind"] == "label_issue"]
@@ -98,7 +100,8 @@ def print_summary(result: dict[str, Any]) -> None:
         lines += _named(
             issues,
             lambda r: (
-                f"{r['path']}: {r['given_label']} -> {r['suggested_label']} "
+                f"{r['path']}: {r['given_label'] or '(none)'} -> "
+                f"{r['suggested_label'] or '(none)'} "
                 f"(score {r['score']:.2f})"
             ),
         )

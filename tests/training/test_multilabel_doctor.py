@@ -158,4 +158,30 @@ def test_the_doctor_finds_flipped_labels_of_the_multilabel_demo(tmp_path):
         assert set(filter(None, row["suggested_label"].split(";"))) <= set(SHAPES)
     excluded, _ = read_rows(out / "suspects.csv", "exclude")  # what ktl train --exclude reads
     assert {row["path"] for _, row in excluded} >= found
-    assert "Label issues" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "Label issues" in page and "per label (each label its more common answer" in page
+
+
+def test_the_summary_speaks_of_labels_and_empty_sets(capsys):
+    from cli.commands.doctor import print_summary
+
+    row = {"path": "images/1.png", "given_label": "", "suggested_label": "a;c", "score": 0.9}
+    print_summary(
+        {
+            "data": "labels.csv",
+            "layout": "csv (multi-label)",
+            "task": "multilabel",
+            "images": 10,
+            "labels": LABELS,
+            "skipped": [],
+            "ignored_files": 0,
+            "probe": {"description": "a probe", "accuracy": 0.9, "majority_baseline": 0.6},
+            "suspects": [{**row, "kind": "label_issue"}],
+            "near_duplicate_groups": [],
+            "balance": {"classes": {}, "class_weights": None, "imbalance_ratio": 1.0},
+            "seconds": 1.0,
+        }
+    )
+    said = capsys.readouterr().out
+    assert "10 images, 3 labels" in said and "90.0% per label out of sample" in said
+    assert "images/1.png: (none) -> a;c (score 0.90)" in said
