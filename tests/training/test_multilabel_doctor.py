@@ -185,3 +185,14 @@ def test_the_summary_speaks_of_labels_and_empty_sets(capsys):
     said = capsys.readouterr().out
     assert "10 images, 3 labels" in said and "90.0% per label out of sample" in said
     assert "images/1.png: (none) -> a;c (score 0.90)" in said
+
+
+def test_a_backbone_without_pretrained_weights_is_refused_on_multilabel_data(tmp_path):
+    data = make_multilabel_dataset(tmp_path / "data", images=12, size=16, seed=0)
+    out = tmp_path / "doctor"
+    done = ktl_here(
+        "doctor", str(data), "--out", str(out), "--backbone", "smallcnn", "--weights", "none"
+    )
+    assert done.returncode == 2
+    assert "reads a pretrained backbone's features, and smallcnn has none" in done.stderr
+    assert not (out / "suspects.csv").exists()
