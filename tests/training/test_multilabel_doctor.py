@@ -196,3 +196,43 @@ def test_a_backbone_without_pretrained_weights_is_refused_on_multilabel_data(tmp
     assert done.returncode == 2
     assert "reads a pretrained backbone's features, and smallcnn has none" in done.stderr
     assert not (out / "suspects.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_multilabel_job_leaves_the_excluded_out_of_train_and_validation_only(tmp_path):
+    from tests.support.trained import MULTILABEL_FLAGS
+    from training.config import build_config
+    from training.dataset.splits import content_hashes
+    from training.job import run_job
+    from training.multilabel.data import drawn_parts, list_multilabel
+
+    data = make_multilabel_dataset(tmp_path / "data", images=160, size=24, seed=0)
+    listing = list_multilabel(data)
+    hashes, _ = content_hashes(listing.samples)  # type: ignore[arg-type]
+    parts, _ = drawn_parts(listing, hashes, val_split=0.2, test_split=0.2, seed=42)
+    chosen = {name: parts[name][:3] for name in ("train", "val", "test")}
+    suspects = tmp_path / "suspects.csv"
+    with open(suspects, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "given_label", "suggested_label", "kind", "action"])
+        for i in sorted(sum(chosen.values(), [])):
+            writer.writerow([f"images/{i:05d}.png", "", "", "label_issue", "exclude"])
+        writer.writerow([f"images/{parts['train'][5]:05d}.png", "", "", "label_issue", "review"])
+    flags = {**MULTILABEL_FLAGS, "val_split": 0.2, "test_split": 0.2, "seed": 42, "int8": False}
+    config = build_config(
+        {},
+        {
+            **flags,
+            "data": str(data),
+            "name": "m",
+            "store": str(tmp_path / "s"),
+            "exclude": str(suspects),
+        },
+    )
+    summary = run_job(config, log=lambda message: None).to_json()
+    dataset = summary["dataset"]
+    assert dataset["corrections"]["exclude"]["excluded"] == 6
+    assert dataset["corrections"]["exclude"]["kept_in_test"] == 3
+    assert dataset["train_images"] == len(parts["train"]) - 3
+    assert dataset["val_images"] == len(parts["val"]) - 3
+    assert dataset["test_images"] == len(parts["test"])  # the test split stays DATA's own
