@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "model:NAME[:VERSION] (a published version's backbone); without pretrained weights a "
         "small backbone is trained from scratch k-fold instead",
     )
-    add_option_flags(parser, ["image_size", "batch_size"])
+    add_option_flags(parser, ["image_size", "batch_size", "task"])
     parser.add_argument("--folds", type=int, default=5, help="k of the k-fold (default 5)")
     split = parser.add_argument_group("the split, as ktl train would draw it (same defaults)")
     add_option_flags(split, ["val_split", "test_split", "seed"])
@@ -51,7 +51,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: a file is there; give a folder for the report files")
     settings = {
         key: getattr(args, key)
-        for key in ("backbone", "weights", "image_size", "batch_size", "val_split", "test_split")
+        for key in (
+            "backbone",
+            "weights",
+            "image_size",
+            "batch_size",
+            "task",
+            "val_split",
+            "test_split",
+        )
     }
     settings.update(seed=args.seed, store=args.store)
     config = build_config({}, {"data": args.data, "name": "doctor", **settings})
@@ -74,12 +82,14 @@ def _named(rows: list[dict[str, Any]], text) -> list[str]:
 def print_summary(result: dict[str, Any]) -> None:
     """What a person reads after ``ktl doctor``."""
     p, rows = result["probe"], result["suspects"]
+    multi = result.get("task") == "multilabel"  # label sets; accuracy per label
     lines = [
         f"Doctor's findings for {result['data']} ({result['layout']}): {result['images']} "
-        f"images, {len(result['labels'])} classes; {len(result['skipped'])} skipped, "
-        f"{result['ignored_files']} non-image files ignored",
+        f"images, {len(result['labels'])} {'labels' if multi else 'classes'}; "
+        f"{len(result['skipped'])} skipped, {result['ignored_files']} non-image files ignored",
         f"  scored by   {p['description']}",
-        f"  accuracy    {p['accuracy']:.1%} out of sample (always the largest class: "
+        f"  accuracy    {p['accuracy']:.1%} {'per label ' if multi else ''}out of sample ("
+        f"{'each label its more common answer' if multi else 'always the largest class'}: "
         f"{p['majority_baseline']:.1%})",
     ]
     issues = [r for r in rows if r["kind"] == "label_issue"]
@@ -90,7 +100,8 @@ def print_summary(result: dict[str, Any]) -> None:
         lines += _named(
             issues,
             lambda r: (
-                f"{r['path']}: {r['given_label']} -> {r['suggested_label']} "
+                f"{r['path']}: {r['given_label'] or '(none)'} -> "
+                f"{r['suggested_label'] or '(none)'} "
                 f"(score {r['score']:.2f})"
             ),
         )

@@ -158,14 +158,12 @@ def test_what_a_multilabel_job_cannot_do_is_refused_before_any_work(
     assert not (store / "mixed").exists()
 
 
-def test_quantize_and_the_doctor_say_they_do_not_take_multilabel_yet(multilabel_store, tmp_path):
+def test_quantize_says_it_does_not_take_multilabel_yet(multilabel_store, tmp_path):
     store = multilabel_store.copy_to(tmp_path / "store")
     data = str(multilabel_store.data)
     quantized = ktl_here("quantize", "shapes", "--calibration", data, "--store", str(store))
     assert quantized.returncode == 2 and "is multi-label" in quantized.stderr
     assert ModelStore(store).versions("shapes") == [1]
-    doctor = ktl_here("doctor", data, "--out", str(tmp_path / "out"), "--store", str(store))
-    assert doctor.returncode == 2 and "multi-label CSV" in doctor.stderr
 
 
 def test_demo_task_multilabel_writes_its_csv_and_reuses_a_published_version(

@@ -84,14 +84,7 @@ def corrected_listing(
     corrections: dict = {}
     dropped: set[int] = set()
     if exclude:
-        rows, digest = read_rows(exclude, "exclude")
-        dropped = {_find(root, by_path, exclude, line, row) for line, row in rows}
-        corrections["exclude"] = {
-            "csv": str(exclude),
-            "sha256": digest,
-            "rows": len(rows),
-            "excluded": len(dropped),
-        }
+        dropped, corrections["exclude"] = excluded(root, by_path, exclude)
     samples = list(listing.samples)
     if relabel:
         rows, digest = read_rows(relabel, "relabel")
@@ -123,6 +116,15 @@ def corrected_listing(
             if k not in dropped and was.label != now.label
         },
     )
+
+
+def excluded(root: Path, by_path: dict[Path, int], exclude: str) -> tuple[set[int], dict]:
+    """The indices (``by_path``: resolved path -> index) the ``exclude`` rows of the
+    CSV ``exclude`` name, and what to record of it (path, sha256, rows, excluded)."""
+    rows, digest = read_rows(exclude, "exclude")
+    dropped = {_find(root, by_path, exclude, line, row) for line, row in rows}
+    record = {"csv": str(exclude), "sha256": digest, "rows": len(rows), "excluded": len(dropped)}
+    return dropped, record
 
 
 def _find(root: Path, by_path: dict[Path, int], csv_path: str, line: int, row: dict) -> int:

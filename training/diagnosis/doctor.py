@@ -39,7 +39,7 @@ from training.diagnosis import probe, suspects
 from training.diagnosis.near_duplicates import close_pairs, group_pairs, look_at_files
 from training.evaluation.evaluate import wilson
 from training.fitting import warm_start
-from training.multilabel.data import not_multilabel
+from training.multilabel.data import detect_task
 
 Log = Callable[[str], None]
 NEAR_MAJORITY = 0.05  # an accuracy this close to the largest class's share is "near" it
@@ -53,11 +53,14 @@ def run_doctor(config: TrainConfig, folds: int = probe.FOLDS, log: Log = _stderr
     """Examine ``config.data`` with ``config``'s backbone, weights, image size and
     split settings; returns the findings (``ktl doctor --json`` prints them)."""
     started = time.monotonic()
-    not_multilabel(config.data, "ktl doctor")
+    if detect_task(config.data, config.task) == "multilabel":
+        from training.diagnosis.multilabel_doctor import run_multilabel_doctor
+
+        return run_multilabel_doctor(config, folds, log)
     listing = list_samples(config.data)
     check_classes(Counter(s.label for s in listing.samples), "image files")
     spec = get_backbone(config.backbone)
-    backbone = _probe_backbone(spec, config)  # missing weights stop us before any decoding
+    backbone = probe_backbone(spec, config)  # missing weights stop us before any decoding
     size = config.resolved_image_size()
     found = _ingest(listing, config, log)
     good, labels, targets = found["good"], found["labels"], found["targets"]
@@ -75,7 +78,7 @@ def run_doctor(config: TrainConfig, folds: int = probe.FOLDS, log: Log = _stderr
     return _findings(config, listing, found, good, looks, targets, result, size, started)
 
 
-def _probe_backbone(spec: BackboneSpec, config: TrainConfig) -> Any:
+def probe_backbone(spec: BackboneSpec, config: TrainConfig) -> Any:
     """The backbone whose features the linear probe reads: with ImageNet weights, a
     weights file, or a published version's (``model:NAME[:VERSION]``, at its image
     size unless one is given); None when there are none (trained from scratch)."""
@@ -147,28 +150,59 @@ def _probe(spec, config, backbone, pixels, targets, classes, fold, log) -> probe
         )
     log(f"Computing {spec.name} features of {len(pixels):,} images ...")
     features = probe.backbone_features(spec, backbone, pixels)
+    return probe.probe_features(
+        features, targets, classes, fold, f"{spec.name} features (weights: {source_of(config)})"
+    )
+
+
+def source_of(config: TrainConfig) -> str:
+    """Where the probe's backbone weights came from, for a person."""
     source = str(config.weights)
     if source not in ("imagenet", "none") and not warm_start.is_warm_start(source):
         source = "file " + source
-    return probe.probe_features(
-        features, targets, classes, fold, f"{spec.name} features (weights: {source})"
-    )
+    return source
 
 
 def _findings(config, listing, found, good, looks, targets, result, size, started) -> dict:
     samples, labels = listing.samples, found["labels"]
-    root = data_root(config.data)
-    given = [samples[i].label for i in good]
-    splits = [found["splits"][i] for i in good]
     quality = result.quality
     issues = suspects.label_issue_rows(result.probabilities, targets, labels, quality["strong"])
     note = weak_probe_note(quality, len(issues))
     if note:
         quality["note"] = note
-    pairs = close_pairs(looks, exact=[found["hashes"][i] for i in good])
-    dup_rows, groups = suspects.duplicate_rows(group_pairs(len(good), pairs), looks, given, splits)
-    odd = suspects.odd_rows(looks, given, result.features, size)
-    rows = (issues if quality["useful"] else []) + dup_rows + odd
+    given = [samples[i].label for i in good]
+    splits = [found["splits"][i] for i in good]
+    shared = {
+        "good": good,
+        "given": given,
+        "splits": splits,
+        "looks": looks,
+        "hashes": [found["hashes"][i] for i in good],
+        "skipped": found["skipped"],
+        "labels": labels,
+        "balance": _balance(labels, given, splits, found["test_split"], config),
+        "test_split": found["test_split"],
+        "folds": len(np.unique(result.folds)),
+    }
+    probed = {"method": result.method, "description": result.description, **quality}
+    out = findings(config, samples, shared, issues, result.features, probed, size)
+    out.update(layout=listing.layout, ignored_files=len(listing.ignored))
+    out["seconds"] = round(time.monotonic() - started, 1)
+    return out
+
+
+def findings(config, samples, found, issues, features, probed, size) -> dict:
+    """The findings both doctors return: ``found`` holds, for the ``good`` images
+    (indices into ``samples``), their given labels, splits, looks and hashes, with the
+    skipped files, the labels, the balance, the test share and the folds."""
+    root = data_root(config.data)
+    good, given, looks = found["good"], found["given"], found["looks"]
+    pairs = close_pairs(looks, exact=found["hashes"])
+    dup_rows, groups = suspects.duplicate_rows(
+        group_pairs(len(good), pairs), looks, given, found["splits"]
+    )
+    odd = suspects.odd_rows(looks, given, features, size)
+    rows = (issues if probed["useful"] else []) + dup_rows + odd
     for row in rows:
         row["path"] = os.path.relpath(samples[good[row["index"]]].path, root)
     for group in groups:
@@ -176,16 +210,14 @@ def _findings(config, listing, found, good, looks, targets, result, size, starte
     return {
         "data": str(config.data),
         "root": str(root.resolve()),
-        "layout": listing.layout,
         "images": len(good),
-        "labels": labels,
+        "labels": found["labels"],
         "skipped": found["skipped"],
-        "ignored_files": len(listing.ignored),
-        "probe": {"method": result.method, "description": result.description, **quality},
-        "label_issues": len(issues) if quality["useful"] else 0,
+        "probe": probed,
+        "label_issues": len(issues) if probed["useful"] else 0,
         "near_duplicate_groups": groups,
         "odd_images": len(odd),
-        "balance": _balance(labels, given, splits, found["test_split"], config),
+        "balance": found["balance"],
         "suspects": rows,
         "settings": {
             "backbone": config.backbone,
@@ -194,9 +226,8 @@ def _findings(config, listing, found, good, looks, targets, result, size, starte
             "seed": config.seed,
             "val_split": config.val_split,
             "test_split": found["test_split"],
-            "folds": len(np.unique(result.folds)),
+            "folds": found["folds"],
         },
-        "seconds": round(time.monotonic() - started, 1),
     }
 
 

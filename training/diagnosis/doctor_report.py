@@ -96,12 +96,15 @@ def _section(title: str, body: str) -> str:
 
 def _summary(result: dict) -> str:
     p = result["probe"]
+    multi = result.get("task") == "multilabel"  # label sets; accuracy per label
+    baseline = "each label its more common answer" if multi else "always the largest class"
     items = {
         "data": f"{result['data']} ({result['layout']}): {result['images']} images, "
-        f"{len(result['labels'])} classes, {len(result['skipped'])} skipped",
+        f"{len(result['labels'])} {'labels' if multi else 'classes'}, "
+        f"{len(result['skipped'])} skipped",
         "probabilities from": p["description"],
-        "out-of-sample accuracy": f"{p['accuracy']:.1%} (always the largest class: "
-        f"{p['majority_baseline']:.1%})",
+        "out-of-sample accuracy": f"{p['accuracy']:.1%}{' per label' if multi else ''} "
+        f"({baseline}: {p['majority_baseline']:.1%})",
         "suspects": f"{len(result['suspects'])} rows in suspects.csv",
         "took": f"{result['seconds']:.1f} s",
     }

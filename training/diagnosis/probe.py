@@ -231,7 +231,10 @@ def probe_accuracy(probabilities: np.ndarray, targets: np.ndarray) -> dict:
     (its label issues are listed) and strong (they are pre-filled ``exclude``, else
     ``review``): ``skill`` is the share of the gap to a perfect score it closes."""
     accuracy = float((probabilities.argmax(1) == targets).mean())
-    majority = float(np.bincount(targets).max() / len(targets))
+    return _quality(accuracy, float(np.bincount(targets).max() / len(targets)), len(targets))
+
+
+def _quality(accuracy: float, majority: float, images: int) -> dict:
     skill = (accuracy - majority) / (1 - majority) if majority < 1 else 0.0
     return {
         "accuracy": round(accuracy, 4),
@@ -239,5 +242,55 @@ def probe_accuracy(probabilities: np.ndarray, targets: np.ndarray) -> dict:
         "skill": round(skill, 4),
         "useful": skill >= USEFUL_SKILL,
         "strong": skill >= STRONG_SKILL,
-        "images": int(len(targets)),
+        "images": int(images),
     }
+
+
+def multilabel_probe(features: np.ndarray, targets: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Out-of-sample sigmoid probabilities ``(n, labels)`` of a multi-label dataset
+    (``targets``: 0/1 per label): one logistic regression per label on the other
+    folds, at the ``PROBE_CS`` whose out-of-fold binary cross-entropy is lowest."""
+    from threadpoolctl import threadpool_limits
+
+    best, best_loss = None, np.inf
+    with threadpool_limits(1):  # as linear_probe
+        for c in PROBE_CS:
+            probabilities = np.zeros(targets.shape, np.float64)
+            for fold in np.unique(folds):
+                held, kept = folds == fold, folds != fold
+                mean, std = features[kept].mean(0), features[kept].std(0) + 1e-6
+                train, scored = (features[kept] - mean) / std, (features[held] - mean) / std
+                for label in range(targets.shape[1]):
+                    probabilities[held, label] = _sigmoid_fit(
+                        train, targets[kept, label], scored, c
+                    )
+            p = np.clip(probabilities, 1e-7, 1 - 1e-7)
+            loss = -(targets * np.log(p) + (1 - targets) * np.log(1 - p)).mean()
+            if loss < best_loss:
+                best, best_loss = probabilities, loss
+    assert best is not None
+    return best
+
+
+def _sigmoid_fit(train: np.ndarray, has: np.ndarray, scored: np.ndarray, c: float) -> np.ndarray:
+    """p(label) of the ``scored`` rows by a logistic regression fitted on ``train``;
+    the training share where the other folds hold only one value of it."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    if has.min() == has.max():
+        return np.full(len(scored), float(has[0]))
+    model = LogisticRegression(C=c, max_iter=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(train, has.astype(np.int64))
+    return model.predict_proba(scored)[:, 1]
+
+
+def multilabel_accuracy(probabilities: np.ndarray, targets: np.ndarray) -> dict:
+    """``probe_accuracy`` of a multi-label probe, per label at 0.5 and averaged over
+    the labels (one minus the Hamming loss), against always answering each label's
+    more common value."""
+    accuracy = float(((probabilities >= 0.5) == (targets >= 0.5)).mean())
+    share = targets.mean(axis=0)
+    return _quality(accuracy, float(np.maximum(share, 1 - share).mean()), len(targets))

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from models.decision import SEPARATOR
 from training.diagnosis.near_duplicates import HASH_BITS, MIN_CONTRAST, Look
 
 ASPECT_LIMIT = 3.0  # longer side / shorter side above this: an extreme aspect ratio
@@ -73,6 +74,58 @@ def label_issue_rows(
             }
         )
     return rows
+
+
+def multilabel_issue_rows(
+    probabilities: np.ndarray, targets: np.ndarray, labels: Sequence[str], strong: bool = True
+) -> list[dict]:
+    """Confident learning for multi-label data (cleanlab's
+    ``multilabel_classification.filter.find_label_issues``, the same filter and
+    ranking as ``label_issue_rows``, each label one-vs-rest): the images whose given
+    label set the out-of-sample sigmoid probabilities contradict, most suspect first.
+    The suggested set is the probe's (each label at 0.5), or the given set with its
+    most contradicted label switched where the two agree; the score is 1 - the
+    agreement of that most contradicted label (p where given, 1 - p where not)."""
+    from cleanlab.multilabel_classification.filter import find_label_issues
+
+    given = [[int(k) for k in np.flatnonzero(row >= 0.5)] for row in targets]
+    ranked = find_label_issues(
+        given,
+        probabilities,
+        filter_by="confident_learning",
+        return_indices_ranked_by="self_confidence",
+        n_jobs=1,  # as label_issue_rows
+    )
+    has = targets >= 0.5
+    rows = []
+    for i in ranked:
+        agreement = np.where(has[i], probabilities[i], 1 - probabilities[i])
+        worst = int(agreement.argmin())
+        suggested = probabilities[i] >= 0.5
+        if (suggested == has[i]).all():
+            suggested[worst] = not has[i, worst]
+        changed = np.flatnonzero(suggested != has[i])
+        rows.append(
+            {
+                "index": int(i),
+                "given_label": label_set(labels, has[i]),
+                "suggested_label": label_set(labels, suggested),
+                "kind": "label_issue",
+                "score": round(1 - float(agreement[worst]), 4),
+                "action": "exclude" if strong else "review",
+                "reason": "; ".join(
+                    f"out-of-sample p({labels[int(k)]}) = {probabilities[i, k]:.2f}, "
+                    + ("given" if has[i, k] else "not given")
+                    for k in changed
+                ),
+            }
+        )
+    return rows
+
+
+def label_set(labels: Sequence[str], chosen: np.ndarray) -> str:
+    """A label set as a CSV's ``labels`` cell writes it: ``;`` between, empty for none."""
+    return SEPARATOR.join(labels[int(k)] for k in np.flatnonzero(chosen))
 
 
 def duplicate_rows(

@@ -79,16 +79,6 @@ def detect_task(data: str | Path, requested: str) -> str:
     )
 
 
-def not_multilabel(data: str | Path, command: str) -> None:
-    """Refuse a multi-label CSV where ``command`` handles single-label data only."""
-    path = Path(data)
-    if path.is_file() and path.suffix.lower() == ".csv" and "labels" in _rows(path)[0]:
-        raise DataError(
-            f"{path}: a multi-label CSV (path,labels); {command} examines single-label data "
-            "only yet (docs/multilabel.md)"
-        )
-
-
 def list_multilabel(data: str | Path, *, confine: bool = False) -> MultiListing:
     """The images of a CSV ``path,labels`` (with an optional ``split`` column). With
     ``confine`` (service jobs), a file whose real path leaves the CSV's folder is

@@ -24,6 +24,7 @@ from models.preprocessing import RESIZE_POLICY, decode_images
 from models.store import ModelStore
 from models.timestamps import utc_now
 from training.config import TrainConfig
+from training.dataset.corrections import data_root, excluded
 from training.dataset.data import DataError
 from training.dataset.splits import SPLITS, content_hashes
 from training.evaluation.evaluate import history_csv
@@ -58,6 +59,7 @@ def _parts(config: TrainConfig, listing: MultiListing, log: Log) -> tuple[dict, 
     parts, drawn = drawn_parts(
         listing, hashes, val_split=config.val_split, test_split=config.test_split, seed=config.seed
     )
+    corrections = _exclude(config, listing, parts, log) if config.exclude else {}
     if not parts["val"]:
         raise DataError("no validation images are left after removing copies of training images")
     targets = listing.targets()
@@ -77,11 +79,31 @@ def _parts(config: TrainConfig, listing: MultiListing, log: Log) -> tuple[dict, 
         "none": {name: int((targets[parts[name]].sum(axis=1) == 0).sum()) for name in SPLITS},
         **{f"{name}_images": len(parts[name]) for name in ("train", "val", "test")},
         "test_split": drawn.test_split,
+        **({"corrections": corrections} if corrections else {}),
         "skipped": listing.refused + unreadable,
         "warnings": drawn.notes,
         "seen": sorted({str(hashes[i]) for i in parts["train"] + parts["val"]}),
     }
     return parts, report
+
+
+def _exclude(config: TrainConfig, listing: MultiListing, parts: dict, log: Log) -> dict:
+    """``--exclude CSV`` (a ``ktl doctor`` suspects.csv): the files of its ``exclude``
+    rows leave train and validation, drawn before; the test split stays DATA's own,
+    its excluded images kept and counted, so its figures compare with a version
+    trained without the CSV."""
+    by_path = {sample.path.resolve(): k for k, sample in enumerate(listing.samples)}
+    dropped, record = excluded(data_root(config.data), by_path, str(config.exclude))
+    before = len(parts["train"]) + len(parts["val"])
+    for name in ("train", "val"):
+        parts[name] = [i for i in parts[name] if i not in dropped]
+    record["excluded"] = before - len(parts["train"]) - len(parts["val"])
+    record["kept_in_test"] = sum(i in dropped for i in parts["test"])
+    log(
+        f"--exclude {config.exclude}: {record['excluded']} files left out of train and "
+        f"validation, {record['kept_in_test']} test images kept (the test split stays DATA's)"
+    )
+    return {"exclude": record}
 
 
 def _model(config: TrainConfig, labels: int) -> tuple[keras.Model, keras.Model]:

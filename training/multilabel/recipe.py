@@ -26,7 +26,7 @@ _NOT_YET: dict[str, Any] = {  # what the multi-label job does not run yet, and h
     "--resume": lambda c: c.resume,
     "--tta": lambda c: c.tta,
     "--ood": lambda c: c.ood,
-    "--exclude/--relabel": lambda c: c.exclude or c.relabel,
+    "--relabel": lambda c: c.relabel,
     "--weights model:NAME": lambda c: (c.weights or "").startswith("model:"),
 }
 
