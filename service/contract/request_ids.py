@@ -17,14 +17,15 @@ REQUEST_ID_PARAMETER: dict[str, Any] = {
     "name": REQUEST_ID_HEADER,
     "in": "header",
     "required": False,
-    "description": "The client's id of this request, echoed in the response; 1-128 of "
-    "letters, digits and ._:- (anything else is replaced by a new id)",
-    "schema": {"type": "string", "pattern": _VALID.pattern},
+    "description": "The client's id of this request, echoed in the response when it is 1-128 "
+    "of letters, digits and ._:-; any other value is accepted and replaced by a new id, "
+    "never refused",
+    "schema": {"type": "string"},
 }
 REQUEST_ID_DOC: dict[str, Any] = {
     REQUEST_ID_HEADER: {
         "description": "The request's id: the client's X-Request-Id when valid, else a new one",
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": _VALID.pattern},
     }
 }
 
