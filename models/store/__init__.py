@@ -14,7 +14,7 @@ tests/models/test_store_paths.py checks that. It imports only ``models.errors``,
 
 from models.errors import ModelNotFound
 from models.metadata import METADATA_FILE
-from models.store.atomic import write_json_atomically, write_text_atomically
+from models.store.atomic import write_atomically, write_json_atomically, write_text_atomically
 from models.store.layout import (
     NAME_PATTERN,
     VERSION_PATTERN,
@@ -39,6 +39,7 @@ __all__ = [
     "open_store",
     "read_metadata_file",
     "validate_name",
+    "write_atomically",
     "write_json_atomically",
     "write_text_atomically",
 ]

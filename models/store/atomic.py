@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,22 @@ from typing import Any
 def write_bytes_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` (see the module's docstring); ``OSError`` on
     failure, with ``path`` as it was."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+
+    def write(temporary: Path) -> None:
         with open(temporary, "wb") as f:
             f.write(data)
-            f.flush()
+
+    write_atomically(path, write)
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Replace ``path`` with what ``write`` puts in the file it is given (a temporary
+    beside ``path`` whose name ends as ``path``'s does, so writers that check the
+    suffix, such as Keras' ``save_weights``, accept it)."""
+    temporary = path.with_name(f".{uuid.uuid4().hex}.tmp-{path.name}")
+    try:
+        write(temporary)
+        with open(temporary, "rb+") as f:
             os.fsync(f.fileno())
         os.rename(temporary, path)  # replaces path in one step (POSIX)
     except BaseException:

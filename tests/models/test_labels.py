@@ -110,7 +110,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
     with pytest.raises(LabelFileError, match="No space left.*unchanged"):
         update_labels(tmp_path, lambda labels: labels.moved(move("stable", 2)))
     assert (tmp_path / LABELS_FILE).read_bytes() == before
-    assert not list(tmp_path.glob("*.tmp"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LABELS_FILE, ".labels.lock"])
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,12 @@ import stat
 import pytest
 
 from models.jobqueue.jobs import JobQueue
-from models.store import ModelStore, write_json_atomically, write_text_atomically
+from models.store import (
+    ModelStore,
+    write_atomically,
+    write_json_atomically,
+    write_text_atomically,
+)
 from models.store.labels import LabelMove, update_labels
 from training.jobs.state import JobState
 
@@ -99,3 +104,26 @@ def test_labels_and_metadata_are_written_durably(tmp_path, fsyncs):
     store.publish(staging, "flowers", {"name": "flowers"})
     assert fsyncs[:2] == ["file", "dir"], "metadata.json through the atomic writer"
     assert "dir" in fsyncs[2:], "then the bundle and the store's folder"
+
+
+def test_a_writer_given_a_temporary_keeps_its_suffix_and_a_failure_keeps_the_old_file(tmp_path):
+    path = tmp_path / "head.weights.h5"
+    path.write_bytes(b"old")
+    seen: list[str] = []
+
+    def write(temporary):
+        seen.append(temporary.name)
+        temporary.write_bytes(b"new")
+
+    write_atomically(path, write)
+    assert path.read_bytes() == b"new"
+    assert seen[0].endswith(".weights.h5") and seen[0] != path.name
+
+    def cut_off(temporary):
+        temporary.write_bytes(b"\x89HDF")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(path, cut_off)
+    assert path.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["head.weights.h5"]

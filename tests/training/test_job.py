@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
@@ -247,15 +248,21 @@ def test_head_on_cached_features_learns_what_plain_fit_learns(tmp_path, monkeypa
 
 
 def test_a_phase_resumed_mid_way_keeps_the_history_of_its_first_epochs(tmp_path, monkeypatch):
-    real_record = JobProgress.record_epochs
+    """Killed while writing epoch 3's backup, as a killed service's job was in CI
+    (stop 34: the resume then failed on a truncated ``latest.weights.h5``)."""
+    real_save = keras.Model.save_weights
+    backups: list[str] = []
 
-    def interrupt_after_epoch_two(self, phase, rows):
-        real_record(self, phase, rows)
-        if phase == "scratch" and len(rows) == 2:
-            raise KeyboardInterrupt
+    def killed_while_writing_the_third_backup(self, filepath, *args, **kwargs):
+        if Path(filepath).parent.name.startswith("backup_"):
+            backups.append(str(filepath))
+            if len(backups) == 3:
+                Path(filepath).write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(88))  # 96 bytes, cut off
+                raise KeyboardInterrupt
+        real_save(self, filepath, *args, **kwargs)
 
     settings = dict(backbone="smallcnn", weights="none", image_size=16, epochs=4, patience=10)
-    monkeypatch.setattr(JobProgress, "record_epochs", interrupt_after_epoch_two)
+    monkeypatch.setattr(keras.Model, "save_weights", killed_while_writing_the_third_backup)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, **settings)
     monkeypatch.undo()

@@ -4,6 +4,7 @@ BatchNorm statistics when a network trains from scratch."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,47 @@ from typing import Any
 import keras
 import numpy as np
 
+from models.store import write_atomically, write_json_atomically
 from training.evaluation.evaluate import log_loss
+
+
+def save_weights_atomically(model: keras.Model, path: Path) -> None:
+    """``model.save_weights(path)`` that a kill mid-write cannot truncate: the old
+    file stays whole until the new one is complete and fsynced."""
+    write_atomically(path, lambda temporary: model.save_weights(temporary))
+
+
+class AtomicBackup(keras.callbacks.BackupAndRestore):
+    """Keras' per-epoch backup, written so a process killed while writing it resumes
+    from a consistent one. Keras writes ``latest.weights.h5`` in place and then the
+    epoch in a second file; a kill in between leaves a truncated weights file (which
+    no resume can open) or weights one epoch ahead of their epoch. Here each epoch's
+    weights go to a file of their own, then one record naming that file and its epoch
+    replaces the last one atomically; older weights are removed only after it.
+    (With no record, as after a kill before the first epoch's, the phase starts over.)"""
+
+    RECORD = "backup.json"
+
+    def _load_model(self) -> None:
+        record = Path(self.backup_dir) / self.RECORD
+        if not record.is_file():
+            return
+        saved = json.loads(record.read_text())
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(Path(self.backup_dir) / saved["weights"])
+        self.model._initial_epoch = saved["epoch"]
+
+    def _save_model(self) -> None:
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{self._current_epoch:05d}.weights.h5"
+        save_weights_atomically(self.model, folder / name)
+        write_json_atomically(folder / self.RECORD, {"epoch": self._current_epoch, "weights": name})
+        # older epochs, and what a writer killed mid-file left (one job writes here)
+        for old in [*folder.glob("epoch-*.weights.h5"), *folder.glob(".*.tmp-*")]:
+            if old.name != name:
+                old.unlink(missing_ok=True)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -45,7 +86,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         if self.best != before:  # improved: this epoch's weights are the ones to keep
             self._best_in_file = False
             if self.best_file is not None:
-                self.model.save_weights(self.best_file)
+                save_weights_atomically(self.model, self.best_file)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._best_in_file:

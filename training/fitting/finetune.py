@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.errors import ConfigError
-from training.fitting.callbacks import ResumableEarlyStopping
+from training.fitting.callbacks import AtomicBackup, ResumableEarlyStopping
 from training.fitting.phases import Phase
 from training.fitting.regime import Regime, loss_and_metric, optimizer, soften
 
@@ -198,7 +198,7 @@ def run_phase(
     callbacks = [
         *(first_callbacks or []),
         ResumableEarlyStopping(patience, list(rows), best_file),  # before the backup restores
-        *([keras.callbacks.BackupAndRestore(str(backup_dir))] if backup_dir else []),
+        *([AtomicBackup(str(backup_dir))] if backup_dir else []),
         keras.callbacks.LambdaCallback(on_epoch_end=record),  # after the backup it describes
     ]
     print(

@@ -16,7 +16,12 @@ from training.config import TrainConfig
 from training.dataset.data import Prepared
 from training.distribution import Distribution
 from training.fitting import finetune, lr_find
-from training.fitting.callbacks import EpochSeeds, SettledValidation, tensorboard
+from training.fitting.callbacks import (
+    EpochSeeds,
+    SettledValidation,
+    save_weights_atomically,
+    tensorboard,
+)
 from training.fitting.phases import (
     FINE_TUNE,
     HEAD,
@@ -185,7 +190,7 @@ def train(run: Run, phases: list[Phase]) -> Trained:
                 continue
             progress = _without(progress, phase.name)
         rows = _run_phase(run, fit_model, phase, phases.index(phase))
-        fit_model.save_weights(state.root / f"{phase.name}.weights.h5")
+        save_weights_atomically(fit_model, state.root / f"{phase.name}.weights.h5")
         progress = {"done": [*progress["done"], phase.name], "history": progress["history"] + rows}
         state.records.record_phases(progress["done"], progress["history"])
     if not config.transfer:
