@@ -131,6 +131,7 @@ def _registry(config: ServiceConfig, service_metrics: Metrics) -> ModelRegistry:
         store,
         partial(_load_predictor, batching=batching, config=config),
         config.reload_interval,
+        on_load=service_metrics.observe_load,
     )
     service_metrics.watch_models(lambda: registry.snapshot)
     if isinstance(config.model_store, Path) and not config.model_store.is_dir():

@@ -87,6 +87,14 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=own,
         )
+        self.model_loads = Counter(
+            "ktl_model_loads",
+            "Model versions loaded, by model, version and outcome (loaded, failed), counted "
+            "over every worker (each loads its own copy): it rises when the store changes, "
+            "never while nothing does",
+            ["model", "version", "outcome"],
+            registry=own,
+        )
         self.batch_size = Histogram(
             "ktl_inference_batch_size",
             "Images per forward pass (micro-batching gathers concurrent requests)",
@@ -103,6 +111,9 @@ class Metrics:
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.inference_seconds.observe(seconds)
+
+    def observe_load(self, name: str, version: int, loaded: bool) -> None:
+        self.model_loads.labels(name, str(version), "loaded" if loaded else "failed").inc()
 
     def watch_models(self, snapshot: Callable[[], Snapshot]) -> None:
         self.registry.register(_ModelsCollector(snapshot))

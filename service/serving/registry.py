@@ -91,10 +91,12 @@ class ModelRegistry:
         store: ModelStore,
         load_predictor: Callable[[Path], Predictor],
         reload_interval: float = 0.0,
+        on_load: Callable[[str, int, bool], None] | None = None,
     ):
         self.store = store
         self.reload_interval = reload_interval
         self._load_predictor = load_predictor
+        self._on_load = on_load  # (model, version, loaded) after each load, for /metrics
         self._snapshot = Snapshot()
         self._lock = threading.Lock()  # one loader at a time: reloads and on-demand loads
         self._poll_lock = threading.Lock()
@@ -333,9 +335,15 @@ class ModelRegistry:
                 exc,
                 exc_info=not isinstance(exc, BundleError),
             )
+            self._loaded(name, version, False)
             return LoadFailure(reason or type(exc).__name__, fingerprint)
         log.info("Loaded model %r version %d from %s", name, version, path)
+        self._loaded(name, version, True)
         return predictor
+
+    def _loaded(self, name: str, version: int, loaded: bool) -> None:
+        if self._on_load is not None:
+            self._on_load(name, version, loaded)
 
     def _swap(self, snapshot: Snapshot) -> None:
         old = self._snapshot

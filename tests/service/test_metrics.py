@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -53,3 +55,27 @@ def test_each_app_has_its_own_registry(make_app):
     key = ("ktl_http_requests_total", (("method", "GET"), ("route", "/healthz"), ("status", "200")))
     assert samples(first)[key] == 3
     assert key not in samples(second)
+
+
+def test_model_loads_are_counted_by_outcome_and_not_again_while_nothing_changes(make_app, store):
+    from models.bundle import load_bundle
+    from models.store import ModelStore
+
+    staging = ModelStore(store).staging_dir("tiny")
+    shutil.copytree(store / "tiny" / "1", staging, dirs_exist_ok=True)
+    metadata = load_bundle(store / "tiny" / "1").metadata.model_dump(mode="json")
+    assert ModelStore(store).publish(staging, "tiny", metadata) == 2
+    with open(store / "tiny" / "2" / "model.keras", "ab") as f:
+        f.write(b"tampered")  # the checksum refuses it
+    app = make_app(model_store=store)
+    client = app.test_client()
+    app.extensions["ktl"].registry.reload()  # a poll with nothing changed
+    found = samples(client)
+
+    def loads(version, outcome):
+        labels = (("model", "tiny"), ("outcome", outcome), ("version", version))
+        return found.get(("ktl_model_loads_total", labels))
+
+    assert loads("2", "failed") == 1  # the newest is tried, refused, not retried
+    assert loads("1", "loaded") == 1  # and the one before serves
+    assert loads("1", "failed") is None and loads("2", "loaded") is None
