@@ -24,6 +24,7 @@ COPY models/ models/
 COPY training/ training/
 COPY service/ service/
 COPY cli/ cli/
+COPY ktl/ ktl/
 RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt \
     ".[cpu,serve,train,export,kubernetes,grpc,s3]"
 

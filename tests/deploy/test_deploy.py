@@ -123,6 +123,19 @@ def test_the_build_context_holds_every_file_the_dockerfile_copies():
         assert [a for a in allowed if source == a or source.startswith(a + "/")], source
 
 
+def test_the_wheel_stage_copies_every_package_pyproject_lists():
+    # The build stage once lacked ktl/ (the Python API's collision-free name): pip could
+    # not build the wheel, and only a real build (make container-check) showed it.
+    import tomllib
+
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    roots = {package.split(".")[0] for package in listed}
+    build = dict.fromkeys(
+        c.split()[0].rstrip("/") for k, c in _dockerfile_stages()["build"] if k == "COPY"
+    )
+    assert roots <= set(build), sorted(roots - set(build))
+
+
 def test_every_install_takes_the_pinned_versions():
     (wheels,) = [run for run in _instruction("RUN", "build") if "pip wheel" in run]
     assert "-c constraints.txt" in wheels
