@@ -31,9 +31,10 @@ test: install system-tools
 test-fast: install
 	$(PY) -m pytest -m "not slow" --durations=15
 
-# Debian packages some tests drive: chromium (the browser tests) and nginx (the
-# buffering proxy in front of the service); installed where this machine can.
-SYSTEM_TOOLS := chromium nginx
+# Debian packages some tests drive: chromium (the browser tests), nginx (the
+# buffering proxy in front of the service) and wrk (load during a bucket's label
+# moves; a Python thread stands in without it); installed where this machine can.
+SYSTEM_TOOLS := chromium nginx wrk
 system-tools:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do \
 	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; done; \

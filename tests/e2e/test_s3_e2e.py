@@ -92,6 +92,7 @@ def test_train_publishes_to_a_bucket_and_two_workers_follow_it(
                 wait_for(server.base, image, 1)
             # no request failed across the moves
             assert traffic.requests > 0 and traffic.failed == 0, traffic.output
+            print(f"{traffic.tool}: {traffic.requests} requests, {traffic.failed} failed")
             settled = loads(server.base)
             assert settled == 4  # each worker loaded version 1 and version 2, once
             time.sleep(QUIET_S)  # 200 polls per worker with nothing changed
