@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -13,8 +15,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from PIL import Image
 
 from models.capture.folder import CaptureFolder, minute_of
+from models.ids import is_id
 from tests.support.server import Gunicorn
 from tests.support.trained import NAME, Trained
 
@@ -111,3 +115,50 @@ def test_capture_feedback_and_monitor_across_two_workers(trained_store: Trained,
     # ATC from the series, over both workers, is the monitor's.
     above = _series(metrics, "ktl_predictions_above_atc_threshold_total")
     assert above / 36 == pytest.approx(estimates["average_thresholded_confidence"], abs=1e-6)
+
+
+def _try_predict(base: str, path: Path) -> int | None:
+    """The status of one native prediction, None when the connection broke."""
+    try:
+        files = {"image": (path.name, path.read_bytes())}
+        return requests.post(
+            f"{base}/v1/models/{NAME}/predict", files=files, timeout=60
+        ).status_code
+    except requests.ConnectionError:
+        return None
+
+
+def test_a_worker_killed_mid_stream_loses_no_capture_it_counted(trained_store: Trained, tmp_path):
+    """SIGKILL a worker while both capture every prediction: every capture the
+    metrics count (their counter rises only once the image and its record are written)
+    is on disk whole, and no request sent to a living worker failed."""
+    store = trained_store.copy_to(tmp_path / "store")
+    capture = tmp_path / "capture"
+    images = sorted(trained_store.data.glob("*/*.png"))[:90]
+    env = {"KTL_CAPTURE_DIR": str(capture), "KTL_CAPTURE": "sample:1"}
+    env |= {"KTL_CAPTURE_MAX_PER_MINUTE": "10000", "KTL_CAPTURE_MAX_MB": "50"}
+    with Gunicorn(store, workers=2, env=env, log_path=tmp_path / "g.log") as server:
+        victim = server.workers()[0]
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(_try_predict, server.base, path) for path in images]
+            deadline = time.monotonic() + 120
+            while sum(f.done() for f in futures) < 30:
+                assert time.monotonic() < deadline, "the stream did not start"
+                time.sleep(0.05)
+            os.kill(victim, signal.SIGKILL)
+            statuses = [f.result() for f in futures]
+        deadline = time.monotonic() + 60
+        while victim in server.workers() or len(server.workers()) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.2)
+        metrics = requests.get(f"{server.base}/metrics", timeout=30).text
+
+    assert {s for s in statuses if s is not None} == {200}  # only in-flight ones broke
+    assert statuses.count(None) <= 4
+    counted = _series(metrics, "ktl_capture_images_total")
+    records = [p for p in (capture / NAME / "images").glob("*.json") if is_id(p.stem)]
+    for path in records:  # a record is written only after its image, both atomically
+        record = json.loads(path.read_text())
+        with Image.open(path.parent / record["image"]) as image:
+            image.verify()
+    assert 30 <= counted <= len(records)
