@@ -73,6 +73,11 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=own,
         )
+        self._model_series(own)
+        self.loop = LoopMetrics(own)
+
+    def _model_series(self, own: CollectorRegistry | None) -> None:
+        """Per model version: requests, latency and loads; and the forward passes."""
         self.version_requests = Counter(
             "ktl_model_requests",
             "Requests answered by each model version, by how the version was chosen: "
@@ -106,7 +111,6 @@ class Metrics:
             "Time of one forward pass",
             registry=own,
         )
-        self.loop = LoopMetrics(own)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -254,7 +254,7 @@ def test_adding_images_leaves_every_old_image_in_its_split(tmp_path):
 
 
 def test_near_copies_of_training_images_leave_validation(tmp_path):
-    """A resized, re-encoded copy is no new evidence either (training.diagnosis.near_duplicates)."""
+    """A resized, re-encoded copy is no new evidence either (models.near_duplicates)."""
     rng = np.random.default_rng(8)
     for split, count in (("train", 4), ("val", 2)):
         for label in ("a", "b"):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from models.near_duplicates import look_at_pixels
 from tests.support.patterns import scene
-from training.diagnosis.near_duplicates import look_at_pixels
 from training.diagnosis.suspects import duplicate_rows, label_issue_rows, odd_rows, outliers
 
 

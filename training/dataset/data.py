@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from models.errors import UserError
-from models.preprocessing import IMAGE_SUFFIXES, SkippedImage, decode_images, is_image_name
-from training.dataset import held_out
-from training.dataset.health import health_report
-from training.dataset.splits import SPLITS, Assignment, assign, content_hashes
-from training.diagnosis.near_duplicates import (
+from models.near_duplicates import (
     close_pairs,
     copies_across,
     group_pairs,
     look_at_files,
 )
+from models.preprocessing import IMAGE_SUFFIXES, SkippedImage, decode_images, is_image_name
+from training.dataset import held_out
+from training.dataset.health import health_report
+from training.dataset.splits import SPLITS, Assignment, assign, content_hashes
 
 
 class DataError(UserError, ValueError):
@@ -308,7 +308,7 @@ def near_copies(
     samples: list[Sample], splits: list[str | None], hashes: list[str | None], log
 ) -> list[int]:
     """The validation and test images that are near-copies of a training image
-    (resized, re-encoded, slightly cropped: ``training.diagnosis.near_duplicates``)."""
+    (resized, re-encoded, slightly cropped: ``models.near_duplicates``)."""
     log("Looking for near-copies of training images in validation and test ...")
     placed = [i for i, split in enumerate(splits) if split]
     looks: list = [None] * len(samples)

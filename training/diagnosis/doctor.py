@@ -3,7 +3,7 @@
 The same ingestion as ``ktl train`` (layouts, skipped files, the split by content
 hash with the same settings), then: out-of-sample probabilities for every image
 (``training.diagnosis.probe``) ranked by confident learning into label issues; groups of
-near-duplicates (``training.diagnosis.near_duplicates``), with the splits each spans; odd
+near-duplicates (``models.near_duplicates``), with the splits each spans; odd
 images; per-class counts and the class weights training would use
 (``training.diagnosis.suspects``). ``training.diagnosis.doctor_report`` writes the CSV,
 JSON and HTML.
@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from models.near_duplicates import close_pairs, group_pairs, look_at_files
 from models.networks.backbones import BackboneSpec, get_backbone
 from models.networks.classifier import build_backbone, resolve_weights
 from models.store import ModelStore
@@ -36,7 +37,6 @@ from training.dataset.data import (
 from training.dataset.health import balance
 from training.dataset.splits import SPLITS, content_hashes
 from training.diagnosis import probe, suspects
-from training.diagnosis.near_duplicates import close_pairs, group_pairs, look_at_files
 from training.evaluation.evaluate import wilson
 from training.fitting import warm_start
 from training.multilabel.data import detect_task

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from models.near_duplicates import look_at_files
 from models.networks.backbones import get_backbone
 from models.preprocessing import decode_images
 from training.config import TrainConfig
@@ -23,7 +24,6 @@ from training.dataset.data import DataError
 from training.dataset.splits import SPLITS, content_hashes
 from training.diagnosis import probe, suspects
 from training.diagnosis.doctor import Log, findings, probe_backbone, source_of, weak_probe_note
-from training.diagnosis.near_duplicates import look_at_files
 from training.multilabel.data import MultiListing, list_multilabel, split_multilabel
 from training.multilabel.recipe import positive_weights
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from models.decision import SEPARATOR
-from training.diagnosis.near_duplicates import HASH_BITS, MIN_CONTRAST, Look
+from models.near_duplicates import HASH_BITS, MIN_CONTRAST, Look
 
 ASPECT_LIMIT = 3.0  # longer side / shorter side above this: an extreme aspect ratio
 TINY_SIDE = 16  # pixels: below this, or below half the input size, an image is tiny

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from tests.support.patterns import scene
-from training.diagnosis.near_duplicates import (
+from models.near_duplicates import (
     close_pairs,
     copies_across,
     group_pairs,
     look_at,
     look_at_files,
 )
+from tests.support.patterns import scene
 
 SEED = 2718  # not the seeds the thresholds were chosen on
 
