@@ -7,6 +7,7 @@
     log/<minute>-<writer>.jsonl  every prediction, one line each (no image); one writer each
     images/<id>.<ext>            a captured image, then its record <id>.json
     feedback/<id>.json           the true label a caller sent for a prediction
+    reviewed/<id>.json           the label a person gave a capture (ktl review, /review)
 ```
 
 ``<minute>`` is the id's minute (``YYYYmmddHHMM``, UTC), so a prediction's line is
@@ -99,6 +100,12 @@ class CaptureFolder:
         folder.mkdir(parents=True, exist_ok=True)
         write_json_atomically(folder / f"{self._checked_id(record['id'])}.json", record)
 
+    def write_review(self, model: str, record: dict[str, Any]) -> None:
+        """A person's label for a captured prediction (``models.capture.review``)."""
+        folder = self.model_dir(model) / "reviewed"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(folder / f"{self._checked_id(record['id'])}.json", record)
+
     def claim(self, minute: str, cap: int) -> bool:
         """Take one of the ``cap`` captures of ``minute``, across every worker; False
         when they are taken."""
@@ -115,6 +122,16 @@ class CaptureFolder:
             f.write(f"{minute} {taken + 1}")
             return True
 
+    def _reviewed_files(self) -> set[Path]:
+        """A person's work, which the budget never prunes: the labels given, and the
+        image and record of every capture that has one."""
+        kept: set[Path] = set()
+        for review in self.root.glob("*/reviewed/*.json"):
+            images = review.parent.parent / "images"
+            kept |= {review, images / f"{review.stem}.json"}
+            kept |= set(images.glob(f"{review.stem}.*"))
+        return kept
+
     def size(self) -> tuple[int, list[tuple[float, int, Path]]]:
         """Total bytes under the folder, and each file as (modified, bytes, path)."""
         files = []
@@ -129,14 +146,18 @@ class CaptureFolder:
 
     def prune(self, max_bytes: int) -> int:
         """Remove the oldest files until the folder holds at most 90 % of ``max_bytes``
-        (once over ``max_bytes``); the number removed."""
+        (once over ``max_bytes``), never a reviewed capture or its label; the number
+        removed."""
         total, files = self.size()
         if total <= max_bytes:
             return 0
         removed = 0
+        kept = self._reviewed_files()
         for _, size, path in sorted(files):
             if total <= 0.9 * max_bytes:
                 break
+            if path in kept:
+                continue
             path.unlink(missing_ok=True)
             total -= size
             removed += 1

@@ -1,0 +1,215 @@
+"""Review: the captured predictions of a model ranked for a person to label, and the
+labels they give, kept beside the captures (``reviewed/<id>.json``).
+
+The queue puts the predictions the version abstained on first, then the rest from
+the least confident up (its top probability; the calibrated one the service
+answered with). Near-duplicates (``models.near_duplicates``, the doctor's finder)
+form one item, shown by its most uncertain member, so a person labels each look
+once: a label given to an item is recorded for every member of its group.
+
+A label must be one of the labels the version that made the prediction had (the
+keys of the captured record's ``probabilities``). ``ktl review`` and the service's
+``/review`` page both go through here; ``ktl train --add-reviewed`` reads the
+labels back (``reviewed_images``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.capture.folder import CaptureFolder
+from models.errors import NotFound, UserError
+from models.ids import is_id
+from models.near_duplicates import close_pairs, group_pairs, look_at_files
+from models.timestamps import utc_now
+
+
+class NotCaptured(NotFound):
+    code = "prediction_not_captured"
+
+
+class NotALabel(UserError):
+    code = "unknown_label"
+
+
+@dataclass(frozen=True)
+class Captured:
+    """One captured prediction: its record (as the service wrote it) and its image."""
+
+    record: dict[str, Any]
+    image: Path
+
+    @property
+    def id(self) -> str:
+        return str(self.record["id"])
+
+    @property
+    def abstained(self) -> bool:
+        return self.record.get("label") is None
+
+    @property
+    def confidence(self) -> float:
+        return float(self.record.get("confidence", 0.0))
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.record.get("probabilities") or {})
+
+
+@dataclass(frozen=True)
+class Item:
+    """One look to label: ``shown`` (its most uncertain member), every member's id
+    (``shown`` first) and the labels already given to them, by id."""
+
+    shown: Captured
+    members: tuple[str, ...]
+    reviewed: dict[str, str]
+
+    @property
+    def done(self) -> bool:
+        return set(self.members) <= set(self.reviewed)
+
+    def to_json(self) -> dict[str, Any]:
+        record = self.shown.record
+        return {
+            "id": self.shown.id,
+            "time": record.get("time"),
+            "version": record.get("version"),
+            "predicted": record.get("top"),
+            "decision": record.get("label"),
+            "abstained": self.shown.abstained,
+            "confidence": self.shown.confidence,
+            "probabilities": record.get("probabilities"),
+            "labels": self.shown.labels,
+            "image": str(self.shown.image),
+            "near_duplicates": list(self.members[1:]),
+            "reviewed": self.reviewed.get(self.shown.id),
+        }
+
+
+def captured(folder: CaptureFolder, model: str) -> list[Captured]:
+    """Every whole capture of ``model``: a record whose image is there."""
+    directory = folder.model_dir(model) / "images"
+    found = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        if not is_id(path.stem):  # a temporary left by a killed writer
+            continue
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        image = directory / str(record.get("image", ""))
+        if record.get("image") and image.is_file():
+            found.append(Captured(record, image))
+    return found
+
+
+def reviews(folder: CaptureFolder, model: str) -> dict[str, dict[str, Any]]:
+    """The labels given so far, by prediction id."""
+    directory = folder.model_dir(model) / "reviewed"
+    given = {}
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        if is_id(path.stem):
+            try:
+                given[path.stem] = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+    return given
+
+
+def rank(items: Sequence[Captured]) -> list[Captured]:
+    """Abstained first, then the least confident; the oldest first among equals."""
+    return sorted(items, key=lambda c: (not c.abstained, c.confidence, c.id))
+
+
+def queue(folder: CaptureFolder, model: str, *, include_done: bool = False) -> list[Item]:
+    """The captures of ``model`` as items to label, in the order to label them; those
+    whose every member has a label only with ``include_done``."""
+    ranked = rank(captured(folder, model))
+    looks, _ = look_at_files([c.image for c in ranked])
+    digests = [_digest(c.image) for c in ranked]  # exact copies group even without structure
+    groups = group_pairs(len(ranked), close_pairs(looks, exact=digests))
+    group_of = {i: group for group in groups for i in group}
+    given = {i: r["label"] for i, r in reviews(folder, model).items()}
+    items, seen = [], set()
+    for position, shown in enumerate(ranked):
+        if position in seen:
+            continue
+        members = group_of.get(position, [position])  # sorted: the first is the shown one
+        seen.update(members)
+        ids = tuple(ranked[m].id for m in members)
+        item = Item(shown, ids, {i: given[i] for i in ids if i in given})
+        if include_done or not item.done:
+            items.append(item)
+    return items
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def record_review(
+    folder: CaptureFolder, model: str, identifier: str, label: str, *, by: str
+) -> list[str]:
+    """Record ``label`` for the capture ``identifier`` and for its near-duplicates (its
+    item's members); the ids labelled. ``by`` says who: ``cli`` or ``page``."""
+    items = {item.shown.id: item for item in queue(folder, model, include_done=True)}
+    item = items.get(identifier) or next(
+        (i for i in items.values() if identifier in i.members), None
+    )
+    if item is None:
+        raise NotCaptured(
+            f"No captured prediction {identifier!r} of model {model!r} (never captured, "
+            "pruned by the disk budget, or of another model)"
+        )
+    if label not in item.shown.labels:
+        raise NotALabel(
+            f"{label!r} is not one of the labels of version {item.shown.record.get('version')} "
+            f"of {model!r}: {item.shown.labels}"
+        )
+    by_id = {c.id: c for c in captured(folder, model)}
+    for member in item.members:
+        source = by_id[member].record
+        folder.write_review(
+            model,
+            {
+                "id": member,
+                "label": label,
+                "predicted": source.get("top"),
+                "version": source.get("version"),
+                "image": source.get("image"),
+                "by": by,
+                "time": utc_now(),
+            },
+        )
+    return list(item.members)
+
+
+@dataclass(frozen=True)
+class ReviewedImage:
+    """A reviewed capture, as training takes it: the image, its label, the version
+    whose prediction it was."""
+
+    path: Path
+    label: str
+    version: int | None
+
+
+def reviewed_images(folder: CaptureFolder, model: str) -> list[ReviewedImage]:
+    """Every reviewed capture of ``model`` whose image is still there, oldest first."""
+    images = folder.model_dir(model) / "images"
+    found = []
+    for _, review in sorted(reviews(folder, model).items()):
+        path = images / str(review.get("image", ""))
+        if review.get("image") and path.is_file():
+            version = review.get("version")
+            found.append(ReviewedImage(path, str(review["label"]), version))
+    return found

@@ -1,0 +1,133 @@
+"""The review queue over a capture folder, without a service: abstained first, then
+the least confident, near-duplicates as one item, labels kept for a whole group,
+checked against the version's labels, and never pruned by the disk budget."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from models.capture.folder import CaptureFolder
+from models.capture.review import (
+    NotALabel,
+    NotCaptured,
+    queue,
+    record_review,
+    reviewed_images,
+    reviews,
+)
+from models.ids import new_id
+from tests.support.patterns import scene
+
+LABELS = ["ant", "bee"]
+MODEL = "insects"
+
+
+def _png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _capture(folder: CaptureFolder, data: bytes, *, confidence: float, abstained=False) -> str:
+    identifier = new_id()
+    top = "bee"
+    record = {
+        "id": identifier,
+        "time": "2026-12-08T00:00:00Z",
+        "model": MODEL,
+        "version": 1,
+        "top": top,
+        "label": None if abstained else top,
+        "confidence": confidence,
+        "probabilities": {"ant": 1 - confidence, "bee": confidence},
+    }
+    folder.write_capture(MODEL, record, data, "png")
+    return identifier
+
+
+@pytest.fixture
+def captures(tmp_path):
+    """Five captures: a sure one, an unsure one, an abstained one, and an abstained
+    near-copy (resized) of the unsure picture, and an exact copy of the sure one."""
+    rng = np.random.default_rng(7)
+    pictures = [scene(96, rng) for _ in range(3)]
+    folder = CaptureFolder(tmp_path / "capture")
+    ids = {
+        "sure": _capture(folder, _png(pictures[0]), confidence=0.97),
+        "unsure": _capture(folder, _png(pictures[1]), confidence=0.62),
+        "abstained": _capture(folder, _png(pictures[2]), confidence=0.55, abstained=True),
+        "resized": _capture(
+            folder, _png(pictures[1].resize((80, 80))), confidence=0.51, abstained=True
+        ),
+        "copy": _capture(folder, _png(pictures[0]), confidence=0.95),
+    }
+    return folder, ids
+
+
+def test_abstained_first_then_the_least_confident_with_look_alikes_as_one_item(captures):
+    folder, ids = captures
+    items = queue(folder, MODEL)
+    shown = [item.shown.id for item in items]
+    # the resized copy abstained at 0.51: it leads and carries the unsure original
+    assert shown == [ids["resized"], ids["abstained"], ids["copy"]]
+    assert items[0].members == (ids["resized"], ids["unsure"])
+    assert items[2].members == (ids["copy"], ids["sure"])
+    described = items[0].to_json()
+    assert described["abstained"] and described["near_duplicates"] == [ids["unsure"]]
+    assert described["labels"] == LABELS and described["reviewed"] is None
+
+
+def test_a_label_is_kept_for_the_whole_group_and_the_item_leaves_the_queue(captures):
+    folder, ids = captures
+    labelled = record_review(folder, MODEL, ids["resized"], "ant", by="cli")
+    assert sorted(labelled) == sorted([ids["resized"], ids["unsure"]])
+    given = reviews(folder, MODEL)
+    assert {given[i]["label"] for i in labelled} == {"ant"}
+    assert given[ids["unsure"]]["predicted"] == "bee" and given[ids["unsure"]]["by"] == "cli"
+    assert [item.shown.id for item in queue(folder, MODEL)] == [ids["abstained"], ids["copy"]]
+    assert len(queue(folder, MODEL, include_done=True)) == 3
+    # labelling a member (not the one shown) labels its group too
+    assert sorted(record_review(folder, MODEL, ids["sure"], "bee", by="page")) == sorted(
+        [ids["copy"], ids["sure"]]
+    )
+    training = reviewed_images(folder, MODEL)
+    assert sorted((r.path.name, r.label) for r in training) == sorted(
+        (f"{i}.png", label)
+        for i, label in [
+            (ids["resized"], "ant"),
+            (ids["unsure"], "ant"),
+            (ids["copy"], "bee"),
+            (ids["sure"], "bee"),
+        ]
+    )
+    assert {r.version for r in training} == {1}
+
+
+def test_an_unknown_id_or_label_is_refused_and_nothing_is_written(captures):
+    folder, ids = captures
+    with pytest.raises(NotCaptured, match="No captured prediction"):
+        record_review(folder, MODEL, new_id(), "ant", by="cli")
+    with pytest.raises(NotALabel, match=r"'wasp' is not one of the labels.*\['ant', 'bee'\]"):
+        record_review(folder, MODEL, ids["sure"], "wasp", by="cli")
+    assert reviews(folder, MODEL) == {}
+
+
+def test_the_disk_budget_never_prunes_a_reviewed_capture(captures):
+    folder, ids = captures
+    record_review(folder, MODEL, ids["abstained"], "ant", by="cli")
+    total, _ = folder.size()
+    assert folder.prune(total // 4) > 0
+    images = folder.model_dir(MODEL) / "images"
+    assert (images / f"{ids['abstained']}.png").is_file()
+    assert (images / f"{ids['abstained']}.json").is_file()
+    assert reviews(folder, MODEL)[ids["abstained"]]["label"] == "ant"
+    assert [r.label for r in reviewed_images(folder, MODEL)] == ["ant"]
+
+
+def test_a_record_without_its_image_is_not_offered(captures):
+    folder, ids = captures
+    (folder.model_dir(MODEL) / "images" / f"{ids['abstained']}.png").unlink()
+    assert ids["abstained"] not in {i.shown.id for i in queue(folder, MODEL)}
