@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from models.settings import Int8GateSetting, StoreSetting
+from models.settings import CaptureDirSetting, Int8GateSetting, StoreSetting
 
 __all__ = ["CliSettings"]
 
 
-class CliSettings(StoreSetting, Int8GateSetting):
-    """``KTL_MODEL_STORE`` (every command's default ``--store``) and
-    ``KTL_INT8_MIN_AGREEMENT`` (the gate of ``ktl predict --engine auto``)."""
+class CliSettings(StoreSetting, Int8GateSetting, CaptureDirSetting):
+    """``KTL_MODEL_STORE`` (every command's default ``--store``),
+    ``KTL_INT8_MIN_AGREEMENT`` (the gate of ``ktl predict --engine auto``) and
+    ``KTL_CAPTURE_DIR`` (``ktl review``'s default ``--capture-dir``)."""
 
     what: ClassVar[str] = "command line setting"

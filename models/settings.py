@@ -247,6 +247,12 @@ class DataRootSetting(KtlSettings):
     )
 
 
+class CaptureDirSetting(KtlSettings):
+    capture_dir: Annotated[Path | None, parsed(optional_path)] = Field(
+        None, description="folder of captured predictions and feedback; unset: capture off"
+    )
+
+
 class Int8GateSetting(KtlSettings):
     int8_min_agreement: Annotated[float, parsed(share)] = Field(
         DEFAULT_GATE, description="top-1 agreement INT8 needs for auto"

@@ -6,7 +6,6 @@ shared definitions of models/settings.py."""
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from typing import Annotated, ClassVar
 
 from pydantic import Field
@@ -17,6 +16,7 @@ from models.errors import ConfigError
 from models.preprocessing import DEFAULT_MAX_PIXELS
 from models.settings import (
     JOB_RUNNERS,
+    CaptureDirSetting,
     DataRootSetting,
     Int8GateSetting,
     JobRunnerSetting,
@@ -24,7 +24,6 @@ from models.settings import (
     key_list,
     non_negative_float,
     one_of,
-    optional_path,
     parsed,
     port_number,
     positive_float,
@@ -55,7 +54,9 @@ def _rules(value: str) -> str:
     return str(parse_rules(value))
 
 
-class ServiceConfig(StoreSetting, JobRunnerSetting, DataRootSetting, Int8GateSetting):
+class ServiceConfig(
+    StoreSetting, JobRunnerSetting, DataRootSetting, Int8GateSetting, CaptureDirSetting
+):
     what: ClassVar[str] = "configuration"
 
     max_upload_mb: PositiveFloat = Field(20.0, description="largest request body, in MB")
@@ -126,9 +127,6 @@ class ServiceConfig(StoreSetting, JobRunnerSetting, DataRootSetting, Int8GateSet
                 "(or unset KTL_GRPC_PORT)"
             )
 
-    capture_dir: Annotated[Path | None, parsed(optional_path)] = Field(
-        None, description="folder of captured predictions and feedback; unset: capture off"
-    )
     capture: Annotated[str, parsed(_rules)] = Field(
         "abstained",
         description="which predictions keep their image: abstained, below:P, sample:F, "

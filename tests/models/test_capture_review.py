@@ -4,8 +4,6 @@ checked against the version's labels, and never pruned by the disk budget."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 
@@ -19,33 +17,17 @@ from models.capture.review import (
     reviews,
 )
 from models.ids import new_id
+from tests.support.captures import png, write_capture
 from tests.support.patterns import scene
 
 LABELS = ["ant", "bee"]
 MODEL = "insects"
 
 
-def _png(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def _capture(folder: CaptureFolder, data: bytes, *, confidence: float, abstained=False) -> str:
-    identifier = new_id()
-    top = "bee"
-    record = {
-        "id": identifier,
-        "time": "2026-12-08T00:00:00Z",
-        "model": MODEL,
-        "version": 1,
-        "top": top,
-        "label": None if abstained else top,
-        "confidence": confidence,
-        "probabilities": {"ant": 1 - confidence, "bee": confidence},
-    }
-    folder.write_capture(MODEL, record, data, "png")
-    return identifier
+    return write_capture(
+        folder, MODEL, data, labels=LABELS, top="bee", confidence=confidence, abstained=abstained
+    )
 
 
 @pytest.fixture
@@ -56,13 +38,13 @@ def captures(tmp_path):
     pictures = [scene(96, rng) for _ in range(3)]
     folder = CaptureFolder(tmp_path / "capture")
     ids = {
-        "sure": _capture(folder, _png(pictures[0]), confidence=0.97),
-        "unsure": _capture(folder, _png(pictures[1]), confidence=0.62),
-        "abstained": _capture(folder, _png(pictures[2]), confidence=0.55, abstained=True),
+        "sure": _capture(folder, png(pictures[0]), confidence=0.97),
+        "unsure": _capture(folder, png(pictures[1]), confidence=0.62),
+        "abstained": _capture(folder, png(pictures[2]), confidence=0.55, abstained=True),
         "resized": _capture(
-            folder, _png(pictures[1].resize((80, 80))), confidence=0.51, abstained=True
+            folder, png(pictures[1].resize((80, 80))), confidence=0.51, abstained=True
         ),
-        "copy": _capture(folder, _png(pictures[0]), confidence=0.95),
+        "copy": _capture(folder, png(pictures[0]), confidence=0.95),
     }
     return folder, ids
 
