@@ -19,6 +19,7 @@ from PIL import Image
 
 from models.capture.folder import CaptureFolder, minute_of
 from models.ids import is_id
+from tests.support.cli import ktl_here
 from tests.support.server import Gunicorn
 from tests.support.trained import NAME, Trained
 
@@ -104,6 +105,17 @@ def test_capture_feedback_and_monitor_across_two_workers(trained_store: Trained,
     assert {r["engine"] for r in captured} <= {"keras", "int8"}
     total, _ = CaptureFolder(capture).size()
     assert total <= 5 * 1024 * 1024
+
+    # ktl review reads what the workers captured: abstained first, then the least sure
+    listed = ktl_here("review", NAME, "--capture-dir", str(capture), "--json", "--limit", "99")
+    assert listed.returncode == 0, listed.stderr
+    queue = json.loads(listed.stdout)
+    assert queue["captured"] == len(captured)
+    order = [(not item["abstained"], item["confidence"]) for item in queue["items"]]
+    assert order == sorted(order) and order
+    items = queue["items"]
+    grouped = [item["id"] for item in items] + [a for i in items for a in i["near_duplicates"]]
+    assert sorted(grouped) == sorted(r["id"] for r in captured)  # each capture, once
 
     feedback = after["versions"][0]["feedback"]
     right = sum(f["correct"] for f in stored.json()["feedback"])
