@@ -24,7 +24,7 @@ from service.contract.paths import SegmentConverter
 from service.guards import auth, request_limits, security
 from service.jobs_api import jobs
 from service.metrics import Metrics
-from service.monitoring import monitor
+from service.monitoring import monitor, series
 from service.monitoring.capture import Capturer
 from service.pages import web
 from service.protocols import api, explain, kserve, tfserving
@@ -100,7 +100,19 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
     auth.init_app(app)
     validation.init_app(app)
     request_limits.init_app(app)
-    for module in (health, api, explain, tfserving, kserve, monitor, jobs, openapi, metrics, web):
+    for module in (
+        health,
+        api,
+        explain,
+        tfserving,
+        kserve,
+        monitor,
+        series,
+        jobs,
+        openapi,
+        metrics,
+        web,
+    ):
         app.register_blueprint(module.bp)
     security.init_app(app)
     return app

@@ -227,3 +227,7 @@ def monitor(name: str) -> dict[str, Any]:
             ],
         )
     )
+
+
+# For the other routes over the capture folder (series.py): the same refusals.
+capture_folder, model_state, version_metadata, ERRORS = _folder, _model, _metadata, _ERRORS

@@ -56,6 +56,20 @@ def index() -> Response:
     return _page("index.html")
 
 
+@bp.get("/models/<segment:name>/monitor")
+@operation(
+    "monitorPage",
+    summary="Web page: a model's live figures over time, from the capture folder (HTML; data "
+    "via this API)",
+    public=True,
+    responses={200: Reply("The page", content=HTML)},
+)
+def monitor_page(name: str) -> Response:
+    """The page is open like the others; the monitor's routes ask for a predict key."""
+    validate_name(name)
+    return _page("monitor.html")
+
+
 @bp.get("/train")
 @operation(
     "trainPage",

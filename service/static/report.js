@@ -392,6 +392,7 @@ async function render() {
   el("title").textContent = `${name} version ${version}: training report`;
   el("try-link").href = "/?" + new URLSearchParams({ model: name, version });
   el("try-link").textContent = "Try this version";
+  el("monitor-link").href = `/models/${encodeURIComponent(name)}/monitor`;
   const meta = await ktl.json(api);
   if (meta.task === "multilabel") return renderMultilabelReport(meta);
   renderSummary(meta);

@@ -11,7 +11,7 @@ import re
 import pytest
 import requests
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, SCREENS, WAIT_MS, playwright
+from tests.support.browser import SCREENS, playwright, screen_page
 from tests.support.server import Gunicorn
 
 pytestmark = pytest.mark.slow
@@ -38,13 +38,7 @@ def test_the_try_page_shows_the_set_and_each_threshold(served, multilabel_store,
         files={"image": (image.name, image.read_bytes(), "image/png")},
         timeout=30,
     ).json()["predictions"][0]
-    expect.set_options(timeout=WAIT_MS)
-    with sync_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        page = browser.new_context(**SCREENS[screen], bypass_csp=True).new_page()
-        page.set_default_timeout(WAIT_MS)
+    with screen_page(sync_api, screen) as page:
         page.goto(f"{served}/?model=shapes")
         expect(page.locator("#about")).to_have_attribute("data-state", "ready")
         assert re.search(r"mAP \d\.\d{3}, micro F1 \d\.\d{3}", page.inner_text("#model-info"))
@@ -73,4 +67,3 @@ def test_the_try_page_shows_the_set_and_each_threshold(served, multilabel_store,
             page.evaluate("() => document.documentElement.scrollWidth")
             <= SCREENS[screen]["viewport"]["width"]
         )
-        browser.close()

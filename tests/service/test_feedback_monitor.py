@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 
+from models.capture.folder import CaptureFolder
 from models.ids import new_id
 
 
@@ -81,6 +83,7 @@ def test_an_unknown_label_is_400_naming_the_labels(captured):
 def test_with_capture_off_both_routes_say_how_to_turn_it_on(client):
     for response in (
         client.get("/v1/models/tiny/monitor"),
+        client.get("/v1/models/tiny/monitor/series"),
         client.post("/v1/models/tiny/feedback", json={"id": new_id(), "label": "a"}),
     ):
         assert response.status_code == 409 and "KTL_CAPTURE_DIR" in response.json["error"]
@@ -90,12 +93,15 @@ def test_unknown_model_and_bad_window(captured):
     client = captured[0]
     assert client.get("/v1/models/nosuch/monitor").status_code == 404
     assert client.get("/v1/models/tiny/monitor?window=5").status_code == 400
+    assert client.get("/v1/models/nosuch/monitor/series").status_code == 404
+    assert client.get("/v1/models/tiny/monitor/series?buckets=0").status_code == 400
 
 
 def test_api_keys_guard_feedback_and_monitor(make_app, tmp_path):
     client = make_app(capture_dir=tmp_path / "cap", api_keys="k1").test_client()
     assert client.get("/v1/models/tiny/monitor").status_code == 401
     assert client.post("/v1/models/tiny/feedback", json={}).status_code == 401
+    assert client.get("/v1/models/tiny/monitor/series").status_code == 401
     ok = client.get("/v1/models/tiny/monitor", headers={"Authorization": "Bearer k1"})
     assert ok.status_code == 200 and ok.json["versions"] == []
 
@@ -104,3 +110,27 @@ def test_the_openapi_document_has_both_routes(client):
     paths = client.get("/openapi.json").json["paths"]
     assert "post" in paths["/v1/models/{name}/feedback"]
     assert "get" in paths["/v1/models/{name}/monitor"]
+    assert "get" in paths["/v1/models/{name}/monitor/series"]
+
+
+def test_the_series_puts_each_prediction_and_feedback_in_its_bucket(captured, tmp_path):
+    client, ids, top, _ = captured
+    folder = CaptureFolder(tmp_path / "cap")
+    earlier = int(time.time() * 1000) - 50 * 60 * 1000  # 50 minutes ago: the first of 4
+    old = [new_id(earlier + i) for i in range(3)]
+    lines = [{"id": i, "version": 1, "top": top[0], "label": None, "confidence": 0.4} for i in old]
+    folder.append_log("tiny", "test-writer", lines)
+    sent = [{"id": ids[0], "label": top[0]}, {"id": ids[1], "label": top[1]}]
+    assert client.post("/v1/models/tiny/feedback", json=sent).status_code == 200
+    body = client.get("/v1/models/tiny/monitor/series?window=3600&buckets=4").json
+    assert body["window"] == 3600 and body["bucket_seconds"] == 900
+    [version] = body["versions"]
+    points = version["points"]
+    assert [p["requests"] for p in points] == [3, 0, 0, 6]
+    assert points[0]["abstain_rate"] == 1 and points[0]["average_confidence"] == pytest.approx(0.4)
+    assert points[1]["abstain_rate"] is None and points[1]["average_confidence"] is None
+    assert [p["feedback_count"] for p in points] == [0, 0, 0, 2]
+    assert points[3]["feedback_accuracy"] == 1
+    whole = client.get("/v1/models/tiny/monitor?window=3600").json["versions"][0]
+    assert whole["requests"] == sum(p["requests"] for p in points)
+    assert points[0]["start"] == body["since"] and points[-1]["end"] == body["until"]

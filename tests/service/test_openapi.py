@@ -81,7 +81,7 @@ OPERATION_IDS = {
     "metrics", "getModelLabel",
     "predictLabel", "tfServingPredictLabel", "explainLabel", "activationsLabel",
     "trainPage", "createJob", "listJobs", "getJob", "cancelJob", "jobEvents", "listBackbones",
-    "feedback", "monitor",
+    "feedback", "monitor", "monitorSeries", "monitorPage",
 }  # fmt: skip
 
 
@@ -116,7 +116,7 @@ def test_public_routes_have_no_security_and_the_others_need_a_bearer_key(client)
         ("/healthz", "get"), ("/readyz", "get"), ("/openapi.json", "get"), ("/v2", "get"),
         ("/v2/health/live", "get"), ("/v2/health/ready", "get"), ("/", "get"),
         ("/static/{filename}", "get"), ("/models/{name}/versions/{version}/report", "get"),
-        ("/train", "get"), ("/v1/backbones", "get"),
+        ("/train", "get"), ("/v1/backbones", "get"), ("/models/{name}/monitor", "get"),
     }  # fmt: skip
     training_images = {
         ("/v1/models/{name}/versions/{version}/reports/worst/{file}", "get"),

@@ -4,8 +4,11 @@ the two screens, and the page checks every page must pass."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -73,3 +76,21 @@ CUT = """(served) => [...document.querySelectorAll("table, img, pre, svg")].flat
 })"""
 # Whether the page is as wide as the screen: document.scrollingElement and OVERFLOW.
 SCROLL_WIDTH = "() => document.scrollingElement.scrollWidth - window.innerWidth"
+
+
+@contextmanager
+def screen_page(sync_api: ModuleType, screen: str) -> Iterator[Any]:
+    """A page of a fresh Chromium on ``screen`` (one of SCREENS), with the waits of
+    every browser test; the browser is closed after."""
+    sync_api.expect.set_options(timeout=WAIT_MS)
+    with sync_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            # bypass_csp: Playwright's waits evaluate scripts, which the pages' policy forbids
+            page = browser.new_context(**SCREENS[screen], bypass_csp=True).new_page()
+            page.set_default_timeout(WAIT_MS)
+            yield page
+        finally:
+            browser.close()
