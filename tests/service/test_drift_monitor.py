@@ -8,7 +8,6 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from models import drift
 from models.bundle import save_bundle
