@@ -52,7 +52,7 @@ def main() -> None:
         reference = bundle.drift_reference()
         assert reference is not None
         print(f"reference: {len(reference)} validation images x {reference.shape[1]} features")
-        kinds = {"unshifted": list(COLOURS.values()), "shifted": NEW_KIND + MOVED}
+        kinds: dict[str, list] = {"unshifted": list(COLOURS.values()), "shifted": NEW_KIND + MOVED}
         for kind, colours in kinds.items():
             tests = [
                 drift.mmd_test(reference, _features(bundle, colours, args.images, 1000 + k))
