@@ -69,7 +69,9 @@ def version_drift(
     """The test of one version over the window, or None and why there is none."""
     reference = predictor.bundle.drift_reference()
     if reference is None:
-        return None, "the version was published without a drift reference (before ktl saved one)"
+        return None, (
+            "the version has no drift reference (published before ktl saved one, or multi-label)"
+        )
     pixels = _pixels(predictor, window_images(folder, model, version, since))
     if len(pixels) < drift.MIN_IMAGES:
         return None, (

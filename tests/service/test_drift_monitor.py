@@ -96,7 +96,7 @@ def test_a_version_without_a_reference_reports_drift_unavailable(make_app, tmp_p
     app = _app(make_app, tmp_path)  # the plain tiny bundle
     _send(app, _pngs("red", 3, seed=5))
     version = _version(app)
-    assert version["drift"] is None and "without a drift reference" in version["drift_unavailable"]
+    assert version["drift"] is None and "no drift reference" in version["drift_unavailable"]
 
 
 def test_the_feature_pass_matches_the_reference_computation(reference_store, tiny_model):
@@ -108,3 +108,10 @@ def test_the_feature_pass_matches_the_reference_computation(reference_store, tin
     np.testing.assert_allclose(bundle.pooled_features(pixels), expected, rtol=1e-4, atol=1e-5)
     assert bundle.pooled_features is bundle.pooled_features  # built once per loaded version
     assert bundle.drift_reference().shape == (120, expected.shape[1])
+
+
+def test_the_openapi_document_describes_the_drift_entry(client):
+    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    assert {"drift", "drift_unavailable"} <= set(schemas["VersionMonitor"]["properties"])
+    drift_schema = schemas["Drift"]["properties"]
+    assert {"test", "score", "p_value", "drifted", "images", "reference_rows"} <= set(drift_schema)
