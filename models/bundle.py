@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import keras
 import numpy as np
 
-from models.engines.inference import Classifier
+from models import drift
+from models.engines.inference import Classifier, PooledFeatures
 from models.networks import layers as _layers  # noqa: F401  (registers BackbonePreprocessing)
 
 if TYPE_CHECKING:
@@ -66,6 +67,21 @@ class Bundle:
     def classifier(self) -> Classifier:
         """The traced forward pass of this bundle, built (and warmed up) on first use."""
         return Classifier(self)
+
+    @cached_property
+    def pooled_features(self) -> PooledFeatures:
+        """The backbone's pooled features of images (the drift monitor's), built on first
+        use and kept with the loaded version."""
+        return PooledFeatures(self)
+
+    def drift_reference(self) -> np.ndarray | None:
+        """The validation features training saved for the drift monitor (``models.drift``);
+        None for a version published without them."""
+        monitoring = self.metadata.monitoring
+        reference = monitoring.drift_reference if monitoring is not None else None
+        if reference is None:
+            return None
+        return drift.read_reference(self.path / reference.file)
 
     def seen(self) -> frozenset[str] | None:
         """The content hashes of the images this version trained and validated on;

@@ -241,10 +241,22 @@ class Multilabel(_Frozen):
         return [self.labels[label].threshold for label in labels]
 
 
+class DriftReference(_Frozen):
+    """The sample of validation features live images are tested against (``models.drift``):
+    its file in the bundle, its rows and width, and the model layer they come from."""
+
+    file: str
+    rows: int
+    width: int
+    layer: str  # the pooling layer: the backbone's globally pooled output
+
+
 class Monitoring(_Frozen):
-    """What the monitor compares live predictions with (``models.label_free``)."""
+    """What the monitor compares live predictions with (``models.label_free``,
+    ``models.drift``)."""
 
     atc_threshold: float | None = None  # fitted on the calibrated validation split
+    drift_reference: DriftReference | None = None  # bundles before it have none
 
 
 class BundleMetadata(_Frozen):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -26,6 +26,19 @@ def warm_up(engine: _Engine) -> None:
         raise ValueError("warm-up inference returned no valid probabilities")
 
 
+def _traced(model: Any, image_size: tuple[int, int]) -> Any:
+    """``model``'s inference-mode forward pass on uint8 pixels of ``image_size``, traced
+    once for batches of any size."""
+    height, width = image_size
+    signature = tf.TensorSpec([None, height, width, 3], tf.uint8, name="pixels")
+
+    @tf.function(input_signature=[signature], reduce_retracing=True)
+    def forward(pixels):
+        return model(tf.cast(pixels, tf.float32), training=False)
+
+    return forward
+
+
 class Classifier:
     """Calls a bundle's model through one traced ``tf.function``.
 
@@ -39,15 +52,7 @@ class Classifier:
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
         self.labels = bundle.labels
-        height, width = bundle.image_size
-        model = bundle.model
-        signature = tf.TensorSpec([None, height, width, 3], tf.uint8, name="pixels")
-
-        @tf.function(input_signature=[signature], reduce_retracing=True)
-        def forward(pixels):
-            return model(tf.cast(pixels, tf.float32), training=False)
-
-        self._forward = forward
+        self._forward = _traced(bundle.model, bundle.image_size)
         self.warm_up()
 
     def warm_up(self) -> None:
@@ -56,3 +61,23 @@ class Classifier:
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """``(n, h, w, 3)`` uint8 in, ``(n, classes)`` float probabilities out."""
         return self._forward(tf.convert_to_tensor(pixels, tf.uint8)).numpy()
+
+
+class PooledFeatures:
+    """A bundle's backbone features, globally pooled (the head's input): the drift
+    monitor's embeddings (``models.drift``), through a forward pass of its own, traced
+    once, apart from the classifier's (so never on the prediction path)."""
+
+    def __init__(self, bundle: Bundle, batch_size: int = 64):
+        from models.networks.classifier import pooled_model
+
+        self._forward = _traced(pooled_model(bundle.model), bundle.image_size)
+        self.batch_size = batch_size
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """``(n, h, w, 3)`` uint8 in, ``(n, width)`` float32 features out."""
+        chunks = [
+            self._forward(tf.convert_to_tensor(pixels[start : start + self.batch_size]))
+            for start in range(0, len(pixels), self.batch_size)
+        ]
+        return np.concatenate([chunk.numpy() for chunk in chunks]).astype(np.float32)

@@ -13,6 +13,10 @@ from models.networks.backbones import BackboneSpec, keras_models_dir
 from models.networks.layers import BackbonePreprocessing
 from models.options import DEFAULT_BACKBONE, Via
 
+# The global pooling layer of every classifier: the backbone's pooled features, the
+# head's input (the recipe's cached features, the drift monitor's embeddings).
+POOL_LAYER = "pool"
+
 
 class WeightsError(ConfigError):
     """A ``--weights`` value that cannot be used as given."""
@@ -122,12 +126,18 @@ def build_classifier(
     pool = (
         keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
     )
-    x = pool(name="pool")(x)
+    x = pool(name=POOL_LAYER)(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(
         num_classes, activation=activation, name="predictions", dtype="float32"
     )(x)
     return keras.Model(inputs, outputs, name=f"ktl_{spec.name}")
+
+
+def pooled_model(model: keras.Model) -> keras.Model:
+    """``model`` up to its pooling layer: raw pixels in, the backbone's pooled features
+    out (the layers are ``model``'s own, not copies)."""
+    return keras.Model(model.inputs, model.get_layer(POOL_LAYER).output)
 
 
 def weights_at_hand(spec: BackboneSpec) -> bool:

@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from models.capture.folder import CaptureFolder, image_extension, minute_of, writer_token
 from models.capture.rules import CaptureRules
 from models.decision import ABSTAIN, decide
+from models.drift import SIGNIFICANCE
 from models.ids import id_time
 from models.predictions import Answer, PredictResponse
 from models.timestamps import format_time
@@ -70,6 +71,22 @@ class LoopMetrics:
             "label-free accuracy estimate ATC",
             ["model", "version"],
             registry=registry,
+        )
+        self.drift_score = Gauge(
+            "ktl_embedding_drift_score",
+            "The squared MMD of the last monitor request's drift test (GET "
+            "/v1/models/{name}/monitor), by model and version: set when the monitor is "
+            "computed, the most recent value over every worker",
+            ["model", "version"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.drift_p_value = Gauge(
+            "ktl_embedding_drift_p_value",
+            f"The p-value of that test: under {SIGNIFICANCE} the monitor reports drift",
+            ["model", "version"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
         )
         self.captured = Counter(
             "ktl_capture_images", "Images written to KTL_CAPTURE_DIR", registry=registry

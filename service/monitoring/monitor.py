@@ -14,13 +14,14 @@ from pydantic import Field, RootModel
 from models.capture.figures import version_figures
 from models.capture.folder import CaptureFolder
 from models.capture.records import feedback_since, find_prediction, predictions_since
-from models.errors import ModelNotFound, NotFound, UserError
+from models.errors import KtlError, ModelNotFound, NotFound, UserError
 from models.ids import ID_PATTERN
 from models.metadata import BundleMetadata
 from models.timestamps import format_time
 from service.contract.operation import Body, Reply, operation
 from service.contract.replies import error
 from service.contract.validation import query, validate_json
+from service.monitoring.drift import Drift, version_drift
 from service.protocols.bodies import Maybe, RequestModel, ResponseModel, json_body
 from service.serving.registry import ModelState
 from service.state import service_state
@@ -110,6 +111,11 @@ class VersionMonitor(ResponseModel):
     class_mix_distance: float | None = Field(description="Total variation, live vs test")
     estimated_accuracy: Estimates
     feedback: FeedbackFigures
+    drift: Drift | None = Field(
+        description="Embedding drift of the window's captured images against the bundle's "
+        "validation features; null when there is no test (drift_unavailable says why)"
+    )
+    drift_unavailable: str | None = Field(description="Why drift is null")
 
 
 class MonitorResponse(ResponseModel):
@@ -196,7 +202,8 @@ def feedback(name: str) -> dict[str, Any]:
 @operation(
     "monitor",
     summary="Each version's figures over a window: requests, abstain rate, confidence "
-    "histogram, class mix against the test split's, estimated accuracy, feedback accuracy",
+    "histogram, class mix against the test split's, estimated accuracy, feedback accuracy, "
+    "embedding drift",
     query=MonitorQuery,
     responses={200: Reply("The figures, per version", MonitorResponse), **_ERRORS},
 )
@@ -222,11 +229,28 @@ def monitor(name: str) -> dict[str, Any]:
                         [f for f in feedback if f["version"] == version],
                         _metadata(state, version),
                     ),
+                    **_drift(folder, name, version, since),
                 )
                 for version in versions
             ],
         )
     )
+
+
+def _drift(folder: CaptureFolder, name: str, version: int, since: datetime) -> dict[str, Any]:
+    """The version's drift test over the window, its score kept in the
+    ``ktl_embedding_drift_score`` gauge."""
+    services = service_state()
+    try:
+        predictor = services.registry.get(name, version)
+    except KtlError as exc:
+        return {"drift": None, "drift_unavailable": f"the version does not load: {exc}"}
+    found, reason = version_drift(folder, name, version, since, predictor)
+    if found is not None:
+        loop = services.metrics.loop
+        loop.drift_score.labels(name, str(version)).set(found.score)
+        loop.drift_p_value.labels(name, str(version)).set(found.p_value)
+    return {"drift": found, "drift_unavailable": reason}
 
 
 # For the other routes over the capture folder (series.py): the same refusals.

@@ -63,6 +63,9 @@ def test_quantize_publishes_a_new_version_that_names_its_original(store):
     assert quantized.lineage.model_sha256 == original.files["model.keras"]
     assert quantized.evaluation == original.evaluation  # the same float model
     assert set(quantized.engines["int8"].agreement) == {"validation", "test"}
+    reference = quantized.monitoring.drift_reference  # the original's, with its file
+    assert reference == original.monitoring.drift_reference
+    assert quantized.files[reference.file] == original.files[reference.file]
     again = ktl_here("quantize", "colours:3", "--calibration", str(store[1]), "--store", str(root))
     assert again.returncode == 2 and "already has an INT8 engine" in again.stderr
 

@@ -43,7 +43,7 @@ def test_train_publishes_a_complete_bundle(trained):
     assert summary["metrics"]["accuracy"] >= 0.8, summary["metrics"]  # chance is 1/3
     bundle_dir = Path(summary["path"])
     assert {p.name for p in bundle_dir.iterdir()} == {
-        "model.keras", "metadata.json", "reports", "seen.txt"
+        "model.keras", "metadata.json", "reports", "seen.txt", "drift_reference.npy"
     }  # fmt: skip
     assert (bundle_dir / "reports" / "history.csv").read_text().startswith("phase,epoch,loss")
     metrics = json.loads((bundle_dir / "reports" / "metrics.json").read_text())

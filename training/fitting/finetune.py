@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.errors import ConfigError
+from models.networks.classifier import POOL_LAYER, pooled_model
 from training.fitting.callbacks import AtomicBackup, ResumableEarlyStopping
 from training.fitting.phases import Phase
 from training.fitting.regime import Regime, loss_and_metric, optimizer, soften
@@ -302,9 +303,8 @@ def predict_probabilities(
 
 
 def pooled_features(model: keras.Model, data: tf.data.Dataset) -> np.ndarray:
-    """The frozen backbone's pooled features (the head's input) for every batch."""
-    features = keras.Model(model.inputs, model.get_layer("pool").output)
-    return predict_probabilities(features, data).astype(np.float32)
+    """The backbone's pooled features (the head's input) for every batch."""
+    return predict_probabilities(pooled_model(model), data).astype(np.float32)
 
 
 def head_model(model: keras.Model, build: Callable = keras.Model) -> keras.Model:
@@ -313,7 +313,7 @@ def head_model(model: keras.Model, build: Callable = keras.Model) -> keras.Model
     With the backbone frozen and no augmentation, the backbone computes the same
     features every epoch, so phase 1 computes them once and trains this instead.
     """
-    width = model.get_layer("pool").output.shape[-1]
+    width = model.get_layer(POOL_LAYER).output.shape[-1]
     inputs = keras.Input((width,), name="features")
     outputs = model.get_layer("predictions")(model.get_layer("dropout")(inputs))
     return build(inputs, outputs, name="head")

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
+from models import drift
 from models.bundle import MODEL_FILE, REPORTS_DIR, SEEN_FILE, Bundle, save_bundle, seen_file
 from models.insight.explain import activation_layers
-from models.metadata import BundleMetadata, Engine, InputSpec, Lineage
+from models.metadata import BundleMetadata, DriftReference, Engine, InputSpec, Lineage, Monitoring
 from models.networks.backbones import BackboneSpec
+from models.networks.classifier import POOL_LAYER
 from models.preprocessing import RESIZE_POLICY
 from models.store import ModelStore
 from models.timestamps import utc_now
@@ -22,6 +25,7 @@ from training.config import TrainConfig
 from training.dataset.data import Prepared
 from training.evaluation.evaluate import history_csv
 from training.evaluation.final import Outcome
+from training.fitting import finetune
 from training.jobs.state import Log
 from training.publishing import report
 from training.publishing.quantize import engine_for_version, int8_engine
@@ -108,9 +112,18 @@ def save_published(
     outcome: Outcome,
     log: Log,
 ) -> tuple[int, Path]:
-    """``save_bundle`` of a job, with an INT8 engine when ``--int8`` asks for one, and
-    the hashes of the images it learnt from (``seen.txt``, for ``ktl evaluate``)."""
-    seen = {SEEN_FILE: seen_file(prepared.report.get("seen", []))}
+    """``save_bundle`` of a job, with an INT8 engine when ``--int8`` asks for one, the
+    hashes of the images it learnt from (``seen.txt``, for ``ktl evaluate``) and the
+    drift monitor's reference (:func:`drift_reference`)."""
+    seen: dict[str, Path | bytes] = {SEEN_FILE: seen_file(prepared.report.get("seen", []))}
+    reference = drift_reference(model, prepared, config)
+    if reference is not None:
+        data, described = reference
+        seen[drift.REFERENCE_FILE] = data
+        monitoring = metadata.monitoring or Monitoring()
+        metadata = metadata.replace(
+            monitoring=monitoring.model_copy(update={"drift_reference": described}).model_dump()
+        )
     if not config.int8:
         return save_bundle(store, model, metadata, reports, seen)
     with tempfile.TemporaryDirectory(prefix="ktl-int8-") as tmp:
@@ -120,6 +133,27 @@ def save_published(
         )
         metadata = metadata.replace(engines={"int8": engine.model_dump()})
         return save_bundle(store, model, metadata, reports, {**artifacts, **seen})
+
+
+def drift_reference(
+    model: keras.Model, prepared: Prepared, config: TrainConfig
+) -> tuple[bytes, DriftReference] | None:
+    """The sample of validation features the monitor tests live images against
+    (``models.drift``): the pooled backbone features of up to ``REFERENCE_ROWS``
+    validation images (a seeded sample), as the recipe computes the head phase's cached
+    features, but with the finished model: fine-tuning moved the backbone since
+    (and a job from scratch caches none). None without validation images."""
+    rows = drift.reference_sample(np.asarray(prepared.val), drift.REFERENCE_ROWS, config.seed)
+    if not len(rows):
+        return None
+    batches = finetune.batches(
+        prepared.pixels, prepared.targets, rows, config.batch_size, shuffle=False, seed=0
+    )
+    features = finetune.pooled_features(model, batches)
+    described = DriftReference(
+        file=drift.REFERENCE_FILE, rows=len(features), width=features.shape[1], layer=POOL_LAYER
+    )
+    return drift.reference_bytes(features), described
 
 
 def publish_quantized(
@@ -148,8 +182,9 @@ def publish_quantized(
             for path in sorted((bundle.path / REPORTS_DIR).rglob("*"))
             if path.is_file()
         }
-        if (bundle.path / SEEN_FILE).is_file():  # the same images as the original's
-            artifacts[SEEN_FILE] = bundle.path / SEEN_FILE
+        for kept in (SEEN_FILE, drift.REFERENCE_FILE):  # the same images as the original's
+            if (bundle.path / kept).is_file():
+                artifacts[kept] = bundle.path / kept
         version, path = save_bundle(store, bundle.model, metadata, reports, artifacts)
     return version, path, engine
 
