@@ -24,6 +24,17 @@ function cell(text, numeric) {
   return ktl.make("td", text, numeric ? "num" : "");
 }
 
+// "drift (p 0.003)", "no drift (p 0.41)", or why there is no test.
+function driftCell(v) {
+  const drift = v.drift;
+  const text = drift
+    ? `${drift.drifted ? "drift" : "no drift"} (p ${drift.p_value.toFixed(3)}, ${drift.images} images)`
+    : `— ${v.drift_unavailable || ""}`.trim();
+  const made = cell(text, false);
+  if (drift && drift.drifted) made.className = "drifted";
+  return made;
+}
+
 function renderVersions(versions) {
   el("versions").tBodies[0].replaceChildren(...versions.map((v) => {
     const tr = document.createElement("tr");
@@ -36,7 +47,8 @@ function renderVersions(versions) {
       cell(pct(v.estimated_accuracy.average_confidence, 1), true),
       cell(pct(v.estimated_accuracy.average_thresholded_confidence, 1), true),
       cell(feedback, true),
-      cell(typeof v.class_mix_distance === "number" ? v.class_mix_distance.toFixed(2) : "—", true));
+      cell(typeof v.class_mix_distance === "number" ? v.class_mix_distance.toFixed(2) : "—", true),
+      driftCell(v));
     return tr;
   }));
 }
