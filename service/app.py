@@ -24,7 +24,7 @@ from service.contract.paths import SegmentConverter
 from service.guards import auth, request_limits, security
 from service.jobs_api import jobs
 from service.metrics import Metrics
-from service.monitoring import monitor, series
+from service.monitoring import monitor, review, series
 from service.monitoring.capture import Capturer
 from service.pages import web
 from service.protocols import api, explain, kserve, tfserving
@@ -108,6 +108,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
         kserve,
         monitor,
         series,
+        review,
         jobs,
         openapi,
         metrics,
