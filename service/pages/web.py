@@ -1,5 +1,6 @@
 """The web pages: try a model (``/``), read its training report, and train one
-(``/train``). The pages are static shells, open to anyone; their data comes from
+(``/train``); also a model's live monitor and the review of what it captured
+(``/review``). The pages are static shells, open to anyone; their data comes from
 the JSON API, which asks for the API key as it does of any client."""
 
 from __future__ import annotations
@@ -80,6 +81,19 @@ def monitor_page(name: str) -> Response:
 def train_page() -> Response:
     """The page is open like the others; the jobs API behind it asks for a training key."""
     return _page("train.html")
+
+
+@bp.get("/review")
+@operation(
+    "reviewPage",
+    summary="Web page: label what a model captured, one key press an image, with its "
+    "Grad-CAM (HTML; data via this API)",
+    public=True,
+    responses={200: Reply("The page", content=HTML)},
+)
+def review_page() -> Response:
+    """The page is open like the others; the review routes behind it ask for a training key."""
+    return _page("review.html")
 
 
 _BACKBONES_SCHEMA = {

@@ -82,6 +82,7 @@ OPERATION_IDS = {
     "predictLabel", "tfServingPredictLabel", "explainLabel", "activationsLabel",
     "trainPage", "createJob", "listJobs", "getJob", "cancelJob", "jobEvents", "listBackbones",
     "feedback", "monitor", "monitorSeries", "monitorPage",
+    "reviewQueue", "reviewImage", "review", "reviewPage",
 }  # fmt: skip
 
 
@@ -117,6 +118,7 @@ def test_public_routes_have_no_security_and_the_others_need_a_bearer_key(client)
         ("/v2/health/live", "get"), ("/v2/health/ready", "get"), ("/", "get"),
         ("/static/{filename}", "get"), ("/models/{name}/versions/{version}/report", "get"),
         ("/train", "get"), ("/v1/backbones", "get"), ("/models/{name}/monitor", "get"),
+        ("/review", "get"),
     }  # fmt: skip
     training_images = {
         ("/v1/models/{name}/versions/{version}/reports/worst/{file}", "get"),
@@ -127,7 +129,8 @@ def test_public_routes_have_no_security_and_the_others_need_a_bearer_key(client)
             assert "security" not in operation and "401" not in operation["responses"], key
         else:
             scheme = "reportBearer" if key in training_images else "bearer"
-            scheme = "trainBearer" if key[0].startswith("/v1/jobs") else scheme
+            training = key[0].startswith("/v1/jobs") or "/review" in key[0]
+            scheme = "trainBearer" if training else scheme
             assert operation["security"] == [{scheme: []}, {}], key
             assert "401" in operation["responses"], key
     assert set(document["components"]["securitySchemes"]) == {

@@ -20,6 +20,8 @@ from tests.service.conftest import tiny_metadata
         ("/static/style.css", "text/css"),
         ("/train", "text/html"),
         ("/static/train.js", "text/javascript"),
+        ("/review", "text/html"),
+        ("/static/review.js", "text/javascript"),
     ],
 )
 def test_pages_and_their_files_are_served_with_the_page_policy(client, path, mimetype):
