@@ -192,6 +192,7 @@ async function showVersion() {
   showModelError("");
   history.replaceState(null, "", "?" + new URLSearchParams({ model: name, version }));
   $("report-link").href = `/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/report`;
+  $("review-link").href = "/review?" + new URLSearchParams({ model: name });
   if (current) classify(false); // the answer on screen was another version's
   try {
     const meta = await ktl.json(base(), { signal: request.signal });

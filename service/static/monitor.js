@@ -191,6 +191,7 @@ async function load() {
 
 el("title").textContent = `Live monitor: ${name}`;
 el("try-link").href = "/?" + new URLSearchParams({ model: name });
+el("review-link").href = "/review?" + new URLSearchParams({ model: name });
 el("api-key").value = ktl.key();
 el("api-key").addEventListener("change", () => {
   sessionStorage.setItem("ktl-api-key", el("api-key").value);

@@ -393,6 +393,7 @@ async function render() {
   el("try-link").href = "/?" + new URLSearchParams({ model: name, version });
   el("try-link").textContent = "Try this version";
   el("monitor-link").href = `/models/${encodeURIComponent(name)}/monitor`;
+  el("review-link").href = "/review?" + new URLSearchParams({ model: name });
   const meta = await ktl.json(api);
   if (meta.task === "multilabel") return renderMultilabelReport(meta);
   renderSummary(meta);
