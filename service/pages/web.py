@@ -63,7 +63,7 @@ def index() -> Response:
     summary="Web page: a model's live figures over time, from the capture folder (HTML; data "
     "via this API)",
     public=True,
-    responses={200: Reply("The page", content=HTML)},
+    responses={200: Reply("The page", content=HTML), 404: error("Not a model name")},
 )
 def monitor_page(name: str) -> Response:
     """The page is open like the others; the monitor's routes ask for a predict key."""
