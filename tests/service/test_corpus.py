@@ -103,7 +103,7 @@ def test_every_route_that_takes_a_body_bounds_a_chunked_one(corpus_client):
         # a dataset archive has its own limit (tests/service/test_jobs_api.py)
         if "POST" in (rule.methods or ()) and rule.rule != "/v1/jobs"
     )
-    assert len(routes) == 15
+    assert len(routes) == 16
     for route in routes:
         response = corpus_client.post(
             f"{route}?layer=block1_pool",  # (the one query parameter a route requires)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from models.bundle import save_bundle
+from models.ids import new_id
 from models.jobqueue.jobs import JobQueue
 from models.store import ModelStore
 from service.guards.redaction import public_log, public_metadata, relative_text
@@ -103,7 +104,7 @@ def test_no_route_answers_any_key_with_an_absolute_path(make_app, store, tmp_pat
     headers = {name: {"Authorization": f"Bearer {key}"} for name, key in KEYS.items()}
     document = client.get("/openapi.json", headers=headers["predict"]).json
     values = {"name": "tiny", "version": str(version), "label": "stable", "job_id": job_id,
-              "file": "worst.json", "filename": "app.js"}  # fmt: skip
+              "file": "worst.json", "filename": "app.js", "identifier": new_id()}  # fmt: skip
     secret = str(tmp_path)
     seen = 0
     for method, url in _urls(document, values):
