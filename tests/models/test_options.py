@@ -108,3 +108,18 @@ def test_a_misspelt_option_gets_the_closest_name_in_the_job_file_and_over_http(t
         read_toml(job)
     with pytest.raises(InvalidOptions, match="did you mean 'epochs'"):
         check_options({"name": "n", "epoch": 3})
+
+
+def test_add_reviewed_reads_a_server_folder_so_http_refuses_it(tmp_path):
+    """Like --exclude (a CSV of the server), --add-reviewed reads the service's capture
+    folder: a job file may name it, HTTP may not; the folder is this machine's setting
+    (--capture-dir, $KTL_CAPTURE_DIR), in no job file."""
+    for key in ("add_reviewed", "capture_dir"):
+        with pytest.raises(InvalidOptions, match=f"options \\['{key}'\\] cannot be set over HTTP"):
+            check_options({"name": "n", key: "flowers"})
+    job = tmp_path / "job.toml"
+    job.write_text('add-reviewed = "flowers"\n')
+    assert read_toml(job) == {"add_reviewed": "flowers"}
+    job.write_text('capture-dir = "/srv/capture"\n')
+    with pytest.raises(ConfigError, match="unknown settings \\['capture_dir'\\]"):
+        read_toml(job)
