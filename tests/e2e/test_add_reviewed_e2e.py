@@ -61,6 +61,7 @@ def test_retraining_from_the_review(trained_store, tmp_path):
         env={"KTL_CAPTURE_DIR": str(folder.root)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    print(result.stdout)
     new = load_bundle(store / NAME / "2").metadata
     reviewed = new.dataset["reviewed"]
     assert reviewed["model"] == NAME and reviewed["added"] == 25
