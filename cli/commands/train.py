@@ -103,7 +103,8 @@ def train_config(args: argparse.Namespace, ignore: tuple[str, ...] = ()):
     flags = {key: value for key, value in vars(args).items() if key not in skipped}
     if flags.get("store") is None and "store" not in file_settings:
         flags["store"] = str(args.settings.model_store)
-    if flags.get("capture_dir") is None and args.settings.capture_dir is not None:
+    reviewing = flags.get("add_reviewed") or file_settings.get("add_reviewed")
+    if reviewing and flags.get("capture_dir") is None and args.settings.capture_dir:
         flags["capture_dir"] = str(args.settings.capture_dir)
     return build_config(file_settings, flags)
 
