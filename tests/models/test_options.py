@@ -123,3 +123,22 @@ def test_add_reviewed_reads_a_server_folder_so_http_refuses_it(tmp_path):
     job.write_text('capture-dir = "/srv/capture"\n')
     with pytest.raises(ConfigError, match="unknown settings \\['capture_dir'\\]"):
         read_toml(job)
+
+
+def test_the_capture_folder_is_ktl_capture_dir_only_for_add_reviewed(tmp_path, monkeypatch):
+    from cli.commands.train import train_config
+    from cli.main import build_parser
+    from cli.settings import CliSettings
+
+    monkeypatch.setenv("KTL_CAPTURE_DIR", str(tmp_path / "capture"))
+    parser = build_parser(CliSettings.from_env())
+    common = ["train", "d", "--name", "n", "--backbone", "smallcnn"]
+    assert train_config(parser.parse_args(common)).capture_dir is None  # not read, not kept
+    reviewing = train_config(parser.parse_args([*common, "--add-reviewed", "bees"]))
+    assert reviewing.capture_dir == str(tmp_path / "capture")
+    given = parser.parse_args([*common, "--add-reviewed", "bees", "--capture-dir", "/c"])
+    assert train_config(given).capture_dir == "/c"  # the flag wins
+    job = tmp_path / "job.toml"
+    job.write_text('add_reviewed = "bees"\n')
+    from_file = train_config(parser.parse_args([*common, "--config", str(job)]))
+    assert (from_file.add_reviewed, from_file.capture_dir) == ("bees", str(tmp_path / "capture"))
