@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -176,3 +177,13 @@ def test_a_multilabel_job_refuses_add_reviewed():
     config = build_config({}, flags)
     with pytest.raises(ConfigError, match="--add-reviewed"):
         refuse_unsupported(config)
+
+
+def test_a_job_of_several_workers_refuses_add_reviewed(reviewed):
+    from training.multiworker.distributed import list_dataset
+
+    data, folder = reviewed
+    flags = {"data": str(data), "name": "m", "backbone": "smallcnn", "add_reviewed": MODEL}
+    config = build_config({}, {**flags, "capture_dir": str(folder.root)})
+    with pytest.raises(ConfigError, match="--add-reviewed is not available with more than one"):
+        list_dataset(SimpleNamespace(workers=2), config, log=print)
