@@ -346,7 +346,7 @@ class TrainOptions(BaseModel):
         metavar="CSV",
     )
     add_reviewed: str | None = option(
-        None, "also train on MODEL's reviewed captures", group="ktl review", metavar="MODEL"
+        None, "add MODEL's reviewed captures", group="ktl review", shown="none", metavar="MODEL"
     )
 
     def rules(self) -> Iterator[str]:
