@@ -7,6 +7,7 @@ and the promotion compares both versions on DATA's test images only."""
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 import pytest
@@ -15,9 +16,11 @@ from PIL import Image
 from models.bundle import load_bundle
 from models.capture.folder import CaptureFolder
 from models.capture.review import record_review
+from tests.support.browser import playwright, screen_page
 from tests.support.captures import png, write_capture
 from tests.support.cli import ktl
 from tests.support.data import COLOURS, colour_image
+from tests.support.server import Gunicorn
 from tests.support.trained import CLI_FLAGS, NAME
 from training.dataset.data import list_samples, prepare
 from training.dataset.splits import drawn_alike
@@ -61,7 +64,6 @@ def test_retraining_from_the_review(trained_store, tmp_path):
         env={"KTL_CAPTURE_DIR": str(folder.root)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    print(result.stdout)
     new = load_bundle(store / NAME / "2").metadata
     reviewed = new.dataset["reviewed"]
     assert reviewed["model"] == NAME and reviewed["added"] == 25
@@ -81,3 +83,17 @@ def test_retraining_from_the_review(trained_store, tmp_path):
     old = load_bundle(store / NAME / "1").metadata
     assert old.evaluation.test.images == len(drawn.test)
     assert f"on the same {len(drawn.test)} images" in result.stdout, result.stdout
+    # the report page says where the images came from
+    sync_api = playwright()
+    with (
+        Gunicorn(store, log_path=tmp_path / "server.log") as server,
+        screen_page(sync_api, "desktop") as page,
+    ):
+        page.goto(f"{server.base}/models/{NAME}/versions/2/report")
+        ready = re.compile("ready|error")
+        sync_api.expect(page.locator("#report")).to_have_attribute("data-state", ready)
+        notes = page.inner_text("#dataset-notes")
+    assert (
+        f"24 images from the review of {NAME} (predictions of versions 1: 24): "
+        f"{split['train']} train, {split['val']} validation, {split['test']} test."
+    ) in notes
