@@ -59,13 +59,13 @@ def draw(
         seed=seed,
         layout_splits=layout,
     )
-    splits = [
-        None if digest is None else drawn_alike(digest, seed, val_split, assignment.test_split)
-        for digest in hashes
-    ]
-    for i, split in zip(own, assignment.splits[: len(own)], strict=True):
-        splits[i] = split
     n = len(own)
+    splits: list[str | None] = [None] * len(samples)
+    for i, split in zip(own, assignment.splits[:n], strict=True):
+        splits[i] = split
+    for i in sorted(set(range(len(samples))) - set(own)):  # reviewed, by hash at DATA's shares
+        if (digest := hashes[i]) is not None:
+            splits[i] = drawn_alike(digest, seed, val_split, assignment.test_split)
     return dataclasses.replace(assignment, splits=splits), assignment.splits[n:]
 
 
