@@ -20,6 +20,7 @@ __all__ = ["CliSettings"]
 class CliSettings(StoreSetting, Int8GateSetting, CaptureDirSetting):
     """``KTL_MODEL_STORE`` (every command's default ``--store``),
     ``KTL_INT8_MIN_AGREEMENT`` (the gate of ``ktl predict --engine auto``) and
-    ``KTL_CAPTURE_DIR`` (``ktl review``'s default ``--capture-dir``)."""
+    ``KTL_CAPTURE_DIR`` (the default ``--capture-dir`` of ``ktl review`` and of
+    ``ktl train``/``ktl doctor --add-reviewed``)."""
 
     what: ClassVar[str] = "command line setting"

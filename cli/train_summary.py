@@ -106,6 +106,8 @@ def print_summary(result: dict[str, Any]) -> None:
         f"skipped, {dataset['ignored_files']} non-image files ignored"
     )
     lines = [f"  note        {warning}" for warning in dataset["warnings"]]
+    if dataset.get("reviewed"):  # --add-reviewed
+        lines.insert(0, f"  reviewed    {held_out.describe_reviewed(dataset['reviewed'])}")
     lines.append(f"  training    {training['recipe']}: ")
     lines[-1] += "; ".join(_phase_line(p, training["recipe"]) for p in training["phases"])
     regime = _regime_line(training.get("regime", {}))

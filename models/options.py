@@ -345,6 +345,9 @@ class TrainOptions(BaseModel):
         shown="none",
         metavar="CSV",
     )
+    add_reviewed: str | None = option(
+        None, "add MODEL's reviewed captures", group="ktl review", shown="none", metavar="MODEL"
+    )
 
     def rules(self) -> Iterator[str]:
         """What no single field's range says: each broken rule, with the settings it

@@ -31,6 +31,8 @@ class TrainConfig(TrainOptions):
 
     confine_to_data: bool = False  # skip files whose real path leaves DATA (service jobs)
     via: Via = "cli"  # the interface that gave the options: errors name them its way
+    # --add-reviewed's capture folder: ktl train's --capture-dir, else KTL_CAPTURE_DIR
+    capture_dir: str | None = None
 
     @property
     def transfer(self) -> bool:

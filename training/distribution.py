@@ -27,6 +27,7 @@ from training.config import TrainConfig
 from training.dataset.corrections import corrected_listing
 from training.dataset.corrections import describe as describe_corrections
 from training.dataset.data import Listing, Prepared, check_classes
+from training.dataset.reviewed import with_reviewed
 from training.evaluation.evaluate import Validation
 from training.jobs.state import JobState, Log, prepared_data
 
@@ -118,10 +119,14 @@ class Local:
 
 
 def listing_of(config: TrainConfig) -> Listing:
-    """DATA's files with ``--exclude``/``--relabel`` applied."""
-    return corrected_listing(
+    """DATA's files with ``--exclude``/``--relabel`` applied, and the reviewed captures
+    of ``--add-reviewed`` added."""
+    listing = corrected_listing(
         config.data, config.exclude, config.relabel, confine=config.confine_to_data
     )
+    if config.add_reviewed:
+        return with_reviewed(listing, config.add_reviewed, config.capture_dir)
+    return listing
 
 
 def checked(listing: Listing, log: Log) -> Listing:

@@ -176,6 +176,8 @@ def _run(config: TrainConfig, distribution: Distribution, log: Log, started: flo
             log(line)
         if "original_test" in prepared.report:  # --exclude/--relabel
             log("Corrections: " + held_out.describe(prepared.report["original_test"]))
+        if "reviewed" in prepared.report:  # --add-reviewed
+            log("Review: " + held_out.describe_reviewed(prepared.report["reviewed"]))
 
         def save() -> tuple[int, Any]:
             print_ = state.read("data.json")["fingerprint"]
@@ -262,7 +264,11 @@ def _dataset_summary(prepared: Prepared) -> dict[str, Any]:
         "skipped_files": report["skipped"],
         "ignored_files": report["ignored_files"],
         "warnings": report["warnings"],
-        **{key: report[key] for key in ("corrections", "removed_near_copies") if report.get(key)},
+        **{
+            key: report[key]
+            for key in ("corrections", "removed_near_copies", "reviewed")
+            if report.get(key)
+        },
         **(
             {"original_test": {k: v for k, v in original.items() if not k.endswith("_files")}}
             if (original := report.get("original_test"))

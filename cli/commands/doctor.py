@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cli.commands.train import add_option_flags
+from cli.commands.train import add_capture_dir, add_option_flags
 from cli.common import add_json, add_store, print_json
 
 _SHOWN = 5  # suspects of each kind named in the summary; the CSV has them all
@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--folds", type=int, default=5, help="k of the k-fold (default 5)")
     split = parser.add_argument_group("the split, as ktl train would draw it (same defaults)")
     add_option_flags(split, ["val_split", "test_split", "seed"])
+    review = parser.add_argument_group("the review, as ktl train --add-reviewed adds it")
+    add_option_flags(review, ["add_reviewed"])
+    add_capture_dir(review)
     add_store(parser)
     add_json(parser, "print the findings as one JSON object")
     return parser
@@ -61,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
             "test_split",
         )
     }
-    settings.update(seed=args.seed, store=args.store)
+    settings.update(seed=args.seed, store=args.store, add_reviewed=args.add_reviewed)
+    capture_dir = args.capture_dir or args.settings.capture_dir
+    settings["capture_dir"] = str(capture_dir) if capture_dir else None
     config = build_config({}, {"data": args.data, "name": "doctor", **settings})
     from training.diagnosis.doctor import run_doctor
     from training.diagnosis.doctor_report import write_outputs

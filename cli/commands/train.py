@@ -38,7 +38,10 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         groups.setdefault(extra(name)["group"], []).append(name)
     for title, names in groups.items():
         if title:
-            add_option_flags(parser.add_argument_group(title), names)
+            group = parser.add_argument_group(title)
+            add_option_flags(group, names)
+            if "add_reviewed" in names:
+                add_capture_dir(group)
     add_option_flags(parser, ["store"])
     add_json(parser, "print one JSON object (name, version, path, metrics, dataset, seconds)")
 
@@ -80,6 +83,16 @@ def add_option_flags(parser: argparse._ActionsContainer, names: list[str]) -> No
         )
 
 
+def add_capture_dir(parser: argparse._ActionsContainer) -> None:
+    """``--capture-dir``: where ``--add-reviewed`` reads the review (a setting of this
+    machine, like ``--store``, so not an option a job file or HTTP may give)."""
+    parser.add_argument(
+        "--capture-dir",
+        metavar="DIR",
+        help="the capture folder --add-reviewed reads (default: $KTL_CAPTURE_DIR)",
+    )
+
+
 def train_config(args: argparse.Namespace, ignore: tuple[str, ...] = ()):
     """The job configuration from ``--config`` and flags (flags win); ``ignore``: flags
     of another command that are not the job's."""
@@ -90,6 +103,9 @@ def train_config(args: argparse.Namespace, ignore: tuple[str, ...] = ()):
     flags = {key: value for key, value in vars(args).items() if key not in skipped}
     if flags.get("store") is None and "store" not in file_settings:
         flags["store"] = str(args.settings.model_store)
+    reviewing = flags.get("add_reviewed") or file_settings.get("add_reviewed")
+    if reviewing and flags.get("capture_dir") is None and args.settings.capture_dir:
+        flags["capture_dir"] = str(args.settings.capture_dir)
     return build_config(file_settings, flags)
 
 

@@ -14,7 +14,7 @@ _ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/:,;()\[\]<>]+/)+([^\s'\"/:,;(
 # An uploaded job's dataset folder in the store (model_store/.queue/<id>/dataset/), gone
 # once the job ends: bundles trained before reports kept paths relative still name it.
 _UPLOAD_FOLDER = re.compile(r"(?<![^\s'\"(\[])[^\s'\"]*?\.queue/[^/\s'\"]+/dataset/")
-_SERVER_ONLY = ("store", "cache_dir")  # training settings that say where the server keeps things
+_SERVER_ONLY = ("store", "cache_dir", "capture_dir")  # where the server keeps things
 
 
 def relative_text(text: str, roots: Iterable[object]) -> str:

@@ -17,7 +17,8 @@ OPTIONS_DOC = (
     "Training settings with the names of the TOML job file (docs/training.md), each "
     'with its default and range below: "name" is required; e.g. {"name": "flowers", '
     '"epochs": 10}. Only training settings are taken: nothing that names a path on the '
-    "server (store, cache_dir, tensorboard, ood, exclude, relabel, a weights file), nor "
+    "server (store, cache_dir, tensorboard, ood, exclude, relabel, capture_dir, a weights "
+    "file), nor add_reviewed (it reads the service's capture folder), "
     "resume or strategy; weights are imagenet, none or model:NAME[:VERSION|LABEL] of this store"
 )
 

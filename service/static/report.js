@@ -255,6 +255,13 @@ function renderDataset(meta) {
     `${count(dataset.removed_from_val) + count(dataset.removed_near_copies)} copies of training images kept out of validation and test.`,
   ];
   if (dataset.test_note) notes.push("No test split: " + dataset.test_note);
+  const reviewed = dataset.reviewed;
+  if (reviewed) {
+    const versions = Object.entries(reviewed.by_version || {}).map(([v, n]) => `${v}: ${n}`).join(", ");
+    const split = reviewed.by_split || {};
+    notes.push(`${reviewed.images} images from the review of ${reviewed.model} (predictions of versions ${versions}): ` +
+      `${split.train || 0} train, ${split.val || 0} validation, ${split.test || 0} test.`);
+  }
   el("dataset-notes").textContent = notes.join(" ");
 }
 

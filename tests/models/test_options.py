@@ -52,9 +52,11 @@ def test_every_option_is_a_flag_whose_help_shows_its_default():
 
 
 def test_every_flag_is_an_option():
-    """Nothing restated beside TrainOptions: the parser's settings are its fields."""
+    """Nothing restated beside TrainOptions: the parser's settings are its fields, but
+    for --capture-dir, a folder of this machine like --store's $KTL_MODEL_STORE (the
+    default is $KTL_CAPTURE_DIR), which no job file or HTTP request names."""
     dests = {action.dest for action in train_parser()._actions}
-    assert dests - set(FIELDS) == {"help", "config", "json"}
+    assert dests - set(FIELDS) == {"help", "config", "json", "capture_dir"}
 
 
 def test_every_option_is_a_key_of_the_job_file(tmp_path):
@@ -106,3 +108,37 @@ def test_a_misspelt_option_gets_the_closest_name_in_the_job_file_and_over_http(t
         read_toml(job)
     with pytest.raises(InvalidOptions, match="did you mean 'epochs'"):
         check_options({"name": "n", "epoch": 3})
+
+
+def test_add_reviewed_reads_a_server_folder_so_http_refuses_it(tmp_path):
+    """Like --exclude (a CSV of the server), --add-reviewed reads the service's capture
+    folder: a job file may name it, HTTP may not; the folder is this machine's setting
+    (--capture-dir, $KTL_CAPTURE_DIR), in no job file."""
+    for key in ("add_reviewed", "capture_dir"):
+        with pytest.raises(InvalidOptions, match=f"options \\['{key}'\\] cannot be set over HTTP"):
+            check_options({"name": "n", key: "flowers"})
+    job = tmp_path / "job.toml"
+    job.write_text('add-reviewed = "flowers"\n')
+    assert read_toml(job) == {"add_reviewed": "flowers"}
+    job.write_text('capture-dir = "/srv/capture"\n')
+    with pytest.raises(ConfigError, match="unknown settings \\['capture_dir'\\]"):
+        read_toml(job)
+
+
+def test_the_capture_folder_is_ktl_capture_dir_only_for_add_reviewed(tmp_path, monkeypatch):
+    from cli.commands.train import train_config
+    from cli.main import build_parser
+    from cli.settings import CliSettings
+
+    monkeypatch.setenv("KTL_CAPTURE_DIR", str(tmp_path / "capture"))
+    parser = build_parser(CliSettings.from_env())
+    common = ["train", "d", "--name", "n", "--backbone", "smallcnn"]
+    assert train_config(parser.parse_args(common)).capture_dir is None  # not read, not kept
+    reviewing = train_config(parser.parse_args([*common, "--add-reviewed", "bees"]))
+    assert reviewing.capture_dir == str(tmp_path / "capture")
+    given = parser.parse_args([*common, "--add-reviewed", "bees", "--capture-dir", "/c"])
+    assert train_config(given).capture_dir == "/c"  # the flag wins
+    job = tmp_path / "job.toml"
+    job.write_text('add_reviewed = "bees"\n')
+    from_file = train_config(parser.parse_args([*common, "--config", str(job)]))
+    assert (from_file.add_reviewed, from_file.capture_dir) == ("bees", str(tmp_path / "capture"))

@@ -48,6 +48,16 @@ def test_the_store_and_cache_are_left_out_of_the_metadata():
     }
 
 
+def test_the_capture_folder_of_add_reviewed_is_left_out_of_the_metadata():
+    training = {"data": "/srv/d", "capture_dir": "/srv/capture", "add_reviewed": "flowers"}
+    near = "/srv/capture/flowers/images/01J.png"  # a reviewed capture, a near-copy
+    shown = public_metadata({"training": training, "dataset": {"removed_near_copies": [near]}})
+    assert shown == {
+        "training": {"data": "d", "add_reviewed": "flowers"},
+        "dataset": {"removed_near_copies": ["flowers/images/01J.png"]},
+    }
+
+
 def test_the_source_lines_of_a_traceback_are_dropped():
     lines = [
         "Traceback (most recent call last):",

@@ -211,3 +211,33 @@ def test_a_strong_probe_needs_no_note():
     from training.diagnosis.doctor import weak_probe_note
 
     assert weak_probe_note(_quality(0.95, 0.513), 3) is None
+
+
+def test_the_doctor_runs_on_the_reviewed_captures_beside_data(tmp_path):
+    """``ktl doctor DATA --add-reviewed MODEL``: the reviewed captures are examined with
+    DATA, paths relative to DATA (a capture's starts with ../), so a capture that
+    copies one of DATA's images is a near-duplicate of it."""
+    from models.capture.folder import CaptureFolder
+    from models.capture.review import record_review
+    from tests.support.captures import png, write_capture
+
+    kinds = ("circle", "square", "triangle")
+    data = make_pattern_dataset(tmp_path / "data", kinds, 16, 48, 21)
+    folder = CaptureFolder(tmp_path / "capture")
+    copied = Image.open(data / "square" / "square_0003.png")
+    identifier = write_capture(
+        folder, "shapes", png(copied.resize((40, 40))), labels=kinds, top="circle", confidence=0.4
+    )
+    record_review(folder, "shapes", identifier, "square", by="cli")
+    args = ["--backbone", "smallcnn", "--weights", str(BACKBONE), "--out", str(tmp_path / "out")]
+    review = ["--add-reviewed", "shapes", "--capture-dir", str(folder.root)]
+    result = ktl_here("doctor", str(data), *args, *review, "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["images"] == 16 * 3 + 1
+    groups = [g["paths"] for g in found["near_duplicate_groups"]]
+    capture = [p for g in groups for p in g if p.startswith("../capture/shapes/images/")]
+    assert len(capture) == 1
+    assert any(set(g) == {"square/square_0003.png", capture[0]} for g in groups), groups
+    refused = ktl_here("doctor", str(data), *args, "--add-reviewed", "shapes")
+    assert refused.returncode == 2 and "give --capture-dir DIR" in refused.stderr

@@ -52,6 +52,9 @@ class Listing:
     # and DATA's label of each relabelled file (by path), to draw the split as DATA has it
     withheld: list[Sample] = field(default_factory=list)
     original_labels: dict[str, str] = field(default_factory=dict)
+    # --add-reviewed (training.dataset.reviewed): the version of each reviewed image, by path
+    reviewed: dict[str, int | None] = field(default_factory=dict)
+    review_model: str | None = None
 
     @property
     def fixed_splits(self) -> frozenset[str]:
@@ -293,6 +296,9 @@ def prepare(
         log,
     )
     prepared = _split(listing, hashes, assignment, pixels, skipped, log, [i for i in near if i < n])
+    kept = {int(i) for part in (prepared.train, prepared.val, prepared.test) for i in part}
+    if (reviewed := held_out.reviewed(listing, splits, kept)) is not None:  # --add-reviewed
+        prepared.report["reviewed"] = reviewed
     if held_out.corrected(listing):  # excluded test images less copies of training images
         trained = {hashes[i] for i in prepared.train}
         tested = [

@@ -20,7 +20,7 @@ import dataclasses
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from training.dataset.splits import SPLITS, Assignment, assign
+from training.dataset.splits import SPLITS, Assignment, assign, drawn_alike
 
 if TYPE_CHECKING:
     from training.dataset.data import Listing
@@ -41,9 +41,11 @@ def draw(
     seed: int,
 ) -> tuple[Assignment, list[str | None]]:
     """The split of ``listing.samples`` and that of ``listing.withheld`` (the files
-    ``--exclude`` left out), drawn together, on DATA's labels."""
+    ``--exclude`` left out), drawn together, on DATA's labels; the reviewed images
+    (``--add-reviewed``) after, by their hash at the shares DATA's draw used."""
     samples, withheld = listing.samples, listing.withheld
-    everything = [*samples, *withheld]
+    own = [i for i, s in enumerate(samples) if str(s.path) not in listing.reviewed]
+    everything = [*(samples[i] for i in own), *withheld]
     labels = [listing.original_labels.get(str(s.path), s.label) for s in everything]
     layout = listing.fixed_splits
     if listing.layout == "train_val":
@@ -51,14 +53,20 @@ def draw(
     assignment = assign(
         labels,
         [s.subset for s in everything],
-        [*hashes, *withheld_hashes],
+        [*(hashes[i] for i in own), *withheld_hashes],
         val_split=val_split,
         test_split=test_split,
         seed=seed,
         layout_splits=layout,
     )
-    n = len(samples)
-    return dataclasses.replace(assignment, splits=assignment.splits[:n]), assignment.splits[n:]
+    n = len(own)
+    splits: list[str | None] = [None] * len(samples)
+    for i, split in zip(own, assignment.splits[:n], strict=True):
+        splits[i] = split
+    for i in sorted(set(range(len(samples))) - set(own)):  # reviewed, by hash at DATA's shares
+        if (digest := hashes[i]) is not None:
+            splits[i] = drawn_alike(digest, seed, val_split, assignment.test_split)
+    return dataclasses.replace(assignment, splits=splits), assignment.splits[n:]
 
 
 def original_test(
@@ -96,6 +104,25 @@ def original_test(
     }
 
 
+def reviewed(listing: Listing, splits: list[str | None], kept: set[int]) -> dict[str, Any] | None:
+    """What the bundle records of the reviewed images (``dataset.reviewed``): how many
+    were added, in which split each landed, and from which versions' predictions;
+    ``kept`` are the rows in a split after copies of training images left."""
+    if not listing.reviewed:
+        return None
+    rows = [i for i, s in enumerate(listing.samples) if str(s.path) in listing.reviewed]
+    used = [i for i in rows if i in kept]
+    by_version = Counter(str(listing.reviewed[str(listing.samples[i].path)]) for i in used)
+    by_split = Counter(splits[i] for i in used)
+    return {
+        "model": listing.review_model,
+        "images": len(used),
+        "added": len(rows),
+        "by_split": {name: by_split[name] for name in SPLITS},
+        "by_version": dict(sorted(by_version.items())),
+    }
+
+
 def merge(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """One ``original_test`` for the shards of several workers."""
     merged: dict[str, Any] = {
@@ -123,3 +150,16 @@ def describe(entry: dict[str, Any]) -> str:
         if entry[key][name]
     ]
     return line + (f"; also {', '.join(others)}" if others else "")
+
+
+def describe_reviewed(record: dict[str, Any]) -> str:
+    """ "12 reviewed images of flowers (predictions of versions 1: 8, 2: 4): 9 train,
+    2 validation, 1 test" (``--add-reviewed``, ``training.dataset.reviewed``)."""
+    versions = ", ".join(f"{v}: {n}" for v, n in record["by_version"].items())
+    split = record["by_split"]
+    line = (
+        f"{record['images']} reviewed images of {record['model']} (predictions of versions "
+        f"{versions}): {split['train']} train, {split['val']} validation, {split['test']} test"
+    )
+    left = record["added"] - record["images"]
+    return line + (f"; {left} left out (copies of training images, or unreadable)" if left else "")

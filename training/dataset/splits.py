@@ -112,6 +112,12 @@ def _one(
     return "test" if u < test else "val" if u < test + val else "train"
 
 
+def drawn_alike(digest: str, seed: int, val: float, test: float) -> str:
+    """The split of an image added to a drawn dataset (``--add-reviewed``): where its
+    hash falls at the shares the dataset's draw used, as one of its own open images."""
+    return _one(None, digest, seed, val, test, frozenset())
+
+
 def _at_least_one_each(
     splits: list[str | None],
     labels: Sequence[str],

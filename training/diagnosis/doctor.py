@@ -21,20 +21,22 @@ from typing import Any
 
 import numpy as np
 
+from models.errors import ConfigError
 from models.near_duplicates import close_pairs, group_pairs, look_at_files
 from models.networks.backbones import BackboneSpec, get_backbone
 from models.networks.classifier import build_backbone, resolve_weights
 from models.store import ModelStore
 from training.config import TrainConfig
+from training.dataset import held_out
 from training.dataset.corrections import data_root
 from training.dataset.data import (
     Listing,
     check_classes,
     decode_all,
     list_samples,
-    split_listing,
 )
 from training.dataset.health import balance
+from training.dataset.reviewed import with_reviewed
 from training.dataset.splits import SPLITS, content_hashes
 from training.diagnosis import probe, suspects
 from training.evaluation.evaluate import wilson
@@ -56,8 +58,12 @@ def run_doctor(config: TrainConfig, folds: int = probe.FOLDS, log: Log = _stderr
     if detect_task(config.data, config.task) == "multilabel":
         from training.diagnosis.multilabel_doctor import run_multilabel_doctor
 
+        if config.add_reviewed:
+            raise ConfigError("--add-reviewed: a review gives one label per image, not a set")
         return run_multilabel_doctor(config, folds, log)
     listing = list_samples(config.data)
+    if config.add_reviewed:  # the reviewed captures, as ktl train --add-reviewed adds them
+        listing = with_reviewed(listing, config.add_reviewed, config.capture_dir)
     check_classes(Counter(s.label for s in listing.samples), "image files")
     spec = get_backbone(config.backbone)
     backbone = probe_backbone(spec, config)  # missing weights stop us before any decoding
@@ -102,9 +108,10 @@ def _ingest(listing: Listing, config: TrainConfig, log: Log) -> dict[str, Any]:
     samples = listing.samples
     log(f"Reading {len(samples):,} files ...")
     hashes, skipped = content_hashes(samples)
-    assignment = split_listing(
+    assignment, _ = held_out.draw(  # reviewed images (--add-reviewed) drawn as training does
         listing,
         hashes,
+        [],
         val_split=config.val_split,
         test_split=config.test_split,
         seed=config.seed,

@@ -27,6 +27,7 @@ _NOT_YET: dict[str, Any] = {  # what the multi-label job does not run yet, and h
     "--tta": lambda c: c.tta,
     "--ood": lambda c: c.ood,
     "--relabel": lambda c: c.relabel,
+    "--add-reviewed": lambda c: c.add_reviewed,  # a review gives one label per image
     "--weights model:NAME": lambda c: (c.weights or "").startswith("model:"),
 }
 

@@ -58,6 +58,8 @@ def list_dataset(cluster: Cluster, config: TrainConfig, log: Log) -> Listing:
     shard, once every worker has checked that they run the same job."""
     if cluster.workers == 1:
         return checked(listing_of(config), log)
+    if config.add_reviewed:  # the reviewed images lie in one machine's capture folder
+        raise ConfigError("--add-reviewed is not available with more than one worker yet")
     listing = checked(_agree_on_the_job(cluster, config), log)
     total = len(listing.samples)
     # each refused file is reported by one worker, as each listed one is read by one
