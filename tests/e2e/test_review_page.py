@@ -6,6 +6,7 @@ the page, without the page reaching past the screen."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -17,6 +18,7 @@ from models.capture.folder import CaptureFolder
 from models.capture.review import reviews
 from tests.support.browser import BAD_IMAGES, OVERFLOW, SCREENS, playwright, screen_page
 from tests.support.captures import png
+from tests.support.cli import ktl_here
 from tests.support.patterns import scene
 from tests.support.server import Gunicorn
 from tests.support.trained import NAME
@@ -96,3 +98,8 @@ def test_three_images_are_labelled_with_the_keyboard(served, screen):
     stored = {i: r for i, r in reviews(folder, NAME).items() if i not in before}
     for identifier, label in given.items():
         assert stored[identifier]["label"] == label and stored[identifier]["by"] == "page"
+    # and ktl review sees them: labelled items, with the labels the page gave
+    listed = ktl_here("review", NAME, "--capture-dir", str(folder.root), "--all", "--json")
+    assert listed.returncode == 0, listed.stderr
+    seen = {item["id"]: item["reviewed"] for item in json.loads(listed.stdout)["items"]}
+    assert {i: seen[i] for i in given} == given
