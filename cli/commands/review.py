@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _label(folder, args: argparse.Namespace) -> int:
-    from models.capture.review import record_review
+    from models.capture.review import record_reviews
 
     pairs = []
     for given in args.label:
@@ -67,10 +67,11 @@ def _label(folder, args: argparse.Namespace) -> int:
         if not sep or not identifier.strip() or not label.strip():
             raise ConfigError(f"--label {given!r}: write ID=LABEL, e.g. --label 0193...=bee")
         pairs.append((identifier.strip(), label.strip()))
-    done = []
-    for identifier, label in pairs:
-        labelled = record_review(folder, args.name, identifier, label, by="cli")
-        done.append({"id": identifier, "label": label, "labelled": labelled})
+    labelled = record_reviews(folder, args.name, pairs, by="cli")
+    done = [
+        {"id": identifier, "label": label, "labelled": ids}
+        for (identifier, label), ids in zip(pairs, labelled, strict=True)
+    ]
     if args.json:
         print_json({"model": args.name, "reviews": done})
         return 0

@@ -161,36 +161,50 @@ def record_review(
 ) -> list[str]:
     """Record ``label`` for the capture ``identifier`` and for its near-duplicates (its
     item's members); the ids labelled. ``by`` says who: ``cli`` or ``page``."""
-    items = {item.shown.id: item for item in queue(folder, model, include_done=True)}
-    item = items.get(identifier) or next(
-        (i for i in items.values() if identifier in i.members), None
-    )
-    if item is None:
-        raise NotCaptured(
-            f"No captured prediction {identifier!r} of model {model!r} (never captured, "
-            "pruned by the disk budget, or of another model)"
-        )
-    if label not in item.shown.labels:
-        raise NotALabel(
-            f"{label!r} is not one of the labels of version {item.shown.record.get('version')} "
-            f"of {model!r}: {item.shown.labels}"
-        )
+    return record_reviews(folder, model, [(identifier, label)], by=by)[0]
+
+
+def record_reviews(
+    folder: CaptureFolder, model: str, given: Sequence[tuple[str, str]], *, by: str
+) -> list[list[str]]:
+    """``record_review`` of each ``(id, label)``, the queue read once; every one is
+    checked before any is written, so a bad one leaves nothing behind."""
+    items = queue(folder, model, include_done=True)
+    item_of = {member: item for item in items for member in item.members}
+    chosen = []
+    for identifier, label in given:
+        item = item_of.get(identifier)
+        if item is None:
+            raise NotCaptured(
+                f"No captured prediction {identifier!r} of model {model!r} (never captured, "
+                "pruned by the disk budget, or of another model)"
+            )
+        if label not in item.shown.labels:
+            raise NotALabel(
+                f"{label!r} is not one of the labels of version "
+                f"{item.shown.record.get('version')} of {model!r}: {item.shown.labels}"
+            )
+        chosen.append((item, label))
     by_id = {c.id: c for c in captured(folder, model)}
-    for member in item.members:
-        source = by_id[member].record
-        folder.write_review(
-            model,
-            {
-                "id": member,
-                "label": label,
-                "predicted": source.get("top"),
-                "version": source.get("version"),
-                "image": source.get("image"),
-                "by": by,
-                "time": utc_now(),
-            },
-        )
-    return list(item.members)
+    for item, label in chosen:
+        for member in item.members:
+            _write(folder, model, by_id[member].record, label, by)
+    return [list(item.members) for item, _ in chosen]
+
+
+def _write(folder: CaptureFolder, model: str, source: dict[str, Any], label: str, by: str) -> None:
+    folder.write_review(
+        model,
+        {
+            "id": source["id"],
+            "label": label,
+            "predicted": source.get("top"),
+            "version": source.get("version"),
+            "image": source.get("image"),
+            "by": by,
+            "time": utc_now(),
+        },
+    )
 
 
 @dataclass(frozen=True)

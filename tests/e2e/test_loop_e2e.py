@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import requests
 
+from models.drift import MAX_IMAGES
 from tests.support.cli import ktl, ktl_here
 from tests.support.data import COLOURS, colour_image
 from tests.support.server import Gunicorn
@@ -29,8 +30,8 @@ from tests.support.trained import CLI_FLAGS, NAME, Trained
 
 pytestmark = pytest.mark.slow
 
-LIVE = 30  # per class: 90 unshifted images
-SHIFTED = 60  # per class: 180, so that two thirds of the monitor's window are shifted
+LIVE = 70  # per class: 210 unshifted images, "a few hundred"
+SHIFTED = 140  # per class: 420, so that the drift test's newest 500 images are mostly shifted
 
 
 def _mixed(label: str) -> tuple[int, int, int]:
@@ -64,10 +65,12 @@ def _predict(base: str, images: list[tuple[bytes, str]]) -> list[dict]:
 
 
 def _monitor(base: str, images: int) -> dict:
-    """The version's monitor entry once the writer has logged and captured ``images``."""
+    """The version's monitor entry once the writer has logged and captured ``images``
+    (the drift test takes the newest ``MAX_IMAGES`` of them)."""
+    tested = min(images, MAX_IMAGES)
     for _ in range(200):
         [version] = requests.get(f"{base}/v1/models/{NAME}/monitor", timeout=60).json()["versions"]
-        if version["requests"] >= images and (version["drift"] or {}).get("images", 0) >= images:
+        if version["requests"] >= images and (version["drift"] or {}).get("images", 0) >= tested:
             return version
         time.sleep(0.2)
     raise AssertionError(f"the monitor never saw {images} images: {version}")

@@ -13,6 +13,7 @@ from models.capture.review import (
     NotCaptured,
     queue,
     record_review,
+    record_reviews,
     reviewed_images,
     reviews,
 )
@@ -113,3 +114,18 @@ def test_a_record_without_its_image_is_not_offered(captures):
     folder, ids = captures
     (folder.model_dir(MODEL) / "images" / f"{ids['abstained']}.png").unlink()
     assert ids["abstained"] not in {i.shown.id for i in queue(folder, MODEL)}
+
+
+def test_many_labels_are_checked_before_any_is_written(captures):
+    folder, ids = captures
+    good = (ids["abstained"], "ant")
+    with pytest.raises(NotALabel):
+        record_reviews(folder, MODEL, [good, (ids["sure"], "wasp")], by="cli")
+    assert reviews(folder, MODEL) == {}
+    labelled = record_reviews(folder, MODEL, [good, (ids["sure"], "bee")], by="cli")
+    assert labelled == [[ids["abstained"]], [ids["copy"], ids["sure"]]]
+    assert {i: r["label"] for i, r in reviews(folder, MODEL).items()} == {
+        ids["abstained"]: "ant",
+        ids["copy"]: "bee",
+        ids["sure"]: "bee",
+    }
