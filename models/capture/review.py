@@ -25,8 +25,14 @@ from typing import Any
 from models.capture.folder import CaptureFolder
 from models.errors import NotFound, UserError
 from models.ids import is_id
-from models.near_duplicates import close_pairs, group_pairs, look_at_files
+from models.near_duplicates import Look, close_pairs, group_pairs, look_at_files
 from models.timestamps import utc_now
+
+# Each captured image's look and content hash, computed once per process: a capture
+# never changes (written once, atomically, under a name of its own). The review page
+# reads the queue on every label, so only new captures are decoded.
+_LOOKS: dict[Path, tuple[Look | None, str | None]] = {}
+MAX_REMEMBERED = 50_000
 
 
 class NotCaptured(NotFound):
@@ -131,8 +137,16 @@ def queue(folder: CaptureFolder, model: str, *, include_done: bool = False) -> l
     """The captures of ``model`` as items to label, in the order to label them; those
     whose every member has a label only with ``include_done``."""
     ranked = rank(captured(folder, model))
-    looks, _ = look_at_files([c.image for c in ranked])
-    digests = [_digest(c.image) for c in ranked]  # exact copies group even without structure
+    remembered = dict(_LOOKS)  # a copy: another thread may clear the original meanwhile
+    known = {c.image: remembered[c.image] for c in ranked if c.image in remembered}
+    fresh = [c.image for c in ranked if c.image not in known]
+    for path, look in zip(fresh, look_at_files(fresh)[0], strict=True):
+        known[path] = (look, _digest(path))  # exact copies group even without structure
+    if len(_LOOKS) > MAX_REMEMBERED:
+        _LOOKS.clear()  # (pruned captures' entries); the next call reads them again
+    _LOOKS.update(known)
+    looks = [known[c.image][0] for c in ranked]
+    digests = [known[c.image][1] for c in ranked]
     groups = group_pairs(len(ranked), close_pairs(looks, exact=digests))
     group_of = {i: group for group in groups for i in group}
     given = {i: r["label"] for i, r in reviews(folder, model).items()}

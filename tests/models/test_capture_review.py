@@ -129,3 +129,24 @@ def test_many_labels_are_checked_before_any_is_written(captures):
         ids["copy"]: "bee",
         ids["sure"]: "bee",
     }
+
+
+def test_each_capture_is_decoded_once_however_often_the_queue_is_read(captures, monkeypatch):
+    import models.capture.review as review
+
+    folder, _ = captures
+    decoded: list[str] = []
+    real = review.look_at_files
+
+    def counting(paths):
+        decoded.extend(str(p) for p in paths)
+        return real(paths)
+
+    monkeypatch.setattr(review, "look_at_files", counting)
+    first = [item.members for item in queue(folder, MODEL)]
+    assert [item.members for item in queue(folder, MODEL)] == first
+    assert len(decoded) == len(set(decoded)) == 5  # the second read decoded nothing
+    picture = png(scene(96, np.random.default_rng(3)))
+    write_capture(folder, MODEL, picture, labels=LABELS, top="ant", confidence=0.3)
+    queue(folder, MODEL)
+    assert len(decoded) == len(set(decoded)) == 6  # only the new capture
