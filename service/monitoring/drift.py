@@ -15,8 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from models import drift
-from models.capture.folder import CaptureFolder
-from models.capture.review import Captured, captured
+from models.capture.review import Captured
 from models.errors import UserError
 from models.ids import id_time
 from service.protocols.bodies import ResponseModel
@@ -37,14 +36,12 @@ class Drift(ResponseModel):
     reference_rows: int = Field(description="Validation images in the bundle's reference")
 
 
-def window_images(
-    folder: CaptureFolder, model: str, version: int, since: datetime
-) -> list[Captured]:
-    """The captured images of ``model`` ``version`` made at or after ``since``, the
-    newest ``MAX_IMAGES`` of them."""
+def window_images(images: Sequence[Captured], version: int, since: datetime) -> list[Captured]:
+    """Of a model's captured ``images`` (``captured``), those of ``version`` made at or
+    after ``since``, the newest ``MAX_IMAGES`` of them."""
     found = [
         item
-        for item in captured(folder, model)
+        for item in images
         if item.record.get("version") == version and id_time(item.id) >= since
     ]
     return found[-drift.MAX_IMAGES :]  # ids sort by time
@@ -64,15 +61,16 @@ def _pixels(predictor: Predictor, images: Sequence[Captured]) -> np.ndarray:
 
 
 def version_drift(
-    folder: CaptureFolder, model: str, version: int, since: datetime, predictor: Predictor
+    images: Sequence[Captured], version: int, since: datetime, predictor: Predictor
 ) -> tuple[Drift | None, str | None]:
-    """The test of one version over the window, or None and why there is none."""
+    """The test of one version over the window, of a model's captured ``images``, or
+    None and why there is none."""
     reference = predictor.bundle.drift_reference()
     if reference is None:
         return None, (
             "the version has no drift reference (published before ktl saved one, or multi-label)"
         )
-    pixels = _pixels(predictor, window_images(folder, model, version, since))
+    pixels = _pixels(predictor, window_images(images, version, since))
     if len(pixels) < drift.MIN_IMAGES:
         return None, (
             f"{len(pixels)} captured images in the window; the test needs {drift.MIN_IMAGES} "

@@ -5,6 +5,7 @@ off they answer 409."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from pydantic import Field, RootModel
 from models.capture.figures import version_figures
 from models.capture.folder import CaptureFolder
 from models.capture.records import feedback_since, find_prediction, predictions_since
+from models.capture.review import Captured, captured
 from models.errors import KtlError, ModelNotFound, NotFound, UserError
 from models.ids import ID_PATTERN
 from models.metadata import BundleMetadata
@@ -126,7 +128,7 @@ class MonitorResponse(ResponseModel):
     versions: list[VersionMonitor]
 
 
-def _folder() -> CaptureFolder:
+def capture_folder() -> CaptureFolder:
     directory = service_state().config.capture_dir
     if directory is None:
         raise CaptureOff(
@@ -135,18 +137,44 @@ def _folder() -> CaptureFolder:
     return CaptureFolder(directory)
 
 
-def _model(name: str) -> ModelState:
+def model_state(name: str) -> ModelState:
     state = service_state().registry.snapshot.models.get(name)
     if state is None:
         raise ModelNotFound(f"No model named {name!r}; GET /v1/models lists the models")
     return state
 
 
-def _metadata(state: ModelState, version: int) -> BundleMetadata | None:
+def version_metadata(state: ModelState, version: int) -> BundleMetadata | None:
     return state.details.get(version)
 
 
-_ERRORS = {
+@dataclass(frozen=True)
+class Window:
+    """What the capture folder holds of a model over the last ``seconds``: the
+    prediction lines and the feedback (the monitor's and the series' input)."""
+
+    since: datetime
+    until: datetime
+    seconds: int
+    lines: list[dict[str, Any]]
+    feedback: list[dict[str, Any]]
+
+    @property
+    def versions(self) -> list[int]:
+        """The versions that answered, or were given feedback, in the window."""
+        return sorted(
+            {line["version"] for line in self.lines} | {f["version"] for f in self.feedback}
+        )
+
+
+def read_window(folder: CaptureFolder, name: str, seconds: int) -> Window:
+    until = datetime.now(UTC)
+    since = until - timedelta(seconds=seconds)
+    lines = predictions_since(folder, name, since)
+    return Window(since, until, seconds, lines, feedback_since(folder, name, since))
+
+
+ERRORS = {
     404: error("Unknown model, or (feedback) a prediction id not in the capture folder"),
     409: error("Capture is off (KTL_CAPTURE_DIR unset)"),
 }
@@ -161,11 +189,11 @@ _ERRORS = {
     responses={
         200: Reply("What was stored", FeedbackResponse),
         400: error("A bad body, or a label the prediction's version does not have"),
-        **_ERRORS,
+        **ERRORS,
     },
 )
 def feedback(name: str) -> dict[str, Any]:
-    folder, state = _folder(), _model(name)
+    folder, state = capture_folder(), model_state(name)
     body = validate_json(FeedbackRequest, request.get_data(cache=False))
     items = body.root if isinstance(body.root, list) else [body.root]
     entries = []
@@ -176,7 +204,7 @@ def feedback(name: str) -> dict[str, Any]:
                 f"[{index}] no prediction {item.id!r} of model {name!r} in the capture folder "
                 "(too old and pruned, of another model, or not made by this service)"
             )
-        metadata = _metadata(state, found["version"])
+        metadata = version_metadata(state, found["version"])
         labels = metadata.labels if metadata is not None else [found["top"]]
         if item.label not in labels:
             raise UnknownLabel(
@@ -205,39 +233,35 @@ def feedback(name: str) -> dict[str, Any]:
     "histogram, class mix against the test split's, estimated accuracy, feedback accuracy, "
     "embedding drift",
     query=MonitorQuery,
-    responses={200: Reply("The figures, per version", MonitorResponse), **_ERRORS},
+    responses={200: Reply("The figures, per version", MonitorResponse), **ERRORS},
 )
 def monitor(name: str) -> dict[str, Any]:
-    folder, state = _folder(), _model(name)
-    window = query(MonitorQuery).window or 3600
-    until = datetime.now(UTC)
-    since = until - timedelta(seconds=window)
-    lines = predictions_since(folder, name, since)
-    feedback = feedback_since(folder, name, since)
-    versions = sorted({line["version"] for line in lines} | {f["version"] for f in feedback})
+    folder, state = capture_folder(), model_state(name)
+    window = read_window(folder, name, query(MonitorQuery).window or 3600)
+    images = captured(folder, name)  # read once, for every version's drift test
     return json_body(
         MonitorResponse(
             model=name,
-            since=format_time(since),
-            until=format_time(until),
-            window=window,
+            since=format_time(window.since),
+            until=format_time(window.until),
+            window=window.seconds,
             versions=[
                 VersionMonitor(
                     version=version,
                     **version_figures(
-                        [line for line in lines if line["version"] == version],
-                        [f for f in feedback if f["version"] == version],
-                        _metadata(state, version),
+                        [line for line in window.lines if line["version"] == version],
+                        [f for f in window.feedback if f["version"] == version],
+                        version_metadata(state, version),
                     ),
-                    **_drift(folder, name, version, since),
+                    **_drift(images, name, version, window.since),
                 )
-                for version in versions
+                for version in window.versions
             ],
         )
     )
 
 
-def _drift(folder: CaptureFolder, name: str, version: int, since: datetime) -> dict[str, Any]:
+def _drift(images: list[Captured], name: str, version: int, since: datetime) -> dict[str, Any]:
     """The version's drift test over the window, its score kept in the
     ``ktl_embedding_drift_score`` gauge."""
     services = service_state()
@@ -245,13 +269,9 @@ def _drift(folder: CaptureFolder, name: str, version: int, since: datetime) -> d
         predictor = services.registry.get(name, version)
     except KtlError as exc:
         return {"drift": None, "drift_unavailable": f"the version does not load: {exc}"}
-    found, reason = version_drift(folder, name, version, since, predictor)
+    found, reason = version_drift(images, version, since, predictor)
     if found is not None:
         loop = services.metrics.loop
         loop.drift_score.labels(name, str(version)).set(found.score)
         loop.drift_p_value.labels(name, str(version)).set(found.p_value)
     return {"drift": found, "drift_unavailable": reason}
-
-
-# For the other routes over the capture folder (series.py): the same refusals.
-capture_folder, model_state, version_metadata, ERRORS = _folder, _model, _metadata, _ERRORS

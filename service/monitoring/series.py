@@ -5,19 +5,24 @@ alone. Needs the predict keys; with capture off it answers 409, as the monitor."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from flask import Blueprint
 from pydantic import Field
 
 from models.capture.figures import version_figures
-from models.capture.records import feedback_since, predictions_since
 from models.ids import id_time
 from models.timestamps import format_time
 from service.contract.operation import Reply, operation
 from service.contract.validation import query
-from service.monitoring.monitor import ERRORS, capture_folder, model_state, version_metadata
+from service.monitoring.monitor import (
+    ERRORS,
+    capture_folder,
+    model_state,
+    read_window,
+    version_metadata,
+)
 from service.protocols.bodies import Maybe, RequestModel, ResponseModel, json_body
 
 bp = Blueprint("monitor_series", __name__)
@@ -71,13 +76,8 @@ class SeriesResponse(ResponseModel):
 def series(name: str) -> dict[str, Any]:
     folder, state = capture_folder(), model_state(name)
     asked = query(SeriesQuery)
-    window, buckets = asked.window or 86400, asked.buckets or 24
-    until = datetime.now(UTC)
-    since = until - timedelta(seconds=window)
-    step = window / buckets
-    lines = predictions_since(folder, name, since)
-    feedback = feedback_since(folder, name, since)
-    versions = sorted({line["version"] for line in lines} | {f["version"] for f in feedback})
+    window, buckets = read_window(folder, name, asked.window or 86400), asked.buckets or 24
+    since, step = window.since, window.seconds / buckets
 
     def bucket_of(moment: datetime) -> int:
         return min(buckets - 1, int((moment - since).total_seconds() // step))
@@ -85,10 +85,10 @@ def series(name: str) -> dict[str, Any]:
     def points(version: int) -> list[Point]:
         mine: list[list[dict[str, Any]]] = [[] for _ in range(buckets)]
         told: list[list[dict[str, Any]]] = [[] for _ in range(buckets)]
-        for line in lines:
+        for line in window.lines:
             if line["version"] == version:
                 mine[bucket_of(id_time(line["id"]))].append(line)
-        for entry in feedback:
+        for entry in window.feedback:
             if entry["version"] == version:
                 told[bucket_of(id_time(entry["id"]))].append(entry)  # the prediction's time
         metadata = version_metadata(state, version)
@@ -101,10 +101,10 @@ def series(name: str) -> dict[str, Any]:
         SeriesResponse(
             model=name,
             since=format_time(since),
-            until=format_time(until),
-            window=window,
+            until=format_time(window.until),
+            window=window.seconds,
             bucket_seconds=step,
-            versions=[VersionSeries(version=v, points=points(v)) for v in versions],
+            versions=[VersionSeries(version=v, points=points(v)) for v in window.versions],
         )
     )
 
