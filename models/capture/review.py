@@ -69,12 +69,17 @@ class Captured:
 
 @dataclass(frozen=True)
 class Item:
-    """One look to label: ``shown`` (its most uncertain member), every member's id
+    """One look to label: ``shown`` (its most uncertain member), every member
     (``shown`` first) and the labels already given to them, by id."""
 
     shown: Captured
-    members: tuple[str, ...]
+    sources: tuple[Captured, ...]
     reviewed: dict[str, str]
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Every member's id, the shown one first."""
+        return tuple(source.id for source in self.sources)
 
     @property
     def done(self) -> bool:
@@ -101,18 +106,28 @@ class Item:
 def captured(folder: CaptureFolder, model: str) -> list[Captured]:
     """Every whole capture of ``model``: a record whose image is there."""
     directory = folder.model_dir(model) / "images"
-    found = []
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        if not is_id(path.stem):  # a temporary left by a killed writer
-            continue
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        image = directory / str(record.get("image", ""))
-        if record.get("image") and image.is_file():
-            found.append(Captured(record, image))
-    return found
+    paths = sorted(directory.glob("*.json")) if directory.is_dir() else []
+    return [found for path in paths if (found := _read_capture(path)) is not None]
+
+
+def find_capture(folder: CaptureFolder, model: str, identifier: str) -> Captured | None:
+    """The whole capture ``identifier`` of ``model``, or None (read alone)."""
+    if not is_id(identifier):
+        return None
+    return _read_capture(folder.model_dir(model) / "images" / f"{identifier}.json")
+
+
+def _read_capture(path: Path) -> Captured | None:
+    """The capture whose record is ``path``; None for a temporary left by a killed
+    writer, a record that does not read, or one whose image is gone."""
+    if not is_id(path.stem):
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    image = path.parent / str(record.get("image", ""))
+    return Captured(record, image) if record.get("image") and image.is_file() else None
 
 
 def reviews(folder: CaptureFolder, model: str) -> dict[str, dict[str, Any]]:
@@ -156,8 +171,8 @@ def queue(folder: CaptureFolder, model: str, *, include_done: bool = False) -> l
             continue
         members = group_of.get(position, [position])  # sorted: the first is the shown one
         seen.update(members)
-        ids = tuple(ranked[m].id for m in members)
-        item = Item(shown, ids, {i: given[i] for i in ids if i in given})
+        sources = tuple(ranked[m] for m in members)
+        item = Item(shown, sources, {c.id: given[c.id] for c in sources if c.id in given})
         if include_done or not item.done:
             items.append(item)
     return items
@@ -183,6 +198,24 @@ def record_reviews(
 ) -> list[list[str]]:
     """``record_review`` of each ``(id, label)``, the queue read once; every one is
     checked before any is written, so a bad one leaves nothing behind."""
+    return _record(folder, model, given, by)[0]
+
+
+def record_and_count(
+    folder: CaptureFolder, model: str, identifier: str, label: str, *, by: str
+) -> tuple[list[str], int]:
+    """``record_review``, and the items still without a label afterwards (from the
+    same reading of the queue)."""
+    labelled, items = _record(folder, model, [(identifier, label)], by)
+    now = set(labelled[0])
+    left = sum(1 for item in items if not set(item.members) <= set(item.reviewed) | now)
+    return labelled[0], left
+
+
+def _record(
+    folder: CaptureFolder, model: str, given: Sequence[tuple[str, str]], by: str
+) -> tuple[list[list[str]], list[Item]]:
+    """The ids labelled for each of ``given``, and the queue as it was read."""
     items = queue(folder, model, include_done=True)
     item_of = {member: item for item in items for member in item.members}
     chosen = []
@@ -199,11 +232,10 @@ def record_reviews(
                 f"{item.shown.record.get('version')} of {model!r}: {item.shown.labels}"
             )
         chosen.append((item, label))
-    by_id = {c.id: c for c in captured(folder, model)}
     for item, label in chosen:
-        for member in item.members:
-            _write(folder, model, by_id[member].record, label, by)
-    return [list(item.members) for item, _ in chosen]
+        for source in item.sources:
+            _write(folder, model, source.record, label, by)
+    return [list(item.members) for item, _ in chosen], items
 
 
 def _write(folder: CaptureFolder, model: str, source: dict[str, Any], label: str, by: str) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, request
 from pydantic import Field
 
-from models.capture.review import NotCaptured, captured, queue, record_review, reviews
+from models.capture.review import NotCaptured, find_capture, queue, record_and_count, reviews
 from models.ids import ID_PATTERN
 from service.contract.operation import TRAIN_KEYS, Body, Reply, operation
 from service.contract.replies import error
@@ -140,7 +140,7 @@ def review_queue(name: str) -> dict[str, Any]:
 )
 def review_image(name: str, identifier: str) -> Response:
     folder, _ = capture_folder(), model_state(name)
-    found = next((c for c in captured(folder, name) if c.id == identifier), None)
+    found = find_capture(folder, name, identifier)
     if found is None:
         raise NotCaptured(f"No captured image {identifier!r} of model {name!r}")
     mimetype = mimetypes.guess_type(found.image.name)[0] or "application/octet-stream"
@@ -166,8 +166,7 @@ def review_image(name: str, identifier: str) -> Response:
 def review(name: str) -> dict[str, Any]:
     folder, _ = capture_folder(), model_state(name)
     body = validate_json(ReviewRequest, request.get_data(cache=False))
-    labelled = record_review(folder, name, body.id, body.label, by="page")
-    left = sum(not item.done for item in queue(folder, name))
+    labelled, left = record_and_count(folder, name, body.id, body.label, by="page")
     return json_body(
         ReviewAnswer(model=name, id=body.id, label=body.label, labelled=labelled, left=left)
     )
