@@ -10,7 +10,7 @@ import pytest
 
 from models.capture.folder import CaptureFolder
 from models.capture.review import reviews
-from tests.support.captures import png, write_capture
+from tests.support.captures import write_captures
 from tests.support.cli import ktl_here
 from tests.support.patterns import scene
 
@@ -25,24 +25,13 @@ def capture(tmp_path):
     pictures = [scene(96, rng) for _ in range(3)]
     folder = CaptureFolder(tmp_path / "capture")
 
-    def add(picture, confidence, abstained=False):
-        return write_capture(
-            folder,
-            MODEL,
-            png(picture),
-            labels=LABELS,
-            top="bee",
-            confidence=confidence,
-            abstained=abstained,
-        )
-
-    ids = {
-        "sure": add(pictures[0], 0.96),
-        "unsure": add(pictures[1], 0.58),
-        "abstained": add(pictures[2], 0.41, abstained=True),
-        "alike": add(pictures[2].resize((84, 84)), 0.72),
+    plan = {
+        "sure": (pictures[0], 0.96, False),
+        "unsure": (pictures[1], 0.58, False),
+        "abstained": (pictures[2], 0.41, True),
+        "alike": (pictures[2].resize((84, 84)), 0.72, False),
     }
-    return folder, ids
+    return folder, write_captures(folder, MODEL, plan, labels=LABELS, top="bee")
 
 
 def test_the_queue_lists_abstained_first_with_their_look_alikes(capture):

@@ -18,17 +18,11 @@ from models.capture.review import (
     reviews,
 )
 from models.ids import new_id
-from tests.support.captures import png, write_capture
+from tests.support.captures import png, write_capture, write_captures
 from tests.support.patterns import scene
 
 LABELS = ["ant", "bee"]
 MODEL = "insects"
-
-
-def _capture(folder: CaptureFolder, data: bytes, *, confidence: float, abstained=False) -> str:
-    return write_capture(
-        folder, MODEL, data, labels=LABELS, top="bee", confidence=confidence, abstained=abstained
-    )
 
 
 @pytest.fixture
@@ -38,16 +32,14 @@ def captures(tmp_path):
     rng = np.random.default_rng(7)
     pictures = [scene(96, rng) for _ in range(3)]
     folder = CaptureFolder(tmp_path / "capture")
-    ids = {
-        "sure": _capture(folder, png(pictures[0]), confidence=0.97),
-        "unsure": _capture(folder, png(pictures[1]), confidence=0.62),
-        "abstained": _capture(folder, png(pictures[2]), confidence=0.55, abstained=True),
-        "resized": _capture(
-            folder, png(pictures[1].resize((80, 80))), confidence=0.51, abstained=True
-        ),
-        "copy": _capture(folder, png(pictures[0]), confidence=0.95),
+    plan = {
+        "sure": (pictures[0], 0.97, False),
+        "unsure": (pictures[1], 0.62, False),
+        "abstained": (pictures[2], 0.55, True),
+        "resized": (pictures[1].resize((80, 80)), 0.51, True),
+        "copy": (pictures[0], 0.95, False),
     }
-    return folder, ids
+    return folder, write_captures(folder, MODEL, plan, labels=LABELS, top="bee")
 
 
 def test_abstained_first_then_the_least_confident_with_look_alikes_as_one_item(captures):

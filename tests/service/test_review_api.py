@@ -11,7 +11,7 @@ from models.capture.folder import CaptureFolder
 from models.capture.review import reviews
 from models.ids import new_id
 from tests.service.conftest import LABELS
-from tests.support.captures import png, write_capture
+from tests.support.captures import write_captures
 from tests.support.patterns import scene
 
 KEY = {"Authorization": "Bearer trainer"}
@@ -25,23 +25,12 @@ def captures(tmp_path):
     pictures = [scene(96, rng) for _ in range(2)]
     folder = CaptureFolder(tmp_path / "cap")
 
-    def capture(data, confidence, abstained=False):
-        return write_capture(
-            folder,
-            "tiny",
-            data,
-            labels=LABELS,
-            top="dog",
-            confidence=confidence,
-            abstained=abstained,
-        )
-
-    ids = {
-        "abstained": capture(png(pictures[0]), 0.4, abstained=True),
-        "unsure": capture(png(pictures[1]), 0.6),
-        "resized": capture(png(pictures[1].resize((80, 80))), 0.7),
+    plan = {
+        "abstained": (pictures[0], 0.4, True),
+        "unsure": (pictures[1], 0.6, False),
+        "resized": (pictures[1].resize((80, 80)), 0.7, False),
     }
-    return folder, ids
+    return folder, write_captures(folder, "tiny", plan, labels=LABELS, top="dog")
 
 
 @pytest.fixture

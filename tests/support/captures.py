@@ -46,3 +46,21 @@ def write_capture(
     }
     folder.write_capture(model, record, data, "png")
     return identifier
+
+
+def write_captures(
+    folder: CaptureFolder,
+    model: str,
+    plan: dict[str, tuple[Image.Image, float, bool]],
+    *,
+    labels: Sequence[str],
+    top: str,
+) -> dict[str, str]:
+    """``write_capture`` of each ``name: (picture, confidence, abstained)`` in order,
+    the picture as a PNG; the ids by name."""
+    return {
+        name: write_capture(
+            folder, model, png(picture), labels=labels, top=top, confidence=p, abstained=a
+        )
+        for name, (picture, p, a) in plan.items()
+    }
